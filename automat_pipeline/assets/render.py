@@ -1,0 +1,28 @@
+"""Render assets per tenant|product: Blender output from the GLB."""
+
+import base64
+import time
+
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+
+from automat_pipeline.partitions import product_partitions, split_product_key
+from automat_pipeline.resources import Blender, MediaStore
+
+
+@asset(partitions_def=product_partitions, deps=["glb_geometry"], group_name="render", kinds={"blender", "png"},
+       code_version="1")
+def thumbnail(context: AssetExecutionContext, blender: Blender, media: MediaStore) -> MaterializeResult:
+    """A transparent PNG framed on the model, rendered by Blender; shown inline in the UI."""
+    started = time.perf_counter()
+    folder = media.product_dir(*split_product_key(context.partition_key))
+    output = folder / "thumbnail.png"
+    rendered = blender.render_thumbnail(context, folder / "model.glb", output)
+    preview = base64.b64encode(output.read_bytes()).decode()
+    return MaterializeResult(
+        metadata={
+            **(rendered.metadata or {}),
+            "path": MetadataValue.path(str(output)),
+            "preview": MetadataValue.md(f"![thumbnail](data:image/png;base64,{preview})"),
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+    )

@@ -1,0 +1,176 @@
+"""``automat``: the command line operators and scripts rely on.
+
+Contract for every command that reads a file: on bad input, exit 2 with one line
+``error: <class>: <reason>`` on stderr and never a traceback; with ``--json``, stdout holds exactly
+one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from automat_pipeline.errors import InputError
+
+
+@contextlib.contextmanager
+def stdout_to_stderr():
+    """Keep native libraries (OpenCascade prints to fd 1) off stdout, which carries the JSON."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def cad_convert(args: argparse.Namespace) -> dict:
+    from automat_pipeline.cad import convert_step
+
+    started = time.perf_counter()
+    with stdout_to_stderr():
+        result = convert_step(Path(args.step), Path(args.output))
+    return {"glb": str(args.output), **result.as_dict(), "total_seconds": round(time.perf_counter() - started, 3)}
+
+
+def render_thumbnail(args: argparse.Namespace) -> dict:
+    from automat_pipeline.embedded import REPO
+    from automat_pipeline.render import blender_command, run_blender, thumbnail_args
+
+    glb = Path(args.glb)
+    if not glb.is_file() or glb.stat().st_size == 0:
+        raise InputError("missing_file" if not glb.exists() else "empty_file", f"{glb} is missing or empty")
+    if glb.read_bytes()[:4] != b"glTF":
+        raise InputError("not_glb", f"{glb.name} is not a binary glTF (.glb) file")
+    executable = os.environ.get("AUTOMAT_BLENDER", str(REPO / ".venv-render" / "bin" / "python"))
+    scripts = os.environ.get("AUTOMAT_BLENDER_SCRIPTS", str(REPO / "blender"))
+    command = blender_command(executable, scripts, "render_thumbnail.py",
+                              thumbnail_args(glb, Path(args.output), args.size, args.engine, args.samples))
+    return {"png": str(args.output), **run_blender(command)}
+
+
+def catalog_check(args: argparse.Namespace) -> dict:
+    from automat_pipeline.catalog import read_catalog
+
+    check = read_catalog(Path(args.xlsx))
+    return {
+        "sheet": check.sheet,
+        "header_row": check.header_row,
+        "columns": check.columns,
+        "accepted": [asdict(r) for r in check.accepted],
+        "rejected": [asdict(r) for r in check.rejected],
+    }
+
+
+def tenant_create(args: argparse.Namespace) -> dict:
+    from automat_pipeline.db import repository
+    from automat_pipeline.db.database import session
+    from automat_pipeline.embedded import prepare
+    from automat_pipeline.partitions import check_key_part, tenant_partitions
+
+    from dagster import DagsterInstance
+
+    slug = check_key_part("tenant", args.name)
+    prepare()
+    with session(os.environ["AUTOMAT_DATABASE_URL"]) as s, s.begin():
+        tenant = repository.tenant(s, slug)
+    with DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions(tenant_partitions.name, [slug])
+    (Path(os.environ["AUTOMAT_UPLOADS_DIR"]) / slug).mkdir(parents=True, exist_ok=True)
+    return {"tenant": tenant.slug, "id": tenant.id, "inbox": str(Path(os.environ["AUTOMAT_UPLOADS_DIR"]) / slug)}
+
+
+def demo(args: argparse.Namespace) -> int:
+    from automat_pipeline.demo import run_demo
+
+    return run_demo()
+
+
+def ui(args: argparse.Namespace) -> int:
+    from automat_pipeline.ui import serve
+
+    return serve(port=args.port)
+
+
+def summary(name: str, result: dict) -> str:
+    """The human-readable one-liner for commands that return a result."""
+    if name == "cad convert":
+        return (f"{result['glb']}: {len(result['parts'])} parts, {result['triangles']} triangles, "
+                f"{result['glb_bytes']} bytes in {result['total_seconds']} s")
+    if name == "render thumbnail":
+        return f"{result['png']}: {result['engine']} on {result['device']} in {result['render_seconds']} s"
+    if name == "catalog check":
+        lines = [f"sheet {result['sheet']!r}, header row {result['header_row']}: "
+                 f"{len(result['accepted'])} accepted, {len(result['rejected'])} rejected"]
+        lines += [f"  row {r['row']}: {r['reason']}" for r in result["rejected"]]
+        return "\n".join(lines)
+    return json.dumps(result)
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="automat", description=__doc__.splitlines()[0])
+    groups = root.add_subparsers(dest="group", required=True)
+
+    subcommands: dict[str, argparse._SubParsersAction] = {}
+
+    def command(path: str, func, help: str) -> argparse.ArgumentParser:
+        group, _, name = path.partition(" ")
+        if not name:
+            p = groups.add_parser(group, help=help)
+        else:
+            if group not in subcommands:
+                subcommands[group] = groups.add_parser(group).add_subparsers(dest="command", required=True)
+            p = subcommands[group].add_parser(name, help=help)
+        p.set_defaults(func=func, name=path)
+        return p
+
+    p = command("cad convert", cad_convert, "convert one STEP file to a binary GLB")
+    p.add_argument("step")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--json", action="store_true")
+    p = command("render thumbnail", render_thumbnail, "render a thumbnail PNG of a GLB with Blender")
+    p.add_argument("glb")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--engine", choices=["cycles", "workbench"], default="cycles")
+    p.add_argument("--samples", type=int, default=16)
+    p.add_argument("--json", action="store_true")
+    p = command("catalog check", catalog_check, "parse a product list without writing anything")
+    p.add_argument("xlsx")
+    p.add_argument("--json", action="store_true")
+    p = command("tenant create", tenant_create, "create a tenant, its partition and its upload inbox")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true")
+    command("demo", demo, "set up the embedded stack, fill a demo inbox, run the pipeline")
+    p = command("ui", ui, "Dagster webserver + daemon on the embedded stack (Ctrl-C stops all)")
+    p.add_argument("--port", type=int, default=3000)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        result = args.func(args)
+    except InputError as error:
+        print(f"error: {error.error_class}: {error.reason}", file=sys.stderr)
+        return 2
+    except Exception as error:  # the contract: a one-line reason, never a traceback
+        print(f"error: internal_error: {type(error).__name__}: {error}".splitlines()[0], file=sys.stderr)
+        return 1
+    if isinstance(result, int):
+        return result
+    print(json.dumps(result) if args.json else summary(args.name, result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The domain database: tenants, products and their files, in PostgreSQL."""

