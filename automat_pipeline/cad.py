@@ -147,8 +147,8 @@ def convert_step(
     solids, faces = _count(whole, TopAbs_SOLID), _count(whole, TopAbs_FACE)
     if faces == 0:
         raise InputError("no_geometry", f"{step_path.name} contains no surfaces (no B-rep geometry)")
-    bbox = _bbox(whole)
-    diagonal = math.dist(bbox[:3], bbox[3:])
+    rough = _bbox(whole, meshed=False)
+    diagonal = math.dist(rough[:3], rough[3:])
     if not math.isfinite(diagonal) or diagonal <= 0:
         raise InputError("no_geometry", f"{step_path.name} has an empty or infinite bounding box")
 
@@ -157,6 +157,7 @@ def convert_step(
     BRepMesh_IncrementalMesh(whole, linear, False, angular_deflection, True)
     triangles, unmeshed = _triangles(whole)
     seconds["mesh"] = time.perf_counter() - t
+    bbox = _bbox(whole)
     warnings = [f"{unmeshed} of {faces} faces could not be meshed"] if unmeshed else []
     if triangles == 0:
         raise InputError("mesh_failed", f"{step_path.name}: no face of {faces} could be meshed")
@@ -221,9 +222,11 @@ def _count(shape: TopoDS_Shape, kind) -> int:
     return n
 
 
-def _bbox(shape: TopoDS_Shape) -> list[float]:
+def _bbox(shape: TopoDS_Shape, meshed: bool = True) -> list[float]:
+    """Bounding box in mm: from the mesh nodes once meshed (tight, cheap), else from the geometry."""
     box = Bnd_Box()
-    BRepBndLib.Add_s(shape, box, True)
+    BRepBndLib.Add_s(shape, box, meshed)
+    box.SetGap(0.0)
     if box.IsVoid():
         return [math.inf] * 3 + [-math.inf] * 3
     return [round(v, 4) for v in box.Get()]

@@ -1,0 +1,44 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Everything else is here for them.
+PYTHON ?= python3.11
+VENV := .venv
+RENDER_VENV := .venv-render
+# Debian/Ubuntu packages that bpy and OpenCascade load at run time (without libegl1 Blender aborts).
+SYSTEM_PACKAGES := libegl1 libgl1 libglu1-mesa libgomp1 libsm6 libxi6 libxkbcommon0 libxrender1 libxxf86vm1 libxfixes3
+
+.PHONY: setup system-packages demo ui test test-fast bench clean
+
+setup: $(VENV)/.installed $(RENDER_VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	touch $@
+
+$(RENDER_VENV)/.installed: blender/requirements.txt
+	$(PYTHON) -m venv $(RENDER_VENV)
+	$(RENDER_VENV)/bin/pip install --quiet --upgrade pip
+	$(RENDER_VENV)/bin/pip install --quiet -r blender/requirements.txt
+	touch $@
+
+# Root only; the README lists the same packages for a manual install.
+system-packages:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES)
+
+demo: setup
+	$(VENV)/bin/automat demo
+
+ui: setup
+	$(VENV)/bin/automat ui
+
+test: setup
+	$(VENV)/bin/pytest
+
+test-fast: setup
+	$(VENV)/bin/pytest -m "not slow"
+
+bench: setup
+	$(VENV)/bin/python bench/run.py
+
+clean:
+	rm -rf $(VENV) $(RENDER_VENV) .automat
