@@ -24,7 +24,7 @@ SYNONYMS = {
     "name": ["name", "bezeichnung", "produktname", "productname", "description", "beschreibung"],
     "category_key": ["category", "categorykey", "kategorie"],
     "lagertyp": ["lagertyp", "bearingtype"],
-    "step_file": ["stepfile", "stepdatei", "cadfile", "cad", "step"],
+    "step_file": ["stepfile", "stepdatei", "stepfilename", "cadfile", "caddatei", "cad", "step"],
 }
 FIELD_OF = {synonym: field_name for field_name, names in SYNONYMS.items() for synonym in names}
 

@@ -2,12 +2,9 @@
 
 from dagster import AssetSelection, define_asset_job, in_process_executor
 
-from automat_pipeline.partitions import product_partitions, tenant_partitions
-
 import_catalog_job = define_asset_job(
     "import_catalog",
     selection=AssetSelection.assets("product_catalog"),
-    partitions_def=tenant_partitions,
     description="Import every product list in one tenant's inbox.",
 )
 
@@ -15,7 +12,6 @@ import_catalog_job = define_asset_job(
 product_media_job = define_asset_job(
     "product_media",
     selection=AssetSelection.assets("step_file", "cad_metadata", "glb_geometry", "thumbnail"),
-    partitions_def=product_partitions,
     executor_def=in_process_executor,
     description="STEP upload → CAD metadata → GLB → thumbnail for one tenant|product.",
 )

@@ -1,0 +1,105 @@
+"""The assets materialized for one partition on a real ephemeral instance, real PostgreSQL,
+the real converter and a real (small) Blender render."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+from dagster import AssetKey, DagsterInstance, materialize
+from openpyxl import Workbook
+from PIL import Image
+from sqlalchemy import select
+
+from automat_pipeline.assets import ALL_ASSETS
+from automat_pipeline.db.database import session
+from automat_pipeline.db.models import Product, ProductFile
+from automat_pipeline.partitions import product_partitions, tenant_partitions
+from automat_pipeline.resources import Blender, Database, MediaStore
+from conftest import STEP_FIXTURES
+
+
+@pytest.fixture
+def resources(env):
+    return {
+        "database": Database(url=env["AUTOMAT_DATABASE_URL"]),
+        "media": MediaStore(uploads_dir=env["AUTOMAT_UPLOADS_DIR"], media_dir=env["AUTOMAT_MEDIA_DIR"]),
+        "blender": Blender(executable=env["AUTOMAT_BLENDER"], scripts_dir=env["AUTOMAT_BLENDER_SCRIPTS"],
+                           thumbnail_size=64, thumbnail_samples=4),
+    }
+
+
+@pytest.fixture
+def tenant_inbox(env):
+    inbox = Path(env["AUTOMAT_UPLOADS_DIR"]) / "acme"
+    inbox.mkdir(parents=True)
+    wb = Workbook()
+    for row in (["Sachnummer", "Produktname", "CAD-Datei"], ["AS1", "Assembly", "as1-oc-214.stp"],
+                ["FEA", "Analysis model", "ATS1-out.stp"], ["GONE", "No file", None], [None, "no id", None]):
+        wb.active.append(row)
+    wb.save(inbox / "products.xlsx")
+    shutil.copyfile(STEP_FIXTURES / "occt-import-js" / "as1-oc-214.stp", inbox / "as1-oc-214.stp")
+    shutil.copyfile(STEP_FIXTURES / "stepcode" / "ATS1-out.stp", inbox / "ATS1-out.stp")
+    return inbox
+
+
+def metadata(result, asset: str) -> dict:
+    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key == AssetKey(asset)]
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def test_catalogue_import_registers_products(env, resources, tenant_inbox):
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(tenant_partitions.name, ["acme"])
+    result = materialize(ALL_ASSETS[:1],
+                         partition_key="acme", instance=instance, resources=resources)
+    assert result.success
+    meta = metadata(result, "product_catalog")
+    assert (meta["created"], meta["rejected_rows"], meta["products"]) == (3, 1, 3)
+    assert sorted(instance.get_dynamic_partitions(product_partitions.name)) == ["acme|AS1", "acme|FEA", "acme|GONE"]
+    again = materialize(ALL_ASSETS[:1], partition_key="acme", instance=instance, resources=resources)
+    assert (metadata(again, "product_catalog")["created"], metadata(again, "product_catalog")["unchanged"]) == (0, 3)
+    with session(env["AUTOMAT_DATABASE_URL"]) as s:
+        assert s.scalar(select(Product.step_filename).where(Product.pim_id == "AS1")) == "as1-oc-214.stp"
+
+
+@pytest.fixture
+def imported(env, resources, tenant_inbox):
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(tenant_partitions.name, ["acme"])
+    assert materialize(ALL_ASSETS[:1], partition_key="acme", instance=instance, resources=resources).success
+    return instance
+
+
+@pytest.mark.slow
+def test_chain_for_one_product(env, resources, imported):
+    result = materialize(ALL_ASSETS[1:], partition_key="acme|AS1", instance=imported, resources=resources)
+    assert result.success
+    assert metadata(result, "cad_metadata")["parts"] == 18
+    glb = metadata(result, "glb_geometry")
+    assert glb["triangles"] > 1000 and Path(glb["path"]).stat().st_size == glb["bytes"]
+    thumb = metadata(result, "thumbnail")
+    assert thumb["engine"] == "cycles" and thumb["backend"] == "CPU" and thumb["seconds"] > 0
+    assert Image.open(thumb["path"]).size == (64, 64)
+    assert thumb["preview"].startswith("![thumbnail](data:image/png;base64,")
+    with session(env["AUTOMAT_DATABASE_URL"]) as s:
+        [record] = s.scalars(select(ProductFile).where(ProductFile.kind == "step")).all()
+        assert (record.filename, record.status, record.error) == ("as1-oc-214.stp", "ok", None)
+
+
+def test_bad_step_fails_loudly_is_recorded_and_kept(env, resources, imported, tenant_inbox):
+    result = materialize(ALL_ASSETS[1:], partition_key="acme|FEA", instance=imported, resources=resources,
+                         raise_on_error=False)
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    assert "unsupported_schema" in failure.step_failure_data.user_failure_data.description
+    with session(env["AUTOMAT_DATABASE_URL"]) as s:
+        [record] = s.scalars(select(ProductFile).where(ProductFile.kind == "step")).all()
+        assert record.status == "rejected" and record.error.startswith("unsupported_schema: ")
+    assert (tenant_inbox / "ATS1-out.stp").is_file()
+
+
+def test_product_without_upload_names_the_missing_file(resources, imported):
+    result = materialize(ALL_ASSETS[1:2], partition_key="acme|GONE", instance=imported, resources=resources,
+                         raise_on_error=False)
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    assert failure.step_failure_data.user_failure_data.description.startswith("missing_step_file: no STEP upload for GONE")

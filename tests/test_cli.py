@@ -1,0 +1,64 @@
+"""The CLI contract: exit 2 with one ``error: <class>: <reason>`` line on bad input, never a traceback."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from openpyxl import Workbook
+
+from conftest import STEP_FIXTURES
+
+SCREW = STEP_FIXTURES / "occt" / "screw.step"
+
+
+def automat(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "automat_pipeline.cli", *args], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("content,error_class", [
+    (SCREW.read_bytes()[: SCREW.stat().st_size // 2], "truncated_step"),
+    (b"", "empty_file"),
+    (b"%PDF-1.7\n", "not_step"),
+])
+def test_cad_convert_bad_input(tmp_path, content, error_class):
+    (tmp_path / "in.step").write_bytes(content)
+    done = automat("cad", "convert", str(tmp_path / "in.step"), "-o", str(tmp_path / "out.glb"), "--json")
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.startswith(f"error: {error_class}: ") and done.stderr.count("\n") == 1
+    assert not (tmp_path / "out.glb").exists()
+
+
+def test_cad_convert_json_is_one_object(tmp_path):
+    done = automat("cad", "convert", str(SCREW), "-o", str(tmp_path / "s.glb"), "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["triangles"] > 0 and result["glb_bytes"] == (tmp_path / "s.glb").stat().st_size
+    assert set(result["seconds"]) == {"read", "transfer", "mesh", "write"}
+
+
+def test_render_thumbnail_bad_input(tmp_path):
+    done = automat("render", "thumbnail", str(SCREW), "-o", str(tmp_path / "t.png"))
+    assert done.returncode == 2
+    assert done.stderr == "error: not_glb: screw.step is not a binary glTF (.glb) file\n"
+
+
+def test_catalog_check_reports_rows_and_writes_nothing(tmp_path):
+    wb = Workbook()
+    for row in (["PIM-ID", "Name"], ["P-1", "one"], ["P 2", "bad id"]):
+        wb.active.append(row)
+    wb.save(tmp_path / "l.xlsx")
+    before = sorted(tmp_path.iterdir())
+    done = automat("catalog", "check", str(tmp_path / "l.xlsx"), "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert [r["pim_id"] for r in result["accepted"]] == ["P-1"]
+    assert [r["row"] for r in result["rejected"]] == [3]
+    assert sorted(tmp_path.iterdir()) == before
+
+
+def test_catalog_check_unreadable_workbook(tmp_path):
+    (tmp_path / "x.xlsx").write_text("not a zip")
+    done = automat("catalog", "check", str(tmp_path / "x.xlsx"))
+    assert done.returncode == 2 and done.stderr.startswith("error: not_a_workbook: x.xlsx")

@@ -1,0 +1,55 @@
+"""Real Blender renders (the render environment's bpy), checked pixel by pixel."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from automat_pipeline.cad import convert_step
+from conftest import STEP_FIXTURES
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def glb(tmp_path_factory):
+    path = tmp_path_factory.mktemp("glb") / "as1.glb"
+    convert_step(STEP_FIXTURES / "occt-import-js" / "as1-oc-214.stp", path)
+    return path
+
+
+@pytest.mark.parametrize("engine", ["cycles", "workbench"])
+def test_thumbnail_is_transparent_centred_and_framed(tmp_path, glb, engine):
+    out = tmp_path / "t.png"
+    done = subprocess.run(
+        [sys.executable, "-m", "automat_pipeline.cli", "render", "thumbnail", str(glb), "-o", str(out),
+         "--size", "64", "--engine", engine, "--json"],
+        capture_output=True, text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["engine"] == engine and result["output_bytes"] == out.stat().st_size
+    assert result["device"] == "CPU" and result["fallback_reason"]  # no GPU on this machine
+    image = Image.open(out)
+    assert image.mode == "RGBA" and image.size == (64, 64)
+    alpha = np.asarray(image)[:, :, 3]
+    assert alpha[0, 0] == alpha[0, -1] == alpha[-1, 0] == alpha[-1, -1] == 0
+    covered = alpha > 128
+    share = covered.mean()
+    assert 0.15 < share < 0.9, f"object covers {share:.0%} of the frame"
+    ys, xs = np.nonzero(covered)
+    assert abs(xs.mean() - 31.5) < 8 and abs(ys.mean() - 31.5) < 8
+
+
+def test_broken_glb_fails_with_blenders_reason(tmp_path):
+    (tmp_path / "bad.glb").write_bytes(b"glTF" + b"\x02\x00\x00\x00" + b"\x00" * 40)
+    done = subprocess.run(
+        [sys.executable, "-m", "automat_pipeline.cli", "render", "thumbnail", str(tmp_path / "bad.glb"),
+         "-o", str(tmp_path / "t.png")], capture_output=True, text=True,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: render_failed: ") and "Traceback" not in done.stderr
+    assert not (tmp_path / "t.png").exists()
