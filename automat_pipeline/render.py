@@ -7,7 +7,10 @@ production Blender is a program on the render host anyway.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
+from collections import deque
 from pathlib import Path
 
 from automat_pipeline.errors import InputError
@@ -27,16 +30,31 @@ def thumbnail_args(glb: Path, output: Path, size: int, engine: str, samples: int
     return [str(glb), str(output), "--size", str(size), "--engine", engine, "--samples", str(samples)]
 
 
-def run_blender(command: list[str], timeout: float = 600) -> dict:
-    """Run outside Dagster; return the script's result or raise InputError with Blender's reason."""
+def run_blender(command: list[str], env: dict[str, str] | None = None, echo: bool = False,
+                timeout: float = 600) -> dict:
+    """Run Blender; return the script's result or raise InputError with Blender's reason.
+
+    ``echo`` copies Blender's output to stderr (a Dagster run's compute log) as it arrives.
+    """
+    process = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, errors="replace")
+    lines: deque[str] = deque(maxlen=50)
+    result = None
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        for line in process.stdout:
+            if line.startswith(RESULT_PREFIX):
+                result = json.loads(line[len(RESULT_PREFIX):])
+            else:
+                if echo:
+                    sys.stderr.write(line)
+                if line.strip():
+                    lines.append(line.strip())
+        code = process.wait(timeout=timeout)
     except subprocess.TimeoutExpired as error:
+        process.kill()
         raise InputError("timeout", f"Blender did not finish in {timeout:.0f} s") from error
-    results = [line for line in done.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
-    if done.returncode != 0 or not results:
-        lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    if code != 0 or result is None:
         reason = next((line for line in reversed(lines) if line.startswith("error:")), None)
-        raise InputError("render_failed", (reason or (lines[-1] if lines else f"exit {done.returncode}"))
+        raise InputError("render_failed", (reason or (lines[-1] if lines else f"exit code {code}"))
                          .removeprefix("error: "))
-    return json.loads(results[-1][len(RESULT_PREFIX):])
+    return result

@@ -22,6 +22,10 @@ ENGINES = {"cycles": "CYCLES", "workbench": "BLENDER_WORKBENCH"}
 GPU_BACKENDS = ("OPTIX", "CUDA", "HIP", "ONEAPI", "METAL")
 
 
+class RenderError(Exception):
+    """A reason the render cannot be made, printed as ``error: <class>: <reason>``."""
+
+
 class Log:
     """Writes to Dagster Pipes when launched by Dagster, to stderr otherwise."""
 
@@ -71,7 +75,7 @@ def import_glb(path: str) -> list:
     bpy.ops.import_scene.gltf(filepath=path)
     meshes = [o for o in bpy.context.scene.objects if o.type == "MESH"]
     if not meshes:
-        raise SystemExit(f"error: empty_model: {path} contains no meshes")
+        raise RenderError(f"empty_model: {path} contains no meshes")
     for obj in meshes:
         for poly in obj.data.polygons:
             poly.use_smooth = True
@@ -104,8 +108,7 @@ def light(scene) -> None:
     sun.data.energy = 3.0
     sun.rotation_euler = (math.radians(45), math.radians(15), math.radians(30))
     scene.collection.objects.link(sun)
-    world = bpy.data.worlds.new("World")
-    world.use_nodes = True
+    world = bpy.data.worlds.new("World")  # Blender 5 worlds always have a node tree
     world.node_tree.nodes["Background"].inputs["Strength"].default_value = 0.6
     scene.world = world
 
@@ -133,15 +136,7 @@ def configure(scene, args, log: Log) -> dict:
     return device
 
 
-def main() -> None:
-    args = parse_args(sys.argv)
-    pipes = None
-    if os.environ.get("DAGSTER_PIPES_CONTEXT"):
-        from dagster_pipes import open_dagster_pipes
-
-        pipes_cm = open_dagster_pipes()
-        pipes = pipes_cm.__enter__()
-    log = Log(pipes)
+def render(args: argparse.Namespace, log: Log) -> dict:
     started = time.perf_counter()
     meshes = import_glb(args.glb)
     scene = bpy.context.scene
@@ -149,10 +144,10 @@ def main() -> None:
     frame_camera(scene, center, radius)
     light(scene)
     device = configure(scene, args, log)
-    log.info(f"[RENDER_THUMBNAIL] {len(meshes)} meshes, {args.engine} on {device['device']}, {args.size}px")
+    log.info(f"[thumbnail] {len(meshes)} meshes, {args.engine} on {device['device']}, {args.size}px")
     scene.render.filepath = os.path.abspath(args.output)
     bpy.ops.render.render(write_still=True)
-    result = {
+    return {
         "engine": args.engine,
         "samples": args.samples if args.engine == "cycles" else 0,
         "size": args.size,
@@ -161,11 +156,24 @@ def main() -> None:
         "output_bytes": os.path.getsize(args.output),
         **device,
     }
-    if pipes:
-        pipes.report_asset_materialization(metadata={k: v for k, v in result.items() if v is not None})
-        pipes_cm.__exit__(None, None, None)
+
+
+def main() -> None:
+    args = parse_args(sys.argv)
+    if os.environ.get("DAGSTER_PIPES_CONTEXT"):
+        from dagster_pipes import open_dagster_pipes
+
+        with open_dagster_pipes() as pipes:
+            result = render(args, Log(pipes))
+            pipes.report_asset_materialization(metadata={k: v for k, v in result.items() if v is not None})
+    else:
+        result = render(args, Log(None))
     print("AUTOMAT_RESULT " + json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except RenderError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

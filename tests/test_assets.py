@@ -103,3 +103,17 @@ def test_product_without_upload_names_the_missing_file(resources, imported):
                          raise_on_error=False)
     [failure] = [e for e in result.all_events if e.is_step_failure]
     assert failure.step_failure_data.user_failure_data.description.startswith("missing_step_file: no STEP upload for GONE")
+
+
+def test_render_failure_names_blenders_reason(env, resources):
+    folder = Path(env["AUTOMAT_MEDIA_DIR"]) / "acme" / "BROKEN"
+    folder.mkdir(parents=True)
+    (folder / "model.glb").write_bytes(b"glTF\x02\x00\x00\x00" + bytes(40))  # header promises more bytes
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(product_partitions.name, ["acme|BROKEN"])
+    result = materialize(ALL_ASSETS[-1:], partition_key="acme|BROKEN", instance=instance, resources=resources,
+                         raise_on_error=False, selection=[AssetKey("thumbnail")])
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    assert failure.step_failure_data.user_failure_data.description.startswith("render_failed: ")
+    assert "Bad GLB" in failure.step_failure_data.user_failure_data.description
+    assert not (folder / "thumbnail.png").exists()

@@ -1,6 +1,7 @@
 """The CLI contract: exit 2 with one ``error: <class>: <reason>`` line on bad input, never a traceback."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -62,3 +63,16 @@ def test_catalog_check_unreadable_workbook(tmp_path):
     (tmp_path / "x.xlsx").write_text("not a zip")
     done = automat("catalog", "check", str(tmp_path / "x.xlsx"))
     assert done.returncode == 2 and done.stderr.startswith("error: not_a_workbook: x.xlsx")
+
+
+def test_tenant_create_sets_up_database_partition_and_inbox(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOMAT_", "DAGSTER_"))}
+    env["AUTOMAT_HOME"] = str(tmp_path / "home")
+    command = [sys.executable, "-m", "automat_pipeline.cli", "tenant", "create"]
+    done = subprocess.run([*command, "acme", "--json"], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"tenant": "acme", "id": 1, "inbox": str(tmp_path / "home/uploads/acme")}
+    again = subprocess.run([*command, "acme", "--json"], capture_output=True, text=True, env=env)
+    assert json.loads(again.stdout)["id"] == 1
+    bad = subprocess.run([*command, "no way"], capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: invalid_key: tenant 'no way'")

@@ -2,9 +2,18 @@
 
 from pathlib import Path
 
-from dagster import AssetExecutionContext, ConfigurableResource, MaterializeResult, PipesSubprocessClient
+from dagster import (
+    AssetExecutionContext,
+    ConfigurableResource,
+    Failure,
+    MaterializeResult,
+    PipesTempFileContextInjector,
+    PipesTempFileMessageReader,
+    open_pipes_session,
+)
 
-from automat_pipeline.render import blender_command, thumbnail_args
+from automat_pipeline.errors import InputError
+from automat_pipeline.render import blender_command, run_blender, thumbnail_args
 
 
 class Blender(ConfigurableResource):
@@ -17,7 +26,17 @@ class Blender(ConfigurableResource):
     thumbnail_samples: int = 16
 
     def render_thumbnail(self, context: AssetExecutionContext, glb: Path, output: Path) -> MaterializeResult:
-        """Render ``glb`` to ``output``; Blender's log lines stream into the run log as it goes."""
+        """Render ``glb`` to ``output``; Blender's log lines reach the run log as it renders."""
         args = thumbnail_args(glb, output, self.thumbnail_size, self.thumbnail_engine, self.thumbnail_samples)
         command = blender_command(self.executable, self.scripts_dir, "render_thumbnail.py", args)
-        return PipesSubprocessClient().run(context=context, command=command).get_materialize_result()
+        with open_pipes_session(
+            context=context,
+            context_injector=PipesTempFileContextInjector(),
+            message_reader=PipesTempFileMessageReader(),
+        ) as session:
+            try:
+                run_blender(command, env=session.get_bootstrap_env_vars(), echo=True)
+            except InputError as error:
+                raise Failure(str(error), metadata={"error_class": error.error_class}) from error
+        [result] = session.get_results()
+        return result
