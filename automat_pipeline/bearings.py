@@ -75,90 +75,81 @@ def write_step(b: Bearing, path: Path) -> Path:
     return path
 
 
+def _assemble(b: Bearing, rings: dict[str, cq.Workplane], element: cq.Workplane, element_name: str,
+              locations: list[cq.Location], cage: cq.Workplane, pocket: cq.Shape, cage_color: cq.Color) -> cq.Assembly:
+    """Rings, one rolling element placed at every location, and a cage with a pocket at each."""
+    for loc in locations:
+        cage = cage.cut(pocket.moved(loc))
+    a = cq.Assembly(name=b.pim_id)
+    for name, shape in rings.items():
+        a.add(shape, name=name, color=STEEL)
+    for i, loc in enumerate(locations, start=1):
+        a.add(element, name=f"{element_name}_{i}", loc=loc, color=ROLLER_STEEL)
+    a.add(cage, name="Cage", color=cage_color)
+    return a
+
+
 def _deep_groove_ball(b: Bearing) -> cq.Assembly:
     pitch = (b.bore + b.outer) / 4
     ball_r = (b.outer - b.bore) * 0.3 / 2
     groove = cq.Workplane().add(cq.Solid.makeTorus(pitch, ball_r * 1.02))
-    outer = ring(pitch + ball_r * 0.55, b.outer / 2, -b.width / 2, b.width / 2).cut(groove)
-    inner = ring(b.bore / 2, pitch - ball_r * 0.55, -b.width / 2, b.width / 2).cut(groove)
+    rings = {
+        "Outer_Ring": ring(pitch + ball_r * 0.55, b.outer / 2, -b.width / 2, b.width / 2).cut(groove),
+        "Inner_Ring": ring(b.bore / 2, pitch - ball_r * 0.55, -b.width / 2, b.width / 2).cut(groove),
+    }
     count = max(6, int(2 * math.pi * pitch / (ball_r * 2 * 1.35)))
-    ball = cq.Workplane().sphere(ball_r)
     cage = ring(pitch - ball_r * 0.3, pitch + ball_r * 0.3, -ball_r * 0.8, ball_r * 0.8)
-    for loc in on_circle(pitch, count):
-        cage = cage.cut(cq.Workplane().sphere(ball_r * 1.05).val().moved(loc))
-    a = cq.Assembly(name=b.pim_id)
-    a.add(outer, name="Outer_Ring", color=STEEL)
-    a.add(inner, name="Inner_Ring", color=STEEL)
-    for i, loc in enumerate(on_circle(pitch, count), start=1):
-        a.add(ball, name=f"Ball_{i}", loc=loc, color=ROLLER_STEEL)
-    a.add(cage, name="Cage", color=BRASS)
-    return a
+    return _assemble(b, rings, cq.Workplane().sphere(ball_r), "Ball", on_circle(pitch, count), cage,
+                     cq.Workplane().sphere(ball_r * 1.05).val(), BRASS)
 
 
 def _cylindrical_roller(b: Bearing) -> cq.Assembly:
     pitch = (b.bore + b.outer) / 4
     roller_r = (b.outer - b.bore) * 0.24 / 2
     length = b.width * 0.6
-    outer = revolved([(pitch + roller_r, -b.width / 2), (b.outer / 2, -b.width / 2), (b.outer / 2, b.width / 2),
-                      (pitch + roller_r, b.width / 2), (pitch + roller_r, length / 2),
-                      (pitch + roller_r * 0.8, length / 2 + 0.6), (pitch + roller_r * 0.8, -length / 2 - 0.6),
-                      (pitch + roller_r, -length / 2)])
-    inner = ring(b.bore / 2, pitch - roller_r, -b.width / 2, b.width / 2)
+    rings = {
+        # Outer ring with two ribs guiding the rollers (type NU).
+        "Outer_Ring": revolved([
+            (pitch + roller_r, -b.width / 2), (b.outer / 2, -b.width / 2), (b.outer / 2, b.width / 2),
+            (pitch + roller_r, b.width / 2), (pitch + roller_r, length / 2),
+            (pitch + roller_r * 0.8, length / 2 + 0.6), (pitch + roller_r * 0.8, -length / 2 - 0.6),
+            (pitch + roller_r, -length / 2)]),
+        "Inner_Ring": ring(b.bore / 2, pitch - roller_r, -b.width / 2, b.width / 2),
+    }
     count = max(8, int(2 * math.pi * pitch / (roller_r * 2 * 1.3)))
     roller = cq.Workplane("XY").workplane(offset=-length / 2).circle(roller_r).extrude(length)
     cage = ring(pitch - roller_r * 0.25, pitch + roller_r * 0.25, -length / 2 - 0.5, length / 2 + 0.5)
-    for loc in on_circle(pitch, count):
-        pocket = cq.Workplane("XY").workplane(offset=-length / 2 - 0.1).circle(roller_r * 1.05).extrude(length + 0.2)
-        cage = cage.cut(pocket.val().moved(loc))
-    a = cq.Assembly(name=b.pim_id)
-    a.add(outer, name="Outer_Ring", color=STEEL)
-    a.add(inner, name="Inner_Ring", color=STEEL)
-    for i, loc in enumerate(on_circle(pitch, count), start=1):
-        a.add(roller, name=f"Roller_{i}", loc=loc, color=ROLLER_STEEL)
-    a.add(cage, name="Cage", color=POLYAMIDE)
-    return a
+    pocket = cq.Workplane("XY").workplane(offset=-length / 2 - 0.1).circle(roller_r * 1.05).extrude(length + 0.2)
+    return _assemble(b, rings, roller, "Roller", on_circle(pitch, count), cage, pocket.val(), POLYAMIDE)
 
 
 def _tapered_roller(b: Bearing) -> cq.Assembly:
     pitch = (b.bore + b.outer) / 4
     r_big, r_small = (b.outer - b.bore) * 0.13, (b.outer - b.bore) * 0.1
     length = b.width * 0.7
-    taper = (r_big - r_small)  # raceways follow the rollers' flanks
-    cone = [(b.bore / 2, -b.width / 2), (pitch - r_big, -b.width / 2), (pitch - r_small, b.width / 2),
-            (b.bore / 2, b.width / 2)]
-    cup = [(pitch + r_big, -b.width / 2), (b.outer / 2, -b.width / 2), (b.outer / 2, b.width / 2),
-           (pitch + r_small + taper * 0.2, b.width / 2)]
+    rings = {  # raceways follow the rollers' flanks
+        "Cup": revolved([(pitch + r_big, -b.width / 2), (b.outer / 2, -b.width / 2), (b.outer / 2, b.width / 2),
+                         (pitch + r_small + (r_big - r_small) * 0.2, b.width / 2)]),
+        "Cone": revolved([(b.bore / 2, -b.width / 2), (pitch - r_big, -b.width / 2),
+                          (pitch - r_small, b.width / 2), (b.bore / 2, b.width / 2)]),
+    }
     count = max(8, int(2 * math.pi * pitch / (r_big * 2 * 1.3)))
     roller = cq.Workplane().add(cq.Solid.makeCone(r_big * 0.95, r_small * 0.95, length,
                                                   cq.Vector(0, 0, -length / 2), cq.Vector(0, 0, 1)))
     cage = ring(pitch - r_small * 0.2, pitch + r_small * 0.2, -length / 2, length / 2)
-    for loc in on_circle(pitch, count):
-        cage = cage.cut(roller.val().scale(1.04).moved(loc))
-    a = cq.Assembly(name=b.pim_id)
-    a.add(revolved(cup), name="Cup", color=STEEL)
-    a.add(revolved(cone), name="Cone", color=STEEL)
-    for i, loc in enumerate(on_circle(pitch, count), start=1):
-        a.add(roller, name=f"Roller_{i}", loc=loc, color=ROLLER_STEEL)
-    a.add(cage, name="Cage", color=BRASS)
-    return a
+    return _assemble(b, rings, roller, "Roller", on_circle(pitch, count), cage, roller.val().scale(1.04), BRASS)
 
 
 def _thrust_ball(b: Bearing) -> cq.Assembly:
     pitch = (b.bore + b.outer) / 4
     ball_r = (b.outer - b.bore) * 0.36 / 2
     washer = (b.width - 2 * ball_r * 0.8) / 2
-    groove_top = cq.Workplane().add(cq.Solid.makeTorus(pitch, ball_r * 1.02))
-    shaft = ring(b.bore / 2, b.outer / 2 - 0.5, b.width / 2 - washer, b.width / 2).cut(groove_top)
-    housing = ring(b.bore / 2 + 0.5, b.outer / 2, -b.width / 2, -b.width / 2 + washer).cut(groove_top)
+    groove = cq.Workplane().add(cq.Solid.makeTorus(pitch, ball_r * 1.02))
+    rings = {
+        "Shaft_Washer": ring(b.bore / 2, b.outer / 2 - 0.5, b.width / 2 - washer, b.width / 2).cut(groove),
+        "Housing_Washer": ring(b.bore / 2 + 0.5, b.outer / 2, -b.width / 2, -b.width / 2 + washer).cut(groove),
+    }
     count = max(8, int(2 * math.pi * pitch / (ball_r * 2 * 1.3)))
-    ball = cq.Workplane().sphere(ball_r)
     cage = ring(pitch - ball_r * 1.2, pitch + ball_r * 1.2, -ball_r * 0.2, ball_r * 0.2)
-    for loc in on_circle(pitch, count):
-        cage = cage.cut(cq.Workplane().sphere(ball_r * 1.05).val().moved(loc))
-    a = cq.Assembly(name=b.pim_id)
-    a.add(shaft, name="Shaft_Washer", color=STEEL)
-    a.add(housing, name="Housing_Washer", color=STEEL)
-    for i, loc in enumerate(on_circle(pitch, count), start=1):
-        a.add(ball, name=f"Ball_{i}", loc=loc, color=ROLLER_STEEL)
-    a.add(cage, name="Cage", color=POLYAMIDE)
-    return a
+    return _assemble(b, rings, cq.Workplane().sphere(ball_r), "Ball", on_circle(pitch, count), cage,
+                     cq.Workplane().sphere(ball_r * 1.05).val(), POLYAMIDE)
