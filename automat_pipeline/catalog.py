@@ -1,58 +1,113 @@
 """Read a tenant's Excel product list into validated rows and row-level rejections.
 
-Pure: reads the workbook, writes nothing. The header row is found by its names (German or
-English), anywhere in the first rows of any visible sheet.
+Pure: reads the workbook, writes nothing. The container is checked before any parser sees it
+(legacy .xls, encrypted, corrupt or zip-bomb files are refused by name). Header rows are found by
+their names, German or English, anywhere in the first rows of every visible sheet.
 """
 
 from __future__ import annotations
 
 import re
 import zipfile
+from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, time
 from pathlib import Path
 
 from python_calamine import CalamineError, CalamineWorkbook
 
 from automat_pipeline.errors import InputError
-from automat_pipeline.partitions import KEY_PART
+from automat_pipeline.partitions import key_for
 
 HEADER_SCAN_ROWS = 30
 MAX_NAME = 500
+REQUIRED = ("pim_id", "name")
 SYNONYMS = {
-    "pim_id": ["pimid", "pim", "artikelnummer", "sachnummer", "materialnumber", "partnumber", "productid", "sku"],
-    "name": ["name", "bezeichnung", "produktname", "productname", "description", "beschreibung"],
-    "category_key": ["category", "categorykey", "kategorie"],
-    "lagertyp": ["lagertyp", "bearingtype"],
+    "pim_id": ["pimid", "pim", "artikelnummer", "artikelnr", "sachnummer", "materialnumber", "materialnummer",
+               "partnumber", "partno", "productid", "produktid", "sku", "itemnumber"],
+    "name": ["name", "bezeichnung", "produktname", "productname", "description", "beschreibung", "title"],
+    "category_key": ["category", "categorykey", "kategorie", "produktkategorie", "productcategory"],
+    "lagertyp": ["lagertyp", "bearingtype", "lagerart"],
     "step_file": ["stepfile", "stepdatei", "stepfilename", "cadfile", "caddatei", "cad", "step"],
+    "materials": ["materials", "material", "materialien", "werkstoff", "werkstoffe", "materialassignments",
+                  "materialzuordnung"],
 }
-FIELD_OF = {synonym: field_name for field_name, names in SYNONYMS.items() for synonym in names}
+FIELDS = tuple(SYNONYMS)
+PER_PART_MATERIAL = re.compile(r"^\s*(?:material|werkstoff)\s*:\s*(.+?)\s*$", re.I)
+CFB_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # OLE container: legacy .xls, or an encrypted .xlsx
+ENCRYPTION_INFO = "EncryptionInfo".encode("utf-16-le")
+
+
+@dataclass
+class CatalogSettings:
+    """Per-tenant reading rules (``tenants.settings["catalog"]``); every field has a safe default."""
+
+    sheets: list[str] | None = None  # None: every visible sheet whose header maps
+    include_hidden: bool = False
+    columns: dict[str, str | list[str]] = field(default_factory=dict)  # header as written → field(s)
+    categories: list[str] | None = None  # when set, category_key must be one of them
+    max_rows: int = 1_000_000
+    max_uncompressed_bytes: int = 1 << 30
+
+    @classmethod
+    def from_tenant(cls, settings: dict | None) -> CatalogSettings:
+        values = dict((settings or {}).get("catalog") or {})
+        unknown = set(values) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise InputError("invalid_settings", f"unknown catalog settings: {', '.join(sorted(unknown))}")
+        for header, target in values.get("columns", {}).items():
+            targets = [target] if isinstance(target, str) else target
+            if not targets or any(t not in FIELDS for t in targets):
+                raise InputError("invalid_settings",
+                                 f"column {header!r} maps to {target!r}; fields are {', '.join(FIELDS)}")
+        return cls(**values)
 
 
 @dataclass
 class CatalogRow:
-    row: int  # 1-based row number in the sheet, as Excel shows it
+    sheet: str
+    row: int  # 1-based, as Excel shows it
     pim_id: str
     name: str
+    key: str = ""
     category_key: str | None = None
     lagertyp: str | None = None
     step_file: str | None = None
-    attributes: dict = field(default_factory=dict)
+    materials: dict[str, str] = field(default_factory=dict)  # part name → material name
+    attributes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
 class Rejection:
+    sheet: str
     row: int
     reason: str
 
 
 @dataclass
-class CatalogCheck:
+class Table:
+    """One sheet's product table: its header row, the column each field came from, its raw rows."""
+
     sheet: str
-    header_row: int
-    columns: dict[str, str]  # canonical field -> header as written
+    header_row: int  # 1-based
+    headers: list[str]
+    columns: dict[str, str]  # field → header as written
+    rows: list[tuple[int, list]]  # (1-based row number, cells as read) of every non-empty data row
+
+
+@dataclass
+class CatalogCheck:
+    tables: list[Table]
     accepted: list[CatalogRow]
     rejected: list[Rejection]
+
+    @property
+    def sheet(self) -> str:
+        return self.tables[0].sheet
+
+    @property
+    def header_row(self) -> int:
+        return self.tables[0].header_row
 
 
 def normalize_header(text: str) -> str:
@@ -65,86 +120,178 @@ def cell_text(value) -> str:
         return ""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    if isinstance(value, (datetime, date)):
+    if isinstance(value, (datetime, date, time)):
         return value.isoformat()
-    return str(value).replace("\xa0", " ").strip()
+    return " ".join(str(value).replace("\xa0", " ").split())
 
 
-def read_catalog(path: Path) -> CatalogCheck:
-    path = Path(path)
-    rows, sheet, header_row, columns = _find_table(path)
-    accepted: list[CatalogRow] = []
-    rejected: list[Rejection] = []
-    first_row_of: dict[str, int] = {}
-    for offset, raw in enumerate(rows[header_row + 1 :], start=header_row + 2):
-        values = {header: cell_text(raw[i]) if i < len(raw) else "" for i, header in enumerate(rows[header_row])}
-        if not any(values.values()):
-            continue
-        mapped = {f: values.get(h, "") for f, h in columns.items()}
-        reason = _problem(mapped, first_row_of)
-        if reason:
-            rejected.append(Rejection(offset, reason))
-            continue
-        first_row_of[mapped["pim_id"]] = offset
-        attributes = {h: v for h, v in values.items() if h and h not in columns.values() and v}
-        accepted.append(
-            CatalogRow(
-                row=offset,
-                pim_id=mapped["pim_id"],
-                name=mapped["name"],
-                category_key=mapped.get("category_key") or None,
-                lagertyp=mapped.get("lagertyp") or None,
-                step_file=mapped.get("step_file") or None,
-                attributes=attributes,
-            )
-        )
+def check_container(path: Path, max_uncompressed_bytes: int) -> None:
+    """Refuse what is not a readable .xlsx before a parser touches it (sizes checked before inflating)."""
+    with path.open("rb") as f:
+        head = f.read(8)
+        if head == CFB_MAGIC:
+            if ENCRYPTION_INFO in f.read(8 << 20):
+                raise InputError("encrypted_workbook", f"{path.name} is password-protected; save it without a password")
+            raise InputError("legacy_xls", f"{path.name} is a legacy .xls (Excel 97-2003) workbook; save it as .xlsx")
+    if not head.startswith(b"PK\x03\x04"):
+        kind = "legacy_xls" if path.suffix.lower() == ".xls" else "not_a_workbook"
+        raise InputError(kind, f"{path.name} is not an .xlsx workbook (no zip container)")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+            declared = sum(m.file_size for m in members)
+            if declared > max_uncompressed_bytes:
+                raise InputError("zip_bomb", f"{path.name} declares {declared} bytes uncompressed, "
+                                             f"over the {max_uncompressed_bytes} limit")
+            if "xl/workbook.xml" not in {m.filename for m in members}:
+                raise InputError("not_a_workbook", f"{path.name} is a zip file but not an Excel workbook")
+            inflated = 0
+            for member in members:  # declared sizes can lie: count what actually inflates
+                with archive.open(member) as stream:
+                    while block := stream.read(1 << 20):
+                        inflated += len(block)
+                        if inflated > max_uncompressed_bytes:
+                            raise InputError("zip_bomb", f"{path.name} inflates past the "
+                                                         f"{max_uncompressed_bytes}-byte limit")
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as error:
+        raise InputError("corrupt_zip", f"{path.name} is a damaged zip container: {error}") from error
+
+
+def read_catalog(path: Path, settings: CatalogSettings | None = None) -> CatalogCheck:
+    path, settings = Path(path), settings or CatalogSettings()
+    check_container(path, settings.max_uncompressed_bytes)
+    tables = _find_tables(path, settings)
+    total = sum(len(t.rows) for t in tables)
+    if total > settings.max_rows:
+        raise InputError("too_many_rows", f"{path.name} has {total} rows, over the limit of {settings.max_rows}")
+    accepted, rejected = [], []
+    for table in tables:
+        for number, raw in table.rows:
+            row = _parse_row(table, raw, number, settings, rejected)
+            if row:
+                accepted.append(row)
+    accepted = _reject_duplicates(accepted, rejected)
     if not accepted and not rejected:
-        raise InputError("no_data_rows", f"{path.name}: sheet {sheet!r} has a header but no data rows")
-    return CatalogCheck(sheet, header_row + 1, columns, accepted, rejected)
+        raise InputError("no_data_rows", f"{path.name}: {', '.join(repr(t.sheet) for t in tables)} "
+                                         "has a header but no data rows")
+    rejected.sort(key=lambda r: ([t.sheet for t in tables].index(r.sheet), r.row))
+    return CatalogCheck(tables, accepted, rejected)
 
 
-def _problem(mapped: dict[str, str], first_row_of: dict[str, int]) -> str | None:
-    pim_id, name, step_file = mapped["pim_id"], mapped["name"], mapped.get("step_file", "")
-    if not pim_id:
-        return "missing PIM-ID"
-    if not KEY_PART.fullmatch(pim_id):
-        return f"PIM-ID {pim_id!r} has characters outside A-Z a-z 0-9 . _ - (or is over 64 long)"
-    if pim_id in first_row_of:
-        return f"duplicate PIM-ID {pim_id!r} (first in row {first_row_of[pim_id]})"
-    if not name:
-        return "missing name"
-    if len(name) > MAX_NAME:
-        return f"name is {len(name)} characters, over {MAX_NAME}"
-    if step_file and ("/" in step_file or "\\" in step_file):
-        return f"STEP file {step_file!r} must be a bare file name, without folders"
-    return None
+def _field_map(settings: CatalogSettings) -> dict[str, list[str]]:
+    mapping = {synonym: [name] for name, synonyms in SYNONYMS.items() for synonym in synonyms}
+    for header, target in settings.columns.items():
+        mapping[normalize_header(header)] = [target] if isinstance(target, str) else list(target)
+    return mapping
 
 
-def _find_table(path: Path) -> tuple[list[list], str, int, dict[str, str]]:
-    """The first visible sheet with a header row naming at least PIM-ID and name."""
-    if path.suffix.lower() == ".xls":
-        raise InputError("legacy_xls", f"{path.name} is a legacy .xls workbook; save it as .xlsx")
-    if not zipfile.is_zipfile(path):
-        raise InputError("not_a_workbook", f"{path.name} is not an .xlsx workbook (not a zip container)")
+def _find_tables(path: Path, settings: CatalogSettings) -> list[Table]:
     try:
         workbook = CalamineWorkbook.from_path(str(path))
-    except CalamineError as error:
+    except (CalamineError, ValueError) as error:
         raise InputError("unreadable_workbook", f"{path.name}: {error}") from error
-    seen: list[str] = []
+    field_map, tables, seen = _field_map(settings), [], {}
     for meta in workbook.sheets_metadata:
-        if str(meta.visible).lower().split(".")[-1] != "visible" or str(meta.typ).lower().split(".")[-1] != "worksheet":
+        visible = str(meta.visible).endswith(".Visible")
+        listed = settings.sheets is None or meta.name in settings.sheets
+        if not str(meta.typ).endswith("WorkSheet") or not listed:
             continue
-        rows = workbook.get_sheet_by_name(meta.name).to_python(skip_empty_area=False)
+        if not visible and not settings.include_hidden and settings.sheets is None:
+            continue
+        sheet = workbook.get_sheet_by_name(meta.name)
+        rows = sheet.to_python(skip_empty_area=False)
+        _fill_merged(rows, sheet.merged_cell_ranges or [])
+        best: list[str] = []
         for index, row in enumerate(rows[:HEADER_SCAN_ROWS]):
             headers = [cell_text(c) for c in row]
             columns: dict[str, str] = {}
             for header in headers:
-                canonical = FIELD_OF.get(normalize_header(header))
-                if canonical and canonical not in columns:
-                    columns[canonical] = header
-            if {"pim_id", "name"} <= columns.keys():
-                rows[index] = headers
-                return rows, meta.name, index, columns
-            seen.extend(h for h in headers if h)
-    found = ", ".join(dict.fromkeys(seen)) or "none"
-    raise InputError("no_header", f"{path.name}: no sheet has a header with PIM-ID and name columns (headers found: {found[:300]})")
+                for name in field_map.get(normalize_header(header), []):
+                    columns.setdefault(name, header)
+            if all(name in columns for name in REQUIRED):
+                data = [(number, r) for number, r in enumerate(rows[index + 1:], start=index + 2)
+                        if any(c not in ("", None) for c in r)]
+                tables.append(Table(meta.name, index + 1, headers, columns, data))
+                break
+            if len(set(filter(None, headers))) > len(set(filter(None, best))):
+                best = headers
+        else:
+            seen[meta.name] = [h for h in best if h]
+    if not tables:
+        found = "; ".join(f"{sheet!r}: {', '.join(h)[:200] or '(empty)'}" for sheet, h in seen.items())
+        raise InputError("no_header", f"{path.name}: no sheet has a header naming a PIM-ID and a name column "
+                                      f"(headers found: {found or 'no readable sheet'})")
+    return tables
+
+
+def _fill_merged(rows: list[list], ranges: list) -> None:
+    """Give every cell of a merged range the value of its top-left cell (what a person sees)."""
+    for (r0, c0), (r1, c1) in ranges:
+        if r0 >= len(rows) or c0 >= len(rows[r0]):
+            continue
+        value = rows[r0][c0]
+        for r in range(r0, min(r1, len(rows) - 1) + 1):
+            for c in range(c0, min(c1, len(rows[r]) - 1) + 1):
+                rows[r][c] = value
+
+
+def _parse_row(table: Table, raw: list, row: int, settings: CatalogSettings,
+               rejected: list[Rejection]) -> CatalogRow | None:
+    values = [cell_text(c) for c in raw]
+    by_header = dict(zip(table.headers, values))
+    get = {name: by_header.get(header, "") for name, header in table.columns.items()}
+
+    def reject(reason: str) -> None:
+        rejected.append(Rejection(table.sheet, row, reason))
+
+    pim_id, name = get["pim_id"], get["name"]
+    step_file, category = get.get("step_file", ""), get.get("category_key", "")
+    if not pim_id:
+        return reject("missing PIM-ID")
+    if len(pim_id) > 200:
+        return reject(f"PIM-ID is {len(pim_id)} characters, over 200")
+    if not name:
+        return reject(f"missing name for PIM-ID {pim_id!r}")
+    if len(name) > MAX_NAME:
+        return reject(f"name is {len(name)} characters, over {MAX_NAME}")
+    if category and settings.categories is not None and category not in settings.categories:
+        return reject(f"unknown category {category!r}")
+    if step_file and ("/" in step_file or "\\" in step_file):
+        return reject(f"STEP file {step_file!r} must be a bare file name, without folders")
+    materials: dict[str, str] = {}
+    if get.get("materials"):
+        for item in get["materials"].split(";"):
+            part, eq, material = (s.strip() for s in item.partition("="))
+            if not item.strip():
+                continue
+            if not eq or not part or not material or "=" in material:
+                return reject(f"bad material syntax {item.strip()!r}: expected part=material; part=material")
+            materials[part] = material
+    mapped = set(table.columns.values())
+    attributes = {}
+    for header, value in by_header.items():
+        if not header or header in mapped or not value:
+            continue
+        per_part = PER_PART_MATERIAL.match(header)
+        if per_part:
+            materials[per_part.group(1)] = value
+        else:
+            attributes[header] = value
+    return CatalogRow(table.sheet, row, pim_id, name, key_for(pim_id), category or None,
+                      get.get("lagertyp") or None, step_file or None, materials, attributes)
+
+
+def _reject_duplicates(rows: list[CatalogRow], rejected: list[Rejection]) -> list[CatalogRow]:
+    """A PIM-ID (or product key) given twice is ambiguous: every row giving it is rejected."""
+    where = defaultdict(list)
+    for r in rows:
+        where[("PIM-ID", r.pim_id)].append(r)
+        where[("product key", r.key)].append(r)
+    bad: dict[int, str] = {}
+    for (what, value), group in where.items():
+        if len(group) > 1:
+            for r in group:
+                others = ", ".join(f"{o.sheet}!{o.row}" for o in group if o is not r)
+                bad.setdefault(id(r), f"duplicate {what} {value!r} (also in row {others})")
+    rejected += [Rejection(r.sheet, r.row, bad[id(r)]) for r in rows if id(r) in bad]
+    return [r for r in rows if id(r) not in bad]

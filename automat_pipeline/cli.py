@@ -63,12 +63,38 @@ def catalog_check(args: argparse.Namespace) -> dict:
 
     check = read_catalog(Path(args.xlsx))
     return {
-        "sheet": check.sheet,
-        "header_row": check.header_row,
-        "columns": check.columns,
+        "tables": [{"sheet": t.sheet, "header_row": t.header_row, "columns": t.columns, "rows": len(t.rows)}
+                   for t in check.tables],
         "accepted": [asdict(r) for r in check.accepted],
         "rejected": [asdict(r) for r in check.rejected],
     }
+
+
+def catalog_import(args: argparse.Namespace) -> dict:
+    from dagster import DagsterInstance
+
+    from automat_pipeline.catalog_import import import_workbook, register_partitions
+    from automat_pipeline.db import repository
+    from automat_pipeline.db.database import session
+    from automat_pipeline.embedded import prepare
+    from automat_pipeline.resources import MediaStore
+
+    path = Path(args.xlsx)
+    if not path.is_file():
+        raise InputError("missing_file", f"{path} does not exist")
+    prepare()
+    media = MediaStore(uploads_dir=os.environ["AUTOMAT_UPLOADS_DIR"], media_dir=os.environ["AUTOMAT_MEDIA_DIR"])
+    with session(os.environ["AUTOMAT_DATABASE_URL"]) as s, s.begin():
+        tenant = repository.tenant(s, args.tenant, create=False)
+        if tenant is None:
+            raise InputError("unknown_tenant", f"tenant {args.tenant!r} does not exist (automat tenant create)")
+        result = import_workbook(s, tenant, path, "cli", media.reports_dir(tenant.slug))
+    if result.error:
+        raise result.error
+    with session(os.environ["AUTOMAT_DATABASE_URL"]) as s, DagsterInstance.get() as instance:
+        register_partitions(instance, s, repository.tenant(s, args.tenant, create=False))
+    return {"import_id": result.import_id, "counts": result.counts, "report": str(result.report_path),
+            "rejected": [asdict(r) for r in result.rejected], "seconds": result.seconds}
 
 
 def tenant_create(args: argparse.Namespace) -> dict:
@@ -109,10 +135,14 @@ def summary(name: str, result: dict) -> str:
     if name == "render thumbnail":
         return f"{result['png']}: {result['engine']} on {result['device']} in {result['render_seconds']} s"
     if name == "catalog check":
-        lines = [f"sheet {result['sheet']!r}, header row {result['header_row']}: "
-                 f"{len(result['accepted'])} accepted, {len(result['rejected'])} rejected"]
-        lines += [f"  row {r['row']}: {r['reason']}" for r in result["rejected"]]
+        lines = [f"sheet {t['sheet']!r}: header in row {t['header_row']}, {t['rows']} data rows"
+                 for t in result["tables"]]
+        lines.append(f"{len(result['accepted'])} accepted, {len(result['rejected'])} rejected")
+        lines += [f"  {r['sheet']}!{r['row']}: {r['reason']}" for r in result["rejected"]]
         return "\n".join(lines)
+    if name == "catalog import":
+        return (f"import {result['import_id']}: {result['counts']}; report {result['report']}\n"
+                + "\n".join(f"  {r['sheet']}!{r['row']}: {r['reason']}" for r in result["rejected"]))
     return json.dumps(result)
 
 
@@ -146,6 +176,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p = command("catalog check", catalog_check, "parse a product list without writing anything")
     p.add_argument("xlsx")
+    p.add_argument("--json", action="store_true")
+    p = command("catalog import", catalog_import, "import a product list into a tenant's catalogue")
+    p.add_argument("xlsx")
+    p.add_argument("--tenant", required=True)
     p.add_argument("--json", action="store_true")
     p = command("tenant create", tenant_create, "create a tenant, its partition and its upload inbox")
     p.add_argument("name")

@@ -96,7 +96,8 @@ def run_requested(instance: DagsterInstance, database: Database, media: MediaSto
         started = time.perf_counter()
         with output_to(log):
             outcome = defs.get_job_def(request.job_name).execute_in_process(
-                instance=instance, partition_key=request.partition_key, tags=tags, raise_on_error=False
+                run_config=request.run_config, instance=instance, partition_key=request.partition_key, tags=tags,
+                raise_on_error=False,
             )
         ran.append({"job": request.job_name, "partition": request.partition_key, "success": outcome.success,
                     "seconds": time.perf_counter() - started})
@@ -173,7 +174,7 @@ def run_demo() -> int:
             ran += batch
         with session(url) as s:
             tenant = repository.tenant(s, TENANT, create=False)
-            keys = [product_key(TENANT, p.pim_id) for p in repository.active_products(s, tenant.id)]
+            keys = [product_key(TENANT, p.key) for p in repository.active_products(s, tenant.id)]
         rows = report(instance, keys)
     print_table(rows)
     wall = time.perf_counter() - started

@@ -41,13 +41,16 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def step_file_for(tenant_dir: Path, pim_id: str, step_filename: str | None) -> Path | None:
-    """The product's STEP upload: the file the catalogue names, else ``<pim_id>.step``/``.stp``."""
-    if step_filename:
-        path = tenant_dir / step_filename
+def step_file_for(tenant_dir: Path, product) -> Path | None:
+    """A product's STEP upload: the file its catalogue row names, else ``<PIM-ID or key>.step``/``.stp``."""
+    if product.step_filename:
+        path = tenant_dir / product.step_filename
         return path if path.is_file() else None
-    for suffix in (".step", ".stp", ".STEP", ".STP"):
-        path = tenant_dir / f"{pim_id}{suffix}"
-        if path.is_file():
-            return path
+    for stem in dict.fromkeys((product.pim_id, product.key)):
+        if "/" in stem or "\\" in stem or stem.startswith("."):  # a PIM-ID is no path
+            continue
+        for suffix in (".step", ".stp", ".STEP", ".STP"):
+            path = tenant_dir / f"{stem}{suffix}"
+            if path.is_file():
+                return path
     return None

@@ -6,7 +6,9 @@ be the cross-product of every tenant with every product.
 
 from __future__ import annotations
 
+import hashlib
 import re
+import unicodedata
 
 from dagster import DynamicPartitionsDefinition
 
@@ -28,6 +30,18 @@ def check_key_part(kind: str, value: str) -> str:
             f"{kind} {value!r} must be 1-64 characters of A-Z a-z 0-9 . _ - starting with a letter or digit",
         )
     return value
+
+
+def key_for(pim_id: str) -> str:
+    """A PIM-ID as a product key: other characters become ``_``; over-long ids keep a hash suffix.
+
+    Real PIM-IDs hold spaces and slashes ("6201-2RS/C3"); keys go into partition keys, paths and tags.
+    """
+    plain = unicodedata.normalize("NFKD", pim_id.replace("ß", "ss")).encode("ascii", "ignore").decode()
+    key = re.sub(r"[^A-Za-z0-9._-]+", "_", plain.strip()).lstrip("._-")
+    if not key or len(key) > 64:
+        key = f"{key[:51]}-{hashlib.sha256(pim_id.encode()).hexdigest()[:12]}".lstrip("-")
+    return key
 
 
 def product_key(tenant: str, product: str) -> str:

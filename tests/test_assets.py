@@ -11,6 +11,7 @@ from PIL import Image
 from sqlalchemy import select
 
 from automat_pipeline.assets import ALL_ASSETS
+from automat_pipeline.db import repository
 from automat_pipeline.db.database import session
 from automat_pipeline.db.models import Product, ProductFile
 from automat_pipeline.partitions import product_partitions, tenant_partitions
@@ -30,6 +31,8 @@ def resources(env):
 
 @pytest.fixture
 def tenant_inbox(env):
+    with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
+        repository.tenant(s, "acme")
     inbox = Path(env["AUTOMAT_UPLOADS_DIR"]) / "acme"
     inbox.mkdir(parents=True)
     wb = Workbook()
@@ -54,7 +57,8 @@ def test_catalogue_import_registers_products(env, resources, tenant_inbox):
                          partition_key="acme", instance=instance, resources=resources)
     assert result.success
     meta = metadata(result, "product_catalog")
-    assert (meta["created"], meta["rejected_rows"], meta["products"]) == (3, 1, 3)
+    assert (meta["created"], meta["rejected"], meta["products"]) == (3, 1, 3)
+    assert [c.passed for c in result.get_asset_check_evaluations()] == [True]
     assert sorted(instance.get_dynamic_partitions(product_partitions.name)) == ["acme|AS1", "acme|FEA", "acme|GONE"]
     again = materialize(ALL_ASSETS[:1], partition_key="acme", instance=instance, resources=resources)
     assert (metadata(again, "product_catalog")["created"], metadata(again, "product_catalog")["unchanged"]) == (0, 3)
@@ -84,6 +88,19 @@ def test_chain_for_one_product(env, resources, imported):
     with session(env["AUTOMAT_DATABASE_URL"]) as s:
         [record] = s.scalars(select(ProductFile).where(ProductFile.kind == "step")).all()
         assert (record.filename, record.status, record.error) == ("as1-oc-214.stp", "ok", None)
+
+
+def test_bad_workbook_fails_the_check_and_the_rest_imports(env, resources, tenant_inbox):
+    (tenant_inbox / "zzz-broken.xlsx").write_bytes(b"PK\x03\x04 truncated")
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(tenant_partitions.name, ["acme"])
+    result = materialize(ALL_ASSETS[:1], partition_key="acme", instance=instance, resources=resources)
+    assert metadata(result, "product_catalog")["created"] == 3
+    [check] = result.get_asset_check_evaluations()
+    assert not check.passed
+    assert check.metadata["failed"].value == {
+        "zzz-broken.xlsx": "corrupt_zip: zzz-broken.xlsx is a damaged zip container: File is not a zip file"}
+    assert (tenant_inbox / "zzz-broken.xlsx").is_file()
 
 
 def test_bad_step_fails_loudly_is_recorded_and_kept(env, resources, imported, tenant_inbox):

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from openpyxl import Workbook
@@ -47,7 +48,7 @@ def test_render_thumbnail_bad_input(tmp_path):
 
 def test_catalog_check_reports_rows_and_writes_nothing(tmp_path):
     wb = Workbook()
-    for row in (["PIM-ID", "Name"], ["P-1", "one"], ["P 2", "bad id"]):
+    for row in (["PIM-ID", "Name"], ["P-1", "one"], ["P-2", None]):
         wb.active.append(row)
     wb.save(tmp_path / "l.xlsx")
     before = sorted(tmp_path.iterdir())
@@ -65,14 +66,30 @@ def test_catalog_check_unreadable_workbook(tmp_path):
     assert done.returncode == 2 and done.stderr.startswith("error: not_a_workbook: x.xlsx")
 
 
-def test_tenant_create_sets_up_database_partition_and_inbox(tmp_path):
+def test_tenant_create_then_catalog_import(tmp_path):
+    """On a fresh AUTOMAT_HOME: its own embedded PostgreSQL, Dagster instance and inbox."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOMAT_", "DAGSTER_"))}
     env["AUTOMAT_HOME"] = str(tmp_path / "home")
-    command = [sys.executable, "-m", "automat_pipeline.cli", "tenant", "create"]
-    done = subprocess.run([*command, "acme", "--json"], capture_output=True, text=True, env=env)
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "automat_pipeline.cli", *args], capture_output=True, text=True,
+                              env=env)
+
+    done = run("tenant", "create", "acme", "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"tenant": "acme", "id": 1, "inbox": str(tmp_path / "home/uploads/acme")}
-    again = subprocess.run([*command, "acme", "--json"], capture_output=True, text=True, env=env)
-    assert json.loads(again.stdout)["id"] == 1
-    bad = subprocess.run([*command, "no way"], capture_output=True, text=True, env=env)
+    assert json.loads(run("tenant", "create", "acme", "--json").stdout)["id"] == 1
+    bad = run("tenant", "create", "no way")
     assert bad.returncode == 2 and bad.stderr.startswith("error: invalid_key: tenant 'no way'")
+
+    wb = Workbook()
+    for row in (["Sachnummer", "Bezeichnung"], ["S-1", "Schraube"], ["S-2", None]):
+        wb.active.append(row)
+    wb.save(tmp_path / "liste.xlsx")
+    imported = run("catalog", "import", str(tmp_path / "liste.xlsx"), "--tenant", "acme", "--json")
+    assert imported.returncode == 0, imported.stderr
+    result = json.loads(imported.stdout)
+    assert (result["counts"]["created"], result["counts"]["rejected"]) == (1, 1)
+    assert Path(result["report"]).is_file()
+    unknown = run("catalog", "import", str(tmp_path / "liste.xlsx"), "--tenant", "nobody")
+    assert unknown.returncode == 2 and unknown.stderr.startswith("error: unknown_tenant: ")

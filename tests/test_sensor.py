@@ -3,14 +3,15 @@
 import json
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 from dagster import DagsterInstance, SkipReason, build_sensor_context
 from openpyxl import Workbook
 
+from automat_pipeline.catalog_import import import_workbook
 from automat_pipeline.db import repository
 from automat_pipeline.db.database import session
-from automat_pipeline.catalog import CatalogRow
 from automat_pipeline.resources import Database, MediaStore
 from automat_pipeline.sensors import upload_sensor
 from conftest import STEP_FIXTURES
@@ -39,62 +40,80 @@ def tick(env):
 
 
 @pytest.fixture
-def inbox(env):
-    with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
-        tenant = repository.tenant(s, "acme")
-        repository.upsert_products(s, tenant.id, [CatalogRow(2, "SCREW-1", "Screw", step_file="screw.step")])
-    path = os.path.join(env["AUTOMAT_UPLOADS_DIR"], "acme")
-    os.makedirs(path)
+def catalogue(env, tmp_path):
+    """Import rows (PIM-ID, name, STEP file) for tenant acme, as the catalogue asset would."""
+    def load(rows):
+        wb = Workbook()
+        for row in [["PIM-ID", "Name", "STEP file"], *rows]:
+            wb.active.append(row)
+        wb.save(tmp_path / "list.xlsx")
+        with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
+            import_workbook(s, repository.tenant(s, "acme"), tmp_path / "list.xlsx", "test", tmp_path)
+    return load
+
+
+@pytest.fixture
+def inbox(env, catalogue):
+    catalogue([["SCREW-1", "Screw", "screw.step"]])
+    path = Path(env["AUTOMAT_UPLOADS_DIR"]) / "acme"
+    path.mkdir(parents=True)
     return path
 
 
 def test_new_file_once_same_file_never_changed_file_once(tick, inbox):
-    shutil.copyfile(SCREW, os.path.join(inbox, "screw.step"))
+    assert tick() == []  # the import's product has no STEP file yet
+    shutil.copyfile(SCREW, inbox / "screw.step")
     first = tick()
     assert [(r.job_name, r.partition_key, r.tags["automat/tenant"]) for r in first] == [
         ("product_media", "acme|SCREW-1", "acme")]
     assert tick() == []
-    os.utime(os.path.join(inbox, "screw.step"))  # touched, same bytes: new mtime, same run key
-    again = tick()
-    assert [r.run_key for r in again] == [first[0].run_key]  # the daemon skips a run key it has run
-    with open(os.path.join(inbox, "screw.step"), "ab") as f:
+    os.utime(inbox / "screw.step")  # touched, same bytes: requested again under the same run key,
+    assert [r.run_key for r in tick()] == [first[0].run_key]  # which the daemon skips
+    with open(inbox / "screw.step", "ab") as f:
         f.write(b"\n/* revised */\n")
     changed = tick()
     assert len(changed) == 1 and changed[0].run_key != first[0].run_key
 
 
-def test_step_file_waits_for_the_catalogue(tick, inbox, env):
-    shutil.copyfile(SCREW, os.path.join(inbox, "NEW-9.step"))
+def test_step_file_before_its_product_runs_when_the_catalogue_adds_it(tick, inbox, catalogue):
+    shutil.copyfile(SCREW, inbox / "NEW-9.step")
     assert tick() == []
-    assert json.loads(tick.state["cursor"])["waiting"] == [os.path.join(inbox, "NEW-9.step")]
-    with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
-        tenant = repository.tenant(s, "acme")
-        repository.upsert_products(s, tenant.id, [CatalogRow(3, "NEW-9", "New")])
+    catalogue([["SCREW-1", "Screw", "screw.step"], ["NEW-9", "New", None]])
     assert [r.partition_key for r in tick()] == ["acme|NEW-9"]
-    assert json.loads(tick.state["cursor"])["waiting"] == []
+    assert tick() == []  # the import is dispatched once
 
 
-def test_workbook_requests_the_tenant_catalogue_import(tick, inbox):
+def test_workbook_requests_an_import_of_that_workbook(tick, inbox):
     wb = Workbook()
     wb.active.append(["PIM-ID", "Name"])
-    wb.save(os.path.join(inbox, "list.xlsx"))
-    requests = tick()
-    assert [(r.job_name, r.partition_key) for r in requests] == [("import_catalog", "acme")]
+    wb.save(inbox / "list.xlsx")
+    tick()  # dispatches the fixture's own import
+    wb.save(inbox / "more.xlsx")
+    [request] = tick()
+    assert (request.job_name, request.partition_key) == ("import_catalog", "acme")
+    assert request.run_config == {"ops": {"product_catalog": {"config": {"workbooks": ["more.xlsx"],
+                                                                         "trigger": "sensor"}}}}
     assert tick() == []
 
 
 def test_cursor_stays_small(tick, inbox):
     for i in range(50):
-        shutil.copyfile(SCREW, os.path.join(inbox, f"SCREW-{i}.step" if i else "screw.step"))
+        shutil.copyfile(SCREW, inbox / f"SCREW-{i}.step")
     tick()
     cursor = json.loads(tick.state["cursor"])
-    assert len(cursor["waiting"]) == 49  # only files no product names yet
-    assert len(cursor["at_high_water"]) <= 50
+    assert cursor["waiting"] == [] and len(cursor["at_high_water"]) <= 50
     assert len(tick.state["cursor"]) < 50 * 200
 
 
-def test_unknown_tenant_files_wait(tick, env):
-    os.makedirs(os.path.join(env["AUTOMAT_UPLOADS_DIR"], "stranger"))
-    shutil.copyfile(SCREW, os.path.join(env["AUTOMAT_UPLOADS_DIR"], "stranger", "x.step"))
+def test_files_of_an_unknown_tenant_wait_for_it(tick, env):
+    inbox = Path(env["AUTOMAT_UPLOADS_DIR"]) / "newco"
+    inbox.mkdir(parents=True)
+    wb = Workbook()
+    wb.active.append(["PIM-ID", "Name"])
+    wb.save(inbox / "list.xlsx")
     assert tick() == []
-    assert len(json.loads(tick.state["cursor"])["waiting"]) == 1
+    assert json.loads(tick.state["cursor"])["waiting"] == [str(inbox / "list.xlsx")]
+    with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
+        repository.tenant(s, "newco")
+    assert [r.partition_key for r in tick()] == ["newco"]
+    assert json.loads(tick.state["cursor"])["waiting"] == []

@@ -33,16 +33,16 @@ def step_file(context: AssetExecutionContext, database: Database, media: MediaSt
     Its data version is the file's sha256, so an unchanged re-upload leaves downstream fresh.
     """
     started = time.perf_counter()
-    tenant_slug, pim_id = split_product_key(context.partition_key)
+    tenant_slug, key = split_product_key(context.partition_key)
     with database.session() as session:
         tenant = repository.tenant(session, tenant_slug, create=False)
-        product = repository.product(session, tenant.id, pim_id) if tenant else None
+        product = repository.product(session, tenant.id, key) if tenant else None
         if product is None:
             raise Failure(f"unknown_product: {context.partition_key} is not in the catalogue")
-        path = step_file_for(media.inbox(tenant_slug), pim_id, product.step_filename)
+        path = step_file_for(media.inbox(tenant_slug), product)
         if path is None:
-            raise Failure(f"missing_step_file: no STEP upload for {pim_id} "
-                          f"({product.step_filename or pim_id + '.step'}) in {media.inbox(tenant_slug)}")
+            raise Failure(f"missing_step_file: no STEP upload for {product.pim_id} "
+                          f"({product.step_filename or product.key + '.step'}) in {media.inbox(tenant_slug)}")
         digest = sha256(path)
         try:
             schema, error = sniff_step(path), None
@@ -53,7 +53,7 @@ def step_file(context: AssetExecutionContext, database: Database, media: MediaSt
     if error:
         context.log.error(f"[step_file] {path.name} rejected: {error}")
         raise Failure(str(error), metadata={"error_class": error.error_class, "upload": str(path)})
-    shutil.copyfile(path, media.product_dir(tenant_slug, pim_id) / SOURCE)
+    shutil.copyfile(path, media.product_dir(tenant_slug, key) / SOURCE)
     return MaterializeResult(
         metadata={
             "upload": MetadataValue.path(str(path)),

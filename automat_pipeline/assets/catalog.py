@@ -1,59 +1,88 @@
-"""``product_catalog``: a tenant's Excel product lists, upserted into PostgreSQL."""
+"""``product_catalog``: a tenant's Excel product lists, imported into PostgreSQL."""
 
-import hashlib
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    Config,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+from pydantic import Field
 
-from dagster import AssetExecutionContext, DataVersion, Failure, MaterializeResult, MetadataValue, asset
-
-from automat_pipeline.catalog import read_catalog
+from automat_pipeline.catalog_import import ImportResult, import_workbook, register_partitions
 from automat_pipeline.db import repository
-from automat_pipeline.errors import InputError
-from automat_pipeline.inbox import KINDS, sha256
-from automat_pipeline.partitions import check_key_part, product_key, product_partitions, tenant_partitions
+from automat_pipeline.inbox import KINDS
+from automat_pipeline.partitions import check_key_part, tenant_partitions
 from automat_pipeline.resources import Database, MediaStore
 
+MAX_REJECTIONS_SHOWN = 200
 
-@asset(partitions_def=tenant_partitions, group_name="catalog", kinds={"excel", "postgres"}, code_version="1")
-def product_catalog(context: AssetExecutionContext, database: Database, media: MediaStore) -> MaterializeResult:
-    """Every workbook in the tenant's inbox, imported; a bad workbook is recorded and skipped."""
+
+class CatalogImportConfig(Config):
+    workbooks: list[str] = Field(
+        default_factory=list,
+        description="File names in the tenant's inbox to import; empty imports every workbook there.",
+    )
+    trigger: str = Field(default="manual", description="What asked for the import (sensor, cli, manual).")
+
+
+@asset(
+    partitions_def=tenant_partitions,
+    group_name="catalog",
+    kinds={"excel", "postgres"},
+    code_version="2",
+    check_specs=[AssetCheckSpec("workbooks_readable", asset="product_catalog",
+                                description="Every workbook of the import could be read.")],
+)
+def product_catalog(context: AssetExecutionContext, config: CatalogImportConfig, database: Database,
+                    media: MediaStore):
+    """Each workbook is one recorded import in its own transaction; a bad one is reported and skipped."""
     slug = check_key_part("tenant", context.partition_key)
-    workbooks = sorted(p for p in media.inbox(slug).glob("*") if KINDS.get(p.suffix.lower()) == "catalog")
-    if not workbooks:
-        raise Failure(f"no_workbook: {media.inbox(slug)} holds no .xlsx product list")
-    counts = {"created": 0, "updated": 0, "unchanged": 0}
-    rejected_rows, rejected_files, shas = [], [], []
+    inbox = media.inbox(slug)
+    names = config.workbooks or sorted(p.name for p in inbox.glob("*") if KINDS.get(p.suffix.lower()) == "catalog")
+    if not names:
+        raise Failure(f"no_workbook: {inbox} holds no .xlsx product list")
+    results: list[ImportResult] = []
+    for name in names:
+        with database.session() as session:
+            tenant = repository.tenant(session, slug, create=False)
+            if tenant is None:
+                raise Failure(f"unknown_tenant: {slug!r} does not exist; create it first")
+            result = import_workbook(session, tenant, inbox / name, f"{config.trigger}:{context.run.run_id}",
+                                     media.reports_dir(slug))
+        results.append(result)
+        if result.error:
+            context.log.error(f"[product_catalog] {name} rejected: {result.error}")
+        else:
+            context.log.info(f"[product_catalog] {name}: {result.counts} in {result.seconds} s")
+    failed = [r for r in results if r.error]
+    if len(failed) == len(results):
+        raise Failure("; ".join(str(r.error) for r in failed), metadata={"import_ids": [r.import_id for r in failed]})
+
     with database.session() as session:
-        tenant = repository.tenant(session, slug)
-        for workbook in workbooks:
-            sha = sha256(workbook)
-            shas.append(sha)
-            try:
-                check = read_catalog(workbook)
-            except InputError as error:
-                repository.record_file(session, tenant.id, workbook, "catalog", sha, error=str(error))
-                rejected_files.append(f"{workbook.name}: {error}")
-                context.log.error(f"[product_catalog] {workbook.name} rejected: {error}")
-                continue
-            for name, n in repository.upsert_products(session, tenant.id, check.accepted).items():
-                counts[name] += n
-            repository.record_file(session, tenant.id, workbook, "catalog", sha)
-            rejected_rows += [f"| {workbook.name} | {r.row} | {r.reason} |" for r in check.rejected]
-            context.log.info(
-                f"[product_catalog] {workbook.name}: sheet {check.sheet!r}, header row {check.header_row}, "
-                f"{len(check.accepted)} rows accepted, {len(check.rejected)} rejected"
-            )
-        keys = [product_key(slug, p.pim_id) for p in repository.active_products(session, tenant.id)]
-    if len(rejected_files) == len(workbooks):
-        raise Failure("; ".join(rejected_files), metadata={"rejected_workbooks": rejected_files})
-    known = set(context.instance.get_dynamic_partitions(product_partitions.name))
-    context.instance.add_dynamic_partitions(product_partitions.name, [k for k in keys if k not in known])
-    table = "| workbook | row | reason |\n|---|---|---|\n" + "\n".join(rejected_rows)
-    return MaterializeResult(
+        products = register_partitions(context.instance, session, repository.tenant(session, slug, create=False))
+
+    totals = {k: sum(r.counts.get(k, 0) for r in results) for k in
+              ("rows", "accepted", "rejected", "created", "updated", "unchanged", "deactivated", "materials_written")}
+    rejections = [(r.filename, x) for r in results for x in r.rejected][:MAX_REJECTIONS_SHOWN]
+    table = "| workbook | sheet | row | reason |\n|---|---|---|---|\n" + "\n".join(
+        f"| {name} | {x.sheet} | {x.row} | {x.reason} |" for name, x in rejections)
+    yield MaterializeResult(
         metadata={
-            **counts,
-            "products": len(keys),
-            "rejected_rows": len(rejected_rows),
-            "rejected_workbooks": MetadataValue.json(rejected_files),
-            "rejections": MetadataValue.md(table if rejected_rows else "none"),
-        },
-        data_version=DataVersion(hashlib.sha256("".join(shas).encode()).hexdigest()),
+            **totals,
+            "products": products,
+            "import_ids": MetadataValue.json([r.import_id for r in results]),
+            "reports": MetadataValue.json({r.filename: str(r.report_path) for r in results if r.report_path}),
+            "rejections": MetadataValue.md(table if rejections else "none"),
+        }
+    )
+    yield AssetCheckResult(
+        check_name="workbooks_readable",
+        passed=not failed,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={"failed": MetadataValue.json({r.filename: str(r.error) for r in failed})},
     )

@@ -19,20 +19,28 @@ class Tenant(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     slug: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200))
+    settings: Mapped[dict] = mapped_column(default=dict)  # validated by the code that reads each part
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class Product(Base):
-    """A catalogue entry; (tenant, pim_id) is its identity and ``tenant|pim_id`` its partition key."""
+    """A catalogue entry: (tenant, pim_id) is its identity, ``tenant|key`` its partition key.
+
+    ``key`` is the PIM-ID made safe for partition keys, paths and tags (see ``partitions.key_for``).
+    """
 
     __tablename__ = "products"
-    __table_args__ = (UniqueConstraint("tenant_id", "pim_id"),)
+    __table_args__ = (UniqueConstraint("tenant_id", "pim_id"), UniqueConstraint("tenant_id", "key"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
-    pim_id: Mapped[str] = mapped_column(String(64))
+    pim_id: Mapped[str] = mapped_column(String(200))
+    key: Mapped[str] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(500))
+    category_key: Mapped[str | None] = mapped_column(String(200))
+    lagertyp: Mapped[str | None] = mapped_column(String(200))
     step_filename: Mapped[str | None] = mapped_column(String(255))
+    source_file: Mapped[str | None] = mapped_column(String(255))  # the workbook that last listed it
     attributes: Mapped[dict] = mapped_column(default=dict)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -62,3 +70,35 @@ class ProductFile(Base):
     recorded_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
+
+
+class MaterialAssignment(Base):
+    """Part name → material name, as the catalogue wrote it; the CAD stage resolves it."""
+
+    __tablename__ = "material_assignments"
+    __table_args__ = (UniqueConstraint("product_id", "part_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"))
+    part_name: Mapped[str] = mapped_column(String(255))
+    material_name: Mapped[str] = mapped_column(String(255))
+
+
+class CatalogImport(Base):
+    """One import of one workbook version: what triggered it, what it changed, what it rejected."""
+
+    __tablename__ = "catalog_imports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    sha256: Mapped[str] = mapped_column(String(64))
+    trigger: Mapped[str] = mapped_column(String(64))  # "sensor" | "cli" | "manual" | a run id
+    status: Mapped[str] = mapped_column(String(16))  # "ok" | "failed"
+    error: Mapped[str | None] = mapped_column(Text)
+    counts: Mapped[dict] = mapped_column(default=dict)
+    outcomes: Mapped[dict] = mapped_column(default=dict)  # rejected rows, created/updated/deactivated PIM-IDs
+    report_path: Mapped[str | None] = mapped_column(Text)
+    dispatched: Mapped[bool] = mapped_column(Boolean, default=False)  # media runs requested for its products
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -8,8 +8,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from automat_pipeline.catalog import CatalogRow
-from automat_pipeline.db.models import Product, ProductFile, Tenant
+from automat_pipeline.db.models import CatalogImport, Product, ProductFile, Tenant
 
 
 def tenant(session: Session, slug: str, create: bool = True) -> Tenant | None:
@@ -20,54 +19,42 @@ def tenant(session: Session, slug: str, create: bool = True) -> Tenant | None:
     return found
 
 
-def upsert_products(session: Session, tenant_id: int, rows: list[CatalogRow]) -> dict[str, int]:
-    """Insert new products, update changed ones, leave unchanged rows unwritten."""
-    existing = {
-        p.pim_id: p for p in session.scalars(select(Product).where(Product.tenant_id == tenant_id))
-    }
-    counts = {"created": 0, "updated": 0, "unchanged": 0}
-    for row in rows:
-        values = {
-            "name": row.name,
-            "step_filename": row.step_file,
-            "attributes": {k: v for k, v in
-                           {"category_key": row.category_key, "lagertyp": row.lagertyp, **row.attributes}.items() if v},
-            "active": True,
-        }
-        product = existing.get(row.pim_id)
-        if product is None:
-            session.add(Product(tenant_id=tenant_id, pim_id=row.pim_id, **values))
-            counts["created"] += 1
-        elif any(getattr(product, k) != v for k, v in values.items()):
-            for k, v in values.items():
-                setattr(product, k, v)
-            counts["updated"] += 1
-        else:
-            counts["unchanged"] += 1
-    return counts
+def active_products(session: Session, tenant_id: int) -> list[Product]:
+    return list(session.scalars(
+        select(Product).where(Product.tenant_id == tenant_id, Product.active).order_by(Product.key)))
+
+
+def product(session: Session, tenant_id: int, key: str) -> Product | None:
+    return session.scalar(select(Product).where(Product.tenant_id == tenant_id, Product.key == key))
 
 
 def products_for_step(session: Session, tenant_id: int, filename: str) -> list[Product]:
-    """Products whose catalogue row names this STEP file, or whose PIM-ID is its stem."""
+    """Active products whose catalogue row names this STEP file, or whose PIM-ID or key is its stem."""
     stem = Path(filename).stem
-    return list(
-        session.scalars(
-            select(Product)
-            .where(Product.tenant_id == tenant_id, Product.active)
-            .where(or_(Product.step_filename == filename,
-                       (Product.step_filename.is_(None)) & (Product.pim_id == stem)))
-            .order_by(Product.pim_id)
-        )
-    )
-
-
-def active_products(session: Session, tenant_id: int) -> list[Product]:
     return list(session.scalars(
-        select(Product).where(Product.tenant_id == tenant_id, Product.active).order_by(Product.pim_id)))
+        select(Product)
+        .where(Product.tenant_id == tenant_id, Product.active)
+        .where(or_(Product.step_filename == filename,
+                   Product.step_filename.is_(None) & or_(Product.pim_id == stem, Product.key == stem)))
+        .order_by(Product.key)
+    ))
 
 
-def product(session: Session, tenant_id: int, pim_id: str) -> Product | None:
-    return session.scalar(select(Product).where(Product.tenant_id == tenant_id, Product.pim_id == pim_id))
+def dispatch_imports(session: Session) -> list[tuple[Tenant, list[Product]]]:
+    """Products that new imports created or changed, per import; marks those imports dispatched."""
+    imports = session.scalars(
+        select(CatalogImport).where(CatalogImport.status == "ok", ~CatalogImport.dispatched)
+        .order_by(CatalogImport.id).with_for_update(skip_locked=True)
+    ).all()
+    found = []
+    for record in imports:
+        record.dispatched = True
+        pim_ids = record.outcomes.get("created", []) + record.outcomes.get("updated", [])
+        if pim_ids:
+            found.append((session.get(Tenant, record.tenant_id), list(session.scalars(
+                select(Product).where(Product.tenant_id == record.tenant_id, Product.active,
+                                      Product.pim_id.in_(pim_ids)).order_by(Product.key)))))
+    return found
 
 
 def record_file(
@@ -88,7 +75,6 @@ def record_file(
     session.execute(
         statement.on_conflict_do_update(
             index_elements=["tenant_id", "filename", "sha256"],
-            set_={k: statement.excluded[k] for k in ("product_id", "status", "error")}
-            | {"recorded_at": func.now()},
+            set_={k: statement.excluded[k] for k in ("product_id", "status", "error")} | {"recorded_at": func.now()},
         )
     )

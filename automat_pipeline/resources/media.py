@@ -14,6 +14,10 @@ class MediaStore(ConfigurableResource):
     def inbox(self, tenant: str) -> Path:
         return Path(self.uploads_dir) / tenant
 
+    def reports_dir(self, tenant: str) -> Path:
+        """Catalogue import reports (.xlsx) for the tenant's operators to download."""
+        return Path(self.media_dir) / tenant / "_catalog_reports"
+
     def product_dir(self, tenant: str, product: str) -> Path:
         path = Path(self.media_dir) / tenant / product
         path.mkdir(parents=True, exist_ok=True)

@@ -1,10 +1,11 @@
 """``upload_sensor``: turns new file versions in ``uploads/<tenant>/`` into runs, each exactly once.
 
-A workbook requests the tenant's catalogue import. A STEP file requests the media chain of every
-product that names it; a STEP file that no product names yet waits in the cursor until the
-catalogue does. The cursor holds a modification-time high-water mark plus the waiting files, so it
-stays as small as the inbox's unmatched files, and run keys carry the content hash: the same
-bytes never run twice, changed bytes always run.
+A workbook requests the tenant's catalogue import of that workbook. A STEP file requests the media
+chain of every product that names it. A product that an import creates or changes requests the
+chain for its STEP file, if one is already in the inbox (imports are marked dispatched, so that
+happens once). Run keys are ``<tenant>|<product>@<sha256 prefix>``: the same bytes never run twice
+for a product, changed bytes always do. The cursor holds a modification-time high-water mark and
+the files of tenants that do not exist yet, so it stays as small as that.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dagster import (
 )
 
 from automat_pipeline.db import repository
-from automat_pipeline.inbox import Upload, scan, sha256
+from automat_pipeline.inbox import Upload, scan, sha256, step_file_for
 from automat_pipeline.jobs import import_catalog_job, product_media_job
 from automat_pipeline.partitions import (
     KEY_PART,
@@ -40,7 +41,7 @@ from automat_pipeline.resources import Database, MediaStore
 class Cursor:
     high_water_ns: int = 0
     at_high_water: list[str] = field(default_factory=list)  # paths seen with mtime == high_water_ns
-    waiting: list[str] = field(default_factory=list)  # STEP files no product names yet
+    waiting: list[str] = field(default_factory=list)  # files of tenants that do not exist yet
 
     @classmethod
     def parse(cls, text: str | None) -> Cursor:
@@ -62,20 +63,23 @@ class Cursor:
         return json.dumps(self.__dict__, sort_keys=True)
 
 
+def media_run(tenant: str, product, path) -> RunRequest:
+    key = product_key(tenant, product.key)
+    return RunRequest(run_key=f"{key}@{sha256(path)[:16]}", job_name=product_media_job.name, partition_key=key,
+                      tags={TENANT_TAG: tenant})
+
+
 @sensor(jobs=[import_catalog_job, product_media_job], minimum_interval_seconds=15,
         default_status=DefaultSensorStatus.RUNNING)
 def upload_sensor(context: SensorEvaluationContext, database: Database, media: MediaStore):
-    """Watch every tenant inbox for new or changed workbooks and STEP files."""
+    """Watch every tenant inbox for new or changed workbooks and STEP files, and the catalogue for new products."""
     cursor = Cursor.parse(context.cursor)
     uploads = scan(media.uploads_dir)
     waiting_before = set(cursor.waiting)
     candidates = [u for u in uploads if cursor.is_new(u) or str(u.path) in waiting_before]
-    if not candidates:
-        return SkipReason("no new uploads")
 
-    runs: list[RunRequest] = []
+    runs: dict[str, RunRequest] = {}
     waiting: list[str] = []
-    tenants, products = set(), set()
     with database.session() as session:
         for slug in sorted({u.tenant for u in candidates}):
             tenant = repository.tenant(session, slug, create=False) if KEY_PART.fullmatch(slug) else None
@@ -84,37 +88,37 @@ def upload_sensor(context: SensorEvaluationContext, database: Database, media: M
                 context.log.warning(f"[upload_sensor] {slug!r} is not a known tenant; {len(mine)} files wait")
                 waiting += [str(u.path) for u in mine]
                 continue
-            tenants.add(slug)
-            workbooks = [(u, sha256(u.path)) for u in mine if u.kind == "catalog"]
+            workbooks = sorted(u.path.name for u in mine if u.kind == "catalog")
             if workbooks:
-                digest = hashlib.sha256("".join(f"{u.path.name}@{s}" for u, s in workbooks).encode())
-                runs.append(RunRequest(
+                digest = hashlib.sha256("".join(f"{n}@{sha256(media.inbox(slug) / n)}" for n in workbooks).encode())
+                request = RunRequest(
                     run_key=f"catalog:{slug}@{digest.hexdigest()[:16]}",
                     job_name=import_catalog_job.name,
                     partition_key=slug,
+                    run_config={"ops": {"product_catalog": {"config": {"workbooks": workbooks, "trigger": "sensor"}}}},
                     tags={TENANT_TAG: slug},
-                ))
+                )
+                runs[request.run_key] = request
             for upload in (u for u in mine if u.kind == "step"):
-                matches = repository.products_for_step(session, tenant.id, upload.path.name)
-                if not matches:
-                    waiting.append(str(upload.path))
-                    continue
-                digest = sha256(upload.path)[:16]
-                for product in matches:
-                    key = product_key(slug, product.pim_id)
-                    products.add(key)
-                    runs.append(RunRequest(
-                        run_key=f"{key}@{digest}",
-                        job_name=product_media_job.name,
-                        partition_key=key,
-                        tags={TENANT_TAG: slug},
-                    ))
+                for product in repository.products_for_step(session, tenant.id, upload.path.name):
+                    request = media_run(slug, product, upload.path)
+                    runs[request.run_key] = request
+        for tenant, products in repository.dispatch_imports(session):
+            for product in products:
+                path = step_file_for(media.inbox(tenant.slug), product)
+                if path:
+                    request = media_run(tenant.slug, product, path)
+                    runs[request.run_key] = request
+    if not runs and not candidates:
+        return SkipReason("no new uploads or products")
+    partitions = {tenant_partitions.name: set(), product_partitions.name: set()}
+    for request in runs.values():
+        name = tenant_partitions if request.job_name == import_catalog_job.name else product_partitions
+        partitions[name.name].add(request.partition_key)
     return SensorResult(
-        run_requests=runs,
+        run_requests=list(runs.values()),
         cursor=cursor.advance(uploads, waiting).dump(),
         dynamic_partitions_requests=[
-            AddDynamicPartitionsRequest(partitions.name, sorted(keys))
-            for partitions, keys in ((tenant_partitions, tenants), (product_partitions, products))
-            if keys
+            AddDynamicPartitionsRequest(name, sorted(keys)) for name, keys in partitions.items() if keys
         ],
     )

@@ -1,0 +1,62 @@
+"""Catalogue imports: product keys and columns, tenant settings, material assignments, import records.
+
+Revision ID: 0002
+Revises: 0001
+"""
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects.postgresql import JSONB
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column("tenants", sa.Column("settings", JSONB, nullable=False, server_default="{}"))
+    op.add_column("products", sa.Column("key", sa.String(64)))
+    op.execute("UPDATE products SET key = pim_id")
+    op.alter_column("products", "key", nullable=False)
+    op.create_unique_constraint("products_tenant_id_key_key", "products", ["tenant_id", "key"])
+    op.alter_column("products", "pim_id", type_=sa.String(200))
+    op.add_column("products", sa.Column("category_key", sa.String(200)))
+    op.add_column("products", sa.Column("lagertyp", sa.String(200)))
+    op.add_column("products", sa.Column("source_file", sa.String(255)))
+    op.create_table(
+        "material_assignments",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False, index=True),
+        sa.Column("product_id", sa.Integer, sa.ForeignKey("products.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("part_name", sa.String(255), nullable=False),
+        sa.Column("material_name", sa.String(255), nullable=False),
+        sa.UniqueConstraint("product_id", "part_name"),
+    )
+    op.create_table(
+        "catalog_imports",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False, index=True),
+        sa.Column("filename", sa.String(255), nullable=False),
+        sa.Column("sha256", sa.String(64), nullable=False),
+        sa.Column("trigger", sa.String(64), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("error", sa.Text),
+        sa.Column("counts", JSONB, nullable=False, server_default="{}"),
+        sa.Column("outcomes", JSONB, nullable=False, server_default="{}"),
+        sa.Column("report_path", sa.Text),
+        # Set once the upload sensor has requested media runs for the products this import linked.
+        sa.Column("dispatched", sa.Boolean, nullable=False, server_default=sa.false()),
+        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("catalog_imports")
+    op.drop_table("material_assignments")
+    for column in ("source_file", "lagertyp", "category_key"):
+        op.drop_column("products", column)
+    op.drop_constraint("products_tenant_id_key_key", "products")
+    op.drop_column("products", "key")
+    op.alter_column("products", "pim_id", type_=sa.String(64))
+    op.drop_column("tenants", "settings")

@@ -1,0 +1,114 @@
+"""Importing product lists into the real PostgreSQL: idempotent, recorded, reported."""
+
+from pathlib import Path
+
+import pytest
+from openpyxl import Workbook, load_workbook
+from sqlalchemy import select
+
+from automat_pipeline.catalog_import import import_workbook
+from automat_pipeline.db import repository
+from automat_pipeline.db.database import session
+from automat_pipeline.db.models import CatalogImport, MaterialAssignment, Product, ProductFile
+
+HEADER = ["PIM-ID", "Bezeichnung", "Lagertyp", "Materialien"]
+ROWS = [
+    ["DGBB-6204", "Rillenkugellager 6204", "Rillenkugellager", "Outer_Ring=Steel; Cage=Brass"],
+    ["CRB-NU204", "Zylinderrollenlager NU204", "Zylinderrollenlager", None],
+    ["TRB-30204", "Kegelrollenlager 30204", "Kegelrollenlager", None],
+    [None, "ohne Nummer", None, None],
+]
+
+
+def write(path: Path, rows: list[list]) -> Path:
+    wb = Workbook()
+    for row in [HEADER, *rows]:
+        wb.active.append(row)
+    wb.save(path)
+    return path
+
+
+@pytest.fixture
+def db(env):
+    url = env["AUTOMAT_DATABASE_URL"]
+    with session(url) as s, s.begin():
+        repository.tenant(s, "acme")
+
+    def run(path: Path, trigger: str = "test"):
+        with session(url) as s, s.begin():
+            return import_workbook(s, repository.tenant(s, "acme"), path, trigger, Path(env["AUTOMAT_MEDIA_DIR"]))
+
+    run.url = url
+    return run
+
+
+def products(url: str) -> dict[str, Product]:
+    with session(url) as s:
+        return {p.pim_id: p for p in s.scalars(select(Product))}
+
+
+def test_import_writes_products_materials_record_and_report(db, tmp_path):
+    result = db(write(tmp_path / "liste.xlsx", ROWS))
+    assert result.status == "ok"
+    assert result.counts == {"rows": 4, "accepted": 3, "rejected": 1, "created": 3, "updated": 0, "unchanged": 0,
+                             "deactivated": 0, "materials_written": 2}
+    stored = products(db.url)
+    assert stored["DGBB-6204"].lagertyp == "Rillenkugellager" and stored["DGBB-6204"].source_file == "liste.xlsx"
+    with session(db.url) as s:
+        assert {(m.part_name, m.material_name) for m in s.scalars(select(MaterialAssignment))} == {
+            ("Outer_Ring", "Steel"), ("Cage", "Brass")}
+        record = s.get(CatalogImport, result.import_id)
+        assert (record.status, record.trigger, record.counts["created"]) == ("ok", "test", 3)
+        assert record.outcomes["rejected"] == [{"sheet": "Sheet", "row": 5, "reason": "missing PIM-ID"}]
+    report = load_workbook(result.report_path, read_only=True).active
+    lines = [list(r) for r in report.iter_rows(values_only=True)]
+    assert lines[0] == ["Row", *HEADER, "Status", "Reason"]
+    assert lines[1][:3] == [2, "DGBB-6204", "Rillenkugellager 6204"] and lines[1][-2:] == ["imported", None]
+    assert lines[4][-2:] == ["rejected", "missing PIM-ID"]
+
+
+def test_reimport_changes_nothing_and_one_changed_row_writes_one_row(db, tmp_path):
+    db(write(tmp_path / "liste.xlsx", ROWS))
+    before = {k: p.updated_at for k, p in products(db.url).items()}
+    same = db(write(tmp_path / "liste.xlsx", ROWS))
+    assert (same.counts["created"], same.counts["updated"], same.counts["unchanged"]) == (0, 0, 3)
+    assert same.counts["materials_written"] == 0
+    assert {k: p.updated_at for k, p in products(db.url).items()} == before
+    changed = [list(r) for r in ROWS]
+    changed[1][1] = "Zylinderrollenlager NU 204"
+    result = db(write(tmp_path / "liste.xlsx", changed))
+    assert (result.counts["created"], result.counts["updated"], result.counts["unchanged"]) == (0, 1, 2)
+    after = products(db.url)
+    assert [k for k, p in after.items() if p.updated_at != before[k]] == ["CRB-NU204"]
+
+
+def test_products_missing_from_a_reimport_become_inactive(db, tmp_path):
+    db(write(tmp_path / "liste.xlsx", ROWS))
+    db(write(tmp_path / "other.xlsx", [["X-1", "elsewhere", None, None]]))
+    result = db(write(tmp_path / "liste.xlsx", ROWS[:1]))
+    assert result.counts["deactivated"] == 2
+    stored = products(db.url)
+    assert {k: p.active for k, p in stored.items()} == {
+        "DGBB-6204": True, "CRB-NU204": False, "TRB-30204": False, "X-1": True}  # never deleted
+    again = db(write(tmp_path / "liste.xlsx", ROWS))
+    assert (again.counts["updated"], again.counts["deactivated"]) == (2, 0)  # back to active
+
+
+def test_key_already_taken_by_another_pim_id(db, tmp_path):
+    db(write(tmp_path / "a.xlsx", [["A B", "first", None, None]]))
+    result = db(write(tmp_path / "b.xlsx", [["A/B", "second", None, None], ["C", "fine", None, None]]))
+    assert result.counts["created"] == 1
+    assert [r.reason for r in result.rejected] == ["PIM-ID 'A/B' maps to product key 'A_B', which PIM-ID 'A B' already has"]
+
+
+def test_a_bad_workbook_is_recorded_and_kept(db, tmp_path):
+    bad = tmp_path / "kaputt.xlsx"
+    bad.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(512))
+    result = db(bad)
+    assert result.status == "failed" and result.error.error_class == "legacy_xls"
+    with session(db.url) as s:
+        record = s.get(CatalogImport, result.import_id)
+        assert record.status == "failed" and record.error.startswith("legacy_xls: kaputt.xlsx is a legacy .xls")
+        [file] = s.scalars(select(ProductFile)).all()
+        assert (file.filename, file.status) == ("kaputt.xlsx", "rejected")
+    assert bad.is_file()
