@@ -33,6 +33,7 @@ SYNONYMS = {
                   "materialzuordnung"],
 }
 FIELDS = tuple(SYNONYMS)
+UNUSUAL_SPACE = re.compile(r"\s\s|[^\S ]|\xa0")
 PER_PART_MATERIAL = re.compile(r"^\s*(?:material|werkstoff)\s*:\s*(.+?)\s*$", re.I)
 CFB_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # OLE container: legacy .xls, or an encrypted .xlsx
 ENCRYPTION_INFO = "EncryptionInfo".encode("utf-16-le")
@@ -115,7 +116,10 @@ def normalize_header(text: str) -> str:
 
 
 def cell_text(value) -> str:
-    """A cell as the text a person reads: 6201.0 → '6201', dates ISO, spaces trimmed."""
+    """A cell as the text a person reads: 6201.0 → '6201', dates ISO, runs of spaces (NBSP too) as one."""
+    if value.__class__ is str:  # the common case, kept cheap: 100k rows × 10 columns
+        text = value.strip()
+        return " ".join(text.replace("\xa0", " ").split()) if UNUSUAL_SPACE.search(text) else text
     if value is None:
         return ""
     if isinstance(value, float) and value.is_integer():
@@ -157,17 +161,23 @@ def check_container(path: Path, max_uncompressed_bytes: int) -> None:
         raise InputError("corrupt_zip", f"{path.name} is a damaged zip container: {error}") from error
 
 
+def read_tables(path: Path, settings: CatalogSettings) -> list[Table]:
+    """The product tables of a workbook, after the container checks; rows as read, not yet validated."""
+    check_container(path, settings.max_uncompressed_bytes)
+    return _find_tables(path, settings)
+
+
 def read_catalog(path: Path, settings: CatalogSettings | None = None) -> CatalogCheck:
     path, settings = Path(path), settings or CatalogSettings()
-    check_container(path, settings.max_uncompressed_bytes)
-    tables = _find_tables(path, settings)
+    tables = read_tables(path, settings)
     total = sum(len(t.rows) for t in tables)
     if total > settings.max_rows:
         raise InputError("too_many_rows", f"{path.name} has {total} rows, over the limit of {settings.max_rows}")
     accepted, rejected = [], []
     for table in tables:
+        layout = _Layout.of(table)
         for number, raw in table.rows:
-            row = _parse_row(table, raw, number, settings, rejected)
+            row = _parse_row(table, layout, raw, number, settings, rejected)
             if row:
                 accepted.append(row)
     accepted = _reject_duplicates(accepted, rejected)
@@ -235,17 +245,36 @@ def _fill_merged(rows: list[list], ranges: list) -> None:
                 rows[r][c] = value
 
 
-def _parse_row(table: Table, raw: list, row: int, settings: CatalogSettings,
+@dataclass
+class _Layout:
+    """Which column holds what, worked out once per table instead of once per row."""
+
+    fields: dict[str, int]
+    materials: list[tuple[int, str]]  # "Material: <part>" columns
+    attributes: list[tuple[int, str]]
+
+    @classmethod
+    def of(cls, table: Table) -> _Layout:
+        fields = {name: table.headers.index(header) for name, header in table.columns.items()}
+        materials, attributes = [], []
+        for index, header in enumerate(table.headers):
+            if header and index not in fields.values():
+                per_part = PER_PART_MATERIAL.match(header)
+                (materials.append((index, per_part.group(1))) if per_part else attributes.append((index, header)))
+        return cls(fields, materials, attributes)
+
+
+def _parse_row(table: Table, layout: _Layout, raw: list, row: int, settings: CatalogSettings,
                rejected: list[Rejection]) -> CatalogRow | None:
-    values = [cell_text(c) for c in raw]
-    by_header = dict(zip(table.headers, values))
-    get = {name: by_header.get(header, "") for name, header in table.columns.items()}
+    def cell(index: int | None) -> str:
+        return cell_text(raw[index]) if index is not None and index < len(raw) else ""
 
     def reject(reason: str) -> None:
         rejected.append(Rejection(table.sheet, row, reason))
 
-    pim_id, name = get["pim_id"], get["name"]
-    step_file, category = get.get("step_file", ""), get.get("category_key", "")
+    fields = layout.fields
+    pim_id, name = cell(fields["pim_id"]), cell(fields["name"])
+    step_file, category = cell(fields.get("step_file")), cell(fields.get("category_key"))
     if not pim_id:
         return reject("missing PIM-ID")
     if len(pim_id) > 200:
@@ -259,30 +288,24 @@ def _parse_row(table: Table, raw: list, row: int, settings: CatalogSettings,
     if step_file and ("/" in step_file or "\\" in step_file):
         return reject(f"STEP file {step_file!r} must be a bare file name, without folders")
     materials: dict[str, str] = {}
-    if get.get("materials"):
-        for item in get["materials"].split(";"):
+    for item in cell(fields.get("materials")).split(";"):
+        if item.strip():
             part, eq, material = (s.strip() for s in item.partition("="))
-            if not item.strip():
-                continue
             if not eq or not part or not material or "=" in material:
                 return reject(f"bad material syntax {item.strip()!r}: expected part=material; part=material")
             materials[part] = material
-    mapped = set(table.columns.values())
-    attributes = {}
-    for header, value in by_header.items():
-        if not header or header in mapped or not value:
-            continue
-        per_part = PER_PART_MATERIAL.match(header)
-        if per_part:
-            materials[per_part.group(1)] = value
-        else:
-            attributes[header] = value
+    for index, part in layout.materials:
+        if value := cell(index):
+            materials[part] = value
+    attributes = {header: value for index, header in layout.attributes if (value := cell(index))}
     return CatalogRow(table.sheet, row, pim_id, name, key_for(pim_id), category or None,
-                      get.get("lagertyp") or None, step_file or None, materials, attributes)
+                      cell(fields.get("lagertyp")) or None, step_file or None, materials, attributes)
 
 
 def _reject_duplicates(rows: list[CatalogRow], rejected: list[Rejection]) -> list[CatalogRow]:
     """A PIM-ID (or product key) given twice is ambiguous: every row giving it is rejected."""
+    if len({r.pim_id for r in rows}) == len({r.key for r in rows}) == len(rows):
+        return rows
     where = defaultdict(list)
     for r in rows:
         where[("PIM-ID", r.pim_id)].append(r)

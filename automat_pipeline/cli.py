@@ -73,7 +73,8 @@ def catalog_check(args: argparse.Namespace) -> dict:
 def catalog_import(args: argparse.Namespace) -> dict:
     from dagster import DagsterInstance
 
-    from automat_pipeline.catalog_import import import_workbook, register_partitions
+    from automat_pipeline.catalog_import import attach_report, import_workbook, register_partitions
+    from automat_pipeline.db.models import CatalogImport
     from automat_pipeline.db import repository
     from automat_pipeline.db.database import session
     from automat_pipeline.embedded import prepare
@@ -88,12 +89,13 @@ def catalog_import(args: argparse.Namespace) -> dict:
         tenant = repository.tenant(s, args.tenant, create=False)
         if tenant is None:
             raise InputError("unknown_tenant", f"tenant {args.tenant!r} does not exist (automat tenant create)")
-        result = import_workbook(s, tenant, path, "cli", media.reports_dir(tenant.slug))
+        result = import_workbook(s, tenant, path, "cli")
     if result.error:
         raise result.error
-    with session(os.environ["AUTOMAT_DATABASE_URL"]) as s, DagsterInstance.get() as instance:
+    with session(os.environ["AUTOMAT_DATABASE_URL"]) as s, s.begin(), DagsterInstance.get() as instance:
         register_partitions(instance, s, repository.tenant(s, args.tenant, create=False))
-    return {"import_id": result.import_id, "counts": result.counts, "report": str(result.report_path),
+        report = attach_report(s, s.get(CatalogImport, result.import_id), path, media.reports_dir(args.tenant))
+    return {"import_id": result.import_id, "counts": result.counts, "report": str(report),
             "rejected": [asdict(r) for r in result.rejected], "seconds": result.seconds}
 
 

@@ -4,8 +4,8 @@ from dagster import AssetSelection, define_asset_job, in_process_executor
 
 import_catalog_job = define_asset_job(
     "import_catalog",
-    selection=AssetSelection.assets("product_catalog"),
-    description="Import every product list in one tenant's inbox.",
+    selection=AssetSelection.assets("product_catalog", "catalog_report"),
+    description="Import a tenant's product lists (by default every workbook in its inbox), then write reports.",
 )
 
 # In-process: a whole chain in one worker costs far less than a subprocess per step.

@@ -6,17 +6,20 @@ from pathlib import Path
 
 import pytest
 from dagster import AssetKey, DagsterInstance, materialize
-from openpyxl import Workbook
+from openpyxl import Workbook, load_workbook
 from PIL import Image
 from sqlalchemy import select
 
-from automat_pipeline.assets import ALL_ASSETS
+from automat_pipeline.assets import catalog_report, convert_step, product_catalog, step_file, thumbnail
 from automat_pipeline.db import repository
 from automat_pipeline.db.database import session
 from automat_pipeline.db.models import Product, ProductFile
 from automat_pipeline.partitions import product_partitions, tenant_partitions
 from automat_pipeline.resources import Blender, Database, MediaStore
 from conftest import STEP_FIXTURES
+
+CATALOG = [product_catalog, catalog_report]
+MEDIA = [step_file, convert_step, thumbnail]
 
 
 @pytest.fixture
@@ -53,14 +56,17 @@ def metadata(result, asset: str) -> dict:
 def test_catalogue_import_registers_products(env, resources, tenant_inbox):
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(tenant_partitions.name, ["acme"])
-    result = materialize(ALL_ASSETS[:1],
+    result = materialize(CATALOG,
                          partition_key="acme", instance=instance, resources=resources)
     assert result.success
     meta = metadata(result, "product_catalog")
     assert (meta["created"], meta["rejected"], meta["products"]) == (3, 1, 3)
     assert [c.passed for c in result.get_asset_check_evaluations()] == [True]
+    [report] = metadata(result, "catalog_report")["reports"].values()
+    rows = list(load_workbook(report, read_only=True).active.iter_rows(values_only=True))
+    assert rows[0][-2:] == ("Status", "Reason") and [r[-2] for r in rows[1:]] == ["imported"] * 3 + ["rejected"]
     assert sorted(instance.get_dynamic_partitions(product_partitions.name)) == ["acme|AS1", "acme|FEA", "acme|GONE"]
-    again = materialize(ALL_ASSETS[:1], partition_key="acme", instance=instance, resources=resources)
+    again = materialize(CATALOG, partition_key="acme", instance=instance, resources=resources)
     assert (metadata(again, "product_catalog")["created"], metadata(again, "product_catalog")["unchanged"]) == (0, 3)
     with session(env["AUTOMAT_DATABASE_URL"]) as s:
         assert s.scalar(select(Product.step_filename).where(Product.pim_id == "AS1")) == "as1-oc-214.stp"
@@ -70,13 +76,13 @@ def test_catalogue_import_registers_products(env, resources, tenant_inbox):
 def imported(env, resources, tenant_inbox):
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(tenant_partitions.name, ["acme"])
-    assert materialize(ALL_ASSETS[:1], partition_key="acme", instance=instance, resources=resources).success
+    assert materialize(CATALOG, partition_key="acme", instance=instance, resources=resources).success
     return instance
 
 
 @pytest.mark.slow
 def test_chain_for_one_product(env, resources, imported):
-    result = materialize(ALL_ASSETS[1:], partition_key="acme|AS1", instance=imported, resources=resources)
+    result = materialize(MEDIA, partition_key="acme|AS1", instance=imported, resources=resources)
     assert result.success
     assert metadata(result, "cad_metadata")["parts"] == 18
     glb = metadata(result, "glb_geometry")
@@ -94,7 +100,7 @@ def test_bad_workbook_fails_the_check_and_the_rest_imports(env, resources, tenan
     (tenant_inbox / "zzz-broken.xlsx").write_bytes(b"PK\x03\x04 truncated")
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(tenant_partitions.name, ["acme"])
-    result = materialize(ALL_ASSETS[:1], partition_key="acme", instance=instance, resources=resources)
+    result = materialize(CATALOG, partition_key="acme", instance=instance, resources=resources)
     assert metadata(result, "product_catalog")["created"] == 3
     [check] = result.get_asset_check_evaluations()
     assert not check.passed
@@ -104,7 +110,7 @@ def test_bad_workbook_fails_the_check_and_the_rest_imports(env, resources, tenan
 
 
 def test_bad_step_fails_loudly_is_recorded_and_kept(env, resources, imported, tenant_inbox):
-    result = materialize(ALL_ASSETS[1:], partition_key="acme|FEA", instance=imported, resources=resources,
+    result = materialize(MEDIA, partition_key="acme|FEA", instance=imported, resources=resources,
                          raise_on_error=False)
     assert not result.success
     [failure] = [e for e in result.all_events if e.is_step_failure]
@@ -116,7 +122,7 @@ def test_bad_step_fails_loudly_is_recorded_and_kept(env, resources, imported, te
 
 
 def test_product_without_upload_names_the_missing_file(resources, imported):
-    result = materialize(ALL_ASSETS[1:2], partition_key="acme|GONE", instance=imported, resources=resources,
+    result = materialize([step_file], partition_key="acme|GONE", instance=imported, resources=resources,
                          raise_on_error=False)
     [failure] = [e for e in result.all_events if e.is_step_failure]
     assert failure.step_failure_data.user_failure_data.description.startswith("missing_step_file: no STEP upload for GONE")
@@ -128,7 +134,7 @@ def test_render_failure_names_blenders_reason(env, resources):
     (folder / "model.glb").write_bytes(b"glTF\x02\x00\x00\x00" + bytes(40))  # header promises more bytes
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(product_partitions.name, ["acme|BROKEN"])
-    result = materialize(ALL_ASSETS[-1:], partition_key="acme|BROKEN", instance=instance, resources=resources,
+    result = materialize([thumbnail], partition_key="acme|BROKEN", instance=instance, resources=resources,
                          raise_on_error=False, selection=[AssetKey("thumbnail")])
     [failure] = [e for e in result.all_events if e.is_step_failure]
     assert failure.step_failure_data.user_failure_data.description.startswith("render_failed: ")

@@ -6,10 +6,10 @@ import pytest
 from openpyxl import Workbook, load_workbook
 from sqlalchemy import select
 
-from automat_pipeline.catalog_import import import_workbook
+from automat_pipeline.catalog_import import attach_report, import_workbook, imports_without_report
 from automat_pipeline.db import repository
 from automat_pipeline.db.database import session
-from automat_pipeline.db.models import CatalogImport, MaterialAssignment, Product, ProductFile
+from automat_pipeline.db.models import CatalogImport, Product, ProductFile
 
 HEADER = ["PIM-ID", "Bezeichnung", "Lagertyp", "Materialien"]
 ROWS = [
@@ -36,7 +36,7 @@ def db(env):
 
     def run(path: Path, trigger: str = "test"):
         with session(url) as s, s.begin():
-            return import_workbook(s, repository.tenant(s, "acme"), path, trigger, Path(env["AUTOMAT_MEDIA_DIR"]))
+            return import_workbook(s, repository.tenant(s, "acme"), path, trigger)
 
     run.url = url
     return run
@@ -51,16 +51,19 @@ def test_import_writes_products_materials_record_and_report(db, tmp_path):
     result = db(write(tmp_path / "liste.xlsx", ROWS))
     assert result.status == "ok"
     assert result.counts == {"rows": 4, "accepted": 3, "rejected": 1, "created": 3, "updated": 0, "unchanged": 0,
-                             "deactivated": 0, "materials_written": 2}
+                             "deactivated": 0}
     stored = products(db.url)
     assert stored["DGBB-6204"].lagertyp == "Rillenkugellager" and stored["DGBB-6204"].source_file == "liste.xlsx"
+    assert stored["DGBB-6204"].materials == {"Outer_Ring": "Steel", "Cage": "Brass"}
+    assert stored["CRB-NU204"].materials == {}
     with session(db.url) as s:
-        assert {(m.part_name, m.material_name) for m in s.scalars(select(MaterialAssignment))} == {
-            ("Outer_Ring", "Steel"), ("Cage", "Brass")}
         record = s.get(CatalogImport, result.import_id)
         assert (record.status, record.trigger, record.counts["created"]) == ("ok", "test", 3)
         assert record.outcomes["rejected"] == [{"sheet": "Sheet", "row": 5, "reason": "missing PIM-ID"}]
-    report = load_workbook(result.report_path, read_only=True).active
+    with session(db.url) as s, s.begin():
+        [pending] = imports_without_report(s, repository.tenant(s, "acme").id)
+        report_path = attach_report(s, pending, tmp_path / "liste.xlsx", tmp_path / "reports")
+    report = load_workbook(report_path, read_only=True).active
     lines = [list(r) for r in report.iter_rows(values_only=True)]
     assert lines[0] == ["Row", *HEADER, "Status", "Reason"]
     assert lines[1][:3] == [2, "DGBB-6204", "Rillenkugellager 6204"] and lines[1][-2:] == ["imported", None]
@@ -72,14 +75,15 @@ def test_reimport_changes_nothing_and_one_changed_row_writes_one_row(db, tmp_pat
     before = {k: p.updated_at for k, p in products(db.url).items()}
     same = db(write(tmp_path / "liste.xlsx", ROWS))
     assert (same.counts["created"], same.counts["updated"], same.counts["unchanged"]) == (0, 0, 3)
-    assert same.counts["materials_written"] == 0
     assert {k: p.updated_at for k, p in products(db.url).items()} == before
     changed = [list(r) for r in ROWS]
     changed[1][1] = "Zylinderrollenlager NU 204"
+    changed[0][3] = "Outer_Ring=Steel; Cage=Polyamide"
     result = db(write(tmp_path / "liste.xlsx", changed))
-    assert (result.counts["created"], result.counts["updated"], result.counts["unchanged"]) == (0, 1, 2)
+    assert (result.counts["created"], result.counts["updated"], result.counts["unchanged"]) == (0, 2, 1)
     after = products(db.url)
-    assert [k for k, p in after.items() if p.updated_at != before[k]] == ["CRB-NU204"]
+    assert sorted(k for k, p in after.items() if p.updated_at != before[k]) == ["CRB-NU204", "DGBB-6204"]
+    assert after["DGBB-6204"].materials["Cage"] == "Polyamide"
 
 
 def test_products_missing_from_a_reimport_become_inactive(db, tmp_path):

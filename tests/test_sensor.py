@@ -48,7 +48,7 @@ def catalogue(env, tmp_path):
             wb.active.append(row)
         wb.save(tmp_path / "list.xlsx")
         with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
-            import_workbook(s, repository.tenant(s, "acme"), tmp_path / "list.xlsx", "test", tmp_path)
+            import_workbook(s, repository.tenant(s, "acme"), tmp_path / "list.xlsx", "test")
     return load
 
 

@@ -1,7 +1,7 @@
 """Software-defined assets: the catalogue per tenant, CAD and renders per tenant|product."""
 
 from automat_pipeline.assets.cad import convert_step, step_file
-from automat_pipeline.assets.catalog import product_catalog
+from automat_pipeline.assets.catalog import catalog_report, product_catalog
 from automat_pipeline.assets.render import thumbnail
 
-ALL_ASSETS = [product_catalog, step_file, convert_step, thumbnail]
+ALL_ASSETS = [product_catalog, catalog_report, step_file, convert_step, thumbnail]

@@ -41,6 +41,9 @@ class Product(Base):
     lagertyp: Mapped[str | None] = mapped_column(String(200))
     step_filename: Mapped[str | None] = mapped_column(String(255))
     source_file: Mapped[str | None] = mapped_column(String(255))  # the workbook that last listed it
+    # Part name → material name as the catalogue wrote it; resolving it is the CAD stage's job. Kept on
+    # the product row: written by the same upsert, so unchanged assignments cost nothing.
+    materials: Mapped[dict] = mapped_column(default=dict)
     attributes: Mapped[dict] = mapped_column(default=dict)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -70,19 +73,6 @@ class ProductFile(Base):
     recorded_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
-
-
-class MaterialAssignment(Base):
-    """Part name → material name, as the catalogue wrote it; the CAD stage resolves it."""
-
-    __tablename__ = "material_assignments"
-    __table_args__ = (UniqueConstraint("product_id", "part_name"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
-    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"))
-    part_name: Mapped[str] = mapped_column(String(255))
-    material_name: Mapped[str] = mapped_column(String(255))
 
 
 class CatalogImport(Base):

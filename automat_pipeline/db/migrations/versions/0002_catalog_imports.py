@@ -1,4 +1,4 @@
-"""Catalogue imports: product keys and columns, tenant settings, material assignments, import records.
+"""Catalogue imports: product keys, columns and material assignments, tenant settings, import records.
 
 Revision ID: 0002
 Revises: 0001
@@ -24,15 +24,8 @@ def upgrade() -> None:
     op.add_column("products", sa.Column("category_key", sa.String(200)))
     op.add_column("products", sa.Column("lagertyp", sa.String(200)))
     op.add_column("products", sa.Column("source_file", sa.String(255)))
-    op.create_table(
-        "material_assignments",
-        sa.Column("id", sa.Integer, primary_key=True),
-        sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False, index=True),
-        sa.Column("product_id", sa.Integer, sa.ForeignKey("products.id", ondelete="CASCADE"), nullable=False),
-        sa.Column("part_name", sa.String(255), nullable=False),
-        sa.Column("material_name", sa.String(255), nullable=False),
-        sa.UniqueConstraint("product_id", "part_name"),
-    )
+    # Part name → material name as the catalogue wrote it; the CAD stage resolves it.
+    op.add_column("products", sa.Column("materials", JSONB, nullable=False, server_default="{}"))
     op.create_table(
         "catalog_imports",
         sa.Column("id", sa.Integer, primary_key=True),
@@ -53,8 +46,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("catalog_imports")
-    op.drop_table("material_assignments")
-    for column in ("source_file", "lagertyp", "category_key"):
+    for column in ("materials", "source_file", "lagertyp", "category_key"):
         op.drop_column("products", column)
     op.drop_constraint("products_tenant_id_key_key", "products")
     op.drop_column("products", "key")
