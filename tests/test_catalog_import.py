@@ -116,3 +116,19 @@ def test_a_bad_workbook_is_recorded_and_kept(db, tmp_path):
         [file] = s.scalars(select(ProductFile)).all()
         assert (file.filename, file.status) == ("kaputt.xlsx", "rejected")
     assert bad.is_file()
+
+
+def test_tenant_settings_from_the_database_steer_the_import(db, tmp_path):
+    with session(db.url) as s, s.begin():
+        repository.tenant(s, "acme").settings = {"catalog": {"columns": {"Nr.": "pim_id", "Text": "name"},
+                                                             "categories": ["ball"]}}
+    wb = Workbook()
+    for row in (["Nr.", "Text", "Kategorie"], ["N-1", "kugel", "ball"], ["N-2", "rolle", "roller"]):
+        wb.active.append(row)
+    wb.save(tmp_path / "eigen.xlsx")
+    result = db(tmp_path / "eigen.xlsx")
+    assert result.counts["created"] == 1 and [r.reason for r in result.rejected] == ["unknown category 'roller'"]
+    with session(db.url) as s, s.begin():
+        repository.tenant(s, "acme").settings = {"catalog": {"colums": {}}}
+    broken = db(tmp_path / "eigen.xlsx")
+    assert broken.status == "failed" and broken.error.error_class == "invalid_settings"
