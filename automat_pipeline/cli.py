@@ -34,11 +34,15 @@ def stdout_to_stderr():
 
 
 def cad_convert(args: argparse.Namespace) -> dict:
-    from automat_pipeline.cad import convert_step
+    from automat_pipeline.cad import convert_isolated
+    from automat_pipeline.materials import ALIASES, LIBRARY, MaterialResolver
 
     started = time.perf_counter()
+    resolver = MaterialResolver({m.name: m for m in LIBRARY}, ALIASES) if args.production else None
     with stdout_to_stderr():
-        result = convert_step(Path(args.step), Path(args.output))
+        result = convert_isolated(Path(args.step), Path(args.output), resolver=resolver,
+                                  production_path=args.production and Path(args.production),
+                                  timeout_seconds=args.timeout, memory_mb=args.memory_mb)
     return {"glb": str(args.output), **result.as_dict(), "total_seconds": round(time.perf_counter() - started, 3)}
 
 
@@ -165,9 +169,12 @@ def parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func, name=path)
         return p
 
-    p = command("cad convert", cad_convert, "convert one STEP file to a binary GLB")
+    p = command("cad convert", cad_convert, "convert one STEP file to a binary GLB, in an isolated process")
     p.add_argument("step")
     p.add_argument("-o", "--output", required=True)
+    p.add_argument("--production", help="also write the production GLB (shipped material library)")
+    p.add_argument("--timeout", type=float, default=300, help="seconds before the conversion is killed")
+    p.add_argument("--memory-mb", type=int, default=4096, help="memory before the conversion is killed")
     p.add_argument("--json", action="store_true")
     p = command("render thumbnail", render_thumbnail, "render a thumbnail PNG of a GLB with Blender")
     p.add_argument("glb")

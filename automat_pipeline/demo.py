@@ -36,14 +36,17 @@ REAL_FILES = [
     ("ONSHAPE-CUBE-CYL", "Red cube, blue cylinder (Onshape)", "cadquery/red_cube_blue_cylinder.step"),
     ("FEA-ATS1", "AP209 analysis model (must be refused)", "stepcode/ATS1-out.stp"),
 ]
-STEPS = ["step_file", "cad_metadata", "glb_geometry", "thumbnail"]
+# Cages come from the catalogue; rings and rolling elements resolve through the default aliases.
+CAGES = {"deep_groove_ball": "SCHAEFFLER_020201_Brass-Cage", "tapered_roller": "SCHAEFFLER_020201_Brass-Cage",
+         "cylindrical_roller": "SCHAEFFLER_030301_Polyamide-Cage", "thrust_ball": "SCHAEFFLER_030301_Polyamide-Cage"}
+STEPS = ["step_file", "cad_metadata", "glb_geometry", "glb_production", "thumbnail"]
 SENSOR_TAGS = {"dagster/sensor_name": upload_sensor.name}
 
 
 def fill_inbox(inbox: Path) -> None:
     """Write what is missing; existing files stay byte-identical, so nothing re-runs."""
     inbox.mkdir(parents=True, exist_ok=True)
-    rows = [(b.pim_id, b.name, b.lagertyp, f"{b.pim_id}.step") for b in CATALOGUE]
+    rows = [(b.pim_id, b.name, b.lagertyp, f"{b.pim_id}.step", f"Cage={CAGES[b.kind]}") for b in CATALOGUE]
     for bearing in CATALOGUE:
         if not (inbox / f"{bearing.pim_id}.step").exists():
             write_step(bearing, inbox / f"{bearing.pim_id}.step")
@@ -52,12 +55,12 @@ def fill_inbox(inbox: Path) -> None:
         if FIXTURES.joinpath(source).is_file() and not target.exists():
             shutil.copyfile(FIXTURES / source, target)
         if target.exists():
-            rows.append((pim_id, name, "", target.name))
+            rows.append((pim_id, name, "", target.name, ""))
     catalogue = inbox / "produktliste.xlsx"
     if not catalogue.exists():
         sheet = (workbook := Workbook()).active
         sheet.title = "Produkte"
-        sheet.append(["PIM-ID", "Bezeichnung", "Lagertyp", "STEP-Datei"])
+        sheet.append(["PIM-ID", "Bezeichnung", "Lagertyp", "STEP-Datei", "Materialien"])
         for row in rows:
             sheet.append(list(row))
         workbook.save(catalogue)
@@ -145,14 +148,14 @@ def report(instance: DagsterInstance, keys: list[str]) -> list[dict]:
 
 def print_table(rows: list[dict]) -> None:
     home = Path(os.environ["AUTOMAT_HOME"])
-    header = f"{'product':18} {'parts':>5} {'triangles':>9}  {'s/step (file,meta,glb,thumb)':30} outputs or error"
+    header = f"{'product':18} {'parts':>5} {'triangles':>9}  {'s/step (file,meta,glb,prod,thumb)':34} outputs or error"
     print(header)
     print("-" * len(header))
     for r in rows:
         secs = ",".join("-" if r["seconds"][s] is None else f"{r['seconds'][s]:.2f}" for s in STEPS)
         where = (f"{Path(r['glb']).relative_to(home)}  {Path(r['thumbnail']).relative_to(home)}"
                  if r["thumbnail"] else f"ERROR {r['error'] or 'not produced; see the Dagster run log'}")
-        print(f"{r['product']:18} {r['parts'] or '-':>5} {r['triangles'] or '-':>9}  {secs:30} {where}")
+        print(f"{r['product']:18} {r['parts'] or '-':>5} {r['triangles'] or '-':>9}  {secs:34} {where}")
 
 
 def run_demo() -> int:

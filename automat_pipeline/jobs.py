@@ -11,7 +11,7 @@ import_catalog_job = define_asset_job(
 # In-process: a whole chain in one worker costs far less than a subprocess per step.
 product_media_job = define_asset_job(
     "product_media",
-    selection=AssetSelection.assets("step_file", "cad_metadata", "glb_geometry", "thumbnail"),
+    selection=AssetSelection.assets("step_file", "cad_metadata", "glb_geometry", "glb_production", "thumbnail"),
     executor_def=in_process_executor,
-    description="STEP upload → CAD metadata → GLB → thumbnail for one tenant|product.",
+    description="STEP upload → CAD metadata → viewer and production GLB → thumbnail for one tenant|product.",
 )

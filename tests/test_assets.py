@@ -13,7 +13,7 @@ from sqlalchemy import select
 from automat_pipeline.assets import catalog_report, convert_step, product_catalog, step_file, thumbnail
 from automat_pipeline.db import repository
 from automat_pipeline.db.database import session
-from automat_pipeline.db.models import Product, ProductFile
+from automat_pipeline.db.models import MaterialAlias, Product, ProductFile, TenantMaterial
 from automat_pipeline.partitions import product_partitions, tenant_partitions
 from automat_pipeline.resources import Blender, Database, MediaStore
 from conftest import STEP_FIXTURES
@@ -82,9 +82,22 @@ def imported(env, resources, tenant_inbox):
 
 @pytest.mark.slow
 def test_chain_for_one_product(env, resources, imported):
+    with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():  # the tenant's own material and alias
+        tenant = repository.tenant(s, "acme")
+        s.add(TenantMaterial(tenant_id=tenant.id, name="ACME_Zinc", base_color=[0.7, 0.7, 0.72], metallic=1.0,
+                             roughness=0.4))
+        s.add(MaterialAlias(tenant_id=tenant.id, pattern="nut*", material_name="ACME_Zinc"))
     result = materialize(MEDIA, partition_key="acme|AS1", instance=imported, resources=resources)
     assert result.success
     assert metadata(result, "cad_metadata")["parts"] == 18
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert all(checks[name].passed for name in ("glb_loads", "part_count", "bbox_matches"))
+    coverage = checks["material_coverage"]  # bolts, rods, brackets and the plate have no rule: a warning
+    assert not coverage.passed and coverage.severity.value == "WARN"
+    assert "nut_1" not in coverage.metadata["fallback_parts"].value and "rod_1" in coverage.metadata["fallback_parts"].value
+    production = metadata(result, "glb_production")
+    assert "[MATERIAL] part 'nut_1' → 'ACME_Zinc' (alias match, pattern 'nut*')" in production["materials"]
+    assert "[MATERIAL] part 'rod_1' → 'SCHAEFFLER_059999_FailedMaterial' (fallback, no rule matched)" in production["materials"]
     glb = metadata(result, "glb_geometry")
     assert glb["triangles"] > 1000 and Path(glb["path"]).stat().st_size == glb["bytes"]
     thumb = metadata(result, "thumbnail")
@@ -131,7 +144,7 @@ def test_product_without_upload_names_the_missing_file(resources, imported):
 def test_render_failure_names_blenders_reason(env, resources):
     folder = Path(env["AUTOMAT_MEDIA_DIR"]) / "acme" / "BROKEN"
     folder.mkdir(parents=True)
-    (folder / "model.glb").write_bytes(b"glTF\x02\x00\x00\x00" + bytes(40))  # header promises more bytes
+    (folder / "production.glb").write_bytes(b"glTF\x02\x00\x00\x00" + bytes(40))  # header promises more bytes
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(product_partitions.name, ["acme|BROKEN"])
     result = materialize([thumbnail], partition_key="acme|BROKEN", instance=instance, resources=resources,

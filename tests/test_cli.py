@@ -19,8 +19,8 @@ def automat(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("content,error_class", [
-    (SCREW.read_bytes()[: SCREW.stat().st_size // 2], "truncated_step"),
-    (b"", "empty_file"),
+    (SCREW.read_bytes()[: SCREW.stat().st_size // 2], "truncated"),
+    (b"", "not_step"),
     (b"%PDF-1.7\n", "not_step"),
 ])
 def test_cad_convert_bad_input(tmp_path, content, error_class):
@@ -37,7 +37,13 @@ def test_cad_convert_json_is_one_object(tmp_path):
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["triangles"] > 0 and result["glb_bytes"] == (tmp_path / "s.glb").stat().st_size
-    assert set(result["seconds"]) == {"read", "transfer", "mesh", "write"}
+    assert set(result["seconds"]) == {"read", "transfer", "mesh", "metadata", "write"}
+
+
+def test_cad_convert_timeout_is_a_classified_error(tmp_path):
+    big = STEP_FIXTURES / "analysis-situs" / "repatch-hpdc.stp"
+    done = automat("cad", "convert", str(big), "-o", str(tmp_path / "b.glb"), "--timeout", "0.05")
+    assert done.returncode == 2 and done.stderr.startswith("error: timeout: repatch-hpdc.stp")
 
 
 def test_render_thumbnail_bad_input(tmp_path):

@@ -1,10 +1,16 @@
-"""CAD assets per tenant|product: the validated STEP upload, its metadata and its web GLB."""
+"""CAD assets per tenant|product: the validated STEP upload, its metadata, its viewer and production GLBs."""
 
 import json
 import shutil
 import time
+from pathlib import Path
 
+import numpy as np
+import trimesh
 from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
     AssetExecutionContext,
     AssetSpec,
     DataVersion,
@@ -15,8 +21,7 @@ from dagster import (
     multi_asset,
 )
 
-from automat_pipeline.cad import convert_step as step_to_glb
-from automat_pipeline.cad import sniff_step
+from automat_pipeline.cad import Conversion, ConvertOptions, convert_isolated, read_glb, sniff_step
 from automat_pipeline.db import repository
 from automat_pipeline.errors import InputError
 from automat_pipeline.inbox import sha256, step_file_for
@@ -66,52 +71,102 @@ def step_file(context: AssetExecutionContext, database: Database, media: MediaSt
     )
 
 
+CHECKS = [
+    AssetCheckSpec("glb_loads", asset="glb_geometry", description="trimesh loads the GLB and finds triangles"),
+    AssetCheckSpec("part_count", asset="glb_geometry", description="one GLB mesh node per STEP part"),
+    AssetCheckSpec("bbox_matches", asset="glb_geometry",
+                   description="the GLB's bounding box (m, Y-up) is the STEP's (mm, Z-up) within tolerance"),
+    AssetCheckSpec("material_coverage", asset="glb_production",
+                   description="every part resolved to a library material (warns on fallbacks)"),
+]
+
+
 @multi_asset(
     specs=[
-        AssetSpec("cad_metadata", deps=["step_file"], group_name="cad", kinds={"json"}, code_version="1"),
-        AssetSpec("glb_geometry", deps=["cad_metadata"], group_name="cad", kinds={"glb"}, code_version="1"),
+        AssetSpec("cad_metadata", deps=["step_file"], group_name="cad", kinds={"json"}, code_version="2"),
+        AssetSpec("glb_geometry", deps=["cad_metadata"], group_name="cad", kinds={"glb"}, code_version="2"),
+        AssetSpec("glb_production", deps=["glb_geometry"], group_name="cad", kinds={"glb"}, code_version="2"),
     ],
+    check_specs=CHECKS,
     partitions_def=product_partitions,
 )
-def convert_step(context: AssetExecutionContext, media: MediaStore):
-    """Metadata and GLB in one step: the STEP is read once (reading is ~80% of the cost)."""
+def convert_step(context: AssetExecutionContext, database: Database, media: MediaStore):
+    """Metadata, viewer GLB and production GLB in one isolated step: the STEP is read once."""
+    tenant_slug, key = split_product_key(context.partition_key)
+    folder = media.product_dir(tenant_slug, key)
+    with database.session() as session:
+        tenant = repository.tenant(session, tenant_slug, create=False)
+        product = repository.product(session, tenant.id, key)
+        resolver = repository.material_resolver(session, tenant, product)
+        settings = tenant.settings.get("cad", {})
     started = time.perf_counter()
-    folder = media.product_dir(*split_product_key(context.partition_key))
     try:
-        result = step_to_glb(folder / SOURCE, folder / "model.glb")
+        result = convert_isolated(
+            folder / SOURCE, folder / "model.glb", ConvertOptions.from_tenant(tenant.settings), resolver,
+            folder / "production.glb", timeout_seconds=settings.get("timeout_seconds", 300),
+            memory_mb=settings.get("memory_mb", 4096))
     except InputError as error:
         context.log.error(f"[cad_metadata] {context.partition_key}: {error}")
+        upload = step_file_for(media.inbox(tenant_slug), product) or folder / SOURCE
+        with database.session() as session:  # stored with the product's upload, which stays in the inbox
+            repository.record_file(session, tenant.id, upload, "step", sha256(folder / SOURCE), error=str(error),
+                                   product_id=product.id)
         raise Failure(str(error), metadata={"error_class": error.error_class}) from error
+    wall = time.perf_counter() - started
     (folder / "cad_metadata.json").write_text(json.dumps(result.as_dict(), indent=1))
+    for line in result.materials:
+        context.log.info(line)
     for warning in result.warnings:
-        context.log.warning(f"[glb_geometry] {warning}")
-    parts = "| part | colour | solids | faces | volume mm³ |\n|---|---|---|---|---|\n" + "\n".join(
-        f"| {p.name} | {p.color or '-'} | {p.solids} | {p.faces} | {p.volume_mm3:.1f} |" for p in result.parts
-    )
+        context.log.warning(f"[cad_metadata] {warning}")
     seconds = result.seconds
+    parts = "| part | colour | material | rule | solids | faces | volume mm³ |\n|---|---|---|---|---|---|---|\n" + "\n".join(
+        f"| {p.name} | {p.color or '-'} | {p.material} | {p.material_source} | {p.solids} | {p.faces} | "
+        f"{p.volume_mm3:.1f} |" for p in result.parts)
     yield MaterializeResult(
         asset_key="cad_metadata",
         metadata={
-            "name": result.name,
-            "parts": len(result.parts),
-            "solids": result.solids,
-            "faces": result.faces,
-            "schema": result.schema,
-            "units": result.units,
-            "bbox_mm": MetadataValue.json(result.bbox_mm),
-            "warnings": MetadataValue.json(result.warnings),
-            "part_table": MetadataValue.md(parts),
-            "seconds": round(seconds["read"] + seconds["transfer"], 3),
+            "name": result.name, "parts": len(result.parts), "solids": result.solids, "faces": result.faces,
+            "schema": result.schema, "units": result.units, "bbox_mm": MetadataValue.json(result.bbox_mm),
+            "warnings": MetadataValue.json(result.warnings), "part_table": MetadataValue.md(parts),
+            "seconds": round(seconds["read"] + seconds["transfer"] + seconds["metadata"], 3),
         },
     )
     yield MaterializeResult(
         asset_key="glb_geometry",
         metadata={
-            "path": MetadataValue.path(str(folder / "model.glb")),
-            "triangles": result.triangles,
-            "bytes": result.glb_bytes,
-            "linear_deflection_mm": result.linear_deflection_mm,
-            "angular_deflection_rad": result.angular_deflection_rad,
-            "seconds": round(time.perf_counter() - started - seconds["read"] - seconds["transfer"], 3),
+            "path": MetadataValue.path(str(folder / "model.glb")), "triangles": result.triangles,
+            "bytes": result.glb_bytes, "linear_deflection_mm": result.linear_deflection_mm,
+            "angular_deflection_rad": result.angular_deflection_rad, "seconds": round(seconds["mesh"], 3),
+            "isolation_overhead_seconds": round(wall - sum(seconds.values()), 3),
         },
     )
+    fallbacks = [p.name for p in result.parts if p.material_source == "fallback"]
+    yield MaterializeResult(
+        asset_key="glb_production",
+        metadata={
+            "path": MetadataValue.path(str(folder / "production.glb")), "bytes": result.production_glb_bytes,
+            "materials": MetadataValue.md("\n".join(f"- {line}" for line in result.materials)),
+            "fallback_parts": len(fallbacks), "seconds": round(seconds["write"], 3),
+        },
+    )
+    yield from check_glbs(result, folder / "model.glb", fallbacks)
+
+
+def check_glbs(result: Conversion, glb: Path, fallbacks: list[str]):
+    """The asset checks, on the files as written (trimesh reads them independently of OpenCascade)."""
+    scene = trimesh.load(glb, force="scene")
+    triangles = sum(len(g.faces) for g in scene.geometry.values())
+    yield AssetCheckResult(check_name="glb_loads", asset_key="glb_geometry", passed=triangles > 0 and triangles == result.triangles,
+                           metadata={"triangles": triangles, "expected": result.triangles})
+    mesh_nodes = sum("mesh" in node for node in read_glb(glb)[0].get("nodes", []))  # a node per part instance
+    yield AssetCheckResult(check_name="part_count", asset_key="glb_geometry", passed=mesh_nodes == len(result.parts),
+                           metadata={"glb_mesh_nodes": mesh_nodes, "step_parts": len(result.parts)})
+    xmin, ymin, zmin, xmax, ymax, zmax = (v / 1000 for v in result.bbox_mm)
+    expected = np.array([[xmin, zmin, -ymax], [xmax, zmax, -ymin]])
+    tolerance = 0.001 * float(np.linalg.norm(expected[1] - expected[0])) + result.linear_deflection_mm / 1000
+    error = float(np.abs(scene.bounds - expected).max())
+    yield AssetCheckResult(check_name="bbox_matches", asset_key="glb_geometry", passed=error <= tolerance,
+                           metadata={"max_error_m": error, "tolerance_m": tolerance})
+    yield AssetCheckResult(check_name="material_coverage", asset_key="glb_production", passed=not fallbacks,
+                           severity=AssetCheckSeverity.WARN,
+                           metadata={"fallback_parts": MetadataValue.json(fallbacks)})

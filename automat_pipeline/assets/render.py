@@ -3,20 +3,22 @@
 import base64
 import time
 
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
 
 from automat_pipeline.partitions import product_partitions, split_product_key
 from automat_pipeline.resources import Blender, MediaStore
 
 
-@asset(partitions_def=product_partitions, deps=["glb_geometry"], group_name="render", kinds={"blender", "png"},
-       code_version="1")
+@asset(partitions_def=product_partitions, deps=["glb_production"], group_name="render", kinds={"blender", "png"},
+       code_version="2")
 def thumbnail(context: AssetExecutionContext, blender: Blender, media: MediaStore) -> MaterializeResult:
-    """A transparent PNG framed on the model, rendered by Blender; shown inline in the UI."""
+    """A transparent PNG of the production GLB (library materials), framed on the model; shown in the UI."""
     started = time.perf_counter()
     folder = media.product_dir(*split_product_key(context.partition_key))
-    output = folder / "thumbnail.png"
-    rendered = blender.render_thumbnail(context, folder / "model.glb", output)
+    output, glb = folder / "thumbnail.png", folder / "production.glb"
+    if not glb.is_file():
+        raise Failure(f"missing_input: {glb} does not exist; materialize glb_production first")
+    rendered = blender.render_thumbnail(context, glb, output)
     preview = base64.b64encode(output.read_bytes()).decode()
     return MaterializeResult(
         metadata={

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, String, Text, UniqueConstraint, func
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, String, Text, UniqueConstraint, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -92,3 +92,31 @@ class CatalogImport(Base):
     report_path: Mapped[str | None] = mapped_column(Text)
     dispatched: Mapped[bool] = mapped_column(Boolean, default=False)  # media runs requested for its products
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class TenantMaterial(Base):
+    """A tenant's own library material, next to the shipped library (same name: the tenant's wins)."""
+
+    __tablename__ = "materials"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    base_color: Mapped[list] = mapped_column(JSON().with_variant(JSONB(), "postgresql"))  # linear RGB
+    metallic: Mapped[float] = mapped_column(Float)
+    roughness: Mapped[float] = mapped_column(Float)
+    description: Mapped[str] = mapped_column(Text, default="")
+
+
+class MaterialAlias(Base):
+    """Part name (exact, or a ``*``/``?`` pattern) → material; checked in ``position`` order."""
+
+    __tablename__ = "material_aliases"
+    __table_args__ = (UniqueConstraint("tenant_id", "pattern"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    pattern: Mapped[str] = mapped_column(String(200))
+    material_name: Mapped[str] = mapped_column(String(200))
+    position: Mapped[int] = mapped_column(default=0)

@@ -8,7 +8,8 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from automat_pipeline.db.models import CatalogImport, Product, ProductFile, Tenant
+from automat_pipeline.db.models import CatalogImport, MaterialAlias, Product, ProductFile, Tenant, TenantMaterial
+from automat_pipeline.materials import ALIASES, FALLBACK, LIBRARY, Material, MaterialResolver
 
 
 def tenant(session: Session, slug: str, create: bool = True) -> Tenant | None:
@@ -78,3 +79,16 @@ def record_file(
             set_={k: statement.excluded[k] for k in ("product_id", "status", "error")} | {"recorded_at": func.now()},
         )
     )
+
+
+def material_resolver(session: Session, tenant: Tenant, product: Product) -> MaterialResolver:
+    """The tenant's library (shipped + own), its aliases before the default ones, the product's
+    catalogue assignments, and its fallback material."""
+    library = {m.name: m for m in LIBRARY}
+    for m in session.scalars(select(TenantMaterial).where(TenantMaterial.tenant_id == tenant.id)):
+        library[m.name] = Material(m.name, tuple(m.base_color), m.metallic, m.roughness, m.description)
+    aliases = [(a.pattern, a.material_name) for a in session.scalars(
+        select(MaterialAlias).where(MaterialAlias.tenant_id == tenant.id).order_by(MaterialAlias.position,
+                                                                                   MaterialAlias.id))]
+    return MaterialResolver(library, aliases + ALIASES, dict(product.materials or {}),
+                            tenant.settings.get("fallback_material", FALLBACK))
