@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/run.py [convert] [thumbnail] [demo]      (default: all three)
 
-- convert:   STEP→GLB seconds per fixture file (read, transfer, mesh, write), triangles, bytes
+- convert:   STEP→GLB seconds per fixture file (read, transfer, mesh, metadata, write), triangles,
+             bytes, peak memory, and cascadio on the same file at the same deflection (goal: <= 1.0x)
 - thumbnail: Blender thumbnail seconds, one cold Blender process per render, per engine
 - demo:      ``automat demo`` from an empty AUTOMAT_HOME: wall time against the sum of its step
              times (the orchestration overhead; the project's goal is <= 1.15x)
@@ -55,26 +56,64 @@ def table(rows: list[dict], columns: list[str]) -> None:
         print("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns))
 
 
+def convert_one(tool: str, step: str, out: str, deflection: str) -> None:
+    """Child-process body: one conversion by one tool, timed without the imports; prints JSON."""
+    if tool == "cascadio":
+        import cascadio
+
+        started = time.perf_counter()
+        cascadio.step_to_glb(step, out, tol_linear=float(deflection), tol_angular=0.5, tol_relative=False)
+        print(json.dumps({"total": time.perf_counter() - started, "glb_bytes": Path(out).stat().st_size}))
+        return
+    from automat_pipeline.materials import ALIASES, LIBRARY, MaterialResolver
+
+    resolver = MaterialResolver({m.name: m for m in LIBRARY}, ALIASES)
+    started = time.perf_counter()
+    try:
+        result = convert_step(Path(step), Path(out), resolver=resolver, production_path=Path(out + ".prod.glb"))
+    except InputError as error:
+        print(json.dumps({"error": error.error_class}))
+        return
+    print(json.dumps({"total": time.perf_counter() - started, **result.seconds, "triangles": result.triangles,
+                      "parts": len(result.parts), "glb_bytes": result.glb_bytes,
+                      "deflection": result.linear_deflection_mm}))
+
+
+def run_one(tool: str, step: Path, out: Path, deflection: float = 0.0) -> dict:
+    """Run ``convert_one`` in a fresh process; add its peak resident memory."""
+    process = subprocess.Popen([sys.executable, __file__, "_one", tool, str(step), str(out), str(deflection)],
+                               stdout=subprocess.PIPE, text=True)
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    result = json.loads(output.strip().splitlines()[-1]) if output.strip() else {"error": f"exit {status}"}
+    return {**result, "peak_mb": round(usage.ru_maxrss / 1024)}
+
+
 def bench_convert(out: Path) -> list[Path]:
     rows, glbs = [], []
     for path in sorted(p for p in FIXTURES.rglob("*") if p.is_file()):
-        started = time.perf_counter()
-        try:
-            result = convert_step(path, out / f"{path.stem}.glb")
-        except InputError as error:
-            rows.append({"file": path.name, "error": error.error_class})
+        ours = run_one("ours", path, out / f"{path.stem}.glb")
+        if "error" in ours:
+            rows.append({"file": path.name, "error": ours["error"]})
             continue
         glbs.append(out / f"{path.stem}.glb")
-        rows.append({"file": path.name, "kib": path.stat().st_size // 1024, **result.seconds,
-                     "total": round(time.perf_counter() - started, 3), "parts": len(result.parts),
-                     "triangles": result.triangles, "glb_bytes": result.glb_bytes})
+        theirs = run_one("cascadio", path, out / f"{path.stem}.cascadio.glb", ours["deflection"])
+        rows.append({"file": path.name, "kib": path.stat().st_size // 1024,
+                     **{k: round(ours[k], 3) for k in ("read", "transfer", "mesh", "metadata", "write", "total")},
+                     "cascadio": round(theirs["total"], 3), "ratio": round(ours["total"] / theirs["total"], 2),
+                     "parts": ours["parts"], "triangles": ours["triangles"], "glb_bytes": ours["glb_bytes"],
+                     "cascadio_bytes": theirs["glb_bytes"], "peak_mb": ours["peak_mb"],
+                     "cascadio_peak_mb": theirs["peak_mb"]})
     ok = [r for r in rows if "total" in r]
+    ours_total, theirs_total = sum(r["total"] for r in ok), sum(r["cascadio"] for r in ok)
     summary = {"files": len(rows), "converted": len(ok), "refused": len(rows) - len(ok),
-               "total_seconds": round(sum(r["total"] for r in ok), 3),
-               **{f"{k}_seconds": round(sum(r[k] for r in ok), 3) for k in ("read", "transfer", "mesh", "write")}}
-    print("STEP -> GLB per fixture file")
-    table(rows, ["file", "kib", "read", "transfer", "mesh", "write", "total", "parts", "triangles", "glb_bytes",
-                 "error"])
+               "total_seconds": round(ours_total, 3), "cascadio_seconds": round(theirs_total, 3),
+               "ratio_to_cascadio": round(ours_total / theirs_total, 3),
+               **{f"{k}_seconds": round(sum(r[k] for r in ok), 3)
+                  for k in ("read", "transfer", "mesh", "metadata", "write")}}
+    print("STEP -> viewer + production GLB per fixture file, against cascadio at the same linear deflection")
+    table(rows, ["file", "kib", "read", "transfer", "mesh", "metadata", "write", "total", "cascadio", "ratio",
+                 "parts", "triangles", "glb_bytes", "cascadio_bytes", "peak_mb", "cascadio_peak_mb", "error"])
     print(summary)
     save("convert", rows, summary)
     return glbs
@@ -230,6 +269,8 @@ def bench_catalog(out: Path, rows: int = 100_000) -> None:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["_one"]:
+        return convert_one(*sys.argv[2:])
     wanted = set(sys.argv[1:]) or {"convert", "thumbnail", "demo", "catalog"}
     with tempfile.TemporaryDirectory(prefix="automat-bench-") as tmp:
         out = Path(tmp)
