@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import sys
 import time
 from dataclasses import asdict
@@ -59,7 +60,7 @@ def render_thumbnail(args: argparse.Namespace) -> dict:
     scripts = os.environ.get("AUTOMAT_BLENDER_SCRIPTS", str(REPO / "blender"))
     command = blender_command(executable, scripts, "render_thumbnail.py",
                               thumbnail_args(glb, Path(args.output), args.size, args.engine, args.samples))
-    return {"png": str(args.output), **run_blender(command)}
+    return {"png": str(args.output), **run_blender(command, timeout=args.timeout, output=Path(args.output))}
 
 
 def catalog_check(args: argparse.Namespace) -> dict:
@@ -182,6 +183,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--engine", choices=["cycles", "workbench"], default="cycles")
     p.add_argument("--samples", type=int, default=16)
+    p.add_argument("--timeout", type=float, default=300, help="seconds before Blender is stopped")
     p.add_argument("--json", action="store_true")
     p = command("catalog check", catalog_check, "parse a product list without writing anything")
     p.add_argument("xlsx")
@@ -199,10 +201,21 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    # SIGTERM (and SIGINT, even when a background start ignores it) unwinds like Ctrl-C, so child
+    # processes (Blender, the Dagster webserver and daemon, PostgreSQL) are stopped on the way out.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         result = args.func(args)
+    except KeyboardInterrupt:
+        print("error: interrupted: stopped by a signal", file=sys.stderr)
+        return 130
     except InputError as error:
         print(f"error: {error.error_class}: {error.reason}", file=sys.stderr)
         return 2

@@ -6,10 +6,14 @@ production Blender is a program on the render host anyway.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from collections import deque
 from pathlib import Path
 
@@ -31,15 +35,21 @@ def thumbnail_args(glb: Path, output: Path, size: int, engine: str, samples: int
 
 
 def run_blender(command: list[str], env: dict[str, str] | None = None, echo: bool = False,
-                timeout: float = 600) -> dict:
+                timeout: float = 600, output: Path | None = None) -> dict:
     """Run Blender; return the script's result or raise InputError with Blender's reason.
 
-    ``echo`` copies Blender's output to stderr (a Dagster run's compute log) as it arrives.
+    Blender runs in its own process group. Past ``timeout`` seconds, or when this process is
+    interrupted (a terminated Dagster run), the whole group gets SIGTERM, then SIGKILL after a
+    grace period, and a partial ``output`` is removed. ``echo`` copies Blender's output to stderr
+    (a Dagster run's compute log) as it arrives.
     """
     process = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, errors="replace")
+                               stderr=subprocess.STDOUT, text=True, errors="replace", start_new_session=True)
+    timed_out = threading.Event()
+    watchdog = threading.Timer(timeout, lambda: (timed_out.set(), _stop_group(process)))
+    watchdog.start()
     lines: deque[str] = deque(maxlen=50)
-    result = None
+    result, finished = None, False
     try:
         for line in process.stdout:
             if line.startswith(RESULT_PREFIX):
@@ -49,12 +59,42 @@ def run_blender(command: list[str], env: dict[str, str] | None = None, echo: boo
                     sys.stderr.write(line)
                 if line.strip():
                     lines.append(line.strip())
-        code = process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired as error:
-        process.kill()
-        raise InputError("timeout", f"Blender did not finish in {timeout:.0f} s") from error
+        code = process.wait()
+        finished = True
+    finally:
+        watchdog.cancel()
+        _stop_group(process)
+        if not (finished and code == 0 and result) and output is not None:
+            Path(output).unlink(missing_ok=True)
+    if timed_out.is_set():
+        raise InputError("timeout", f"Blender did not finish in {timeout:g} s and was stopped")
     if code != 0 or result is None:
         reason = next((line for line in reversed(lines) if line.startswith("error:")), None)
         raise InputError("render_failed", (reason or (lines[-1] if lines else f"exit code {code}"))
                          .removeprefix("error: "))
     return result
+
+
+def _stop_group(process: subprocess.Popen, grace: float = 5.0) -> None:
+    """SIGTERM to Blender's whole process group; SIGKILL to whatever is left of it after ``grace``."""
+    if _group_gone(process):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if _group_gone(process):
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def _group_gone(process: subprocess.Popen) -> bool:
+    process.poll()  # reap the leader: a zombie still counts as a member
+    try:
+        os.killpg(process.pid, 0)
+        return False
+    except ProcessLookupError:
+        return True

@@ -19,10 +19,6 @@ from automat_pipeline.embedded import REPO, prepare
 GRACE_SECONDS = 10
 
 
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
 def _stop(processes: list[subprocess.Popen]) -> None:
     for p in processes:
         if p.poll() is None:
@@ -45,8 +41,6 @@ def serve(port: int = 3000, host: str = "127.0.0.1") -> int:
         [str(bin_dir / "dagster-daemon"), "run", "-w", workspace],
     ]
     processes = [subprocess.Popen(c, cwd=REPO, start_new_session=True) for c in commands]
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)  # also when started with SIGINT ignored (background jobs)
     print(f"Dagster UI on http://{host}:{port} (Ctrl-C stops webserver, daemon and PostgreSQL)", flush=True)
     try:
         while all(p.poll() is None for p in processes):
@@ -54,7 +48,7 @@ def serve(port: int = 3000, host: str = "127.0.0.1") -> int:
         failed = next(p for p in processes if p.poll() is not None)
         print(f"{Path(failed.args[0]).name} exited with {failed.returncode}; stopping", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (see automat_pipeline.cli)
         return 0
     finally:
         _stop(processes)

@@ -1,10 +1,12 @@
 """Real Blender renders (the render environment's bpy), checked pixel by pixel."""
 
 import json
+import time
 import subprocess
 import sys
 
 import numpy as np
+import psutil
 import pytest
 from PIL import Image
 
@@ -53,3 +55,31 @@ def test_broken_glb_fails_with_blenders_reason(tmp_path):
     assert done.returncode == 2
     assert done.stderr.startswith("error: render_failed: ") and "Traceback" not in done.stderr
     assert not (tmp_path / "t.png").exists()
+
+
+def blender_processes(marker: str) -> list[psutil.Process]:
+    return [p for p in psutil.process_iter(["cmdline"]) if marker in " ".join(p.info["cmdline"] or [])]
+
+
+def test_render_time_limit_stops_blender_and_leaves_nothing(tmp_path, glb):
+    out = tmp_path / "slow.png"
+    done = subprocess.run([sys.executable, "-m", "automat_pipeline.cli", "render", "thumbnail", str(glb), "-o",
+                           str(out), "--size", "1024", "--samples", "4096", "--timeout", "3"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.startswith("error: timeout: Blender did not finish in 3 s")
+    assert not out.exists() and blender_processes(str(out)) == []
+
+
+def test_terminating_the_caller_stops_blender_and_leaves_nothing(tmp_path, glb):
+    out = tmp_path / "cancelled.png"
+    cli = subprocess.Popen([sys.executable, "-m", "automat_pipeline.cli", "render", "thumbnail", str(glb), "-o",
+                            str(out), "--size", "1024", "--samples", "4096"], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not blender_processes(str(out)):
+        assert time.monotonic() < deadline and cli.poll() is None, "Blender never started"
+        time.sleep(0.2)
+    time.sleep(1.0)  # let it render
+    cli.terminate()
+    assert cli.wait(timeout=30) == 130
+    assert "error: interrupted" in cli.stderr.read()
+    assert blender_processes(str(out)) == [] and not out.exists()

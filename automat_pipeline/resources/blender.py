@@ -24,6 +24,7 @@ class Blender(ConfigurableResource):
     thumbnail_size: int = 256
     thumbnail_engine: str = "cycles"
     thumbnail_samples: int = 16
+    thumbnail_timeout_seconds: float = 300
 
     def render_thumbnail(self, context: AssetExecutionContext, glb: Path, output: Path) -> MaterializeResult:
         """Render ``glb`` to ``output``; Blender's log lines reach the run log as it renders."""
@@ -35,7 +36,8 @@ class Blender(ConfigurableResource):
             message_reader=PipesTempFileMessageReader(),
         ) as session:
             try:
-                run_blender(command, env=session.get_bootstrap_env_vars(), echo=True)
+                run_blender(command, env=session.get_bootstrap_env_vars(), echo=True,
+                            timeout=self.thumbnail_timeout_seconds, output=output)
             except InputError as error:
                 raise Failure(str(error), metadata={"error_class": error.error_class}) from error
         [result] = session.get_results()

@@ -113,8 +113,8 @@ def upload_sensor(context: SensorEvaluationContext, database: Database, media: M
         return SkipReason("no new uploads or products")
     partitions = {tenant_partitions.name: set(), product_partitions.name: set()}
     for request in runs.values():
-        name = tenant_partitions if request.job_name == import_catalog_job.name else product_partitions
-        partitions[name.name].add(request.partition_key)
+        owner = tenant_partitions if request.job_name == import_catalog_job.name else product_partitions
+        partitions[owner.name].add(request.partition_key)
     return SensorResult(
         run_requests=list(runs.values()),
         cursor=cursor.advance(uploads, waiting).dump(),
