@@ -12,6 +12,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 import time
 
@@ -149,6 +150,21 @@ def configure(scene, args, log: Log) -> dict:
     return device
 
 
+def report_progress(log: Log) -> None:
+    """Log the share of samples done, at most once per quarter, while Cycles renders."""
+    done = {"quarter": -1}
+
+    def on_stats(stats: str) -> None:
+        match = re.search(r"Sample (\d+)/(\d+)", stats)
+        if match and int(match[2]):
+            percent = 100 * int(match[1]) // int(match[2])
+            if percent // 25 > done["quarter"]:
+                done["quarter"] = percent // 25
+                log.info(f"[thumbnail] {percent}% ({match[1]}/{match[2]} samples)")
+
+    bpy.app.handlers.render_stats.append(on_stats)
+
+
 def render(args: argparse.Namespace, log: Log) -> dict:
     started = time.perf_counter()
     meshes = import_glb(args.glb)
@@ -159,6 +175,7 @@ def render(args: argparse.Namespace, log: Log) -> dict:
     device = configure(scene, args, log)
     log.info(f"[thumbnail] {len(meshes)} meshes, {args.engine} on {device['device']}, {args.size}px")
     scene.render.filepath = os.path.abspath(args.output)
+    report_progress(log)
     bpy.ops.render.render(write_still=True)
     return {
         "engine": args.engine,

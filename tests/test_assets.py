@@ -100,6 +100,9 @@ def test_chain_for_one_product(env, resources, imported):
     assert "[MATERIAL] part 'rod_1' → 'SCHAEFFLER_059999_FailedMaterial' (fallback, no rule matched)" in production["materials"]
     glb = metadata(result, "glb_geometry")
     assert glb["triangles"] > 1000 and Path(glb["path"]).stat().st_size == glb["bytes"]
+    logs = [e.user_message for e in imported.all_logs(result.run_id) if e.user_message]
+    assert any(m.startswith("[GPU_PROBE] No GPU found, falling back to CPU") for m in logs)
+    assert any(m.startswith("[thumbnail] 100% (4/4 samples)") for m in logs)  # progress streamed via Pipes
     thumb = metadata(result, "thumbnail")
     assert thumb["engine"] == "cycles" and thumb["backend"] == "CPU" and thumb["seconds"] > 0
     assert Image.open(thumb["path"]).size == (64, 64)
