@@ -10,7 +10,7 @@ from automat_pipeline.resources import Blender, MediaStore
 
 
 @asset(partitions_def=product_partitions, deps=["glb_production"], group_name="render", kinds={"blender", "png"},
-       code_version="2")
+       code_version="2", pool="blender")
 def thumbnail(context: AssetExecutionContext, blender: Blender, media: MediaStore) -> MaterializeResult:
     """A transparent PNG of the production GLB (library materials), framed on the model; shown in the UI."""
     started = time.perf_counter()
