@@ -92,9 +92,11 @@ def test_material_columns_per_part(tmp_path):
     assert row.attributes == {"Gewicht": "0.11"}
 
 
-def test_merged_cells_dates_1904_and_numbers_as_text(tmp_path):
+@pytest.mark.parametrize("epoch", [None, CALENDAR_MAC_1904], ids=["1900", "1904"])
+def test_merged_cells_dates_and_numbers_as_text(tmp_path, epoch):
     wb = Workbook()
-    wb.epoch = CALENDAR_MAC_1904
+    if epoch:
+        wb.epoch = epoch
     sheet = wb.active
     for row in (["PIM-ID", "Name", "Kategorie", "Freigabe"], ["'0042", "first", "ball", datetime.date(2024, 5, 17)],
                 ["0043", "second", None, None]):
