@@ -47,9 +47,9 @@ def cad_convert(args: argparse.Namespace) -> dict:
     return {"glb": str(args.output), **result.as_dict(), "total_seconds": round(time.perf_counter() - started, 3)}
 
 
-def render_thumbnail(args: argparse.Namespace) -> dict:
+def render(args: argparse.Namespace) -> dict:
     from automat_pipeline.embedded import REPO
-    from automat_pipeline.render import blender_command, run_blender, thumbnail_args
+    from automat_pipeline.render import blender_command, render_args, run_blender
 
     glb = Path(args.glb)
     if not glb.is_file() or glb.stat().st_size == 0:
@@ -58,9 +58,10 @@ def render_thumbnail(args: argparse.Namespace) -> dict:
         raise InputError("not_glb", f"{glb.name} is not a binary glTF (.glb) file")
     executable = os.environ.get("AUTOMAT_BLENDER", str(REPO / ".venv-render" / "bin" / "python"))
     scripts = os.environ.get("AUTOMAT_BLENDER_SCRIPTS", str(REPO / "blender"))
-    command = blender_command(executable, scripts, "render_thumbnail.py",
-                              thumbnail_args(glb, Path(args.output), args.size, args.engine, args.samples))
-    return {"png": str(args.output), **run_blender(command, timeout=args.timeout, output=Path(args.output))}
+    frames = getattr(args, "frames", 0)
+    command = blender_command(executable, scripts, render_args(glb, Path(args.output), args.size, args.engine,
+                                                               args.samples, frames))
+    return {"output": str(args.output), **run_blender(command, timeout=args.timeout, output=Path(args.output))}
 
 
 def catalog_check(args: argparse.Namespace) -> dict:
@@ -139,8 +140,8 @@ def summary(name: str, result: dict) -> str:
     if name == "cad convert":
         return (f"{result['glb']}: {len(result['parts'])} parts, {result['triangles']} triangles, "
                 f"{result['glb_bytes']} bytes in {result['total_seconds']} s")
-    if name == "render thumbnail":
-        return f"{result['png']}: {result['engine']} on {result['device']} in {result['render_seconds']} s"
+    if name.startswith("render "):
+        return f"{result['output']}: {result['engine']} on {result['device']} in {result['render_seconds']} s"
     if name == "catalog check":
         lines = [f"sheet {t['sheet']!r}: header in row {t['header_row']}, {t['rows']} data rows"
                  for t in result["tables"]]
@@ -177,14 +178,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=300, help="seconds before the conversion is killed")
     p.add_argument("--memory-mb", type=int, default=4096, help="memory before the conversion is killed")
     p.add_argument("--json", action="store_true")
-    p = command("render thumbnail", render_thumbnail, "render a thumbnail PNG of a GLB with Blender")
-    p.add_argument("glb")
-    p.add_argument("-o", "--output", required=True)
-    p.add_argument("--size", type=int, default=256)
-    p.add_argument("--engine", choices=["cycles", "workbench"], default="cycles")
-    p.add_argument("--samples", type=int, default=16)
-    p.add_argument("--timeout", type=float, default=300, help="seconds before Blender is stopped")
-    p.add_argument("--json", action="store_true")
+    for kind, help in (("thumbnail", "render a transparent PNG of a GLB with Blender"),
+                       ("turntable", "render an MP4 of the camera circling a GLB with Blender")):
+        p = command(f"render {kind}", render, help)
+        p.add_argument("glb")
+        p.add_argument("-o", "--output", required=True)
+        p.add_argument("--size", type=int, default=256 if kind == "thumbnail" else 512)
+        p.add_argument("--engine", choices=["cycles", "workbench"], default="cycles")
+        p.add_argument("--samples", type=int, default=16)
+        p.add_argument("--timeout", type=float, default=300, help="seconds before Blender is stopped")
+        p.add_argument("--json", action="store_true")
+        if kind == "turntable":
+            p.add_argument("--frames", type=int, default=36)
     p = command("catalog check", catalog_check, "parse a product list without writing anything")
     p.add_argument("xlsx")
     p.add_argument("--json", action="store_true")

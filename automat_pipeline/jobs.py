@@ -15,3 +15,11 @@ product_media_job = define_asset_job(
     executor_def=in_process_executor,
     description="STEP upload → CAD metadata → viewer and production GLB → thumbnail for one tenant|product.",
 )
+
+# Turntables cost a render per frame: their own job, not part of every upload's chain.
+product_turntable_job = define_asset_job(
+    "product_turntable",
+    selection=AssetSelection.assets("turntable"),
+    executor_def=in_process_executor,
+    description="A turntable MP4 of one tenant|product's production GLB.",
+)

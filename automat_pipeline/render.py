@@ -22,16 +22,21 @@ from automat_pipeline.errors import InputError
 RESULT_PREFIX = "AUTOMAT_RESULT "
 
 
-def blender_command(executable: str, scripts_dir: str, script: str, args: list[str]) -> list[str]:
-    """The command line for one script run; a Python executable means the bpy module."""
-    script_path = str(Path(scripts_dir) / script)
+SCRIPT = "render.py"
+
+
+def blender_command(executable: str, scripts_dir: str, args: list[str]) -> list[str]:
+    """The command line for one render; a Python executable means the bpy module."""
+    script_path = str(Path(scripts_dir) / SCRIPT)
     if Path(executable).name.startswith("python"):
         return [executable, script_path, "--", *args]
     return [executable, "--background", "--factory-startup", "--python", script_path, "--", *args]
 
 
-def thumbnail_args(glb: Path, output: Path, size: int, engine: str, samples: int) -> list[str]:
-    return [str(glb), str(output), "--size", str(size), "--engine", engine, "--samples", str(samples)]
+def render_args(glb: Path, output: Path, size: int, engine: str, samples: int, frames: int = 0) -> list[str]:
+    """Arguments of ``blender/render.py``: a still PNG, or with ``frames`` a turntable MP4."""
+    return [str(glb), str(output), "--size", str(size), "--engine", engine, "--samples", str(samples),
+            "--frames", str(frames)]
 
 
 def run_blender(command: list[str], env: dict[str, str] | None = None, echo: bool = False,

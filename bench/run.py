@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from automat_pipeline.cad import convert_step  # noqa: E402
 from automat_pipeline.errors import InputError  # noqa: E402
-from automat_pipeline.render import blender_command, run_blender, thumbnail_args  # noqa: E402
+from automat_pipeline.render import blender_command, render_args, run_blender  # noqa: E402
 
 FIXTURES = REPO.parent / "shared" / "fixtures" / "step"
 RESULTS = REPO / "bench" / "results"
@@ -131,8 +131,8 @@ def bench_thumbnail(glbs: list[Path], out: Path) -> None:
     rows = []
     for engine in ("cycles", "workbench"):
         for glb in glbs[:4]:
-            command = blender_command(executable, str(REPO / "blender"), "render_thumbnail.py",
-                                      thumbnail_args(glb, out / f"{glb.stem}-{engine}.png", 256, engine, 16))
+            command = blender_command(executable, str(REPO / "blender"),
+                                      render_args(glb, out / f"{glb.stem}-{engine}.png", 256, engine, 16))
             started = time.perf_counter()
             result = run_blender(command)
             rows.append({"glb": glb.name, "engine": engine, "wall": round(time.perf_counter() - started, 3),

@@ -10,7 +10,7 @@ from openpyxl import Workbook, load_workbook
 from PIL import Image
 from sqlalchemy import select
 
-from automat_pipeline.assets import catalog_report, convert_step, product_catalog, step_file, thumbnail
+from automat_pipeline.assets import catalog_report, convert_step, product_catalog, step_file, thumbnail, turntable
 from automat_pipeline.db import repository
 from automat_pipeline.db.database import session
 from automat_pipeline.db.models import MaterialAlias, Product, ProductFile, TenantMaterial
@@ -28,7 +28,8 @@ def resources(env):
         "database": Database(url=env["AUTOMAT_DATABASE_URL"]),
         "media": MediaStore(uploads_dir=env["AUTOMAT_UPLOADS_DIR"], media_dir=env["AUTOMAT_MEDIA_DIR"]),
         "blender": Blender(executable=env["AUTOMAT_BLENDER"], scripts_dir=env["AUTOMAT_BLENDER_SCRIPTS"],
-                           thumbnail_size=64, thumbnail_samples=4),
+                           thumbnail_size=64, thumbnail_samples=4, turntable_size=64, turntable_frames=3,
+                           turntable_samples=2),
     }
 
 
@@ -100,6 +101,11 @@ def test_chain_for_one_product(env, resources, imported):
     assert "[MATERIAL] part 'rod_1' → 'SCHAEFFLER_059999_FailedMaterial' (fallback, no rule matched)" in production["materials"]
     glb = metadata(result, "glb_geometry")
     assert glb["triangles"] > 1000 and Path(glb["path"]).stat().st_size == glb["bytes"]
+    spin = materialize([turntable], partition_key="acme|AS1", instance=imported, resources=resources)
+    movie = metadata(spin, "turntable")
+    assert movie["frames"] == 3 and Path(movie["path"]).stat().st_size == movie["output_bytes"]
+    spin_logs = [e.user_message for e in imported.all_logs(spin.run_id) if e.user_message]
+    assert any(m.startswith("[turntable] 100% (3/3 frames)") for m in spin_logs)
     logs = [e.user_message for e in imported.all_logs(result.run_id) if e.user_message]
     assert any(m.startswith("[GPU_PROBE] No GPU found, falling back to CPU") for m in logs)
     assert any(m.startswith("[thumbnail] 100% (4/4 samples)") for m in logs)  # progress streamed via Pipes

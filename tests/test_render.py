@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from automat_pipeline.cad import convert_step
+from automat_pipeline.embedded import REPO
 from conftest import STEP_FIXTURES
 
 pytestmark = pytest.mark.slow
@@ -83,3 +84,22 @@ def test_terminating_the_caller_stops_blender_and_leaves_nothing(tmp_path, glb):
     assert cli.wait(timeout=30) == 130
     assert "error: interrupted" in cli.stderr.read()
     assert blender_processes(str(out)) == [] and not out.exists()
+
+
+def video_frames(path) -> int:
+    """Frame count as Blender's own FFmpeg reads it back (the render environment)."""
+    probe = "import bpy, sys; print('FRAMES', bpy.data.movieclips.load(sys.argv[1]).frame_duration)"
+    done = subprocess.run([str(REPO / ".venv-render" / "bin" / "python"), "-c", probe, str(path)],
+                          capture_output=True, text=True)
+    return int(next(line for line in done.stdout.splitlines() if line.startswith("FRAMES")).split()[1])
+
+
+def test_turntable_is_an_mp4_with_every_frame(tmp_path, glb):
+    out = tmp_path / "turn.mp4"
+    done = subprocess.run([sys.executable, "-m", "automat_pipeline.cli", "render", "turntable", str(glb), "-o",
+                           str(out), "--size", "64", "--frames", "4", "--samples", "4", "--json"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["frames"] == 4 and result["output_bytes"] == out.stat().st_size
+    assert out.read_bytes()[4:8] == b"ftyp" and video_frames(out) == 4

@@ -28,3 +28,22 @@ def thumbnail(context: AssetExecutionContext, blender: Blender, media: MediaStor
             "seconds": round(time.perf_counter() - started, 3),
         }
     )
+
+
+@asset(partitions_def=product_partitions, deps=["glb_production"], group_name="render", kinds={"blender", "mp4"},
+       code_version="1", pool="blender")
+def turntable(context: AssetExecutionContext, blender: Blender, media: MediaStore) -> MaterializeResult:
+    """An MP4 of the camera circling the production GLB (opaque: H.264 has no alpha)."""
+    started = time.perf_counter()
+    folder = media.product_dir(*split_product_key(context.partition_key))
+    output, glb = folder / "turntable.mp4", folder / "production.glb"
+    if not glb.is_file():
+        raise Failure(f"missing_input: {glb} does not exist; materialize glb_production first")
+    rendered = blender.render_turntable(context, glb, output)
+    return MaterializeResult(
+        metadata={
+            **(rendered.metadata or {}),
+            "path": MetadataValue.path(str(output)),
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+    )

@@ -1,7 +1,8 @@
-"""Render a thumbnail of a GLB: run by Blender 5.0.1 (a Blender binary or the `bpy` module).
+"""Render a GLB: a still PNG, or a turntable MP4. Run by Blender 5.0.1 (a binary or the `bpy` module).
 
-    python render_thumbnail.py -- GLB OUT.png [--size 256] [--engine cycles|workbench] [--samples 16]
-    blender -b --factory-startup --python render_thumbnail.py -- GLB OUT.png ...
+    python render.py -- GLB OUT.png [--size 256] [--engine cycles|workbench] [--samples 16]
+    python render.py -- GLB OUT.mp4 --frames 36 ...          (a turntable: the camera circles the model)
+    blender -b --factory-startup --python render.py -- GLB OUT ...
 
 Launched by the pipeline as a child process. Under Dagster Pipes its log lines and metadata go to
 the run; either way the last stdout line is ``AUTOMAT_RESULT {json}``. GPU first: the probe logs
@@ -41,13 +42,14 @@ class Log:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     argv = argv[argv.index("--") + 1 :] if "--" in argv else argv[1:]
-    parser = argparse.ArgumentParser(prog="render_thumbnail.py")
+    parser = argparse.ArgumentParser(prog="render.py")
     parser.add_argument("glb")
     parser.add_argument("output")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--engine", choices=sorted(ENGINES), default="cycles")
     parser.add_argument("--samples", type=int, default=16)
     parser.add_argument("--device", choices=["gpu", "cpu"], default="gpu")
+    parser.add_argument("--frames", type=int, default=0, help="0: a still PNG; N: an N-frame turntable MP4")
     return parser.parse_args(argv)
 
 
@@ -90,8 +92,8 @@ def bounds(meshes: list) -> tuple[Vector, float]:
     return (lo + hi) / 2, max((hi - lo).length / 2, 1e-6)
 
 
-def frame_camera(scene, center: Vector, radius: float) -> None:
-    """Isometric-ish view whose bounding sphere fills the frame."""
+def frame_camera(scene, center: Vector, radius: float):
+    """Isometric-ish view whose bounding sphere fills the frame; returns the camera."""
     camera = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
     scene.collection.objects.link(camera)
     scene.camera = camera
@@ -102,6 +104,22 @@ def frame_camera(scene, center: Vector, radius: float) -> None:
     camera.rotation_euler = (-direction).to_track_quat("-Z", "Y").to_euler()
     camera.data.clip_start = max(distance - radius * 2, distance / 1000)
     camera.data.clip_end = distance + radius * 2
+    return camera
+
+
+def turntable(scene, camera, center: Vector, frames: int) -> None:
+    """The camera circles the model once in ``frames`` frames, at constant speed."""
+    pivot = bpy.data.objects.new("Turntable", None)
+    pivot.location = center
+    scene.collection.objects.link(pivot)
+    camera.parent = pivot
+    camera.location = camera.location - center
+    bpy.context.preferences.edit.keyframe_new_interpolation_type = "LINEAR"
+    scene.frame_start, scene.frame_end = 1, frames
+    pivot.rotation_euler = (0.0, 0.0, 0.0)
+    pivot.keyframe_insert("rotation_euler", index=2, frame=1)
+    pivot.rotation_euler = (0.0, 0.0, 2 * math.pi)
+    pivot.keyframe_insert("rotation_euler", index=2, frame=frames + 1)  # frame N+1 = frame 1: a seamless loop
 
 
 def light(scene) -> None:
@@ -131,9 +149,14 @@ def configure(scene, args, log: Log) -> dict:
     scene.render.engine = ENGINES[args.engine]
     scene.render.resolution_x = scene.render.resolution_y = args.size
     scene.render.resolution_percentage = 100
-    scene.render.film_transparent = True
-    scene.render.image_settings.file_format = "PNG"
-    scene.render.image_settings.color_mode = "RGBA"
+    if args.frames:  # H.264 has no alpha: turntables are opaque
+        scene.render.image_settings.media_type = "VIDEO"
+        scene.render.image_settings.file_format = "FFMPEG"
+        scene.render.ffmpeg.format, scene.render.ffmpeg.codec = "MPEG4", "H264"
+    else:
+        scene.render.film_transparent = True
+        scene.render.image_settings.file_format = "PNG"
+        scene.render.image_settings.color_mode = "RGBA"
     device = {"device": "CPU", "backend": "CPU", "fallback_reason": "engine does not use Cycles devices"}
     if args.engine == "cycles":
         device = probe_gpu(log) if args.device == "gpu" else {
@@ -150,19 +173,29 @@ def configure(scene, args, log: Log) -> dict:
     return device
 
 
-def report_progress(log: Log) -> None:
-    """Log the share of samples done, at most once per quarter, while Cycles renders."""
-    done = {"quarter": -1}
+def report_progress(log: Log, prefix: str, frames: int) -> None:
+    """Log the share done, at most once per quarter: samples of a still, frames of a turntable."""
+    done = {"quarter": -1, "frames": 0}
+
+    def report(count: int, total: int, unit: str) -> None:
+        percent = 100 * count // total
+        if percent // 25 > done["quarter"]:
+            done["quarter"] = percent // 25
+            log.info(f"[{prefix}] {percent}% ({count}/{total} {unit})")
 
     def on_stats(stats: str) -> None:
         match = re.search(r"Sample (\d+)/(\d+)", stats)
         if match and int(match[2]):
-            percent = 100 * int(match[1]) // int(match[2])
-            if percent // 25 > done["quarter"]:
-                done["quarter"] = percent // 25
-                log.info(f"[thumbnail] {percent}% ({match[1]}/{match[2]} samples)")
+            report(int(match[1]), int(match[2]), "samples")
 
-    bpy.app.handlers.render_stats.append(on_stats)
+    def on_frame(scene, *_) -> None:
+        done["frames"] += 1
+        report(done["frames"], frames, "frames")
+
+    if frames:
+        bpy.app.handlers.render_write.append(on_frame)
+    else:
+        bpy.app.handlers.render_stats.append(on_stats)
 
 
 def render(args: argparse.Namespace, log: Log) -> dict:
@@ -170,15 +203,23 @@ def render(args: argparse.Namespace, log: Log) -> dict:
     meshes = import_glb(args.glb)
     scene = bpy.context.scene
     center, radius = bounds(meshes)
-    frame_camera(scene, center, radius)
+    camera = frame_camera(scene, center, radius)
+    if args.frames:
+        turntable(scene, camera, center, args.frames)
     light(scene)
     device = configure(scene, args, log)
-    log.info(f"[thumbnail] {len(meshes)} meshes, {args.engine} on {device['device']}, {args.size}px")
+    prefix = "turntable" if args.frames else "thumbnail"
+    log.info(f"[{prefix}] {len(meshes)} meshes, {args.engine} on {device['device']}, {args.size}px"
+             + (f", {args.frames} frames" if args.frames else ""))
     scene.render.filepath = os.path.abspath(args.output)
-    report_progress(log)
-    bpy.ops.render.render(write_still=True)
+    report_progress(log, prefix, args.frames)
+    if args.frames:
+        bpy.ops.render.render(animation=True)
+    else:
+        bpy.ops.render.render(write_still=True)
     return {
         "engine": args.engine,
+        "frames": args.frames,
         "samples": args.samples if args.engine == "cycles" else 0,
         "size": args.size,
         "meshes": len(meshes),
