@@ -49,6 +49,7 @@ def cad_convert(args: argparse.Namespace) -> dict:
 
 def render(args: argparse.Namespace) -> dict:
     from automat_pipeline.embedded import REPO
+    from automat_pipeline import output_types
     from automat_pipeline.render import blender_command, render_args, run_blender
 
     glb = Path(args.glb)
@@ -58,10 +59,11 @@ def render(args: argparse.Namespace) -> dict:
         raise InputError("not_glb", f"{glb.name} is not a binary glTF (.glb) file")
     executable = os.environ.get("AUTOMAT_BLENDER", str(REPO / ".venv-render" / "bin" / "python"))
     scripts = os.environ.get("AUTOMAT_BLENDER_SCRIPTS", str(REPO / "blender"))
-    frames = getattr(args, "frames", 0)
-    command = blender_command(executable, scripts, render_args(glb, Path(args.output), args.size, args.engine,
-                                                               args.samples, frames))
-    return {"output": str(args.output), **run_blender(command, timeout=args.timeout, output=Path(args.output))}
+    kind = output_types.parse(args.kind, dict(
+        kind=args.kind, resolution=args.size, engine=args.engine, samples=args.samples, camera=args.camera,
+        frames=getattr(args, "frames", 36), timeout_seconds=args.timeout, transparent=args.kind != "turntable"))
+    command = blender_command(executable, scripts, render_args(glb, Path(args.output), kind))
+    return {"output": str(args.output), **run_blender(command, timeout=kind.timeout_seconds, output=Path(args.output))}
 
 
 def catalog_check(args: argparse.Namespace) -> dict:
@@ -181,11 +183,13 @@ def parser() -> argparse.ArgumentParser:
     for kind, help in (("thumbnail", "render a transparent PNG of a GLB with Blender"),
                        ("turntable", "render an MP4 of the camera circling a GLB with Blender")):
         p = command(f"render {kind}", render, help)
+        p.set_defaults(kind=kind)
         p.add_argument("glb")
         p.add_argument("-o", "--output", required=True)
         p.add_argument("--size", type=int, default=256 if kind == "thumbnail" else 512)
         p.add_argument("--engine", choices=["cycles", "workbench"], default="cycles")
         p.add_argument("--samples", type=int, default=16)
+        p.add_argument("--camera", choices=["iso", "front", "top"], default="iso")
         p.add_argument("--timeout", type=float, default=300, help="seconds before Blender is stopped")
         p.add_argument("--json", action="store_true")
         if kind == "turntable":

@@ -16,10 +16,11 @@ product_media_job = define_asset_job(
     description="STEP upload → CAD metadata → viewer and production GLB → thumbnail for one tenant|product.",
 )
 
-# Turntables cost a render per frame: their own job, not part of every upload's chain.
-product_turntable_job = define_asset_job(
-    "product_turntable",
-    selection=AssetSelection.assets("turntable"),
+# Production renders cost minutes (a turntable renders every frame): their own job, run on demand
+# (orders, operators), not on every upload.
+product_renders_job = define_asset_job(
+    "product_renders",
+    selection=AssetSelection.assets("still", "turntable"),
     executor_def=in_process_executor,
-    description="A turntable MP4 of one tenant|product's production GLB.",
+    description="Stills and turntables of one tenant|product, one per output type of its tenant.",
 )

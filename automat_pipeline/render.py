@@ -18,6 +18,7 @@ from collections import deque
 from pathlib import Path
 
 from automat_pipeline.errors import InputError
+from automat_pipeline.output_types import OutputType
 
 RESULT_PREFIX = "AUTOMAT_RESULT "
 
@@ -33,10 +34,12 @@ def blender_command(executable: str, scripts_dir: str, args: list[str]) -> list[
     return [executable, "--background", "--factory-startup", "--python", script_path, "--", *args]
 
 
-def render_args(glb: Path, output: Path, size: int, engine: str, samples: int, frames: int = 0) -> list[str]:
-    """Arguments of ``blender/render.py``: a still PNG, or with ``frames`` a turntable MP4."""
-    return [str(glb), str(output), "--size", str(size), "--engine", engine, "--samples", str(samples),
-            "--frames", str(frames)]
+def render_args(glb: Path, output: Path, kind: OutputType) -> list[str]:
+    """Arguments of ``blender/render.py`` for one output type: a still PNG, or a turntable MP4."""
+    args = [str(glb), str(output), "--size", str(kind.resolution), "--engine", kind.engine,
+            "--samples", str(kind.samples), "--camera", kind.camera,
+            "--frames", str(kind.frames if kind.kind == "turntable" else 0), "--label", kind.kind]
+    return args + ([] if kind.denoising else ["--no-denoise"]) + ([] if kind.transparent else ["--opaque"])
 
 
 def run_blender(command: list[str], env: dict[str, str] | None = None, echo: bool = False,

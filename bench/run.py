@@ -30,6 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from automat_pipeline.cad import convert_step  # noqa: E402
 from automat_pipeline.errors import InputError  # noqa: E402
+from automat_pipeline.output_types import OutputType  # noqa: E402
 from automat_pipeline.render import blender_command, render_args, run_blender  # noqa: E402
 
 FIXTURES = REPO.parent / "shared" / "fixtures" / "step"
@@ -131,8 +132,9 @@ def bench_thumbnail(glbs: list[Path], out: Path) -> None:
     rows = []
     for engine in ("cycles", "workbench"):
         for glb in glbs[:4]:
+            kind = OutputType(name="thumbnail", kind="thumbnail", engine=engine)
             command = blender_command(executable, str(REPO / "blender"),
-                                      render_args(glb, out / f"{glb.stem}-{engine}.png", 256, engine, 16))
+                                      render_args(glb, out / f"{glb.stem}-{engine}.png", kind))
             started = time.perf_counter()
             result = run_blender(command)
             rows.append({"glb": glb.name, "engine": engine, "wall": round(time.perf_counter() - started, 3),

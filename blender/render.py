@@ -22,6 +22,7 @@ from mathutils import Vector
 
 ENGINES = {"cycles": "CYCLES", "workbench": "BLENDER_WORKBENCH"}
 GPU_BACKENDS = ("OPTIX", "CUDA", "HIP", "ONEAPI", "METAL")
+CAMERAS = {"iso": (1.0, -1.0, 0.8), "front": (0.0, -1.0, 0.15), "top": (0.0, -0.01, 1.0)}  # glTF import: Z up
 
 
 class RenderError(Exception):
@@ -50,6 +51,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--samples", type=int, default=16)
     parser.add_argument("--device", choices=["gpu", "cpu"], default="gpu")
     parser.add_argument("--frames", type=int, default=0, help="0: a still PNG; N: an N-frame turntable MP4")
+    parser.add_argument("--camera", choices=sorted(CAMERAS), default="iso")
+    parser.add_argument("--no-denoise", dest="denoise", action="store_false")
+    parser.add_argument("--opaque", action="store_true", help="render the world behind the model")
+    parser.add_argument("--label", default="render", help="the pipeline step, as the prefix of log lines")
     return parser.parse_args(argv)
 
 
@@ -92,14 +97,14 @@ def bounds(meshes: list) -> tuple[Vector, float]:
     return (lo + hi) / 2, max((hi - lo).length / 2, 1e-6)
 
 
-def frame_camera(scene, center: Vector, radius: float):
-    """Isometric-ish view whose bounding sphere fills the frame; returns the camera."""
+def frame_camera(scene, center: Vector, radius: float, position: str):
+    """A view from ``position`` whose bounding sphere fills the frame; returns the camera."""
     camera = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
     scene.collection.objects.link(camera)
     scene.camera = camera
     fov = camera.data.angle
     distance = radius / math.sin(fov / 2) * 1.05
-    direction = Vector((1.0, -1.0, 0.8)).normalized()
+    direction = Vector(CAMERAS[position]).normalized()
     camera.location = center + direction * distance
     camera.rotation_euler = (-direction).to_track_quat("-Z", "Y").to_euler()
     camera.data.clip_start = max(distance - radius * 2, distance / 1000)
@@ -154,9 +159,9 @@ def configure(scene, args, log: Log) -> dict:
         scene.render.image_settings.file_format = "FFMPEG"
         scene.render.ffmpeg.format, scene.render.ffmpeg.codec = "MPEG4", "H264"
     else:
-        scene.render.film_transparent = True
+        scene.render.film_transparent = not args.opaque
         scene.render.image_settings.file_format = "PNG"
-        scene.render.image_settings.color_mode = "RGBA"
+        scene.render.image_settings.color_mode = "RGB" if args.opaque else "RGBA"
     device = {"device": "CPU", "backend": "CPU", "fallback_reason": "engine does not use Cycles devices"}
     if args.engine == "cycles":
         device = probe_gpu(log) if args.device == "gpu" else {
@@ -164,7 +169,7 @@ def configure(scene, args, log: Log) -> dict:
         scene.cycles.device = "GPU" if device["backend"] != "CPU" else "CPU"
         scene.cycles.samples = args.samples
         scene.cycles.use_adaptive_sampling = True
-        scene.cycles.use_denoising = True
+        scene.cycles.use_denoising = args.denoise
         scene.cycles.denoiser = "OPENIMAGEDENOISE"
         scene.cycles.denoising_prefilter = "FAST"
     else:
@@ -203,12 +208,12 @@ def render(args: argparse.Namespace, log: Log) -> dict:
     meshes = import_glb(args.glb)
     scene = bpy.context.scene
     center, radius = bounds(meshes)
-    camera = frame_camera(scene, center, radius)
+    camera = frame_camera(scene, center, radius, args.camera)
     if args.frames:
         turntable(scene, camera, center, args.frames)
     light(scene)
     device = configure(scene, args, log)
-    prefix = "turntable" if args.frames else "thumbnail"
+    prefix = args.label
     log.info(f"[{prefix}] {len(meshes)} meshes, {args.engine} on {device['device']}, {args.size}px"
              + (f", {args.frames} frames" if args.frames else ""))
     scene.render.filepath = os.path.abspath(args.output)
@@ -220,6 +225,7 @@ def render(args: argparse.Namespace, log: Log) -> dict:
     return {
         "engine": args.engine,
         "frames": args.frames,
+        "camera": args.camera,
         "samples": args.samples if args.engine == "cycles" else 0,
         "size": args.size,
         "meshes": len(meshes),

@@ -10,10 +10,10 @@ from openpyxl import Workbook, load_workbook
 from PIL import Image
 from sqlalchemy import select
 
-from automat_pipeline.assets import catalog_report, convert_step, product_catalog, step_file, thumbnail, turntable
+from automat_pipeline.assets import catalog_report, convert_step, product_catalog, still, step_file, thumbnail, turntable
 from automat_pipeline.db import repository
 from automat_pipeline.db.database import session
-from automat_pipeline.db.models import MaterialAlias, Product, ProductFile, TenantMaterial
+from automat_pipeline.db.models import MaterialAlias, Product, ProductFile, TenantMaterial, TenantOutputType
 from automat_pipeline.partitions import product_partitions, tenant_partitions
 from automat_pipeline.resources import Blender, Database, MediaStore
 from conftest import STEP_FIXTURES
@@ -27,16 +27,27 @@ def resources(env):
     return {
         "database": Database(url=env["AUTOMAT_DATABASE_URL"]),
         "media": MediaStore(uploads_dir=env["AUTOMAT_UPLOADS_DIR"], media_dir=env["AUTOMAT_MEDIA_DIR"]),
-        "blender": Blender(executable=env["AUTOMAT_BLENDER"], scripts_dir=env["AUTOMAT_BLENDER_SCRIPTS"],
-                           thumbnail_size=64, thumbnail_samples=4, turntable_size=64, turntable_frames=3,
-                           turntable_samples=2),
+        "blender": Blender(executable=env["AUTOMAT_BLENDER"], scripts_dir=env["AUTOMAT_BLENDER_SCRIPTS"]),
     }
+
+
+TINY_OUTPUT_TYPES = {  # the tenant overrides the shipped output types: small, fast renders
+    "thumbnail": {"kind": "thumbnail", "resolution": 64, "samples": 4},
+    "still-web": {"kind": "still", "resolution": 48, "samples": 2, "camera": "front"},
+    "turntable-web": {"kind": "turntable", "resolution": 64, "samples": 2, "frames": 3, "transparent": False},
+}
+
+
+def acme(database_url: str):
+    with session(database_url) as s, s.begin():
+        tenant = repository.tenant(s, "acme")
+        if not s.scalars(select(TenantOutputType)).first():
+            s.add_all(TenantOutputType(tenant_id=tenant.id, name=n, settings=v) for n, v in TINY_OUTPUT_TYPES.items())
 
 
 @pytest.fixture
 def tenant_inbox(env):
-    with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
-        repository.tenant(s, "acme")
+    acme(env["AUTOMAT_DATABASE_URL"])
     inbox = Path(env["AUTOMAT_UPLOADS_DIR"]) / "acme"
     inbox.mkdir(parents=True)
     wb = Workbook()
@@ -101,11 +112,13 @@ def test_chain_for_one_product(env, resources, imported):
     assert "[MATERIAL] part 'rod_1' → 'SCHAEFFLER_059999_FailedMaterial' (fallback, no rule matched)" in production["materials"]
     glb = metadata(result, "glb_geometry")
     assert glb["triangles"] > 1000 and Path(glb["path"]).stat().st_size == glb["bytes"]
-    spin = materialize([turntable], partition_key="acme|AS1", instance=imported, resources=resources)
-    movie = metadata(spin, "turntable")
+    renders = materialize([still, turntable], partition_key="acme|AS1", instance=imported, resources=resources)
+    [movie] = metadata(renders, "turntable")["outputs"].values()
     assert movie["frames"] == 3 and Path(movie["path"]).stat().st_size == movie["output_bytes"]
-    spin_logs = [e.user_message for e in imported.all_logs(spin.run_id) if e.user_message]
-    assert any(m.startswith("[turntable] 100% (3/3 frames)") for m in spin_logs)
+    [image] = metadata(renders, "still")["outputs"].values()
+    assert image["camera"] == "front" and Image.open(image["path"]).size == (48, 48)
+    render_logs = [e.user_message for e in imported.all_logs(renders.run_id) if e.user_message]
+    assert any(m.startswith("[turntable] 100% (3/3 frames)") for m in render_logs)
     logs = [e.user_message for e in imported.all_logs(result.run_id) if e.user_message]
     assert any(m.startswith("[GPU_PROBE] No GPU found, falling back to CPU") for m in logs)
     assert any(m.startswith("[thumbnail] 100% (4/4 samples)") for m in logs)  # progress streamed via Pipes
@@ -151,6 +164,7 @@ def test_product_without_upload_names_the_missing_file(resources, imported):
 
 
 def test_render_failure_names_blenders_reason(env, resources):
+    acme(env["AUTOMAT_DATABASE_URL"])
     folder = Path(env["AUTOMAT_MEDIA_DIR"]) / "acme" / "BROKEN"
     folder.mkdir(parents=True)
     (folder / "production.glb").write_bytes(b"glTF\x02\x00\x00\x00" + bytes(40))  # header promises more bytes

@@ -14,11 +14,11 @@ def test_definitions_load_with_the_whole_graph():
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert keys == {"product_catalog", "catalog_report", "step_file", "cad_metadata", "glb_geometry",
-                    "glb_production", "thumbnail", "turntable"}
+                    "glb_production", "thumbnail", "still", "turntable"}
     assert graph.get(AssetKey("thumbnail")).parent_keys == {AssetKey("glb_production")}
     assert graph.get(AssetKey("glb_production")).parent_keys == {AssetKey("glb_geometry")}
     assert graph.get(AssetKey("glb_geometry")).parent_keys == {AssetKey("cad_metadata")}
-    assert {j.name for j in defs.resolve_all_job_defs()} >= {"import_catalog", "product_media", "product_turntable"}
+    assert {j.name for j in defs.resolve_all_job_defs()} >= {"import_catalog", "product_media", "product_renders"}
 
 
 def test_dagster_cli_validates_the_code_location(tmp_path: Path):

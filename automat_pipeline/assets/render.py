@@ -1,28 +1,45 @@
-"""Render assets per tenant|product: Blender output from the GLB."""
+"""Render assets per tenant|product: Blender output from the production GLB, per output type."""
 
 import base64
 import time
+from pathlib import Path
 
 from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
 
+from automat_pipeline.db import repository
+from automat_pipeline.output_types import OutputType
 from automat_pipeline.partitions import product_partitions, split_product_key
-from automat_pipeline.resources import Blender, MediaStore
+from automat_pipeline.resources import Blender, Database, MediaStore
+
+
+def _output_types(context: AssetExecutionContext, database: Database, kind: str) -> list[OutputType]:
+    tenant_slug, _ = split_product_key(context.partition_key)
+    with database.session() as session:
+        return repository.tenant_output_types(session, repository.tenant(session, tenant_slug, create=False), kind)
+
+
+def _production_glb(context: AssetExecutionContext, media: MediaStore) -> tuple[Path, Path]:
+    folder = media.product_dir(*split_product_key(context.partition_key))
+    if not (folder / "production.glb").is_file():
+        raise Failure(f"missing_input: {folder / 'production.glb'} does not exist; materialize glb_production first")
+    return folder, folder / "production.glb"
 
 
 @asset(partitions_def=product_partitions, deps=["glb_production"], group_name="render", kinds={"blender", "png"},
-       code_version="2", pool="blender")
-def thumbnail(context: AssetExecutionContext, blender: Blender, media: MediaStore) -> MaterializeResult:
-    """A transparent PNG of the production GLB (library materials), framed on the model; shown in the UI."""
+       code_version="3", pool="blender")
+def thumbnail(context: AssetExecutionContext, blender: Blender, database: Database,
+              media: MediaStore) -> MaterializeResult:
+    """The tenant's ``thumbnail`` output type: a quick transparent PNG, shown in the asset's metadata."""
     started = time.perf_counter()
-    folder = media.product_dir(*split_product_key(context.partition_key))
-    output, glb = folder / "thumbnail.png", folder / "production.glb"
-    if not glb.is_file():
-        raise Failure(f"missing_input: {glb} does not exist; materialize glb_production first")
-    rendered = blender.render_thumbnail(context, glb, output)
+    folder, glb = _production_glb(context, media)
+    kind = _output_types(context, database, "thumbnail")[0]
+    output = folder / "thumbnail.png"
+    rendered = blender.render(context, glb, output, kind)
     preview = base64.b64encode(output.read_bytes()).decode()
     return MaterializeResult(
         metadata={
             **(rendered.metadata or {}),
+            "output_type": kind.name,
             "path": MetadataValue.path(str(output)),
             "preview": MetadataValue.md(f"![thumbnail](data:image/png;base64,{preview})"),
             "seconds": round(time.perf_counter() - started, 3),
@@ -30,20 +47,32 @@ def thumbnail(context: AssetExecutionContext, blender: Blender, media: MediaStor
     )
 
 
-@asset(partitions_def=product_partitions, deps=["glb_production"], group_name="render", kinds={"blender", "mp4"},
+@asset(partitions_def=product_partitions, deps=["glb_production"], group_name="render", kinds={"blender", "png"},
        code_version="1", pool="blender")
-def turntable(context: AssetExecutionContext, blender: Blender, media: MediaStore) -> MaterializeResult:
-    """An MP4 of the camera circling the production GLB (opaque: H.264 has no alpha)."""
+def still(context: AssetExecutionContext, blender: Blender, database: Database, media: MediaStore) -> MaterializeResult:
+    """One production PNG per ``still`` output type of the tenant."""
     started = time.perf_counter()
-    folder = media.product_dir(*split_product_key(context.partition_key))
-    output, glb = folder / "turntable.mp4", folder / "production.glb"
-    if not glb.is_file():
-        raise Failure(f"missing_input: {glb} does not exist; materialize glb_production first")
-    rendered = blender.render_turntable(context, glb, output)
-    return MaterializeResult(
-        metadata={
-            **(rendered.metadata or {}),
-            "path": MetadataValue.path(str(output)),
-            "seconds": round(time.perf_counter() - started, 3),
-        }
-    )
+    folder, glb = _production_glb(context, media)
+    outputs = {}
+    for kind in _output_types(context, database, "still"):
+        output = folder / f"still-{kind.name}.png"
+        rendered = blender.render(context, glb, output, kind)
+        outputs[kind.name] = {"path": str(output), **{k: v.value for k, v in (rendered.metadata or {}).items()}}
+    return MaterializeResult(metadata={"outputs": MetadataValue.json(outputs), "count": len(outputs),
+                                       "seconds": round(time.perf_counter() - started, 3)})
+
+
+@asset(partitions_def=product_partitions, deps=["glb_production"], group_name="render", kinds={"blender", "mp4"},
+       code_version="2", pool="blender")
+def turntable(context: AssetExecutionContext, blender: Blender, database: Database,
+              media: MediaStore) -> MaterializeResult:
+    """An MP4 per ``turntable`` output type: the camera circles the model (opaque: H.264 has no alpha)."""
+    started = time.perf_counter()
+    folder, glb = _production_glb(context, media)
+    outputs = {}
+    for kind in _output_types(context, database, "turntable"):
+        output = folder / f"turntable-{kind.name}.mp4"
+        rendered = blender.render(context, glb, output, kind)
+        outputs[kind.name] = {"path": str(output), **{k: v.value for k, v in (rendered.metadata or {}).items()}}
+    return MaterializeResult(metadata={"outputs": MetadataValue.json(outputs), "count": len(outputs),
+                                       "seconds": round(time.perf_counter() - started, 3)})

@@ -120,3 +120,16 @@ class MaterialAlias(Base):
     pattern: Mapped[str] = mapped_column(String(200))
     material_name: Mapped[str] = mapped_column(String(200))
     position: Mapped[int] = mapped_column(default=0)
+
+
+class TenantOutputType(Base):
+    """A tenant's own output type, or its override of a shipped one (same name); ``settings`` are the
+    fields of ``automat_pipeline.output_types.OutputType`` other than the name."""
+
+    __tablename__ = "output_types"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    settings: Mapped[dict] = mapped_column(default=dict)

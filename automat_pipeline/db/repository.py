@@ -8,7 +8,16 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from automat_pipeline.db.models import CatalogImport, MaterialAlias, Product, ProductFile, Tenant, TenantMaterial
+from automat_pipeline import output_types
+from automat_pipeline.db.models import (
+    CatalogImport,
+    MaterialAlias,
+    Product,
+    ProductFile,
+    Tenant,
+    TenantMaterial,
+    TenantOutputType,
+)
 from automat_pipeline.materials import ALIASES, FALLBACK, LIBRARY, Material, MaterialResolver
 
 
@@ -92,3 +101,10 @@ def material_resolver(session: Session, tenant: Tenant, product: Product) -> Mat
                                                                                    MaterialAlias.id))]
     return MaterialResolver(library, aliases + ALIASES, dict(product.materials or {}),
                             tenant.settings.get("fallback_material", FALLBACK))
+
+
+def tenant_output_types(session: Session, tenant: Tenant, kind: str) -> list[output_types.OutputType]:
+    """The tenant's output types of ``kind``: shipped defaults, its own added or overriding by name."""
+    own = [output_types.parse(t.name, t.settings) for t in session.scalars(
+        select(TenantOutputType).where(TenantOutputType.tenant_id == tenant.id).order_by(TenantOutputType.name))]
+    return [t for t in output_types.merged(own) if t.kind == kind]

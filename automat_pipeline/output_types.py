@@ -1,0 +1,61 @@
+"""Output types: what a render produces, with a help text for every setting.
+
+The shipped defaults live here; a tenant adds its own or overrides one by name (``output_types``
+table). The help texts are the fields' descriptions, for the UI and the API.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from automat_pipeline.errors import InputError
+
+
+class OutputType(BaseModel):
+    """One render output: a thumbnail, a still, or a turntable."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description="Unique per tenant; used in file names.")
+    kind: Literal["thumbnail", "still", "turntable"] = Field(
+        description="thumbnail: the quick preview of every product; still: a production image; "
+                    "turntable: an MP4 of the camera circling the product.")
+    resolution: int = Field(256, ge=16, le=8192, description="Width and height in pixels (square images).")
+    engine: Literal["cycles", "workbench"] = Field(
+        "cycles", description="cycles: path-traced, GPU first; workbench: fast flat shading for previews.")
+    samples: int = Field(16, ge=1, le=4096, description="Cycles samples per pixel (adaptive sampling may stop "
+                                                        "earlier); more is cleaner and slower.")
+    denoising: bool = Field(True, description="OpenImageDenoise after rendering (Cycles).")
+    transparent: bool = Field(True, description="Transparent background (PNG with alpha). Turntables are always "
+                                                "opaque: H.264 has no alpha.")
+    camera: Literal["iso", "front", "top"] = Field("iso", description="Where the camera looks from.")
+    frames: int = Field(36, ge=2, le=3600, description="Turntable frames for one full turn (ignored by stills).")
+    timeout_seconds: float = Field(300, gt=0, le=86400, description="A render running longer is stopped and "
+                                                                    "fails with class timeout.")
+
+    @property
+    def suffix(self) -> str:
+        return ".mp4" if self.kind == "turntable" else ".png"
+
+
+DEFAULTS = [
+    OutputType(name="thumbnail", kind="thumbnail"),
+    OutputType(name="still-web", kind="still", resolution=1024, samples=32),
+    OutputType(name="turntable-web", kind="turntable", resolution=512, transparent=False, frames=36,
+               timeout_seconds=3600),
+]
+
+
+def parse(name: str, settings: dict) -> OutputType:
+    """A tenant's stored output type, validated; bad settings name the field and the problem."""
+    try:
+        return OutputType(name=name, **settings)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        raise InputError("invalid_output_type", f"output type {name!r}: {problems}") from error
+
+
+def merged(tenant_types: list[OutputType]) -> list[OutputType]:
+    """The shipped defaults, with the tenant's own added or overriding by name."""
+    by_name = {t.name: t for t in DEFAULTS} | {t.name: t for t in tenant_types}
+    return list(by_name.values())
