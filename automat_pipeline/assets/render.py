@@ -47,19 +47,25 @@ def thumbnail(context: AssetExecutionContext, blender: Blender, database: Databa
     )
 
 
+def _render_each(context: AssetExecutionContext, blender: Blender, database: Database, media: MediaStore,
+                 kind: str) -> MaterializeResult:
+    """One file per output type of ``kind`` of the tenant, named after the output type."""
+    started = time.perf_counter()
+    folder, glb = _production_glb(context, media)
+    outputs = {}
+    for output_type in _output_types(context, database, kind):
+        output = folder / f"{kind}-{output_type.name}{output_type.suffix}"
+        rendered = blender.render(context, glb, output, output_type)
+        outputs[output_type.name] = {"path": str(output), **{k: v.value for k, v in (rendered.metadata or {}).items()}}
+    return MaterializeResult(metadata={"outputs": MetadataValue.json(outputs), "count": len(outputs),
+                                       "seconds": round(time.perf_counter() - started, 3)})
+
+
 @asset(partitions_def=product_partitions, deps=["glb_production"], group_name="render", kinds={"blender", "png"},
        code_version="1", pool="blender")
 def still(context: AssetExecutionContext, blender: Blender, database: Database, media: MediaStore) -> MaterializeResult:
     """One production PNG per ``still`` output type of the tenant."""
-    started = time.perf_counter()
-    folder, glb = _production_glb(context, media)
-    outputs = {}
-    for kind in _output_types(context, database, "still"):
-        output = folder / f"still-{kind.name}.png"
-        rendered = blender.render(context, glb, output, kind)
-        outputs[kind.name] = {"path": str(output), **{k: v.value for k, v in (rendered.metadata or {}).items()}}
-    return MaterializeResult(metadata={"outputs": MetadataValue.json(outputs), "count": len(outputs),
-                                       "seconds": round(time.perf_counter() - started, 3)})
+    return _render_each(context, blender, database, media, "still")
 
 
 @asset(partitions_def=product_partitions, deps=["glb_production"], group_name="render", kinds={"blender", "mp4"},
@@ -67,12 +73,4 @@ def still(context: AssetExecutionContext, blender: Blender, database: Database, 
 def turntable(context: AssetExecutionContext, blender: Blender, database: Database,
               media: MediaStore) -> MaterializeResult:
     """An MP4 per ``turntable`` output type: the camera circles the model (opaque: H.264 has no alpha)."""
-    started = time.perf_counter()
-    folder, glb = _production_glb(context, media)
-    outputs = {}
-    for kind in _output_types(context, database, "turntable"):
-        output = folder / f"turntable-{kind.name}.mp4"
-        rendered = blender.render(context, glb, output, kind)
-        outputs[kind.name] = {"path": str(output), **{k: v.value for k, v in (rendered.metadata or {}).items()}}
-    return MaterializeResult(metadata={"outputs": MetadataValue.json(outputs), "count": len(outputs),
-                                       "seconds": round(time.perf_counter() - started, 3)})
+    return _render_each(context, blender, database, media, "turntable")
