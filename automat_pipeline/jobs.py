@@ -20,7 +20,7 @@ product_media_job = define_asset_job(
 # (orders, operators), not on every upload.
 product_renders_job = define_asset_job(
     "product_renders",
-    selection=AssetSelection.assets("still", "turntable"),
+    selection=AssetSelection.assets("still", "turntable", "blend_export"),
     executor_def=in_process_executor,
-    description="Stills and turntables of one tenant|product, one per output type of its tenant.",
+    description="Stills and turntables of one tenant|product (one per output type of its tenant), and its .blend.",
 )

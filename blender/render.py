@@ -1,4 +1,6 @@
-"""Render a GLB: a still PNG, or a turntable MP4. Run by Blender 5.0.1 (a binary or the `bpy` module).
+"""Render a GLB: a still PNG, a turntable MP4, or the set-up scene as .blend (by the output's suffix).
+
+Run by Blender 5.0.1 (a binary or the `bpy` module).
 
     python render.py -- GLB OUT.png [--size 256] [--engine cycles|workbench] [--samples 16]
     python render.py -- GLB OUT.mp4 --frames 36 ...          (a turntable: the camera circles the model)
@@ -216,12 +218,13 @@ def render(args: argparse.Namespace, log: Log) -> dict:
     prefix = args.label
     log.info(f"[{prefix}] {len(meshes)} meshes, {args.engine} on {device['device']}, {args.size}px"
              + (f", {args.frames} frames" if args.frames else ""))
-    scene.render.filepath = os.path.abspath(args.output)
-    report_progress(log, prefix, args.frames)
-    if args.frames:
-        bpy.ops.render.render(animation=True)
+    if args.output.endswith(".blend"):  # the set-up scene itself, for an artist to open
+        scene.render.filepath = "//render"
+        bpy.ops.wm.save_as_mainfile(filepath=os.path.abspath(args.output), compress=True, copy=True)
     else:
-        bpy.ops.render.render(write_still=True)
+        scene.render.filepath = os.path.abspath(args.output)
+        report_progress(log, prefix, args.frames)
+        bpy.ops.render.render(animation=True) if args.frames else bpy.ops.render.render(write_still=True)
     return {
         "engine": args.engine,
         "frames": args.frames,

@@ -2,6 +2,7 @@
 the real converter and a real (small) Blender render."""
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from openpyxl import Workbook, load_workbook
 from PIL import Image
 from sqlalchemy import select
 
-from automat_pipeline.assets import catalog_report, convert_step, product_catalog, still, step_file, thumbnail, turntable
+from automat_pipeline.assets import blend_export, catalog_report, convert_step, product_catalog, still, step_file, thumbnail, turntable
 from automat_pipeline.db import repository
 from automat_pipeline.db.database import session
 from automat_pipeline.db.models import MaterialAlias, Product, ProductFile, TenantMaterial, TenantOutputType
@@ -112,7 +113,14 @@ def test_chain_for_one_product(env, resources, imported):
     assert "[MATERIAL] part 'rod_1' → 'SCHAEFFLER_059999_FailedMaterial' (fallback, no rule matched)" in production["materials"]
     glb = metadata(result, "glb_geometry")
     assert glb["triangles"] > 1000 and Path(glb["path"]).stat().st_size == glb["bytes"]
-    renders = materialize([still, turntable], partition_key="acme|AS1", instance=imported, resources=resources)
+    renders = materialize([still, turntable, blend_export], partition_key="acme|AS1", instance=imported,
+                          resources=resources)
+    scene = metadata(renders, "blend_export")
+    assert Path(scene["path"]).stat().st_size == scene["output_bytes"] and scene["camera"] == "front"
+    probe = ("import bpy, sys; bpy.ops.wm.open_mainfile(filepath=sys.argv[1]); s = bpy.context.scene; "
+             "print('SCENE', s.camera.name, s.render.engine, len([o for o in s.objects if o.type == 'MESH']))")
+    opened = subprocess.run([env["AUTOMAT_BLENDER"], "-c", probe, scene["path"]], capture_output=True, text=True)
+    assert "SCENE Camera CYCLES 18" in opened.stdout, opened.stdout[-500:] + opened.stderr[-500:]
     [movie] = metadata(renders, "turntable")["outputs"].values()
     assert movie["frames"] == 3 and Path(movie["path"]).stat().st_size == movie["output_bytes"]
     [image] = metadata(renders, "still")["outputs"].values()

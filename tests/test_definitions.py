@@ -14,7 +14,7 @@ def test_definitions_load_with_the_whole_graph():
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert keys == {"product_catalog", "catalog_report", "step_file", "cad_metadata", "glb_geometry",
-                    "glb_production", "thumbnail", "still", "turntable"}
+                    "glb_production", "thumbnail", "still", "turntable", "blend_export"}
     assert graph.get(AssetKey("thumbnail")).parent_keys == {AssetKey("glb_production")}
     assert graph.get(AssetKey("glb_production")).parent_keys == {AssetKey("glb_geometry")}
     assert graph.get(AssetKey("glb_geometry")).parent_keys == {AssetKey("cad_metadata")}

@@ -2,6 +2,6 @@
 
 from automat_pipeline.assets.cad import convert_step, step_file
 from automat_pipeline.assets.catalog import catalog_report, product_catalog
-from automat_pipeline.assets.render import still, thumbnail, turntable
+from automat_pipeline.assets.render import blend_export, still, thumbnail, turntable
 
-ALL_ASSETS = [product_catalog, catalog_report, step_file, convert_step, thumbnail, still, turntable]
+ALL_ASSETS = [product_catalog, catalog_report, step_file, convert_step, thumbnail, still, turntable, blend_export]

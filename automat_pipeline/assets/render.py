@@ -74,3 +74,16 @@ def turntable(context: AssetExecutionContext, blender: Blender, database: Databa
               media: MediaStore) -> MaterializeResult:
     """An MP4 per ``turntable`` output type: the camera circles the model (opaque: H.264 has no alpha)."""
     return _render_each(context, blender, database, media, "turntable")
+
+
+@asset(partitions_def=product_partitions, deps=["glb_production"], group_name="render", kinds={"blender"},
+       code_version="1")
+def blend_export(context: AssetExecutionContext, blender: Blender, database: Database,
+                 media: MediaStore) -> MaterializeResult:
+    """The scene a still is rendered from (model, materials, camera, lights), saved as .blend."""
+    started = time.perf_counter()
+    folder, glb = _production_glb(context, media)
+    output = folder / "scene.blend"
+    saved = blender.render(context, glb, output, _output_types(context, database, "still")[0])
+    return MaterializeResult(metadata={**(saved.metadata or {}), "path": MetadataValue.path(str(output)),
+                                       "seconds": round(time.perf_counter() - started, 3)})
