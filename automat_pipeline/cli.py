@@ -231,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # the contract: a one-line reason, never a traceback
         print(f"error: internal_error: {type(error).__name__}: {error}".splitlines()[0], file=sys.stderr)
         return 1
+    finally:  # cleanup is done: a late signal must not turn the exit into a traceback
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     if isinstance(result, int):
         return result
     print(json.dumps(result) if args.json else summary(args.name, result))
