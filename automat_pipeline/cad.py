@@ -212,7 +212,7 @@ def convert_step(
     t = time.perf_counter()
     labels = _leaf_parts(shape_tool, roots)
     parts = [_part(label, step_path.stem) for label in labels]
-    for label, part in zip(labels, parts):  # GLB node names are then exactly the part names
+    for label, part in zip(labels, parts, strict=True):  # GLB node names are then exactly the part names
         TDataStd_Name.Set_s(label, TCollection_ExtendedString(part.name))
     name = _label_name(roots.Value(1)) if roots.Length() == 1 else ""
     name = step_path.stem if GENERIC_NAMES.match(name) else name
@@ -223,15 +223,15 @@ def convert_step(
     seconds["metadata"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    _apply_materials(doc, zip(labels, [_viewer_material(p.color) for p in parts]))
+    _apply_materials(doc, zip(labels, [_viewer_material(p.color) for p in parts], strict=True))
     glb_bytes = _write_glb(doc, glb_path)
     production_bytes, decisions = None, []
     if resolver is not None and production_path is not None:
         decisions = [resolver.resolve(p.name) for p in parts]
-        for part, decision in zip(parts, decisions):
+        for part, decision in zip(parts, decisions, strict=True):
             part.material, part.material_source = decision.material, decision.source
         _strip_colors(doc)
-        _apply_materials(doc, zip(labels, [resolver.library[d.material] for d in decisions]))
+        _apply_materials(doc, zip(labels, [resolver.library[d.material] for d in decisions], strict=True))
         production_bytes = _write_glb(doc, Path(production_path), {d.part: d.material for d in decisions})
     seconds["write"] = time.perf_counter() - t
 

@@ -102,14 +102,6 @@ class CatalogCheck:
     accepted: list[CatalogRow]
     rejected: list[Rejection]
 
-    @property
-    def sheet(self) -> str:
-        return self.tables[0].sheet
-
-    @property
-    def header_row(self) -> int:
-        return self.tables[0].header_row
-
 
 def normalize_header(text: str) -> str:
     return re.sub(r"[\W_]+", "", text.replace("\xa0", " ").casefold())

@@ -8,7 +8,6 @@ one JSON object.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import signal
@@ -20,27 +19,15 @@ from pathlib import Path
 from automat_pipeline.errors import InputError
 
 
-@contextlib.contextmanager
-def stdout_to_stderr():
-    """Keep native libraries (OpenCascade prints to fd 1) off stdout, which carries the JSON."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
 def cad_convert(args: argparse.Namespace) -> dict:
     from automat_pipeline.cad import convert_isolated
     from automat_pipeline.materials import ALIASES, LIBRARY, MaterialResolver
 
     started = time.perf_counter()
     resolver = MaterialResolver({m.name: m for m in LIBRARY}, ALIASES) if args.production else None
-    with stdout_to_stderr():
+    from automat_pipeline.redirect import redirected
+
+    with redirected(2, 1):  # OpenCascade prints to fd 1, which carries the JSON
         result = convert_isolated(Path(args.step), Path(args.output), resolver=resolver,
                                   production_path=args.production and Path(args.production),
                                   timeout_seconds=args.timeout, memory_mb=args.memory_mb)

@@ -8,10 +8,8 @@ already done and repeats nothing.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from automat_pipeline.db.database import session
 from automat_pipeline.definitions import defs
 from automat_pipeline.embedded import REPO, prepare
 from automat_pipeline.partitions import product_key, split_product_key, tenant_partitions
+from automat_pipeline.redirect import redirected
 from automat_pipeline.resources import Database, MediaStore
 from automat_pipeline.sensors import upload_sensor
 
@@ -66,26 +65,6 @@ def fill_inbox(inbox: Path) -> None:
         workbook.save(catalogue)
 
 
-@contextlib.contextmanager
-def output_to(log: Path):
-    """Send this process's stdout and stderr (Dagster's console log, Blender's output) to ``log``."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with log.open("a") as f:
-        os.dup2(f.fileno(), 1)
-        os.dup2(f.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
-
-
 def run_requested(instance: DagsterInstance, database: Database, media: MediaStore, log: Path) -> list[dict]:
     """One sensor tick; run each request not already run; return what ran."""
     result = upload_sensor(build_sensor_context(instance=instance, resources={"database": database, "media": media}))
@@ -97,7 +76,7 @@ def run_requested(instance: DagsterInstance, database: Database, media: MediaSto
         if instance.get_run_records(RunsFilter(tags={**SENSOR_TAGS, "dagster/run_key": request.run_key}), limit=1):
             continue
         started = time.perf_counter()
-        with output_to(log):
+        with log.open("a") as out, redirected(out.fileno(), 1, 2):  # Dagster's console log, Blender
             outcome = defs.get_job_def(request.job_name).execute_in_process(
                 run_config=request.run_config, instance=instance, partition_key=request.partition_key, tags=tags,
                 raise_on_error=False,

@@ -15,7 +15,6 @@ class Upload:
     path: Path
     kind: str  # "catalog" | "step"
     mtime_ns: int
-    size: int
 
 
 def scan(uploads_dir: Path) -> list[Upload]:
@@ -28,8 +27,7 @@ def scan(uploads_dir: Path) -> list[Upload]:
         for path in sorted(tenant_dir.iterdir()):
             kind = KINDS.get(path.suffix.lower())
             if kind and path.is_file() and not path.name.startswith((".", "~$")):
-                stat = path.stat()
-                found.append(Upload(tenant_dir.name, path, kind, stat.st_mtime_ns, stat.st_size))
+                found.append(Upload(tenant_dir.name, path, kind, path.stat().st_mtime_ns))
     return found
 
 

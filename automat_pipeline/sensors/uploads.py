@@ -10,6 +10,7 @@ the files of tenants that do not exist yet, so it stays as small as that.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -63,9 +64,9 @@ class Cursor:
         return json.dumps(self.__dict__, sort_keys=True)
 
 
-def media_run(tenant: str, product, path) -> RunRequest:
+def media_run(tenant: str, product, digest: str) -> RunRequest:
     key = product_key(tenant, product.key)
-    return RunRequest(run_key=f"{key}@{sha256(path)[:16]}", job_name=product_media_job.name, partition_key=key,
+    return RunRequest(run_key=f"{key}@{digest[:16]}", job_name=product_media_job.name, partition_key=key,
                       tags={TENANT_TAG: tenant})
 
 
@@ -74,6 +75,7 @@ def media_run(tenant: str, product, path) -> RunRequest:
 def upload_sensor(context: SensorEvaluationContext, database: Database, media: MediaStore):
     """Watch every tenant inbox for new or changed workbooks and STEP files, and the catalogue for new products."""
     cursor = Cursor.parse(context.cursor)
+    file_sha = functools.cache(sha256)  # each file is read once per tick, however many products name it
     uploads = scan(media.uploads_dir)
     waiting_before = set(cursor.waiting)
     candidates = [u for u in uploads if cursor.is_new(u) or str(u.path) in waiting_before]
@@ -90,9 +92,10 @@ def upload_sensor(context: SensorEvaluationContext, database: Database, media: M
                 continue
             workbooks = sorted(u.path.name for u in mine if u.kind == "catalog")
             if workbooks:
-                digest = hashlib.sha256("".join(f"{n}@{sha256(media.inbox(slug) / n)}" for n in workbooks).encode())
+                versions = "".join(f"{n}@{file_sha(media.inbox(slug) / n)}" for n in workbooks)
+                combined = hashlib.sha256(versions.encode())
                 request = RunRequest(
-                    run_key=f"catalog:{slug}@{digest.hexdigest()[:16]}",
+                    run_key=f"catalog:{slug}@{combined.hexdigest()[:16]}",
                     job_name=import_catalog_job.name,
                     partition_key=slug,
                     run_config={"ops": {"product_catalog": {"config": {"workbooks": workbooks, "trigger": "sensor"}}}},
@@ -101,13 +104,13 @@ def upload_sensor(context: SensorEvaluationContext, database: Database, media: M
                 runs[request.run_key] = request
             for upload in (u for u in mine if u.kind == "step"):
                 for product in repository.products_for_step(session, tenant.id, upload.path.name):
-                    request = media_run(slug, product, upload.path)
+                    request = media_run(slug, product, file_sha(upload.path))
                     runs[request.run_key] = request
         for tenant, products in repository.dispatch_imports(session):
             for product in products:
                 path = step_file_for(media.inbox(tenant.slug), product)
                 if path:
-                    request = media_run(tenant.slug, product, path)
+                    request = media_run(tenant.slug, product, file_sha(path))
                     runs[request.run_key] = request
     if not runs and not candidates:
         return SkipReason("no new uploads or products")
