@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -36,21 +37,69 @@ def cad_convert(args: argparse.Namespace) -> dict:
 
 def render(args: argparse.Namespace) -> dict:
     from automat_pipeline.embedded import REPO
-    from automat_pipeline import output_types
     from automat_pipeline.render import blender_command, render_args, run_blender
 
-    glb = Path(args.glb)
+    glb, output = Path(args.glb), Path(args.output)
     if not glb.is_file() or glb.stat().st_size == 0:
         raise InputError("missing_file" if not glb.exists() else "empty_file", f"{glb} is missing or empty")
     if glb.read_bytes()[:4] != b"glTF":
         raise InputError("not_glb", f"{glb.name} is not a binary glTF (.glb) file")
     executable = os.environ.get("AUTOMAT_BLENDER", str(REPO / ".venv-render" / "bin" / "python"))
     scripts = os.environ.get("AUTOMAT_BLENDER_SCRIPTS", str(REPO / "blender"))
-    kind = output_types.parse(args.kind, dict(
-        kind=args.kind, resolution=args.size, engine=args.engine, samples=args.samples, camera=args.camera,
-        frames=getattr(args, "frames", 36), timeout_seconds=args.timeout, transparent=args.kind != "turntable"))
-    command = blender_command(executable, scripts, render_args(glb, Path(args.output), kind))
-    return {"output": str(args.output), **run_blender(command, timeout=kind.timeout_seconds, output=Path(args.output))}
+    with tempfile.TemporaryDirectory() as workdir:
+        kind, library, template = _render_setup(args, Path(workdir))
+        command = blender_command(executable, scripts, render_args(glb, output, kind, library, template))
+        return {"output": str(output), **run_blender(command, timeout=kind.timeout_seconds, output=output)}
+
+
+def _render_setup(args: argparse.Namespace, workdir: Path):
+    """The output type, library file and template of a CLI render.
+
+    ``render still`` takes a named output type (the tenant's, or a shipped one); thumbnails and
+    turntables take their settings from flags. With ``--tenant``, Blender gets the tenant's material
+    library and templates; without, the GLB's own materials and the studio scene.
+    """
+    from automat_pipeline import materials, output_types
+
+    if args.kind != "still":
+        kind = output_types.parse(args.kind, dict(
+            kind=args.kind, resolution=args.size, engine=args.engine, samples=args.samples, camera=args.camera,
+            frames=getattr(args, "frames", 36), timeout_seconds=args.timeout, transparent=args.kind != "turntable"))
+    if not args.tenant:
+        if args.kind == "still":
+            kind = _named_output_type([t for t in output_types.DEFAULTS if t.kind == "still"], args.output_type)
+        if kind.template:
+            raise InputError("missing_template", f"output type {kind.name!r} names a template: give --tenant")
+        return kind, None, None
+    from automat_pipeline.db import repository
+    from automat_pipeline.db.database import session
+    from automat_pipeline.embedded import prepare
+    from automat_pipeline.resources import MediaStore
+
+    prepare()
+    with session(os.environ["AUTOMAT_DATABASE_URL"]) as s:
+        tenant = repository.tenant(s, args.tenant, create=False)
+        if tenant is None:
+            raise InputError("unknown_tenant", f"tenant {args.tenant!r} does not exist (automat tenant create)")
+        if args.kind == "still":
+            kind = _named_output_type(repository.tenant_output_types(s, tenant, "still"), args.output_type)
+        library = workdir / "materials.json"
+        library.write_text(json.dumps(materials.for_blender(repository.material_library(s, tenant),
+                                                            repository.fallback_material(tenant))))
+    template = None
+    if kind.template:
+        media = MediaStore(uploads_dir=os.environ["AUTOMAT_UPLOADS_DIR"], media_dir=os.environ["AUTOMAT_MEDIA_DIR"])
+        template = media.templates_dir(args.tenant) / kind.template
+        if not template.is_file():
+            raise InputError("missing_template", f"output type {kind.name!r} names {template}, which does not exist")
+    return kind, library, template
+
+
+def _named_output_type(known: list, name: str):
+    found = {t.name: t for t in known}
+    if name not in found:
+        raise InputError("unknown_output_type", f"no still output type {name!r}; known: {', '.join(sorted(found))}")
+    return found[name]
 
 
 def catalog_check(args: argparse.Namespace) -> dict:
@@ -168,17 +217,22 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-mb", type=int, default=4096, help="memory before the conversion is killed")
     p.add_argument("--json", action="store_true")
     for kind, help in (("thumbnail", "render a transparent PNG of a GLB with Blender"),
+                       ("still", "render a GLB as one of a tenant's (or the shipped) still output types"),
                        ("turntable", "render an MP4 of the camera circling a GLB with Blender")):
         p = command(f"render {kind}", render, help)
         p.set_defaults(kind=kind)
         p.add_argument("glb")
         p.add_argument("-o", "--output", required=True)
+        p.add_argument("--tenant", help="use the tenant's material library, templates and output types")
+        p.add_argument("--json", action="store_true")
+        if kind == "still":
+            p.add_argument("--output-type", required=True, help="the still output type's name, e.g. still-web")
+            continue
         p.add_argument("--size", type=int, default=256 if kind == "thumbnail" else 512)
-        p.add_argument("--engine", choices=["cycles", "workbench"], default="cycles")
+        p.add_argument("--engine", choices=["cycles", "eevee", "workbench"], default="cycles")
         p.add_argument("--samples", type=int, default=16)
         p.add_argument("--camera", choices=["iso", "front", "top"], default="iso")
         p.add_argument("--timeout", type=float, default=300, help="seconds before Blender is stopped")
-        p.add_argument("--json", action="store_true")
         if kind == "turntable":
             p.add_argument("--frames", type=int, default=36)
     p = command("catalog check", catalog_check, "parse a product list without writing anything")

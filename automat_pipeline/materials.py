@@ -92,3 +92,12 @@ class MaterialResolver:
                 return Decision(part, alias[0], "catalogue assignment", f"{written!r} via alias {alias[1]!r}")
             return Decision(part, self.fallback, "fallback", f"catalogue names unknown material {written!r}")
         return Decision(part, self.fallback, "fallback", "no rule matched")
+
+
+def for_blender(library: dict[str, Material], fallback: str) -> dict:
+    """The library as ``blender/automat_blender/materials.py`` reads it (JSON)."""
+    if fallback not in library:
+        raise ValueError(f"fallback material {fallback!r} is not in the library")
+    return {"fallback": fallback,
+            "materials": {m.name: {"base_color": list(m.base_color), "metallic": m.metallic,
+                                   "roughness": m.roughness} for m in library.values()}}

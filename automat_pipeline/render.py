@@ -34,12 +34,17 @@ def blender_command(executable: str, scripts_dir: str, args: list[str]) -> list[
     return [executable, "--background", "--factory-startup", "--python", script_path, "--", *args]
 
 
-def render_args(glb: Path, output: Path, kind: OutputType) -> list[str]:
-    """Arguments of ``blender/render.py`` for one output type: a still PNG, or a turntable MP4."""
+def render_args(glb: Path, output: Path, kind: OutputType, materials: Path | None = None,
+                template: Path | None = None) -> list[str]:
+    """Arguments of ``blender/render.py`` for one output type (a PNG, an MP4, or a .blend by
+    ``output``'s suffix); ``materials`` is a library JSON file, ``template`` a .blend scene."""
     args = [str(glb), str(output), "--size", str(kind.resolution), "--engine", kind.engine,
             "--samples", str(kind.samples), "--camera", kind.camera,
             "--frames", str(kind.frames if kind.kind == "turntable" else 0), "--label", kind.kind]
-    return args + ([] if kind.denoising else ["--no-denoise"]) + ([] if kind.transparent else ["--opaque"])
+    args += [] if kind.denoising else ["--no-denoise"]
+    args += [] if kind.transparent else ["--opaque"]
+    args += ["--materials", str(materials)] if materials else []
+    return args + (["--template", str(template)] if template else [])
 
 
 def run_blender(command: list[str], env: dict[str, str] | None = None, echo: bool = False,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import psutil
 import pytest
 from sqlalchemy import text
 
@@ -40,3 +41,9 @@ def env(tmp_path: Path, domain_database: str, monkeypatch: pytest.MonkeyPatch) -
     for key, value in values.items():
         monkeypatch.setenv(key, value)
     return values
+
+
+def blender_processes(marker: str) -> list[psutil.Process]:
+    """Blender processes (running blender/render.py) writing ``marker``; not the CLI that started them."""
+    return [p for p in psutil.process_iter(["cmdline"])
+            if marker in " ".join(p.info["cmdline"] or []) and any(a.endswith("render.py") for a in p.info["cmdline"])]

@@ -1,23 +1,36 @@
 """The assets materialized for one partition on a real ephemeral instance, real PostgreSQL,
 the real converter and a real (small) Blender render."""
 
+import os
 import shutil
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from dagster import AssetKey, DagsterInstance, materialize
 from openpyxl import Workbook, load_workbook
 from PIL import Image
 from sqlalchemy import select
 
+from automat_pipeline import cad
 from automat_pipeline.assets import blend_export, catalog_report, convert_step, product_catalog, still, step_file, thumbnail, turntable
 from automat_pipeline.db import repository
 from automat_pipeline.db.database import session
-from automat_pipeline.db.models import MaterialAlias, Product, ProductFile, TenantMaterial, TenantOutputType
+from automat_pipeline.db.models import (
+    MaterialAlias,
+    MediaAsset,
+    Product,
+    ProductFile,
+    TenantMaterial,
+    TenantOutputType,
+)
 from automat_pipeline.partitions import product_partitions, tenant_partitions
 from automat_pipeline.resources import Blender, Database, MediaStore
-from conftest import STEP_FIXTURES
+from conftest import STEP_FIXTURES, blender_processes
 
 CATALOG = [product_catalog, catalog_report]
 MEDIA = [step_file, convert_step, thumbnail]
@@ -134,6 +147,12 @@ def test_chain_for_one_product(env, resources, imported):
     assert thumb["engine"] == "cycles" and thumb["backend"] == "CPU" and thumb["seconds"] > 0
     assert Image.open(thumb["path"]).size == (64, 64)
     assert thumb["preview"].startswith("![thumbnail](data:image/png;base64,")
+    assert thumb["materials"] == {"ACME_Zinc": 8, "SCHAEFFLER_059999_FailedMaterial": 10}  # Blender used the library
+    records = media_assets(env["AUTOMAT_DATABASE_URL"])
+    assert {key: r.status for key, r in records.items()} == {
+        ("thumbnail", "thumbnail"): "completed", ("still", "still-web"): "completed",
+        ("turntable", "turntable-web"): "completed", ("blend_export", "still-web"): "completed"}
+    assert records[("turntable", "turntable-web")].details["frames"] == 3
     with session(env["AUTOMAT_DATABASE_URL"]) as s:
         [record] = s.scalars(select(ProductFile).where(ProductFile.kind == "step")).all()
         assert (record.filename, record.status, record.error) == ("as1-oc-214.stp", "ok", None)
@@ -171,16 +190,104 @@ def test_product_without_upload_names_the_missing_file(resources, imported):
     assert failure.step_failure_data.user_failure_data.description.startswith("missing_step_file: no STEP upload for GONE")
 
 
-def test_render_failure_names_blenders_reason(env, resources):
-    acme(env["AUTOMAT_DATABASE_URL"])
-    folder = Path(env["AUTOMAT_MEDIA_DIR"]) / "acme" / "BROKEN"
+def media_assets(database_url: str) -> dict[tuple[str, str], MediaAsset]:
+    with session(database_url) as s:
+        return {(m.asset, m.output_type): m for m in s.scalars(select(MediaAsset))}
+
+
+def test_render_failure_names_blenders_reason_and_is_recorded(env, resources, imported):
+    folder = Path(env["AUTOMAT_MEDIA_DIR"]) / "acme" / "GONE"
     folder.mkdir(parents=True)
     (folder / "production.glb").write_bytes(b"glTF\x02\x00\x00\x00" + bytes(40))  # header promises more bytes
-    instance = DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions(product_partitions.name, ["acme|BROKEN"])
-    result = materialize([thumbnail], partition_key="acme|BROKEN", instance=instance, resources=resources,
+    result = materialize([thumbnail], partition_key="acme|GONE", instance=imported, resources=resources,
                          raise_on_error=False, selection=[AssetKey("thumbnail")])
     [failure] = [e for e in result.all_events if e.is_step_failure]
     assert failure.step_failure_data.user_failure_data.description.startswith("render_failed: ")
     assert "Bad GLB" in failure.step_failure_data.user_failure_data.description
     assert not (folder / "thumbnail.png").exists()
+    record = media_assets(env["AUTOMAT_DATABASE_URL"])[("thumbnail", "thumbnail")]
+    assert (record.status, record.error_class, record.run_id) == ("failed", "render_failed", result.run_id)
+    assert "Bad GLB" in record.reason and record.path is None
+
+
+def set_output_type(database_url: str, name: str, **settings) -> None:
+    with session(database_url) as s, s.begin():
+        s.query(TenantOutputType).filter_by(name=name).update({"settings": settings})
+
+
+@pytest.fixture
+def converted(env, imported):
+    """AS1's production GLB in place, as glb_production leaves it."""
+    folder = Path(env["AUTOMAT_MEDIA_DIR"]) / "acme" / "AS1"
+    folder.mkdir(parents=True)
+    with session(env["AUTOMAT_DATABASE_URL"]) as s:
+        tenant = repository.tenant(s, "acme", create=False)
+        resolver = repository.material_resolver(s, tenant, repository.product(s, tenant.id, "AS1"))
+    cad.convert_step(STEP_FIXTURES / "occt-import-js" / "as1-oc-214.stp", folder / "model.glb", resolver=resolver,
+                 production_path=folder / "production.glb")
+    return folder
+
+
+def test_missing_template_fails_before_blender_starts(env, resources, imported, converted):
+    set_output_type(env["AUTOMAT_DATABASE_URL"], "still-web", kind="still", template="nowhere.blend")
+    result = materialize([still], partition_key="acme|AS1", instance=imported, resources=resources,
+                         raise_on_error=False, selection=[AssetKey("still")])
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    assert failure.step_failure_data.user_failure_data.description.startswith(
+        "missing_template: output type 'still-web' names nowhere.blend, which is not in ")
+    record = media_assets(env["AUTOMAT_DATABASE_URL"])[("still", "still-web")]
+    assert (record.status, record.error_class) == ("failed", "missing_template")
+
+
+@pytest.mark.slow
+def test_tenant_template_scene_lights_the_still(env, resources, imported, converted):
+    templates = Path(env["AUTOMAT_MEDIA_DIR"]) / "acme" / "_templates"
+    templates.mkdir(parents=True)
+    make = ("import bpy, sys; bpy.ops.wm.read_factory_settings(use_empty=True); s = bpy.context.scene; "
+            "w = bpy.data.worlds.new('Red'); w.node_tree.nodes['Background'].inputs['Color'].default_value = "
+            "(1, 0, 0, 1); s.world = w; l = bpy.data.objects.new('Key', bpy.data.lights.new('Key', 'SUN')); "
+            "s.collection.objects.link(l); s.view_settings.view_transform = 'Standard'; bpy.ops.wm.save_as_mainfile(filepath=sys.argv[1])")
+    subprocess.run([env["AUTOMAT_BLENDER"], "-c", make, str(templates / "red.blend")], check=True,
+                   capture_output=True)
+    set_output_type(env["AUTOMAT_DATABASE_URL"], "still-web", kind="still", resolution=32, samples=2,
+                    transparent=False, template="red.blend")
+    result = materialize([still], partition_key="acme|AS1", instance=imported, resources=resources,
+                         selection=[AssetKey("still")])
+    [image] = metadata(result, "still")["outputs"].values()
+    assert image["lighting"] == "template (1 lights, world Red)"
+    rgb = np.asarray(Image.open(image["path"]).convert("RGB")).astype(int)
+    red = (rgb[..., 0] > 240) & (rgb[..., 1] < 30) & (rgb[..., 2] < 30)
+    assert red.mean() > 0.2  # the template's world and colour management ("Standard"), not the studio's
+    record = media_assets(env["AUTOMAT_DATABASE_URL"])[("still", "still-web")]
+    assert (record.status, record.path, record.details["lighting"]) == ("completed", image["path"], image["lighting"])
+
+
+CANCELLED_RUN = """
+import sys
+from dagster import DagsterInstance, materialize
+from automat_pipeline import cad
+from automat_pipeline.assets import still
+from automat_pipeline.definitions import defs
+instance = DagsterInstance.ephemeral()
+instance.add_dynamic_partitions("products", ["acme|AS1"])
+materialize([still], partition_key="acme|AS1", instance=instance, resources=defs.resources)
+"""
+
+
+@pytest.mark.slow
+def test_terminated_render_stops_blender_removes_output_and_is_recorded_cancelled(env, resources, imported,
+                                                                                   converted):
+    set_output_type(env["AUTOMAT_DATABASE_URL"], "still-web", kind="still", resolution=1024, samples=4096)
+    run = subprocess.Popen([sys.executable, "-c", CANCELLED_RUN], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True, env={**os.environ, **env})
+    output = str(converted / "still-still-web.png")
+    deadline = time.monotonic() + 120
+    while not blender_processes(output):
+        assert time.monotonic() < deadline and run.poll() is None, "Blender never started"
+        time.sleep(0.2)
+    time.sleep(1.0)  # let it render
+    run.send_signal(signal.SIGINT)  # what terminating a Dagster run does to its run worker
+    run.wait(timeout=60)
+    assert blender_processes(output) == [] and not Path(output).exists()
+    record = media_assets(env["AUTOMAT_DATABASE_URL"])[("still", "still-web")]
+    assert (record.status, record.reason) == ("cancelled", "the run was terminated while Blender rendered")

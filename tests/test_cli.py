@@ -52,6 +52,13 @@ def test_render_thumbnail_bad_input(tmp_path):
     assert done.stderr == "error: not_glb: screw.step is not a binary glTF (.glb) file\n"
 
 
+def test_render_still_names_the_output_types_it_knows(tmp_path):
+    (tmp_path / "m.glb").write_bytes(b"glTF\x02\x00\x00\x00" + bytes(40))
+    done = automat("render", "still", str(tmp_path / "m.glb"), "--output-type", "poster", "-o", str(tmp_path / "s.png"))
+    assert done.returncode == 2
+    assert done.stderr == "error: unknown_output_type: no still output type 'poster'; known: still-web\n"
+
+
 def test_catalog_check_reports_rows_and_writes_nothing(tmp_path):
     wb = Workbook()
     for row in (["PIM-ID", "Name"], ["P-1", "one"], ["P-2", None]):
@@ -99,3 +106,10 @@ def test_tenant_create_then_catalog_import(tmp_path):
     assert Path(result["report"]).is_file()
     unknown = run("catalog", "import", str(tmp_path / "liste.xlsx"), "--tenant", "nobody")
     assert unknown.returncode == 2 and unknown.stderr.startswith("error: unknown_tenant: ")
+
+    (tmp_path / "m.glb").write_bytes(b"glTF\x02\x00\x00\x00" + bytes(40))
+    still = ["render", "still", str(tmp_path / "m.glb"), "-o", str(tmp_path / "s.png"), "--output-type"]
+    unknown = run(*still, "poster", "--tenant", "nobody")
+    assert unknown.returncode == 2 and unknown.stderr.startswith("error: unknown_tenant: ")
+    missing = run(*still, "poster", "--tenant", "acme")
+    assert missing.stderr == "error: unknown_output_type: no still output type 'poster'; known: still-web\n"

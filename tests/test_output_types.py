@@ -20,7 +20,8 @@ def test_tenant_types_override_defaults_by_name_and_add_their_own():
 @pytest.mark.parametrize("settings,problem", [
     ({"kind": "still", "resolution": 10}, "resolution: Input should be greater than or equal to 16"),
     ({"kind": "poster"}, "kind: Input should be 'thumbnail', 'still' or 'turntable'"),
-    ({"kind": "still", "engine": "eevee"}, "engine: Input should be 'cycles' or 'workbench'"),
+    ({"kind": "still", "engine": "luxcore"}, "engine: Input should be 'cycles', 'eevee' or 'workbench'"),
+    ({"kind": "still", "template": "../other/x.blend"}, "template: String should match pattern"),
 ])
 def test_bad_settings_name_the_field(settings, problem):
     with pytest.raises(InputError, match=problem) as error:

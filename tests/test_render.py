@@ -6,13 +6,12 @@ import subprocess
 import sys
 
 import numpy as np
-import psutil
 import pytest
 from PIL import Image
 
 from automat_pipeline.cad import convert_step
 from automat_pipeline.embedded import REPO
-from conftest import STEP_FIXTURES
+from conftest import STEP_FIXTURES, blender_processes
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +23,7 @@ def glb(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("engine", ["cycles", "workbench"])
+@pytest.mark.parametrize("engine", ["cycles", "eevee", "workbench"])
 def test_thumbnail_is_transparent_centred_and_framed(tmp_path, glb, engine):
     out = tmp_path / "t.png"
     done = subprocess.run(
@@ -56,12 +55,6 @@ def test_broken_glb_fails_with_blenders_reason(tmp_path):
     assert done.returncode == 2
     assert done.stderr.startswith("error: render_failed: ") and "Traceback" not in done.stderr
     assert not (tmp_path / "t.png").exists()
-
-
-def blender_processes(marker: str) -> list[psutil.Process]:
-    """Blender processes (running blender/render.py) writing ``marker``; not the CLI that started them."""
-    return [p for p in psutil.process_iter(["cmdline"])
-            if marker in " ".join(p.info["cmdline"] or []) and any(a.endswith("render.py") for a in p.info["cmdline"])]
 
 
 def test_render_time_limit_stops_blender_and_leaves_nothing(tmp_path, glb):
@@ -105,3 +98,19 @@ def test_turntable_is_an_mp4_with_every_frame(tmp_path, glb):
     result = json.loads(done.stdout)
     assert result["frames"] == 4 and result["output_bytes"] == out.stat().st_size
     assert out.read_bytes()[4:8] == b"ftyp" and video_frames(out) == 4
+
+
+def test_parts_outside_the_library_get_the_fallback_material(tmp_path, glb):
+    """The viewer GLB's CAD colours are not library materials: every part renders as the fallback."""
+    library = {"fallback": "Alarm-Green", "materials": {
+        "Alarm-Green": {"base_color": [0.0, 1.0, 0.0], "metallic": 0.0, "roughness": 0.5}}}
+    (tmp_path / "library.json").write_text(json.dumps(library))
+    out = tmp_path / "t.png"
+    done = subprocess.run([str(REPO / ".venv-render" / "bin" / "python"), str(REPO / "blender" / "render.py"), "--",
+                           str(glb), str(out), "--size", "48", "--engine", "workbench",
+                           "--materials", str(tmp_path / "library.json")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "[MATERIAL] part 'nut_1': 'mat_" in done.stderr and "→ 'Alarm-Green'" in done.stderr
+    rgba = np.asarray(Image.open(out)).astype(int)
+    model = rgba[rgba[..., 3] > 200]
+    assert len(model) > 100 and (model[:, 1] > model[:, 0] + 40).mean() > 0.9  # green, however lit

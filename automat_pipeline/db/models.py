@@ -133,3 +133,24 @@ class TenantOutputType(Base):
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(64))
     settings: Mapped[dict] = mapped_column(default=dict)
+
+
+class MediaAsset(Base):
+    """The latest outcome of one render of a product: ``asset`` is the pipeline step (thumbnail,
+    still, turntable, blend_export), ``output_type`` the tenant's output type it followed."""
+
+    __tablename__ = "media_assets"
+    __table_args__ = (UniqueConstraint("tenant_id", "product_id", "asset", "output_type"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"))
+    asset: Mapped[str] = mapped_column(String(32))
+    output_type: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # "completed" | "failed" | "cancelled"
+    path: Mapped[str | None] = mapped_column(Text)
+    error_class: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(Text)
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    details: Mapped[dict] = mapped_column(default=dict)  # engine, device, seconds, bytes
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

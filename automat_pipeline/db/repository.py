@@ -12,6 +12,7 @@ from automat_pipeline import output_types
 from automat_pipeline.db.models import (
     CatalogImport,
     MaterialAlias,
+    MediaAsset,
     Product,
     ProductFile,
     Tenant,
@@ -90,17 +91,26 @@ def record_file(
     )
 
 
-def material_resolver(session: Session, tenant: Tenant, product: Product) -> MaterialResolver:
-    """The tenant's library (shipped + own), its aliases before the default ones, the product's
-    catalogue assignments, and its fallback material."""
+def material_library(session: Session, tenant: Tenant) -> dict[str, Material]:
+    """The shipped library with the tenant's own materials added or overriding by name."""
     library = {m.name: m for m in LIBRARY}
     for m in session.scalars(select(TenantMaterial).where(TenantMaterial.tenant_id == tenant.id)):
         library[m.name] = Material(m.name, tuple(m.base_color), m.metallic, m.roughness, m.description)
+    return library
+
+
+def fallback_material(tenant: Tenant) -> str:
+    return tenant.settings.get("fallback_material", FALLBACK)
+
+
+def material_resolver(session: Session, tenant: Tenant, product: Product) -> MaterialResolver:
+    """The tenant's library, its aliases before the default ones, the product's catalogue
+    assignments, and its fallback material."""
+    library = material_library(session, tenant)
     aliases = [(a.pattern, a.material_name) for a in session.scalars(
         select(MaterialAlias).where(MaterialAlias.tenant_id == tenant.id).order_by(MaterialAlias.position,
                                                                                    MaterialAlias.id))]
-    return MaterialResolver(library, aliases + ALIASES, dict(product.materials or {}),
-                            tenant.settings.get("fallback_material", FALLBACK))
+    return MaterialResolver(library, aliases + ALIASES, dict(product.materials or {}), fallback_material(tenant))
 
 
 def tenant_output_types(session: Session, tenant: Tenant, kind: str) -> list[output_types.OutputType]:
@@ -108,3 +118,15 @@ def tenant_output_types(session: Session, tenant: Tenant, kind: str) -> list[out
     own = [output_types.parse(t.name, t.settings) for t in session.scalars(
         select(TenantOutputType).where(TenantOutputType.tenant_id == tenant.id).order_by(TenantOutputType.name))]
     return [t for t in output_types.merged(own) if t.kind == kind]
+
+
+def record_render(session: Session, tenant_id: int, product_id: int, asset: str, output_type: str, status: str,
+                  **values) -> None:
+    """Record the latest outcome of one render (``values``: path, error_class, reason, run_id, details)."""
+    statement = insert(MediaAsset).values(tenant_id=tenant_id, product_id=product_id, asset=asset,
+                                          output_type=output_type, status=status, **values)
+    changed = {"status", "path", "error_class", "reason", "run_id", "details"}
+    session.execute(statement.on_conflict_do_update(
+        index_elements=["tenant_id", "product_id", "asset", "output_type"],
+        set_={k: statement.excluded[k] for k in changed} | {"updated_at": func.now()},
+    ))

@@ -23,9 +23,11 @@ class Blender(ConfigurableResource):
     executable: str
     scripts_dir: str
 
-    def render(self, context: AssetExecutionContext, glb: Path, output: Path, kind: OutputType) -> MaterializeResult:
+    def render(self, context: AssetExecutionContext, glb: Path, output: Path, kind: OutputType,
+               materials: Path | None = None, template: Path | None = None) -> MaterializeResult:
         """Render ``glb`` as output type ``kind``; log lines and progress reach the run log as it renders."""
-        command = blender_command(self.executable, self.scripts_dir, render_args(glb, output, kind))
+        command = blender_command(self.executable, self.scripts_dir,
+                                  render_args(glb, output, kind, materials, template))
         with open_pipes_session(
             context=context,
             context_injector=PipesTempFileContextInjector(),

@@ -18,6 +18,10 @@ class MediaStore(ConfigurableResource):
         """Catalogue import reports (.xlsx) for the tenant's operators to download."""
         return Path(self.media_dir) / tenant / "_catalog_reports"
 
+    def templates_dir(self, tenant: str) -> Path:
+        """The tenant's .blend template scenes, named by its output types."""
+        return Path(self.media_dir) / tenant / "_templates"
+
     def product_dir(self, tenant: str, product: str) -> Path:
         path = Path(self.media_dir) / tenant / product
         path.mkdir(parents=True, exist_ok=True)

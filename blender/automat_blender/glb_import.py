@@ -1,0 +1,41 @@
+"""Load the model into a fresh scene: the studio default, or a tenant's template .blend."""
+
+import os
+
+import bpy
+from mathutils import Vector
+
+from automat_blender import RenderError
+
+
+def import_glb(path: str, template: str | None = None) -> list:
+    """The model's mesh objects, smooth-shaded, in an empty scene or in ``template``'s scene.
+
+    The glTF importer turns glTF's Y-up metres into Blender's Z-up metres.
+    """
+    if template:
+        if not os.path.isfile(template):
+            raise RenderError(f"missing_template: {template} does not exist")
+        bpy.ops.wm.open_mainfile(filepath=template, load_ui=False)
+        stale = [o for o in bpy.context.scene.objects if o.type == "MESH"]
+        if stale:
+            raise RenderError(f"invalid_template: {os.path.basename(template)} holds meshes "
+                              f"({', '.join(o.name for o in stale[:3])}); a template is lights, world and settings")
+    else:
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+    bpy.ops.import_scene.gltf(filepath=path)
+    meshes = [o for o in bpy.context.scene.objects if o.type == "MESH"]
+    if not meshes:
+        raise RenderError(f"empty_model: {path} contains no meshes")
+    for obj in meshes:
+        for poly in obj.data.polygons:
+            poly.use_smooth = True
+    return meshes
+
+
+def bounds(meshes: list) -> tuple[Vector, float]:
+    """Centre and bounding-sphere radius of the model, in world space."""
+    corners = [o.matrix_world @ Vector(c) for o in meshes for c in o.bound_box]
+    lo = Vector(min(c[i] for c in corners) for i in range(3))
+    hi = Vector(max(c[i] for c in corners) for i in range(3))
+    return (lo + hi) / 2, max((hi - lo).length / 2, 1e-6)
