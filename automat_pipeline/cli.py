@@ -49,7 +49,8 @@ def render(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as workdir:
         kind, library, template = _render_setup(args, Path(workdir))
         command = blender_command(executable, scripts, render_args(glb, output, kind, library, template))
-        return {"output": str(output), **run_blender(command, timeout=kind.timeout_seconds, output=output)}
+        [result] = run_blender(command, timeout=kind.timeout_seconds, output=output)
+        return result
 
 
 def _render_setup(args: argparse.Namespace, workdir: Path):

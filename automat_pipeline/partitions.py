@@ -19,7 +19,8 @@ product_partitions = DynamicPartitionsDefinition(name="products")
 
 KEY_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 SEPARATOR = "|"
-TENANT_TAG = "automat/tenant"
+TENANT_TAG = "automat/tenant"  # every run of a tenant (set by run_queue.TenantRunCoordinator)
+RENDER_TAG = "automat/renders"  # a tenant's runs with a Blender step
 
 
 def check_key_part(kind: str, value: str) -> str:

@@ -48,8 +48,9 @@ def render_args(glb: Path, output: Path, kind: OutputType, materials: Path | Non
 
 
 def run_blender(command: list[str], env: dict[str, str] | None = None, echo: bool = False,
-                timeout: float = 600, output: Path | None = None) -> dict:
-    """Run Blender; return the script's result or raise InputError with Blender's reason.
+                timeout: float = 600, output: Path | None = None) -> list[dict]:
+    """Run Blender; return the script's results (one per render, a batch's in order) or raise
+    InputError with Blender's reason.
 
     Blender runs in its own process group. Past ``timeout`` seconds, or when this process is
     interrupted (a terminated Dagster run), the whole group gets SIGTERM, then SIGKILL after a
@@ -62,11 +63,11 @@ def run_blender(command: list[str], env: dict[str, str] | None = None, echo: boo
     watchdog = threading.Timer(timeout, lambda: (timed_out.set(), _stop_group(process)))
     watchdog.start()
     lines: deque[str] = deque(maxlen=50)
-    result, finished = None, False
+    results, finished = [], False
     try:
         for line in process.stdout:
             if line.startswith(RESULT_PREFIX):
-                result = json.loads(line[len(RESULT_PREFIX):])
+                results.append(json.loads(line[len(RESULT_PREFIX):]))
             else:
                 if echo:
                     sys.stderr.write(line)
@@ -77,15 +78,15 @@ def run_blender(command: list[str], env: dict[str, str] | None = None, echo: boo
     finally:
         watchdog.cancel()
         _stop_group(process)
-        if not (finished and code == 0 and result) and output is not None:
+        if not (finished and code == 0 and results) and output is not None:
             Path(output).unlink(missing_ok=True)
     if timed_out.is_set():
         raise InputError("timeout", f"Blender did not finish in {timeout:g} s and was stopped")
-    if code != 0 or result is None:
+    if code != 0 or not results:
         reason = next((line for line in reversed(lines) if line.startswith("error:")), None)
         raise InputError("render_failed", (reason or (lines[-1] if lines else f"exit code {code}"))
                          .removeprefix("error: "))
-    return result
+    return results
 
 
 def _stop_group(process: subprocess.Popen, grace: float = 5.0) -> None:

@@ -1,18 +1,19 @@
 """``automat ui``: the Dagster webserver and daemon on the embedded stack, stopped together.
 
 Webserver and daemon run as separate processes (``dagster dev`` may ignore SIGTERM), each in its
-own process group so that stopping reaches the code servers they spawn. Ctrl-C or SIGTERM stops
-both, then the embedded PostgreSQL this process started.
+own session. Ctrl-C or SIGTERM stops both and everything they started (code servers, runs in
+flight), then the embedded PostgreSQL this process started.
 """
 
 from __future__ import annotations
 
-import os
-import signal
+import contextlib
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import psutil
 
 from automat_pipeline.embedded import REPO, prepare
 
@@ -20,16 +21,21 @@ GRACE_SECONDS = 10
 
 
 def _stop(processes: list[subprocess.Popen]) -> None:
+    """SIGTERM to webserver, daemon and every process under them (code servers, run workers and
+    the forkservers those start, whatever their process group), then SIGKILL to what is left."""
+    family = []
     for p in processes:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGTERM)
-    deadline = time.monotonic() + GRACE_SECONDS
+        with contextlib.suppress(psutil.NoSuchProcess):
+            family += [psutil.Process(p.pid), *psutil.Process(p.pid).children(recursive=True)]
+    for member in family:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.terminate()
+    _, alive = psutil.wait_procs(family, timeout=GRACE_SECONDS)
+    for member in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.kill()
     for p in processes:
-        try:
-            p.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
+        p.wait()
 
 
 def serve(port: int = 3000, host: str = "127.0.0.1") -> int:

@@ -1,10 +1,12 @@
 """Benchmarks: prints a table per figure and writes ``bench/results/<name>.json``.
 
-    .venv/bin/python bench/run.py [convert] [thumbnail] [demo]      (default: all three)
+    .venv/bin/python bench/run.py [convert] [render] [demo] [catalog]      (default: all four)
 
 - convert:   STEP→GLB seconds per fixture file (read, transfer, mesh, metadata, write), triangles,
              bytes, peak memory, and cascadio on the same file at the same deflection (goal: <= 1.0x)
-- thumbnail: Blender thumbnail seconds, one cold Blender process per render, per engine
+- render:    still seconds per engine at 256, 512 and 2048 px (one cold Blender process each), a
+             36-frame turntable, and thumbnail throughput of one process per thumbnail (cold)
+             against one process rendering the whole batch (warm)
 - demo:      ``automat demo`` from an empty AUTOMAT_HOME: wall time against the sum of its step
              times (the orchestration overhead; the project's goal is <= 1.15x)
 - catalog:   a generated 100,000-row product list with material columns: container check, calamine
@@ -127,25 +129,57 @@ def bench_convert(out: Path) -> list[Path]:
     return glbs
 
 
-def bench_thumbnail(glbs: list[Path], out: Path) -> None:
-    executable = str(REPO / ".venv-render" / "bin" / "python")
+ENGINES = ("workbench", "eevee", "cycles")
+
+
+def _render(glb: Path, output: Path, kind: OutputType) -> tuple[float, dict]:
+    command = blender_command(str(REPO / ".venv-render" / "bin" / "python"), str(REPO / "blender"),
+                              render_args(glb, output, kind))
+    started = time.perf_counter()
+    [result] = run_blender(command, timeout=3600)
+    return round(time.perf_counter() - started, 3), result
+
+
+def bench_render(glbs: list[Path], out: Path) -> None:
+    """Seconds per engine and size (one cold Blender process each), a turntable, and cold against
+    warm (one Blender process for a batch) thumbnail throughput."""
+    model = next(g for g in glbs if g.name.startswith("as1-oc-214"))
     rows = []
-    for engine in ("cycles", "workbench"):
-        for glb in glbs[:4]:
-            kind = OutputType(name="thumbnail", kind="thumbnail", engine=engine)
-            command = blender_command(executable, str(REPO / "blender"),
-                                      render_args(glb, out / f"{glb.stem}-{engine}.png", kind))
-            started = time.perf_counter()
-            result = run_blender(command)
-            rows.append({"glb": glb.name, "engine": engine, "wall": round(time.perf_counter() - started, 3),
-                         "render": result["render_seconds"], "device": result["device"]})
-    summary = {engine: {"median_wall_seconds": statistics.median(r["wall"] for r in rows if r["engine"] == engine),
-                        "median_render_seconds": statistics.median(r["render"] for r in rows if r["engine"] == engine)}
-               for engine in ("cycles", "workbench")}
-    print("Thumbnail 256 px, 16 samples, one Blender process per render")
-    table(rows, ["glb", "engine", "wall", "render", "device"])
-    print(summary)
-    save("thumbnail", rows, summary)
+    _render(model, out / "warm-up.png", OutputType(name="t", kind="thumbnail", engine="eevee"))  # shader cache
+    for engine in ENGINES:
+        for size, samples in ((256, 16), (512, 32), (2048, 32)):
+            kind = OutputType(name="s", kind="still", engine=engine, resolution=size, samples=samples)
+            wall, result = _render(model, out / f"{engine}-{size}.png", kind)
+            rows.append({"what": f"still {size}px", "engine": engine, "samples": result["samples"], "wall": wall,
+                         "in_blender": result["render_seconds"], "device": result["device"]})
+    turntable = OutputType(name="t", kind="turntable", resolution=512, transparent=False, frames=36)
+    wall, result = _render(model, out / "turntable.mp4", turntable)
+    rows.append({"what": "turntable 512px 36 frames", "engine": "cycles", "samples": 16, "wall": wall,
+                 "in_blender": result["render_seconds"], "device": result["device"]})
+    print(f"Renders of {model.name} ({result['meshes']} meshes), CPU only")
+    table(rows, ["what", "engine", "samples", "wall", "in_blender", "device"])
+
+    batch = []
+    for engine in ("workbench", "cycles"):
+        kind = OutputType(name="thumbnail", kind="thumbnail", engine=engine)
+        cold_started = time.perf_counter()
+        for glb in glbs:
+            _render(glb, out / f"cold-{engine}-{glb.stem}.png", kind)
+        cold = time.perf_counter() - cold_started
+        jobs = out / f"jobs-{engine}.json"
+        jobs.write_text(json.dumps([render_args(glb, out / f"warm-{engine}-{glb.stem}.png", kind) for glb in glbs]))
+        warm_started = time.perf_counter()
+        results = run_blender(blender_command(str(REPO / ".venv-render" / "bin" / "python"), str(REPO / "blender"),
+                                              ["--batch", str(jobs)]), timeout=3600)
+        warm = time.perf_counter() - warm_started
+        assert len(results) == len(glbs) and not any("error" in r for r in results), results
+        batch.append({"engine": engine, "thumbnails": len(glbs), "cold_seconds": round(cold, 2),
+                      "warm_seconds": round(warm, 2), "cold_per_minute": round(60 * len(glbs) / cold, 1),
+                      "warm_per_minute": round(60 * len(glbs) / warm, 1), "warm_speedup": round(cold / warm, 2)})
+    print("Thumbnail 256 px throughput: one Blender process per thumbnail (cold) against one for all (warm)")
+    table(batch, ["engine", "thumbnails", "cold_seconds", "warm_seconds", "cold_per_minute", "warm_per_minute",
+                  "warm_speedup"])
+    save("render", rows, {"warm_batch": batch})
 
 
 def bench_demo(home: Path) -> None:
@@ -272,12 +306,12 @@ def bench_catalog(out: Path, rows: int = 100_000) -> None:
 def main() -> None:
     if sys.argv[1:2] == ["_one"]:
         return convert_one(*sys.argv[2:])
-    wanted = set(sys.argv[1:]) or {"convert", "thumbnail", "demo", "catalog"}
+    wanted = set(sys.argv[1:]) or {"convert", "render", "demo", "catalog"}
     with tempfile.TemporaryDirectory(prefix="automat-bench-") as tmp:
         out = Path(tmp)
-        glbs = bench_convert(out) if wanted & {"convert", "thumbnail"} else []
-        if "thumbnail" in wanted:
-            bench_thumbnail(glbs, out)
+        glbs = bench_convert(out) if wanted & {"convert", "render"} else []
+        if "render" in wanted:
+            bench_render(glbs, out)
         if "demo" in wanted:
             bench_demo(out / "home")
         if "catalog" in wanted:

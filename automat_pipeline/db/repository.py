@@ -130,3 +130,11 @@ def record_render(session: Session, tenant_id: int, product_id: int, asset: str,
         index_elements=["tenant_id", "product_id", "asset", "output_type"],
         set_={k: statement.excluded[k] for k in changed} | {"updated_at": func.now()},
     ))
+
+
+def render_limits(session: Session, default: int) -> dict[str, int]:
+    """Each tenant's ``max_concurrent_renders``; a missing or invalid setting means ``default``."""
+    limits = {}
+    for slug, value in session.execute(select(Tenant.slug, Tenant.settings["max_concurrent_renders"])):
+        limits[slug] = value if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 64 else default
+    return limits

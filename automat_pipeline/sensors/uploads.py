@@ -30,7 +30,6 @@ from automat_pipeline.inbox import Upload, scan, sha256, step_file_for
 from automat_pipeline.jobs import import_catalog_job, product_media_job
 from automat_pipeline.partitions import (
     KEY_PART,
-    TENANT_TAG,
     product_key,
     product_partitions,
     tenant_partitions,
@@ -66,8 +65,7 @@ class Cursor:
 
 def media_run(tenant: str, product, digest: str) -> RunRequest:
     key = product_key(tenant, product.key)
-    return RunRequest(run_key=f"{key}@{digest[:16]}", job_name=product_media_job.name, partition_key=key,
-                      tags={TENANT_TAG: tenant})
+    return RunRequest(run_key=f"{key}@{digest[:16]}", job_name=product_media_job.name, partition_key=key)
 
 
 @sensor(jobs=[import_catalog_job, product_media_job], minimum_interval_seconds=15,
@@ -99,7 +97,6 @@ def upload_sensor(context: SensorEvaluationContext, database: Database, media: M
                     job_name=import_catalog_job.name,
                     partition_key=slug,
                     run_config={"ops": {"product_catalog": {"config": {"workbooks": workbooks, "trigger": "sensor"}}}},
-                    tags={TENANT_TAG: slug},
                 )
                 runs[request.run_key] = request
             for upload in (u for u in mine if u.kind == "step"):

@@ -1,0 +1,80 @@
+"""The run queue: Dagster's queued run coordinator, plus tenant tags and each tenant's render limit.
+
+Every submitted run (sensor, UI, backfill, API) gets ``automat/tenant`` from its partition, and
+``automat/renders`` when it runs a Blender step. Each tenant's limit on ``automat/renders`` comes
+from its settings (``max_concurrent_renders``), read from the domain database whenever the daemon
+dequeues, so a changed setting applies without a restart. The instance names this class in
+``dagster.yaml``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from dagster import Field, IntSource, StringSource
+from dagster._core.run_coordinator import QueuedRunCoordinator, SubmitRunContext
+from dagster._core.run_coordinator.queued_run_coordinator import RunQueueConfig
+from dagster._core.storage.dagster_run import DagsterRun
+from sqlalchemy.exc import SQLAlchemyError
+
+from automat_pipeline.partitions import RENDER_TAG, SEPARATOR, TENANT_TAG
+
+RENDER_STEPS = frozenset({"thumbnail", "still", "turntable", "blend_export"})  # the assets in group "render"
+
+log = logging.getLogger(__name__)
+
+
+def run_tags(partition: str | None, step_keys: list[str]) -> dict[str, str]:
+    """The tenant tags of a run over ``partition`` (``tenant`` or ``tenant|product``) running ``step_keys``."""
+    if not partition:
+        return {}
+    tenant = partition.split(SEPARATOR, 1)[0]
+    return {TENANT_TAG: tenant} | ({RENDER_TAG: tenant} if RENDER_STEPS.intersection(step_keys) else {})
+
+
+class TenantRunCoordinator(QueuedRunCoordinator):
+    database_url: str
+    default_max_concurrent_renders: int
+
+    @classmethod
+    def config_type(cls):
+        return {
+            **super().config_type(),
+            "database_url": Field(StringSource, description="The domain database (tenant settings)."),
+            "default_max_concurrent_renders": Field(IntSource, default_value=1, is_required=False,
+                                                    description="A tenant's render runs at once, unless its "
+                                                                "settings say otherwise."),
+        }
+
+    @classmethod
+    def from_config_value(cls, inst_data, config_value):
+        coordinator = super().from_config_value(inst_data, config_value)
+        coordinator.database_url = config_value["database_url"]
+        coordinator.default_max_concurrent_renders = config_value["default_max_concurrent_renders"]
+        return coordinator
+
+    def submit_run(self, context: SubmitRunContext) -> DagsterRun:
+        run = context.dagster_run
+        plan = self._instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
+        steps = plan.step_keys_to_execute or [step.key for step in plan.steps]
+        tags = run_tags(run.tags.get("dagster/partition"), steps)
+        if tags:
+            self._instance.add_run_tags(run.run_id, tags)
+        return super().submit_run(context)
+
+    def get_run_queue_config(self) -> RunQueueConfig:
+        config = super().get_run_queue_config()
+        return config._replace(tag_concurrency_limits=[*config.tag_concurrency_limits, *self._render_limits()])
+
+    def _render_limits(self) -> list[dict]:
+        from automat_pipeline.db import repository
+        from automat_pipeline.db.database import session
+
+        default = self.default_max_concurrent_renders
+        try:
+            with session(self.database_url) as s:
+                limits = repository.render_limits(s, default)
+        except SQLAlchemyError as error:  # the queue goes on with the default for every tenant
+            log.warning("tenant render limits unavailable (%s); using %d per tenant", error, default)
+            return [{"key": RENDER_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": default}]
+        return [{"key": RENDER_TAG, "value": slug, "limit": limit} for slug, limit in sorted(limits.items())]

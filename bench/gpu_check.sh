@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# GPU check for a render host: does Cycles find and use the NVIDIA GPU (OptiX, else CUDA), and how
+# much faster than the CPU is it? Finishes in under 5 minutes; prints the figures and writes
+# bench/results/gpu_check.json.
+#
+#   bench/gpu_check.sh            (AUTOMAT_BLENDER: a Blender 5.0.1 binary or a Python with bpy 5.0.1;
+#                                  default: the render environment .venv-render/bin/python)
+#
+# The model is made by Blender itself (a torus knot-like ring set with library-like materials), so
+# the check needs nothing but Blender. Each figure is one cold Blender process, as a render run is.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BLENDER=${AUTOMAT_BLENDER:-.venv-render/bin/python}
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+mkdir -p bench/results
+
+run_blender() {  # a Python file, then its arguments
+  if [[ $(basename "$BLENDER") == python* ]]; then "$BLENDER" "$@"
+  else "$BLENDER" --background --factory-startup --python "$1" -- "${@:2}"; fi
+}
+
+cat >"$WORK/model.py" <<'PY'
+import sys, bpy
+bpy.ops.wm.read_factory_settings(use_empty=True)
+for i, (metal, rough) in enumerate(((1.0, 0.35), (1.0, 0.12), (0.0, 0.55))):
+    bpy.ops.mesh.primitive_torus_add(major_radius=0.05 + 0.012 * i, minor_radius=0.006, location=(0, 0, 0.01 * i))
+    material = bpy.data.materials.new(f"mat{i}")
+    bsdf = material.node_tree.nodes["Principled BSDF"]
+    bsdf.inputs["Metallic"].default_value, bsdf.inputs["Roughness"].default_value = metal, rough
+    bpy.context.object.data.materials.append(material)
+bpy.ops.export_scene.gltf(filepath=sys.argv[-1], export_format="GLB")
+PY
+run_blender "$WORK/model.py" "$WORK/model.glb" >/dev/null 2>&1
+
+results=()
+for spec in "gpu 256 16" "cpu 256 16" "gpu 2048 64" "cpu 2048 64"; do
+  read -r device size samples <<<"$spec"
+  started=$(date +%s.%N)
+  line=$(timeout 120 bash -c "$(declare -f run_blender); BLENDER='$BLENDER' run_blender blender/render.py \
+    '$WORK/model.glb' '$WORK/$device-$size.png' --device $device --size $size --samples $samples" 2>"$WORK/log" \
+    | grep '^AUTOMAT_RESULT ' || true)
+  wall=$(echo "$(date +%s.%N) - $started" | bc)
+  grep -h '^\[GPU_PROBE\]' "$WORK/log" || true
+  if [[ -z $line ]]; then
+    echo "$device ${size}px: failed: $(grep -m1 '^error:' "$WORK/log" || tail -n1 "$WORK/log")"
+    results+=("{\"device\": \"$device\", \"size\": $size, \"error\": true}")
+    continue
+  fi
+  json=${line#AUTOMAT_RESULT }
+  echo "$device ${size}px ${samples} spp: wall ${wall} s, $(echo "$json" | grep -o '"render_seconds": [0-9.]*'), $(echo "$json" | grep -o '"device": "[^"]*", "backend": "[^"]*"')"
+  results+=("{\"requested\": \"$device\", \"wall\": $wall, \"result\": $json}")
+done
+(IFS=,; echo "{\"benchmark\": \"gpu_check\", \"when\": \"$(date -u +%FT%TZ)\", \"host\": \"$(hostname)\", \"gpu\": \"$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null || echo none)\", \"rows\": [${results[*]}]}") \
+  >bench/results/gpu_check.json
+echo "-> bench/results/gpu_check.json"

@@ -1,0 +1,51 @@
+"""The run queue tags every run with its tenant and reads each tenant's render limit live.
+
+That a run submitted through the webserver gets its tags: tests/test_ui.py."""
+
+import pytest
+from dagster import instance_for_test
+from sqlalchemy import update
+
+from automat_pipeline.db import repository
+from automat_pipeline.db.database import session
+from automat_pipeline.db.models import Tenant
+from automat_pipeline.definitions import defs
+from automat_pipeline.run_queue import RENDER_STEPS, run_tags
+
+
+def test_render_steps_are_the_render_group():
+    graph = defs.resolve_asset_graph()
+    render_group = {node.key.to_user_string() for node in graph.asset_nodes if node.group_name == "render"}
+    assert RENDER_STEPS == render_group
+
+
+def test_run_tags_name_the_tenant_and_mark_renders():
+    assert run_tags("acme|AS1", ["step_file", "convert_step", "thumbnail"]) == {
+        "automat/tenant": "acme", "automat/renders": "acme"}
+    assert run_tags("acme", ["product_catalog"]) == {"automat/tenant": "acme"}
+    assert run_tags(None, ["thumbnail"]) == {}
+
+
+@pytest.fixture
+def instance(env):
+    overrides = {"run_coordinator": {"module": "automat_pipeline.run_queue", "class": "TenantRunCoordinator",
+                                     "config": {"database_url": env["AUTOMAT_DATABASE_URL"],
+                                                "default_max_concurrent_renders": 1, "max_concurrent_runs": 4}}}
+    with instance_for_test(overrides=overrides) as instance:
+        yield instance
+
+
+def render_limits(instance) -> dict:
+    limits = instance.get_concurrency_config().run_queue_config.tag_concurrency_limits
+    return {limit["value"]: limit["limit"] for limit in limits if limit["key"] == "automat/renders"}
+
+
+def test_render_limits_follow_tenant_settings_without_a_restart(env, instance):
+    with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
+        repository.tenant(s, "acme").settings = {"max_concurrent_renders": 3}
+        repository.tenant(s, "beta")
+        repository.tenant(s, "gamma").settings = {"max_concurrent_renders": "lots"}  # invalid: the default
+    assert render_limits(instance) == {"acme": 3, "beta": 1, "gamma": 1}
+    with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
+        s.execute(update(Tenant).where(Tenant.slug == "acme").values(settings={"max_concurrent_renders": 5}))
+    assert render_limits(instance)["acme"] == 5
