@@ -162,6 +162,45 @@ def tenant_create(args: argparse.Namespace) -> dict:
     return {"tenant": tenant.slug, "id": tenant.id, "inbox": str(Path(os.environ["AUTOMAT_UPLOADS_DIR"]) / slug)}
 
 
+def user_create(args: argparse.Namespace) -> dict:
+    from sqlalchemy import func, select
+
+    from automat_pipeline.api.security import Role, hash_password
+    from automat_pipeline.db import repository
+    from automat_pipeline.db.database import session
+    from automat_pipeline.db.models import User
+    from automat_pipeline.embedded import prepare
+
+    password = os.environ.get("AUTOMAT_USER_PASSWORD") or sys.stdin.readline().rstrip("\n")
+    if len(password) < 12:
+        raise InputError("weak_password", "the password (stdin or AUTOMAT_USER_PASSWORD) needs 12 characters or more")
+    if (args.role == Role.global_admin.value) != (args.tenant is None):
+        raise InputError("invalid_user", "a global_admin has no --tenant; every other role needs one")
+    prepare()
+    with session(os.environ["AUTOMAT_DATABASE_URL"]) as s, s.begin():
+        tenant = args.tenant and repository.tenant(s, args.tenant, create=False)
+        if args.tenant and tenant is None:
+            raise InputError("unknown_tenant", f"tenant {args.tenant!r} does not exist (automat tenant create)")
+        if s.scalar(select(User.id).where(func.lower(User.email) == args.email.lower())):
+            raise InputError("email_taken", f"{args.email} already has a user")
+        user = User(email=args.email, password_hash=hash_password(password), role=args.role,
+                    tenant_id=tenant.id if tenant else None)
+        s.add(user)
+        s.flush()
+        return {"user": user.id, "email": user.email, "role": user.role, "tenant": args.tenant}
+
+
+def api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from automat_pipeline.api.app import create_app
+    from automat_pipeline.embedded import prepare
+
+    server = prepare()  # noqa: F841 - holding the handle keeps the embedded server up
+    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def demo(args: argparse.Namespace) -> int:
     from automat_pipeline.demo import run_demo
 
@@ -171,7 +210,7 @@ def demo(args: argparse.Namespace) -> int:
 def ui(args: argparse.Namespace) -> int:
     from automat_pipeline.ui import serve
 
-    return serve(port=args.port)
+    return serve(port=args.port, api_port=args.api_port)
 
 
 def summary(name: str, result: dict) -> str:
@@ -247,8 +286,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--json", action="store_true")
     command("demo", demo, "set up the embedded stack, fill a demo inbox, run the pipeline")
-    p = command("ui", ui, "Dagster webserver + daemon on the embedded stack (Ctrl-C stops all)")
+    p = command("user create", user_create, "create an API user (password from stdin or AUTOMAT_USER_PASSWORD)")
+    p.add_argument("--tenant", help="the user's tenant (not for global_admin)")
+    p.add_argument("--role", required=True, choices=["global_admin", "tenant_admin", "project_manager", "client"])
+    p.add_argument("--email", required=True)
+    p.add_argument("--json", action="store_true")
+    p = command("api", api, "the orders API (FastAPI) on the embedded stack")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p = command("ui", ui, "Dagster webserver + daemon + orders API on the embedded stack (Ctrl-C stops all)")
     p.add_argument("--port", type=int, default=3000)
+    p.add_argument("--api-port", type=int, default=8000)
     return root
 
 

@@ -57,8 +57,12 @@ def run_blender(command: list[str], env: dict[str, str] | None = None, echo: boo
     grace period, and a partial ``output`` is removed. ``echo`` copies Blender's output to stderr
     (a Dagster run's compute log) as it arrives.
     """
-    process = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, errors="replace", start_new_session=True)
+    try:
+        process = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True, errors="replace", start_new_session=True)
+    except (FileNotFoundError, PermissionError) as error:
+        raise InputError("missing_blender", f"cannot start Blender {command[0]!r} (AUTOMAT_BLENDER): "
+                                            f"{error.strerror}") from error
     timed_out = threading.Event()
     watchdog = threading.Timer(timeout, lambda: (timed_out.set(), _stop_group(process)))
     watchdog.start()

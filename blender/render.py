@@ -98,9 +98,10 @@ def batch(path: str, log: Log) -> None:
     for argv in jobs:
         try:
             emit(render(parse_args(argv), log))
-        except RenderError as error:
-            log.info(f"error: {error}")
-            emit({"output": argv[1] if len(argv) > 1 else None, "error": str(error)})
+        except Exception as error:  # one bad model fails its own job only
+            reason = str(error) if isinstance(error, RenderError) else f"render_failed: {error}".splitlines()[0]
+            log.info(f"error: {reason}")
+            emit({"output": argv[1] if len(argv) > 1 else None, "error": reason})
 
 
 def main() -> None:

@@ -46,7 +46,7 @@ def resources(env):
 
 
 TINY_OUTPUT_TYPES = {  # the tenant overrides the shipped output types: small, fast renders
-    "thumbnail": {"kind": "thumbnail", "resolution": 64, "samples": 4},
+    "thumbnail": {"kind": "thumbnail", "resolution": 64, "samples": 4, "engine": "cycles"},
     "still-web": {"kind": "still", "resolution": 48, "samples": 2, "camera": "front"},
     "turntable-web": {"kind": "turntable", "resolution": 64, "samples": 2, "frames": 3, "transparent": False},
 }
@@ -291,3 +291,22 @@ def test_terminated_render_stops_blender_removes_output_and_is_recorded_cancelle
     assert blender_processes(output) == [] and not Path(output).exists()
     record = media_assets(env["AUTOMAT_DATABASE_URL"])[("still", "still-web")]
     assert (record.status, record.reason) == ("cancelled", "the run was terminated while Blender rendered")
+
+
+@pytest.mark.slow
+def test_thumbnail_backfill_is_one_run_that_reports_each_failure(env, resources, imported, converted):
+    broken = Path(env["AUTOMAT_MEDIA_DIR"]) / "acme" / "GONE"
+    broken.mkdir(parents=True)
+    (broken / "production.glb").write_bytes(b"glTF\x02\x00\x00\x00" + bytes(40))
+    result = materialize([thumbnail], instance=imported, resources=resources, raise_on_error=False,
+                         tags={"dagster/asset_partition_range_start": "acme|AS1",
+                               "dagster/asset_partition_range_end": "acme|GONE"})
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    description = failure.step_failure_data.user_failure_data.description
+    assert description.startswith("2 of 3 thumbnails failed: acme|FEA: missing_input: ")
+    assert "acme|GONE: render_failed: " in description and "Bad GLB" in description
+    assert Image.open(converted / "thumbnail.png").size == (64, 64)
+    with session(env["AUTOMAT_DATABASE_URL"]) as s:
+        outcomes = {key: status for key, status in s.execute(
+            select(Product.key, MediaAsset.status).join(MediaAsset, MediaAsset.product_id == Product.id))}
+    assert outcomes == {"AS1": "completed", "GONE": "failed"}  # FEA never reached Blender

@@ -52,6 +52,16 @@ def test_render_thumbnail_bad_input(tmp_path):
     assert done.stderr == "error: not_glb: screw.step is not a binary glTF (.glb) file\n"
 
 
+def test_render_without_blender_names_the_executable(tmp_path):
+    (tmp_path / "m.glb").write_bytes(b"glTF\x02\x00\x00\x00" + bytes(40))
+    done = subprocess.run([sys.executable, "-m", "automat_pipeline.cli", "render", "thumbnail", str(tmp_path / "m.glb"),
+                           "-o", str(tmp_path / "t.png")], capture_output=True, text=True,
+                          env={**os.environ, "AUTOMAT_BLENDER": str(tmp_path / "no-blender")})
+    assert done.returncode == 2
+    assert done.stderr == (f"error: missing_blender: cannot start Blender '{tmp_path / 'no-blender'}' "
+                           "(AUTOMAT_BLENDER): No such file or directory\n")
+
+
 def test_render_still_names_the_output_types_it_knows(tmp_path):
     (tmp_path / "m.glb").write_bytes(b"glTF\x02\x00\x00\x00" + bytes(40))
     done = automat("render", "still", str(tmp_path / "m.glb"), "--output-type", "poster", "-o", str(tmp_path / "s.png"))

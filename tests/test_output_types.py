@@ -22,6 +22,7 @@ def test_tenant_types_override_defaults_by_name_and_add_their_own():
     ({"kind": "poster"}, "kind: Input should be 'thumbnail', 'still' or 'turntable'"),
     ({"kind": "still", "engine": "luxcore"}, "engine: Input should be 'cycles', 'eevee' or 'workbench'"),
     ({"kind": "still", "template": "../other/x.blend"}, "template: String should match pattern"),
+    ({"kind": "still", "sampels": 64}, "sampels: Extra inputs are not permitted"),
 ])
 def test_bad_settings_name_the_field(settings, problem):
     with pytest.raises(InputError, match=problem) as error:

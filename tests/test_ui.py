@@ -92,6 +92,10 @@ def test_ui_serves_runs_and_ctrl_c_stops_everything(tmp_path: Path):
         assert ui.wait(timeout=60) == 0
         _, alive = psutil.wait_procs(started + postgres, timeout=15)
         assert [" ".join(p.cmdline())[-150:] for p in alive if p.status() != psutil.STATUS_ZOMBIE] == []
-    finally:
+    finally:  # a failed assertion must not leave a webserver and daemon behind
         if ui.poll() is None:
-            ui.kill()
+            ui.send_signal(signal.SIGINT)
+            try:
+                ui.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                ui.kill()

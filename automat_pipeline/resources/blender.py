@@ -1,5 +1,7 @@
 """Blender as a Dagster resource: a child process speaking Dagster Pipes."""
 
+import json
+import tempfile
 from pathlib import Path
 
 from dagster import (
@@ -40,3 +42,20 @@ class Blender(ConfigurableResource):
                 raise Failure(str(error), metadata={"error_class": error.error_class}) from error
         [result] = session.get_results()
         return result
+
+    def render_batch(self, context: AssetExecutionContext, jobs: list[list[str]], timeout: float) -> list[dict]:
+        """Render every job (``render_args``) in one warm Blender process; one result per job, in order,
+        ``{"output", "error"}`` for a job that failed. Log lines and progress reach the run log."""
+        with tempfile.TemporaryDirectory() as workdir:
+            batch = Path(workdir) / "jobs.json"
+            batch.write_text(json.dumps(jobs))
+            command = blender_command(self.executable, self.scripts_dir, ["--batch", str(batch)])
+            with open_pipes_session(
+                context=context,
+                context_injector=PipesTempFileContextInjector(),
+                message_reader=PipesTempFileMessageReader(),
+            ) as session:
+                try:
+                    return run_blender(command, env=session.get_bootstrap_env_vars(), echo=True, timeout=timeout)
+                except InputError as error:
+                    raise Failure(str(error), metadata={"error_class": error.error_class}) from error
