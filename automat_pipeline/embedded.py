@@ -8,6 +8,7 @@ Dagster's own storage, so local runs take the production storage path. Productio
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import warnings
 from pathlib import Path
@@ -16,6 +17,7 @@ from automat_pipeline.db.database import ensure_database, migrate
 
 REPO = Path(__file__).resolve().parents[1]
 DOMAIN_DB, DAGSTER_DB = "automat", "dagster"
+APP_ROLE = "automat_app"  # created by migration 0006; row-level security applies to it
 
 
 def automat_home() -> Path:
@@ -43,11 +45,24 @@ def database_url(admin_url: str, name: str) -> str:
     return admin_url.replace("/postgres?", f"/{name}?")
 
 
+def api_url(domain_url: str) -> str:
+    """The domain database as the API's role (the embedded server trusts local connections)."""
+    return domain_url.replace("://postgres@", f"://{APP_ROLE}@", 1)
+
+
+def _local_secret(path: Path) -> str:
+    """A signing key for local tokens, made once and kept private in AUTOMAT_HOME."""
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
 def prepare(home: Path | None = None) -> object | None:
     """Point this process (and every child it starts) at the local stack; return the server handle.
 
     Sets AUTOMAT_* and DAGSTER_HOME in ``os.environ``; starts the embedded server only when no
-    database URL is configured. The server stops when the last process holding a handle exits.
+    database URL is configured, and makes a local token-signing key unless one is configured. The server stops when the last process holding a handle exits.
     """
     home = home or automat_home()
     home.mkdir(parents=True, exist_ok=True)
@@ -62,7 +77,10 @@ def prepare(home: Path | None = None) -> object | None:
         server, admin_url = start_server(home / "postgres")
         os.environ["AUTOMAT_DATABASE_URL"] = database_url(admin_url, DOMAIN_DB)
         os.environ["AUTOMAT_DAGSTER_STORAGE_URL"] = database_url(admin_url, DAGSTER_DB).replace("+psycopg:", "+psycopg2:")
+        os.environ["AUTOMAT_API_DATABASE_URL"] = api_url(os.environ["AUTOMAT_DATABASE_URL"])
     migrate(os.environ["AUTOMAT_DATABASE_URL"])
+    if "AUTOMAT_JWT_SECRET" not in os.environ:
+        os.environ["AUTOMAT_JWT_SECRET"] = _local_secret(home / "jwt_secret")
 
     dagster_home = Path(os.environ.setdefault("DAGSTER_HOME", str(home / "dagster_home")))
     dagster_home.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ flight), then the embedded PostgreSQL this process started.
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import sys
 import time
@@ -38,16 +39,19 @@ def _stop(processes: list[subprocess.Popen]) -> None:
         p.wait()
 
 
-def serve(port: int = 3000, host: str = "127.0.0.1") -> int:
+def serve(port: int = 3000, host: str = "127.0.0.1", api_port: int = 8000) -> int:
     server = prepare()  # noqa: F841 - holding the handle keeps the embedded server up
+    os.environ.setdefault("AUTOMAT_DAGSTER_GRAPHQL_URL", f"http://{host}:{port}/graphql")
     bin_dir = Path(sys.executable).parent
     workspace = str(REPO / "workspace.yaml")
     commands = [
         [str(bin_dir / "dagster-webserver"), "-w", workspace, "-h", host, "-p", str(port)],
         [str(bin_dir / "dagster-daemon"), "run", "-w", workspace],
+        [str(bin_dir / "automat"), "api", "--host", host, "--port", str(api_port)],
     ]
     processes = [subprocess.Popen(c, cwd=REPO, start_new_session=True) for c in commands]
-    print(f"Dagster UI on http://{host}:{port} (Ctrl-C stops webserver, daemon and PostgreSQL)", flush=True)
+    print(f"Dagster UI on http://{host}:{port}, orders API on http://{host}:{api_port}/docs "
+          "(Ctrl-C stops them and PostgreSQL)", flush=True)
     try:
         while all(p.poll() is None for p in processes):
             time.sleep(0.5)

@@ -113,11 +113,16 @@ def material_resolver(session: Session, tenant: Tenant, product: Product) -> Mat
     return MaterialResolver(library, aliases + ALIASES, dict(product.materials or {}), fallback_material(tenant))
 
 
-def tenant_output_types(session: Session, tenant: Tenant, kind: str) -> list[output_types.OutputType]:
-    """The tenant's output types of ``kind``: shipped defaults, its own added or overriding by name."""
+def output_types_of(session: Session, tenant_id: int) -> list[output_types.OutputType]:
+    """The tenant's output types: shipped defaults, its own added or overriding by name."""
     own = [output_types.parse(t.name, t.settings) for t in session.scalars(
-        select(TenantOutputType).where(TenantOutputType.tenant_id == tenant.id).order_by(TenantOutputType.name))]
-    return [t for t in output_types.merged(own) if t.kind == kind]
+        select(TenantOutputType).where(TenantOutputType.tenant_id == tenant_id).order_by(TenantOutputType.name))]
+    return output_types.merged(own)
+
+
+def tenant_output_types(session: Session, tenant: Tenant, kind: str) -> list[output_types.OutputType]:
+    """The tenant's output types of ``kind``."""
+    return [t for t in output_types_of(session, tenant.id) if t.kind == kind]
 
 
 def record_render(session: Session, tenant_id: int, product_id: int, asset: str, output_type: str, status: str,

@@ -1,0 +1,1 @@
+"""The orders API: a thin FastAPI app for clients (``automat api``)."""

@@ -1,0 +1,137 @@
+"""Products (list, search, detail with media) and output types."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel, Field
+from sqlalchemy import delete, func, or_, select
+
+from automat_pipeline import output_types
+from automat_pipeline.api.context import Tx, Who
+from automat_pipeline.api.security import Permission
+from automat_pipeline.db import repository
+from automat_pipeline.db.models import MediaAsset, Product, TenantOutputType
+
+router = APIRouter(tags=["catalogue"])
+
+
+class ProductOut(BaseModel):
+    id: int = Field(description="The product's id.")
+    pim_id: str = Field(description="The PIM-ID from the product list.", examples=["6204-2RS"])
+    key: str = Field(description="The PIM-ID made safe for partition keys and paths.")
+    name: str = Field(description="Product name.")
+    category_key: str | None = Field(description="Category from the product list.")
+    lagertyp: str | None = Field(description="Bearing type (Lagertyp) from the product list.")
+    has_cad: bool = Field(description="Whether its STEP file has been converted (a production GLB exists).")
+
+
+class MediaOut(BaseModel):
+    id: int = Field(description="The media asset's id (GET /media/{id}/file).")
+    product_id: int = Field(description="The product it shows.")
+    asset: str = Field(description="The pipeline step that made it: thumbnail, still, turntable, blend_export.")
+    output_type: str = Field(description="The output type it followed.")
+    status: str = Field(description="completed, failed or cancelled.")
+    error_class: str | None = Field(description="Why it failed, as a class.")
+    reason: str | None = Field(description="Why it failed or was cancelled, in one line.")
+    updated_at: datetime = Field(description="When this outcome was recorded.")
+
+
+class ProductDetail(ProductOut):
+    media: list[MediaOut] = Field(description="Its renders, newest first.")
+
+
+class Page(BaseModel):
+    total: int = Field(description="Matching products.")
+    items: list[ProductOut] = Field(description="This page.")
+
+
+def product_out(p: Product, has_cad: bool) -> ProductOut:
+    return ProductOut(id=p.id, pim_id=p.pim_id, key=p.key, name=p.name, category_key=p.category_key,
+                      lagertyp=p.lagertyp, has_cad=has_cad)
+
+
+def media_out(m: MediaAsset) -> MediaOut:
+    return MediaOut(id=m.id, product_id=m.product_id, asset=m.asset, output_type=m.output_type, status=m.status,
+                    error_class=m.error_class, reason=m.reason, updated_at=m.updated_at)
+
+
+def has_cad(tx, product_ids: list[int]) -> set[int]:
+    """Products whose CAD conversion succeeded (recorded as an ok STEP file)."""
+    from automat_pipeline.db.models import ProductFile
+
+    return set(tx.scalars(select(ProductFile.product_id).where(ProductFile.product_id.in_(product_ids),
+                                                                ProductFile.kind == "step", ProductFile.status == "ok")))
+
+
+@router.get("/products")
+def list_products(who: Who, tx: Tx,
+                  q: str | None = Query(None, max_length=200, description="Words in the name or PIM-ID."),
+                  category_key: str | None = Query(None, max_length=200, description="Only this category."),
+                  lagertyp: str | None = Query(None, max_length=200, description="Only this bearing type."),
+                  limit: int = Query(50, ge=1, le=500, description="Page size."),
+                  offset: int = Query(0, ge=0, le=10_000_000, description="Items to skip.")) -> Page:
+    """Active products of the tenant, by PIM-ID."""
+    who.require(Permission.own_orders)
+    query = select(Product).where(Product.tenant_id == who.tenant(), Product.active)
+    if q:
+        pattern = f"%{q.replace('%', '').replace('_', '')}%"
+        query = query.where(or_(Product.name.ilike(pattern), Product.pim_id.ilike(pattern)))
+    if category_key:
+        query = query.where(Product.category_key == category_key)
+    if lagertyp:
+        query = query.where(Product.lagertyp == lagertyp)
+    total = tx.scalar(select(func.count()).select_from(query.subquery()))
+    products = list(tx.scalars(query.order_by(Product.pim_id).limit(limit).offset(offset)))
+    cad = has_cad(tx, [p.id for p in products])
+    return Page(total=total, items=[product_out(p, p.id in cad) for p in products])
+
+
+@router.get("/products/{product_id}", responses={404: {"description": "No such product in your tenant."}})
+def product_detail(product_id: int, who: Who, tx: Tx) -> ProductDetail:
+    """One product with its renders."""
+    who.require(Permission.own_orders)
+    product = tx.scalar(select(Product).where(Product.id == product_id, Product.tenant_id == who.tenant()))
+    if product is None:
+        raise HTTPException(404, f"no product {product_id}")
+    media = tx.scalars(select(MediaAsset).where(MediaAsset.product_id == product.id,
+                                                MediaAsset.tenant_id == who.tenant())
+                       .order_by(MediaAsset.updated_at.desc()))
+    return ProductDetail(**product_out(product, bool(has_cad(tx, [product.id]))).model_dump(),
+                         media=[media_out(m) for m in media])
+
+
+@router.get("/output-types")
+def list_output_types(who: Who, tx: Tx) -> list[output_types.OutputType]:
+    """The tenant's output types: the shipped ones, its own added or overriding by name."""
+    who.require(Permission.own_orders)
+    return repository.output_types_of(tx, who.tenant())
+
+
+@router.put("/output-types/{name}", responses={422: {"description": "Invalid settings."}})
+def put_output_type(name: str, body: output_types.OutputType, who: Who, tx: Tx) -> output_types.OutputType:
+    """Create or replace one of the tenant's output types (tenant admins and above)."""
+    who.require(Permission.settings)
+    if body.name != name:
+        raise HTTPException(422, f"the body names {body.name!r}, the path {name!r}")
+    stored = tx.scalar(select(TenantOutputType).where(TenantOutputType.tenant_id == who.tenant(),
+                                                      TenantOutputType.name == name))
+    settings = body.model_dump(exclude={"name"})
+    if stored is None:
+        tx.add(TenantOutputType(tenant_id=who.tenant(), name=name, settings=settings))
+    else:
+        stored.settings = settings
+    return body
+
+
+@router.delete("/output-types/{name}", status_code=204, responses={404: {"description": "The tenant has no "
+                                                                                        "own type of that name."}})
+def delete_output_type(name: str, who: Who, tx: Tx) -> None:
+    """Delete the tenant's own output type (a shipped one it overrode comes back)."""
+    who.require(Permission.settings)
+    deleted = tx.execute(delete(TenantOutputType).where(TenantOutputType.tenant_id == who.tenant(),
+                                                        TenantOutputType.name == name))
+    if not deleted.rowcount:
+        raise HTTPException(404, f"no own output type {name!r}")
+

@@ -1,0 +1,113 @@
+"""Who is calling and the database transaction they work in.
+
+Every request's transaction runs as the API role with ``app.current_tenant_id`` set (SET LOCAL),
+so row-level security holds even where a query forgot its tenant filter. A global admin gets the
+explicit bypass and picks the tenant it acts on with the ``X-Tenant-Id`` header.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+import jwt
+from fastapi import Depends, Header, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from automat_pipeline.api.security import Permission, Role, allowed, decode_access_token
+from automat_pipeline.db.database import session
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    database_url: str  # as the API role (automat_app)
+    jwt_secret: str
+    dagster_graphql_url: str
+    uploads_dir: str
+    media_dir: str
+    max_upload_mb: int = 512
+
+    @classmethod
+    def from_env(cls) -> ApiSettings:
+        return cls(database_url=os.environ["AUTOMAT_API_DATABASE_URL"], jwt_secret=os.environ["AUTOMAT_JWT_SECRET"],
+                   dagster_graphql_url=os.environ.get("AUTOMAT_DAGSTER_GRAPHQL_URL", "http://127.0.0.1:3000/graphql"),
+                   uploads_dir=os.environ["AUTOMAT_UPLOADS_DIR"], media_dir=os.environ["AUTOMAT_MEDIA_DIR"],
+                   max_upload_mb=int(os.environ.get("AUTOMAT_MAX_UPLOAD_MB", "512")))
+
+
+@dataclass(frozen=True)
+class Caller:
+    user_id: int
+    role: Role
+    tenant_id: int | None  # the tenant acted on; a global admin's comes from X-Tenant-Id
+
+    def can(self, permission: Permission) -> bool:
+        return allowed(self.role, permission)
+
+    def require(self, permission: Permission) -> None:
+        if not self.can(permission):
+            raise HTTPException(403, f"role {self.role.value} may not {permission.value.replace('_', ' ')}")
+
+    def tenant(self) -> int:
+        if self.tenant_id is None:
+            raise HTTPException(400, "a global admin names the tenant it acts on in the X-Tenant-Id header")
+        return self.tenant_id
+
+
+def settings(request: Request) -> ApiSettings:
+    return request.app.state.settings
+
+
+bearer = HTTPBearer(auto_error=False, description="The access token from POST /auth/login.")
+
+
+def caller(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+           x_tenant_id: Annotated[int | None, Header(description="Global admins only: the tenant to act on.")] = None,
+           ) -> Caller:
+    if credentials is None:
+        raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+    try:
+        claims = decode_access_token(settings(request).jwt_secret, credentials.credentials)
+        role = Role(claims["role"])
+    except (jwt.InvalidTokenError, ValueError) as error:
+        raise HTTPException(401, f"invalid token: {error}", headers={"WWW-Authenticate": "Bearer"}) from error
+    tenant_id = x_tenant_id if role is Role.global_admin else claims.get("tenant_id")
+    return Caller(int(claims["sub"]), role, tenant_id)
+
+
+def transaction(request: Request, who: Annotated[Caller, Depends(caller)]) -> Iterator[Session]:
+    """The request's transaction, scoped to the caller's tenant for row-level security."""
+    with scoped_session(settings(request).database_url, who.tenant_id, bypass=who.role is Role.global_admin) as s:
+        yield s
+
+
+class scoped_session:
+    """``with scoped_session(url, tenant_id) as s:`` one transaction with the RLS settings applied."""
+
+    def __init__(self, url: str, tenant_id: int | None, bypass: bool = False):
+        self.session = session(url)
+        self.tenant_id, self.bypass = tenant_id, bypass
+
+    def __enter__(self) -> Session:
+        self.session.begin()
+        self.session.execute(text("SELECT set_config('app.current_tenant_id', :t, true), "
+                                  "set_config('app.bypass_rls', :b, true)"),
+                             {"t": "" if self.tenant_id is None else str(self.tenant_id),
+                              "b": "on" if self.bypass else "off"})
+        return self.session
+
+    def __exit__(self, kind, *_):
+        if kind is None:
+            self.session.commit()
+        else:
+            self.session.rollback()
+        self.session.close()
+        return False
+
+
+Tx = Annotated[Session, Depends(transaction)]
+Who = Annotated[Caller, Depends(caller)]

@@ -1,0 +1,71 @@
+"""Dagster, as the API sees it: its GraphQL endpoint on the webserver.
+
+GraphQL rather than an in-process instance: launching needs the code location, which the
+webserver already serves, and the API then needs neither the pipeline's imports nor its storage.
+"""
+
+from __future__ import annotations
+
+import httpx
+
+LOCATION = "automat_pipeline.definitions:defs"
+REPOSITORY = {"repositoryLocationName": LOCATION, "repositoryName": "__repository__"}
+
+LAUNCH = """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
+  __typename ... on LaunchRunSuccess { run { runId } } ... on Error { message } } }"""
+ADD_PARTITION = """mutation($selector: RepositorySelector!, $key: String!) {
+  addDynamicPartition(repositorySelector: $selector, partitionsDefName: "products", partitionKey: $key) {
+  __typename ... on Error { message } } }"""
+TERMINATE = """mutation($ids: [String!]!) { terminateRuns(runIds: $ids) { __typename } }"""
+RUNS = """query($ids: [String!]) { runsOrError(filter: {runIds: $ids}) { ... on Runs { results {
+  runId status stepStats { stepKey status startTime endTime } } } } }"""
+
+
+class DagsterUnavailable(Exception):
+    """The webserver did not answer, or answered with an error."""
+
+
+class DagsterClient:
+    def __init__(self, graphql_url: str, timeout: float = 10.0):
+        self.url, self.timeout = graphql_url, timeout
+
+    def _query(self, query: str, **variables) -> dict:
+        try:
+            response = httpx.post(self.url, json={"query": query, "variables": variables}, timeout=self.timeout)
+            response.raise_for_status()
+            body = response.json()
+        except (httpx.HTTPError, ValueError) as error:
+            raise DagsterUnavailable(f"{self.url}: {error}") from error
+        if body.get("errors"):
+            raise DagsterUnavailable(body["errors"][0].get("message", "GraphQL error"))
+        return body["data"]
+
+    def healthy(self) -> bool:
+        try:
+            self._query("{ version }")
+            return True
+        except DagsterUnavailable:
+            return False
+
+    def launch(self, asset: str, partition: str, run_config: dict, tags: dict[str, str]) -> str:
+        """Launch one asset for one tenant|product partition (added first if new); the run id."""
+        added = self._query(ADD_PARTITION, selector=REPOSITORY, key=partition)["addDynamicPartition"]
+        if added["__typename"] not in ("AddDynamicPartitionSuccess", "DuplicateDynamicPartitionError"):
+            raise DagsterUnavailable(added.get("message", added["__typename"]))
+        params = {"selector": {**REPOSITORY, "jobName": "__ASSET_JOB", "assetSelection": [{"path": [asset]}]},
+                  "runConfigData": run_config,
+                  "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in
+                                                 {**tags, "dagster/partition": partition}.items()]}}
+        launched = self._query(LAUNCH, params=params)["launchRun"]
+        if launched["__typename"] != "LaunchRunSuccess":
+            raise DagsterUnavailable(launched.get("message", launched["__typename"]))
+        return launched["run"]["runId"]
+
+    def runs(self, run_ids: list[str]) -> dict[str, dict]:
+        if not run_ids:
+            return {}
+        return {r["runId"]: r for r in self._query(RUNS, ids=run_ids)["runsOrError"]["results"]}
+
+    def terminate(self, run_ids: list[str]) -> None:
+        if run_ids:
+            self._query(TERMINATE, ids=run_ids)

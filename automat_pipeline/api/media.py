@@ -1,0 +1,229 @@
+"""The media browser, media files and ZIP downloads, and uploads into the tenant's inbox."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import zipfile
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Request, UploadFile
+from fastapi.responses import FileResponse, StreamingResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import and_, delete, or_, select, tuple_
+
+from automat_pipeline.api.catalog import MediaOut, media_out
+from automat_pipeline.api.context import Tx, Who, settings
+from automat_pipeline.api.security import Permission
+from automat_pipeline.db.models import CatalogImport, MediaAsset, Product, ProductFile, Tenant, Upload
+
+router = APIRouter(tags=["media"])
+NOT_FOUND = {404: {"description": "No such media asset in your tenant."}}
+
+
+class MediaPage(BaseModel):
+    items: list[MediaOut] = Field(description="Newest first.")
+    next_cursor: str | None = Field(description="Pass as cursor for the next page; null on the last page.")
+
+
+class Download(BaseModel):
+    ids: list[int] = Field(min_length=1, max_length=1000, description="Media asset ids to put in the ZIP.")
+
+
+class UploadOut(BaseModel):
+    id: int = Field(description="Poll GET /uploads/{id}.")
+    filename: str = Field(description="The stored (safe) file name in the tenant's inbox.")
+    kind: Literal["catalog", "step"] = Field(description="What the content is.")
+    size_bytes: int = Field(description="Bytes stored.")
+    sha256: str = Field(description="Content hash.")
+    created_at: datetime | None = Field(description="When it arrived.")
+    status: Literal["received", "ok", "rejected"] = Field(description="received: waiting for the pipeline; then "
+                                                                       "what the pipeline made of it.")
+    error: str | None = Field(description="Why the pipeline rejected it.")
+
+
+@router.get("/media")
+def browse(who: Who, tx: Tx,
+           asset: Literal["thumbnail", "still", "turntable", "blend_export"] | None = Query(
+               None, description="Only this pipeline step's media."),
+           status: Literal["completed", "failed", "cancelled"] | None = Query(None, description="Render status."),
+           category_key: str | None = Query(None, max_length=200, description="Products of this category."),
+           lagertyp: str | None = Query(None, max_length=200, description="Products of this bearing type."),
+           q: str | None = Query(None, max_length=200, description="Words in the product's name or PIM-ID."),
+           limit: int = Query(50, ge=1, le=200, description="Page size."),
+           cursor: str | None = Query(None, pattern=r"^\d+\.\d+:\d+$", description="From the previous page.")
+           ) -> MediaPage:
+    """The tenant's media, newest first, a page at a time (keyset pagination: fast at any depth)."""
+    who.require(Permission.own_orders)
+    query = select(MediaAsset).where(MediaAsset.tenant_id == who.tenant())
+    if asset:
+        query = query.where(MediaAsset.asset == asset)
+    if status:
+        query = query.where(MediaAsset.status == status)
+    if category_key or lagertyp or q:
+        product = [Product.id == MediaAsset.product_id, Product.tenant_id == who.tenant()]
+        if category_key:
+            product.append(Product.category_key == category_key)
+        if lagertyp:
+            product.append(Product.lagertyp == lagertyp)
+        if q:
+            pattern = f"%{q.replace('%', '').replace('_', '')}%"
+            product.append(or_(Product.name.ilike(pattern), Product.pim_id.ilike(pattern)))
+        query = query.where(select(Product.id).where(and_(*product)).exists())
+    if cursor:
+        stamp, last_id = cursor.split(":")
+        query = query.where(tuple_(MediaAsset.updated_at, MediaAsset.id) <
+                            tuple_(datetime.fromtimestamp(float(stamp)).astimezone(), int(last_id)))
+    rows = list(tx.scalars(query.order_by(MediaAsset.updated_at.desc(), MediaAsset.id.desc()).limit(limit + 1)))
+    more, rows = len(rows) > limit, rows[:limit]
+    next_cursor = f"{rows[-1].updated_at.timestamp():.6f}:{rows[-1].id}" if more else None
+    return MediaPage(items=[media_out(m) for m in rows], next_cursor=next_cursor)
+
+
+def _media(tx, who, media_id: int) -> MediaAsset:
+    found = tx.scalar(select(MediaAsset).where(MediaAsset.id == media_id, MediaAsset.tenant_id == who.tenant()))
+    if found is None:
+        raise HTTPException(404, f"no media asset {media_id}")
+    return found
+
+
+def _file(request: Request, m: MediaAsset) -> Path:
+    """The media file, which must lie in the media folder and exist."""
+    root = Path(settings(request).media_dir).resolve()
+    path = Path(m.path or "").resolve()
+    if m.status != "completed" or root not in path.parents or not path.is_file():
+        raise HTTPException(404, f"media asset {m.id} has no file")
+    return path
+
+
+@router.get("/media/{media_id}/file", response_class=FileResponse, responses={
+    **NOT_FOUND, 200: {"description": "The file.", "content": {"application/octet-stream": {}}}})
+def media_file(media_id: int, request: Request, who: Who, tx: Tx):
+    """Download one media file."""
+    who.require(Permission.own_orders)
+    return FileResponse(_file(request, _media(tx, who, media_id)))
+
+
+@router.delete("/media/{media_id}", status_code=204, responses=NOT_FOUND)
+def delete_media(media_id: int, request: Request, who: Who, tx: Tx) -> None:
+    """Delete a render: its file and its record (project managers and above)."""
+    who.require(Permission.delete_renders)
+    m = _media(tx, who, media_id)
+    if m.status == "completed":
+        _file(request, m).unlink(missing_ok=True)
+    tx.execute(delete(MediaAsset).where(MediaAsset.id == m.id))
+
+
+@router.post("/media/download", response_class=StreamingResponse, responses={
+    **NOT_FOUND, 200: {"description": "A ZIP of the files.", "content": {"application/zip": {}}}})
+def download(body: Download, request: Request, who: Who, tx: Tx):
+    """Stream the chosen media files as one ZIP."""
+    who.require(Permission.own_orders)
+    files = [(m, _file(request, m)) for m in (_media(tx, who, i) for i in dict.fromkeys(body.ids))]
+    return StreamingResponse(_zip(files), media_type="application/zip",
+                             headers={"Content-Disposition": 'attachment; filename="media.zip"'})
+
+
+class _Chunks:
+    """A write-only file for ZipFile whose bytes are handed out as they are written."""
+
+    def __init__(self):
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.parts.append(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def take(self) -> bytes:
+        data, self.parts = b"".join(self.parts), []
+        return data
+
+
+def _zip(files: list[tuple[MediaAsset, Path]]) -> Iterator[bytes]:
+    sink = _Chunks()
+    with zipfile.ZipFile(sink, "w", zipfile.ZIP_STORED) as archive:  # renders are compressed already
+        for m, path in files:
+            with archive.open(f"{m.product_id}/{m.asset}-{m.output_type}{path.suffix}", "w") as entry, \
+                    path.open("rb") as source:
+                while chunk := source.read(1 << 20):
+                    entry.write(chunk)
+                    yield sink.take()
+    yield sink.take()
+
+
+SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _sniff(head: bytes, name: str) -> str:
+    if head.startswith(b"PK\x03\x04") and name.lower().endswith(".xlsx"):
+        return "catalog"
+    if head.lstrip().startswith(b"ISO-10303-21") and name.lower().endswith((".stp", ".step")):
+        return "step"
+    raise HTTPException(415, f"{name}: neither an .xlsx workbook (zip) nor a STEP file (ISO-10303-21)")
+
+
+@router.post("/uploads", status_code=201, responses={
+    413: {"description": "Larger than the upload limit."}, 415: {"description": "Not a workbook or STEP file."}})
+def upload(file: UploadFile, request: Request, who: Who, tx: Tx) -> UploadOut:
+    """Stream a product list (.xlsx) or a STEP file into the tenant's inbox; the sensor picks it up."""
+    who.require(Permission.own_orders)
+    tenant = tx.get(Tenant, who.tenant())
+    if tenant is None:
+        raise HTTPException(404, "no such tenant")
+    name = SAFE_NAME.sub("_", Path(file.filename or "upload").name).lstrip("._-")[:200] or "upload"
+    head = file.file.read(64)
+    kind = _sniff(head, name)
+    inbox = Path(settings(request).uploads_dir) / tenant.slug
+    inbox.mkdir(parents=True, exist_ok=True)
+    partial = inbox / f".{name}.part"  # the sensor ignores dot files
+    limit, size, digest = settings(request).max_upload_mb << 20, 0, hashlib.sha256()
+    try:
+        with partial.open("wb") as out:
+            chunk = head
+            while chunk:
+                size += len(chunk)
+                if size > limit:
+                    raise HTTPException(413, f"{name} is larger than {limit >> 20} MiB")
+                digest.update(chunk)
+                out.write(chunk)
+                chunk = file.file.read(1 << 20)
+        partial.replace(inbox / name)
+    finally:
+        partial.unlink(missing_ok=True)
+    record = Upload(tenant_id=tenant.id, created_by=who.user_id, filename=name, kind=kind, size_bytes=size,
+                    sha256=digest.hexdigest())
+    tx.add(record)
+    tx.flush()
+    return _upload_out(tx, record)
+
+
+@router.get("/uploads/{upload_id}", responses={404: {"description": "No such upload in your tenant."}})
+def upload_status(upload_id: int, who: Who, tx: Tx) -> UploadOut:
+    """What became of an upload."""
+    who.require(Permission.own_orders)
+    record = tx.scalar(select(Upload).where(Upload.id == upload_id, Upload.tenant_id == who.tenant()))
+    if record is None:
+        raise HTTPException(404, f"no upload {upload_id}")
+    return _upload_out(tx, record)
+
+
+def _upload_out(tx, record: Upload) -> UploadOut:
+    if record.kind == "step":
+        seen = tx.scalar(select(ProductFile).where(ProductFile.tenant_id == record.tenant_id,
+                                                   ProductFile.filename == record.filename,
+                                                   ProductFile.sha256 == record.sha256))
+        status, error = (seen.status, seen.error) if seen else ("received", None)
+    else:
+        seen = tx.scalar(select(CatalogImport).where(CatalogImport.tenant_id == record.tenant_id,
+                                                     CatalogImport.filename == record.filename,
+                                                     CatalogImport.sha256 == record.sha256)
+                         .order_by(CatalogImport.id.desc()).limit(1))
+        status, error = ((("ok" if seen.status == "ok" else "rejected"), seen.error) if seen else ("received", None))
+    return UploadOut(id=record.id, filename=record.filename, kind=record.kind, size_bytes=record.size_bytes,
+                     sha256=record.sha256, created_at=record.created_at, status=status, error=error)

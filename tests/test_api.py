@@ -1,0 +1,238 @@
+"""The orders API on the real database as its non-owner role: auth, the permission matrix cell by
+cell, row-level security on its own, tenant isolation (404), orders, media and uploads."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import jwt
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from automat_pipeline.api.app import create_app
+from automat_pipeline.api.context import ApiSettings, scoped_session
+from automat_pipeline.api.security import MATRIX, Permission, Role, access_token, hash_password
+from automat_pipeline.db import repository
+from automat_pipeline.db.database import session
+from automat_pipeline.db.models import MediaAsset, Order, Product, ProductFile, Tenant, User
+from automat_pipeline.embedded import api_url
+
+SECRET = "test-secret-that-is-long-enough-for-hs256"
+PASSWORD = "correct horse battery"
+PASSWORD_HASH = hash_password(PASSWORD)  # argon2 is slow by design: hash once
+ROLES = {"ga": Role.global_admin, "ta": Role.tenant_admin, "pm": Role.project_manager, "client": Role.client}
+
+
+@pytest.fixture
+def world(env):
+    """Tenants acme and beta, a user of every role in acme, one client in beta, a product each."""
+    url = env["AUTOMAT_DATABASE_URL"]
+    with session(url) as s, s.begin():
+        acme, beta = repository.tenant(s, "acme"), repository.tenant(s, "beta")
+        ids = {"acme": acme.id, "beta": beta.id}
+        for name, role in ROLES.items():
+            s.add(User(email=f"{name}@acme.example", password_hash=PASSWORD_HASH, role=role.value,
+                       tenant_id=None if role is Role.global_admin else acme.id))
+        s.add(User(email="client2@acme.example", password_hash=PASSWORD_HASH, role="client",
+                   tenant_id=acme.id))
+        s.add(User(email="client@beta.example", password_hash=PASSWORD_HASH, role="client",
+                   tenant_id=beta.id))
+        for tenant, pim in ((acme, "6204-2RS"), (beta, "B-1")):
+            s.add(Product(tenant_id=tenant.id, pim_id=pim, key=pim, name=f"Bearing {pim}", category_key="ball",
+                          lagertyp="Rillenkugellager", materials={}, attributes={}, active=True))
+        s.flush()
+        products = {p.pim_id: p.id for p in s.query(Product)}
+        for pim, tenant in (("6204-2RS", acme), ("B-1", beta)):
+            s.add(ProductFile(tenant_id=tenant.id, product_id=products[pim], filename=f"{pim}.stp", kind="step",
+                              sha256="0" * 64, size_bytes=1, status="ok"))
+    return {"tenants": ids, "products": products}
+
+
+@pytest.fixture
+def api(env, world, tmp_path):
+    config = ApiSettings(database_url=api_url(env["AUTOMAT_DATABASE_URL"]), jwt_secret=SECRET,
+                         dagster_graphql_url="http://127.0.0.1:9/graphql",  # nothing listens: Dagster is down
+                         uploads_dir=env["AUTOMAT_UPLOADS_DIR"], media_dir=env["AUTOMAT_MEDIA_DIR"], max_upload_mb=1)
+    with TestClient(create_app(config, launcher=False)) as client:
+        yield client
+
+
+def login(api, email: str) -> dict[str, str]:
+    response = api.post("/auth/login", json={"email": email, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def as_role(api, world, name: str) -> dict[str, str]:
+    headers = login(api, f"{name}@acme.example")
+    return headers | ({"X-Tenant-Id": str(world["tenants"]["acme"])} if name == "ga" else {})
+
+
+def test_login_refresh_and_rejected_tokens(api, world):
+    tokens = api.post("/auth/login", json={"email": "PM@acme.example", "password": PASSWORD}).json()
+    claims = jwt.decode(tokens["access_token"], SECRET, algorithms=["HS256"])
+    assert (claims["role"], claims["tenant_id"]) == ("project_manager", world["tenants"]["acme"])
+    assert api.post("/auth/login", json={"email": "pm@acme.example", "password": "wrong"}).status_code == 401
+    refreshed = api.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert refreshed.status_code == 200
+    assert api.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]}).status_code == 401  # used
+    user_id = int(claims["sub"])
+    expired = access_token(SECRET, user_id, Role.project_manager, world["tenants"]["acme"], minutes=-1)
+    tampered = tokens["access_token"][:-4] + ("AAAA" if not tokens["access_token"].endswith("AAAA") else "BBBB")
+    unsigned = jwt.encode({"sub": str(user_id), "role": "global_admin", "tenant_id": None,
+                           "exp": datetime.now(timezone.utc).timestamp() + 600}, None, algorithm="none")
+    forged = jwt.encode({"sub": str(user_id), "role": "global_admin", "exp": 4102444800}, "guess", algorithm="HS256")
+    for token in (expired, tampered, unsigned, forged):
+        response = api.get("/orders", headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 401, token
+    assert api.get("/orders").status_code == 401
+
+
+def cell(api, world, headers: dict, permission: Permission) -> int:
+    """One request that needs exactly ``permission``; its status."""
+    acme, beta = world["tenants"]["acme"], world["tenants"]["beta"]
+    if permission is Permission.manage_tenants:
+        return api.get("/tenants", headers=headers).status_code
+    if permission is Permission.manage_all_users:
+        return api.post("/users", headers=headers, json={"email": "x@beta.example", "password": PASSWORD,
+                                                         "role": "client", "tenant_id": beta}).status_code
+    if permission is Permission.manage_tenant_users:
+        return api.post("/users", headers=headers, json={"email": "y@acme.example", "password": PASSWORD,
+                                                         "role": "client", "tenant_id": acme}).status_code
+    if permission is Permission.settings:
+        return api.get("/settings", headers=headers).status_code
+    if permission is Permission.trigger_renders:
+        return api.post(f"/products/{world['products']['6204-2RS']}/renders", headers=headers,
+                        json={"output_type": "thumbnail"}).status_code
+    if permission is Permission.own_orders:
+        return api.post("/orders", headers=headers).status_code
+    theirs = api.post("/orders", headers=login(api, "client2@acme.example")).json()["id"]
+    if permission is Permission.view_all_orders:
+        return api.get(f"/orders/{theirs}", headers=headers).status_code
+    if permission is Permission.reject_orders:
+        return api.post(f"/orders/{theirs}/reject", headers=headers, json={"reason": "no"}).status_code
+    if permission is Permission.delete_renders:
+        with session(api.app.state.owner_url) as s, s.begin():
+            media = MediaAsset(tenant_id=acme, product_id=world["products"]["6204-2RS"], asset="still",
+                               output_type=f"x{theirs}", status="failed")
+            s.add(media)
+            s.flush()
+        return api.delete(f"/media/{media.id}", headers=headers).status_code
+    if permission is Permission.view_analytics:
+        return api.get("/analytics", headers=headers).status_code
+    raise AssertionError(permission)
+
+
+@pytest.mark.parametrize("permission", list(Permission))
+@pytest.mark.parametrize("name", list(ROLES))
+def test_permission_matrix_cell(api, world, env, name, permission):
+    api.app.state.owner_url = env["AUTOMAT_DATABASE_URL"]
+    status = cell(api, world, as_role(api, world, name), permission)
+    if ROLES[name] in MATRIX[permission]:
+        assert status not in (401, 403, 404), f"{name} may {permission.value}: got {status}"
+    else:  # refused; a foreign tenant's ids are not revealed (404)
+        assert status in (403, 404), f"{name} may not {permission.value}: got {status}"
+
+
+def test_row_level_security_alone_holds(env, world):
+    app_url = api_url(env["AUTOMAT_DATABASE_URL"])
+    with scoped_session(app_url, world["tenants"]["acme"]) as s:
+        role = s.execute(text("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")).one()
+        assert tuple(role) == (False, False)
+        assert s.scalar(text("SELECT tableowner FROM pg_tables WHERE tablename = 'products'")) != "automat_app"
+        rows = s.execute(text("SELECT pim_id FROM products")).scalars().all()  # no WHERE at all
+        assert rows == ["6204-2RS"]
+        assert s.execute(text("SELECT slug FROM tenants")).scalars().all() == ["acme"]
+        with pytest.raises(Exception, match="row-level security"):
+            s.execute(text("INSERT INTO orders (tenant_id, status) VALUES (:t, 'draft')"),
+                      {"t": world["tenants"]["beta"]})
+    with scoped_session(app_url, None) as s:
+        assert s.execute(text("SELECT count(*) FROM products")).scalar() == 0  # no tenant set: nothing
+    with scoped_session(app_url, None, bypass=True) as s:
+        assert s.execute(text("SELECT count(*) FROM products")).scalar() == 2  # the explicit bypass
+
+
+def test_foreign_tenant_ids_answer_404(api, world):
+    order = api.post("/orders", headers=login(api, "client@acme.example")).json()["id"]
+    beta = login(api, "client@beta.example")
+    assert api.get(f"/orders/{order}", headers=beta).status_code == 404
+    assert api.get(f"/products/{world['products']['6204-2RS']}", headers=beta).status_code == 404
+    assert api.post(f"/orders/{order}/cancel", headers=beta).status_code == 404
+    own = api.get(f"/products/{world['products']['B-1']}", headers=beta)
+    assert own.status_code == 200 and own.json()["pim_id"] == "B-1"
+
+
+def test_order_waits_for_dagster_and_checks_tenant_rules(api, world, env):
+    client = login(api, "client@acme.example")
+    order = api.post("/orders", headers=client).json()
+    assert order["status"] == order["state"] == "draft"
+    product = world["products"]["6204-2RS"]
+    bad = api.post(f"/orders/{order['id']}/lines", headers=client, json={"product_id": world["products"]["B-1"],
+                                                                         "output_type": "still-web"})
+    assert bad.status_code == 422  # beta's product
+    added = api.post(f"/orders/{order['id']}/lines", headers=client,
+                     json={"product_id": product, "output_type": "still-web"})
+    assert added.status_code == 201 and len(added.json()["lines"]) == 1
+    with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
+        s.get(Tenant, world["tenants"]["acme"]).settings = {"render_engines_allowed": ["workbench"]}
+    refused = api.post(f"/orders/{order['id']}/submit", headers=client)
+    assert refused.status_code == 422 and "engine cycles is not allowed" in refused.json()["detail"]
+    with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
+        s.get(Tenant, world["tenants"]["acme"]).settings = {}
+    submitted = api.post(f"/orders/{order['id']}/submit", headers=client).json()
+    assert submitted["status"] == "submitted" and submitted["state"] == "pending"
+    [line] = submitted["lines"]
+    assert line["run_id"] is None and "127.0.0.1:9" in line["launch_error"]
+    health = api.get("/health").json()
+    assert health == {"database": True, "dagster": False, "pending_lines": 1}
+    rejected = api.post(f"/orders/{order['id']}/reject", headers=as_role(api, world, "pm"),
+                        json={"reason": "wrong bearing"}).json()
+    assert (rejected["status"], rejected["reject_reason"]) == ("rejected", "wrong bearing")
+    assert api.get("/health").json()["pending_lines"] == 0
+    assert api.post(f"/orders/{order['id']}/resubmit", headers=client).json()["status"] == "draft"
+
+
+def test_media_browser_pages_newest_first_and_zips(api, world, env):
+    folder = Path(env["AUTOMAT_MEDIA_DIR"]) / "acme" / "6204-2RS"
+    folder.mkdir(parents=True)
+    with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
+        for n in range(5):
+            (folder / f"still-{n}.png").write_bytes(b"\x89PNG" + bytes([n]) * 100)
+            repository.record_render(s, world["tenants"]["acme"], world["products"]["6204-2RS"], "still", f"t{n}",
+                                     "completed", path=str(folder / f"still-{n}.png"))
+            s.flush()
+            s.execute(text("UPDATE media_assets SET updated_at = now() + make_interval(secs => :n) "
+                           "WHERE output_type = :t"), {"n": n, "t": f"t{n}"})
+    client = login(api, "client@acme.example")
+    first = api.get("/media", headers=client, params={"limit": 2}).json()
+    second = api.get("/media", headers=client, params={"limit": 2, "cursor": first["next_cursor"]}).json()
+    third = api.get("/media", headers=client, params={"limit": 2, "cursor": second["next_cursor"]}).json()
+    names = [m["output_type"] for page in (first, second, third) for m in page["items"]]
+    assert names == ["t4", "t3", "t2", "t1", "t0"] and third["next_cursor"] is None
+    assert api.get("/media", headers=login(api, "client@beta.example")).json()["items"] == []
+    ids = [m["id"] for m in first["items"]]
+    assert api.get(f"/media/{ids[0]}/file", headers=client).content == b"\x89PNG" + bytes([4]) * 100
+    archive = zipfile.ZipFile(io.BytesIO(api.post("/media/download", headers=client, json={"ids": ids}).content))
+    assert sorted(archive.namelist()) == [f"{world['products']['6204-2RS']}/still-t3.png",
+                                          f"{world['products']['6204-2RS']}/still-t4.png"]
+    assert api.post("/media/download", headers=login(api, "client@beta.example"), json={"ids": ids}).status_code == 404
+
+
+def test_uploads_are_sniffed_named_safely_and_limited(api, world, env):
+    client = login(api, "client@acme.example")
+    step = b"ISO-10303-21;\nHEADER;\nENDSEC;\nDATA;\nENDSEC;\nEND-ISO-10303-21;\n"
+    stored = api.post("/uploads", headers=client, files={"file": ("../../etc/evil name.stp", step)})
+    assert stored.status_code == 201, stored.text
+    body = stored.json()
+    assert (body["filename"], body["kind"], body["status"]) == ("evil_name.stp", "step", "received")
+    assert (Path(env["AUTOMAT_UPLOADS_DIR"]) / "acme" / "evil_name.stp").read_bytes() == step
+    assert api.get(f"/uploads/{body['id']}", headers=client).json()["size_bytes"] == len(step)
+    assert api.get(f"/uploads/{body['id']}", headers=login(api, "client@beta.example")).status_code == 404
+    assert api.post("/uploads", headers=client, files={"file": ("x.stp", b"%PDF-1.7")}).status_code == 415
+    big = api.post("/uploads", headers=client, files={"file": ("big.stp", step + b" " * (2 << 20))})
+    assert big.status_code == 413 and not (Path(env["AUTOMAT_UPLOADS_DIR"]) / "acme" / "big.stp").exists()
+    assert [p.name for p in (Path(env["AUTOMAT_UPLOADS_DIR"]) / "acme").iterdir()] == ["evil_name.stp"]
