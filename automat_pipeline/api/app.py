@@ -19,6 +19,11 @@ from automat_pipeline.db.models import MediaAsset, Order, OrderLine
 
 log = logging.getLogger(__name__)
 LAUNCH_INTERVAL_SECONDS = 5.0
+COMMON_RESPONSES = {400: {"description": "A global admin did not name the tenant (X-Tenant-Id)."},
+                    401: {"description": "Missing, expired or invalid access token."},
+                    403: {"description": "Your role may not do this."},
+                    404: {"description": "No such resource in your tenant."},
+                    422: {"description": "The request does not validate."}}
 
 
 class Health(BaseModel):
@@ -71,7 +76,7 @@ def create_app(config: ApiSettings | None = None, launcher: bool = True) -> Fast
         yield
         stop.set()
 
-    app = FastAPI(title="Automat orders API", version="1", lifespan=lifespan, description=(
+    app = FastAPI(title="Automat orders API", version="1", lifespan=lifespan, responses=COMMON_RESPONSES, description=(
         "Clients order renders of their products; project managers and admins steer. Log in at "
         "POST /auth/login and send the access token as `Authorization: Bearer …`. Every id of another "
         "tenant answers 404."))

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import delete, func, or_, select
 
 from automat_pipeline import output_types
-from automat_pipeline.api.context import Tx, Who
+from automat_pipeline.api.context import Id, Tx, Who
 from automat_pipeline.api.security import Permission
 from automat_pipeline.db import repository
 from automat_pipeline.db.models import MediaAsset, Product, TenantOutputType
@@ -89,7 +89,7 @@ def list_products(who: Who, tx: Tx,
 
 
 @router.get("/products/{product_id}", responses={404: {"description": "No such product in your tenant."}})
-def product_detail(product_id: int, who: Who, tx: Tx) -> ProductDetail:
+def product_detail(product_id: Id, who: Who, tx: Tx) -> ProductDetail:
     """One product with its renders."""
     who.require(Permission.own_orders)
     product = tx.scalar(select(Product).where(Product.id == product_id, Product.tenant_id == who.tenant()))

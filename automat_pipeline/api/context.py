@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import jwt
-from fastapi import Depends, Header, HTTPException, Request
+from fastapi import Depends, Header, HTTPException, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -66,7 +66,9 @@ bearer = HTTPBearer(auto_error=False, description="The access token from POST /a
 
 
 def caller(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-           x_tenant_id: Annotated[int | None, Header(description="Global admins only: the tenant to act on.")] = None,
+           # int, not int | None: the schema then says integer, and absent means None
+    x_tenant_id: Annotated[int, Header(ge=1, le=2**31 - 1, description="Global admins only: the tenant to act on.")]
+    = None,
            ) -> Caller:
     if credentials is None:
         raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
@@ -82,6 +84,9 @@ def caller(request: Request, credentials: Annotated[HTTPAuthorizationCredentials
 def transaction(request: Request, who: Annotated[Caller, Depends(caller)]) -> Iterator[Session]:
     """The request's transaction, scoped to the caller's tenant for row-level security."""
     with scoped_session(settings(request).database_url, who.tenant_id, bypass=who.role is Role.global_admin) as s:
+        if who.role is Role.global_admin and who.tenant_id is not None and \
+                s.scalar(text("SELECT 1 FROM tenants WHERE id = :t"), {"t": who.tenant_id}) is None:
+            raise HTTPException(404, f"no tenant {who.tenant_id}")
         yield s
 
 
@@ -110,4 +115,5 @@ class scoped_session:
 
 
 Tx = Annotated[Session, Depends(transaction)]
+Id = Annotated[int, Path(ge=1, le=2**31 - 1, description="A database id.")]
 Who = Annotated[Caller, Depends(caller)]

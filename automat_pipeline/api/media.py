@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import and_, delete, or_, select, tuple_
 
 from automat_pipeline.api.catalog import MediaOut, media_out
-from automat_pipeline.api.context import Tx, Who, settings
+from automat_pipeline.api.context import Id, Tx, Who, settings
 from automat_pipeline.api.security import Permission
 from automat_pipeline.db.models import CatalogImport, MediaAsset, Product, ProductFile, Tenant, Upload
 
@@ -101,14 +101,14 @@ def _file(request: Request, m: MediaAsset) -> Path:
 
 @router.get("/media/{media_id}/file", response_class=FileResponse, responses={
     **NOT_FOUND, 200: {"description": "The file.", "content": {"application/octet-stream": {}}}})
-def media_file(media_id: int, request: Request, who: Who, tx: Tx):
+def media_file(media_id: Id, request: Request, who: Who, tx: Tx):
     """Download one media file."""
     who.require(Permission.own_orders)
     return FileResponse(_file(request, _media(tx, who, media_id)))
 
 
 @router.delete("/media/{media_id}", status_code=204, responses=NOT_FOUND)
-def delete_media(media_id: int, request: Request, who: Who, tx: Tx) -> None:
+def delete_media(media_id: Id, request: Request, who: Who, tx: Tx) -> None:
     """Delete a render: its file and its record (project managers and above)."""
     who.require(Permission.delete_renders)
     m = _media(tx, who, media_id)
@@ -204,7 +204,7 @@ def upload(file: UploadFile, request: Request, who: Who, tx: Tx) -> UploadOut:
 
 
 @router.get("/uploads/{upload_id}", responses={404: {"description": "No such upload in your tenant."}})
-def upload_status(upload_id: int, who: Who, tx: Tx) -> UploadOut:
+def upload_status(upload_id: Id, who: Who, tx: Tx) -> UploadOut:
     """What became of an upload."""
     who.require(Permission.own_orders)
     record = tx.scalar(select(Upload).where(Upload.id == upload_id, Upload.tenant_id == who.tenant()))

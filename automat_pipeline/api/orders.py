@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from automat_pipeline.api.context import Caller, Tx, Who
+from automat_pipeline.api.context import Caller, Id, Tx, Who
 from automat_pipeline.api.dagster_client import DagsterClient, DagsterUnavailable
 from automat_pipeline.api.security import Permission
 from automat_pipeline.db import repository
@@ -139,14 +139,14 @@ def list_orders(request: Request, who: Who, tx: Tx) -> list[OrderOut]:
 
 
 @router.get("/{order_id}", responses=NOT_FOUND)
-def get_order(order_id: int, request: Request, who: Who, tx: Tx) -> OrderOut:
+def get_order(order_id: Id, request: Request, who: Who, tx: Tx) -> OrderOut:
     """The order with every line's state, steps and outputs."""
     return _document(tx, _order(tx, who, order_id), dagster(request))
 
 
 @router.post("/{order_id}/lines", status_code=201,
              responses={**NOT_FOUND, **CONFLICT, 422: {"description": "Unknown product or output type."}})
-def add_line(order_id: int, body: LineIn, request: Request, who: Who, tx: Tx) -> OrderOut:
+def add_line(order_id: Id, body: LineIn, request: Request, who: Who, tx: Tx) -> OrderOut:
     """Add a product × output type line to a draft."""
     order = _draft(tx, who, order_id)
     if tx.scalar(select(Product.id).where(Product.id == body.product_id, Product.tenant_id == order.tenant_id,
@@ -163,7 +163,7 @@ def add_line(order_id: int, body: LineIn, request: Request, who: Who, tx: Tx) ->
 
 
 @router.delete("/{order_id}/lines/{line_id}", responses={**NOT_FOUND, **CONFLICT})
-def remove_line(order_id: int, line_id: int, request: Request, who: Who, tx: Tx) -> OrderOut:
+def remove_line(order_id: Id, line_id: Id, request: Request, who: Who, tx: Tx) -> OrderOut:
     """Remove a line from a draft."""
     order = _draft(tx, who, order_id)
     removed = tx.execute(delete(OrderLine).where(OrderLine.id == line_id, OrderLine.order_id == order.id))
@@ -174,7 +174,7 @@ def remove_line(order_id: int, line_id: int, request: Request, who: Who, tx: Tx)
 
 @router.post("/{order_id}/submit", responses={**NOT_FOUND, **CONFLICT,
                                               422: {"description": "The order breaks a tenant rule."}})
-def submit(order_id: int, request: Request, who: Who, tx: Tx) -> OrderOut:
+def submit(order_id: Id, request: Request, who: Who, tx: Tx) -> OrderOut:
     """Check the order against the tenant's rules, then launch one Dagster run per line."""
     order = _draft(tx, who, order_id)
     lines = list(tx.scalars(select(OrderLine).where(OrderLine.order_id == order.id)))
@@ -206,7 +206,7 @@ def submit(order_id: int, request: Request, who: Who, tx: Tx) -> OrderOut:
 
 
 @router.post("/{order_id}/cancel", responses={**NOT_FOUND, **CONFLICT})
-def cancel(order_id: int, request: Request, who: Who, tx: Tx) -> OrderOut:
+def cancel(order_id: Id, request: Request, who: Who, tx: Tx) -> OrderOut:
     """Cancel a submitted order: its runs are terminated, unlaunched lines never launch."""
     order = _order(tx, who, order_id)
     if order.status != "submitted":
@@ -217,7 +217,7 @@ def cancel(order_id: int, request: Request, who: Who, tx: Tx) -> OrderOut:
 
 
 @router.post("/{order_id}/reject", responses={**NOT_FOUND, **CONFLICT})
-def reject(order_id: int, body: Reject, request: Request, who: Who, tx: Tx) -> OrderOut:
+def reject(order_id: Id, body: Reject, request: Request, who: Who, tx: Tx) -> OrderOut:
     """Reject an order with a reason (project managers and above); pending work is cancelled."""
     who.require(Permission.reject_orders)
     order = _order(tx, who, order_id)
@@ -229,7 +229,7 @@ def reject(order_id: int, body: Reject, request: Request, who: Who, tx: Tx) -> O
 
 
 @router.post("/{order_id}/resubmit", responses={**NOT_FOUND, **CONFLICT})
-def resubmit(order_id: int, request: Request, who: Who, tx: Tx) -> OrderOut:
+def resubmit(order_id: Id, request: Request, who: Who, tx: Tx) -> OrderOut:
     """Take a rejected or cancelled order back to draft, to edit and submit again."""
     order = _order(tx, who, order_id)
     if order.status not in ("rejected", "cancelled"):
@@ -285,27 +285,26 @@ class RenderIn(BaseModel):
                              examples=["still-web"])
 
 
-class RenderOut(BaseModel):
-    run_id: str = Field(description="The Dagster run rendering it.")
-
-
 @renders.post("/products/{product_id}/renders", status_code=202, responses={
-    404: {"description": "No such product in your tenant."}, 422: {"description": "No CAD, or no such output type."},
-    503: {"description": "Dagster does not answer; nothing was launched."}})
-def trigger_render(product_id: int, body: RenderIn, request: Request, who: Who, tx: Tx) -> RenderOut:
-    """Render one output type of one product now, outside any order (project managers and above)."""
+    422: {"description": "No CAD, or no such output type."}})
+def trigger_render(product_id: Id, body: RenderIn, request: Request, who: Who, tx: Tx) -> OrderOut:
+    """Render one output type of one product now (project managers and above): a one-line order,
+    submitted at once, so it is followed, cancelled and kept like any other (pending while Dagster
+    does not answer)."""
     who.require(Permission.trigger_renders)
     product = tx.scalar(select(Product).where(Product.id == product_id, Product.tenant_id == who.tenant()))
     if product is None:
         raise HTTPException(404, f"no product {product_id}")
-    kind = {t.name: t for t in repository.output_types_of(tx, product.tenant_id)}.get(body.output_type)
-    if kind is None:
+    if body.output_type not in {t.name for t in repository.output_types_of(tx, product.tenant_id)}:
         raise HTTPException(422, f"no output type {body.output_type!r} in your tenant")
     if not tx.scalar(select(ProductFile.id).where(ProductFile.product_id == product.id, ProductFile.kind == "step",
                                                   ProductFile.status == "ok").limit(1)):
         raise HTTPException(422, f"product {product_id} has no converted CAD file")
-    try:
-        return RenderOut(run_id=launch(dagster(request), tx.get(Tenant, product.tenant_id), product, kind,
-                                       {"automat/triggered-by": str(who.user_id)}))
-    except DagsterUnavailable as error:
-        raise HTTPException(503, f"Dagster does not answer: {error}") from error
+    order = Order(tenant_id=product.tenant_id, created_by=who.user_id, status="submitted",
+                  submitted_at=datetime.now(timezone.utc))
+    tx.add(order)
+    tx.flush()
+    tx.add(OrderLine(tenant_id=order.tenant_id, order_id=order.id, product_id=product.id, output_type=body.output_type))
+    tx.flush()
+    launch_lines(tx, dagster(request), order)
+    return _document(tx, order, dagster(request))
