@@ -1,7 +1,9 @@
-"""``automat ui``: webserver and daemon on the embedded stack; Ctrl-C stops all of it."""
+"""``automat ui``: webserver, daemon and orders API on the embedded stack, an order rendered through
+Dagster end to end; Ctrl-C stops all of it."""
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -13,6 +15,8 @@ from pathlib import Path
 import psutil
 import pytest
 from openpyxl import Workbook
+
+from conftest import STEP_FIXTURES
 
 pytestmark = pytest.mark.slow
 
@@ -59,31 +63,79 @@ def launched_run_tags(port: int) -> dict[str, str]:
     return {t["key"]: t["value"] for t in run["tags"]}
 
 
-def test_ui_serves_runs_and_ctrl_c_stops_everything(tmp_path: Path):
+def wait_for(what: str, probe, seconds: float = 180):
+    """Poll ``probe`` until it returns something truthy; that value."""
+    deadline = time.monotonic() + seconds
+    while not (value := probe()):
+        assert time.monotonic() < deadline, f"{what}: not within {seconds:g} s"
+        time.sleep(1)
+    return value
+
+
+def http(method: str, url: str, body: dict | None = None, token: str | None = None) -> dict | None:
+    request = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body else None,
+                                     headers={"Content-Type": "application/json"}
+                                     | ({"Authorization": f"Bearer {token}"} if token else {}))
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read() or b"null")
+    except OSError:
+        return None
+
+
+def order_renders_through_dagster(api: str) -> dict:
+    """A client waits for the uploaded product's thumbnail, orders a fresh one, and follows the order."""
+    token = http("POST", f"{api}/auth/login", {"email": "client@acme.example", "password": PASSWORD})["access_token"]
+
+    def converted():
+        products = http("GET", f"{api}/products", token=token)
+        detail = products and products["items"] and http("GET", f"{api}/products/{products['items'][0]['id']}",
+                                                          token=token)
+        return detail if detail and any(m["asset"] == "thumbnail" for m in detail["media"]) else None
+
+    product = wait_for("the sensor's import, conversion and thumbnail", converted)
+    order = http("POST", f"{api}/orders", token=token)
+    http("POST", f"{api}/orders/{order['id']}/lines", {"product_id": product["id"], "output_type": "thumbnail"},
+         token=token)
+    submitted = http("POST", f"{api}/orders/{order['id']}/submit", token=token)
+    assert submitted and submitted["lines"][0]["run_id"], submitted
+    return wait_for("the order's run", lambda: (o := http("GET", f"{api}/orders/{order['id']}", token=token))
+                    and o["state"] in ("completed", "failed", "cancelled") and o)
+
+
+PASSWORD = "a client's long password"
+
+
+def test_ui_serves_runs_and_orders_and_ctrl_c_stops_everything(tmp_path: Path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOMAT_", "DAGSTER_"))}
     env["AUTOMAT_HOME"] = str(tmp_path / "home")
     automat = str(Path(sys.executable).parent / "automat")
     subprocess.run([automat, "tenant", "create", "acme"], env=env, check=True, capture_output=True)
+    subprocess.run([automat, "user", "create", "--tenant", "acme", "--role", "client", "--email",
+                    "client@acme.example"], env=env | {"AUTOMAT_USER_PASSWORD": PASSWORD}, check=True,
+                   capture_output=True)
+    inbox = tmp_path / "home" / "uploads" / "acme"
     workbook = Workbook()
-    workbook.active.append(["PIM-ID", "Name"])
-    workbook.active.append(["P-1", "one"])
-    workbook.save(tmp_path / "home" / "uploads" / "acme" / "products.xlsx")
-    port = free_port()
-    ui = subprocess.Popen([automat, "ui", "--port", str(port)], env=env,
+    workbook.active.append(["PIM-ID", "Name", "CAD-Datei"])
+    workbook.active.append(["SCREW-1", "Screw", "screw.step"])
+    workbook.save(inbox / "products.xlsx")
+    shutil.copyfile(STEP_FIXTURES / "occt" / "screw.step", inbox / "screw.step")
+    port, api_port = free_port(), free_port()
+    ui = subprocess.Popen([automat, "ui", "--port", str(port), "--api-port", str(api_port)], env=env,
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    api = f"http://127.0.0.1:{api_port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2) as response:
-                    assert response.status == 200
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, "webserver did not answer in 120 s"
-                assert ui.poll() is None, "automat ui exited early"
-                time.sleep(1)
+        health = wait_for("webserver and API", lambda: ui.poll() is None and (h := http("GET", f"{api}/health"))
+                          and h["dagster"] and h, seconds=120)
+        assert health == {"database": True, "dagster": True, "pending_lines": 0}
         tags = launched_run_tags(port)  # the tenant run coordinator tagged it on submission
         assert tags["automat/tenant"] == "acme" and "automat/renders" not in tags
+        order = order_renders_through_dagster(api)
+        [line] = order["lines"]
+        assert (order["state"], line["state"]) == ("completed", "completed"), order
+        assert [s["step"] for s in line["steps"]] == ["thumbnail"] and line["steps"][0]["seconds"] > 0
+        [output] = line["outputs"]
+        assert output["status"] == "completed" and output["engine"] == "workbench" and output["output_bytes"] > 0
         started = psutil.Process(ui.pid).children(recursive=True)
         postgres = [p for p in psutil.process_iter(["cmdline"])
                     if p.info["cmdline"] and str(tmp_path / "home" / "postgres") in " ".join(p.info["cmdline"])]
@@ -92,7 +144,7 @@ def test_ui_serves_runs_and_ctrl_c_stops_everything(tmp_path: Path):
         assert ui.wait(timeout=60) == 0
         _, alive = psutil.wait_procs(started + postgres, timeout=15)
         assert [" ".join(p.cmdline())[-150:] for p in alive if p.status() != psutil.STATUS_ZOMBIE] == []
-    finally:  # a failed assertion must not leave a webserver and daemon behind
+    finally:  # a failed assertion must not leave a webserver, daemon and API behind
         if ui.poll() is None:
             ui.send_signal(signal.SIGINT)
             try:
