@@ -193,11 +193,11 @@ def user_create(args: argparse.Namespace) -> dict:
 def api(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from automat_pipeline.api.app import create_app
     from automat_pipeline.embedded import prepare
 
     server = prepare()  # noqa: F841 - holding the handle keeps the embedded server up
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="warning")
+    uvicorn.run("automat_pipeline.api.app:create_app", factory=True, host=args.host, port=args.port,
+                workers=args.workers, log_level="warning")
     return 0
 
 
@@ -294,6 +294,7 @@ def parser() -> argparse.ArgumentParser:
     p = command("api", api, "the orders API (FastAPI) on the embedded stack")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="server processes (default: one per CPU)")
     p = command("ui", ui, "Dagster webserver + daemon + orders API on the embedded stack (Ctrl-C stops all)")
     p.add_argument("--port", type=int, default=3000)
     p.add_argument("--api-port", type=int, default=8000)

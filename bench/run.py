@@ -1,6 +1,6 @@
 """Benchmarks: prints a table per figure and writes ``bench/results/<name>.json``.
 
-    .venv/bin/python bench/run.py [convert] [render] [demo] [catalog]      (default: all four)
+    .venv/bin/python bench/run.py [convert] [render] [demo] [catalog] [api]      (default: all)
 
 - convert:   STEP→GLB seconds per fixture file (read, transfer, mesh, metadata, write), triangles,
              bytes, peak memory, and cascadio on the same file at the same deflection (goal: <= 1.0x)
@@ -12,6 +12,8 @@
 - catalog:   a generated 100,000-row product list with material columns: container check, calamine
              and openpyxl read times, validation, upsert into PostgreSQL, report; then the re-import
              of the same file and of the file with one row changed (goal: <= 10 s; one row written)
+- api:       the orders API seeded with 100,000 products and 1,000,000 media rows: media-browser
+             and order-submission latency percentiles for 50 clients over loopback (goal: p95 <= 50 ms)
 """
 
 from __future__ import annotations
@@ -303,10 +305,129 @@ def bench_catalog(out: Path, rows: int = 100_000) -> None:
     save("catalog", runs, summary)
 
 
+SEED = """
+INSERT INTO tenants (slug, name, settings) VALUES ('acme', 'ACME', '{}'), ('beta', 'Beta', '{}');
+INSERT INTO products (tenant_id, pim_id, key, name, category_key, lagertyp, materials, attributes, active)
+SELECT 1 + (n % 10 = 0)::int, 'P-' || n, 'P-' || n, 'Bearing ' || n || ' ' || md5(n::text),
+       'cat-' || (n % 40), 'typ-' || (n % 12), '{}', '{}', true FROM generate_series(1, :products) n;
+INSERT INTO product_files (tenant_id, product_id, filename, kind, sha256, size_bytes, status)
+SELECT tenant_id, id, key || '.stp', 'step', md5(key), 1000, 'ok' FROM products;
+INSERT INTO media_assets (tenant_id, product_id, asset, output_type, status, path, details, updated_at)
+SELECT p.tenant_id, p.id, (ARRAY['thumbnail', 'still', 'turntable', 'blend_export'])[1 + n % 4], 'type-' || (n / :products),
+       (ARRAY['completed', 'completed', 'completed', 'failed', 'cancelled'])[1 + n % 5], '/media/x.png', '{}',
+       now() - make_interval(secs => n)
+FROM generate_series(0, :media - 1) n JOIN products p ON p.id = 1 + n % :products;
+ANALYZE;
+"""
+
+
+def bench_api(out: Path, products: int = 100_000, media: int = 1_000_000, clients: int = 50,
+              seconds: float = 30.0, think: float = 1.0) -> None:
+    """The orders API over loopback: 100k products and 1M media rows, 50 clients browsing with a
+    think time, and order submissions (Dagster unreachable: the launch fails fast, lines stay pending)."""
+    import http.client
+    import socket
+    import urllib.parse
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+    from sqlalchemy import text
+
+    from automat_pipeline.api.security import hash_password
+    from automat_pipeline.db.database import engine
+    from automat_pipeline.embedded import prepare
+
+    home = out / "api-home"
+    for key in [k for k in os.environ if k.startswith("AUTOMAT_")]:
+        del os.environ[key]
+    server = prepare(home)  # noqa: F841 - keeps the embedded PostgreSQL up
+    started = time.perf_counter()
+    with engine(os.environ["AUTOMAT_DATABASE_URL"]).begin() as conn:
+        for statement in SEED.split(";\n"):
+            if statement.strip():
+                conn.execute(text(statement), {"products": products, "media": media})
+        conn.execute(text("INSERT INTO users (tenant_id, email, password_hash, role) VALUES "
+                          "(1, 'pm@acme.example', :h, 'project_manager')"), {"h": hash_password("bench password")})
+    seed_seconds = time.perf_counter() - started
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    api = subprocess.Popen([str(REPO / ".venv" / "bin" / "automat"), "api", "--port", str(port)],
+                           env={**os.environ, "AUTOMAT_DAGSTER_GRAPHQL_URL": "http://127.0.0.1:9/graphql"})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                if httpx.get(f"{base}/health").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        token = httpx.post(f"{base}/auth/login", json={"email": "pm@acme.example",
+                                                       "password": "bench password"}).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        queries = {"newest": {}, "asset": {"asset": "still"}, "status": {"status": "failed"},
+                   "category": {"category_key": "cat-7"}, "lagertyp+asset": {"lagertyp": "typ-3", "asset": "turntable"},
+                   "search": {"q": "Bearing 4242"}}
+        latencies: dict[str, list[float]] = {name: [] for name in [*queries, "page 2", "submit order"]}
+
+        def client(number: int) -> None:
+            """One client on its own keep-alive connection (stdlib http.client: a cheap load generator)."""
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+            def call(method: str, path: str, body: dict | None = None) -> tuple[int, dict, float]:
+                began = time.perf_counter()
+                connection.request(method, path, body=json.dumps(body) if body else None,
+                                   headers={**headers, "Content-Type": "application/json"})
+                response = connection.getresponse()
+                data = json.loads(response.read() or b"null")
+                return response.status, data, time.perf_counter() - began
+
+            deadline, i = time.perf_counter() + seconds, number
+            while time.perf_counter() < deadline:
+                i += 1
+                name = list(queries)[i % len(queries)]
+                _, page, took = call("GET", "/media?" + urllib.parse.urlencode(queries[name]))
+                latencies[name].append(took)
+                if page.get("next_cursor") and i % 3 == 0:
+                    params = urllib.parse.urlencode({**queries[name], "cursor": page["next_cursor"]})
+                    latencies["page 2"].append(call("GET", "/media?" + params)[2])
+                if i % 10 == 0:
+                    order = call("POST", "/orders")[1]["id"]
+                    call("POST", f"/orders/{order}/lines", {"product_id": 1 + (i * 7919) % products,
+                                                            "output_type": "still-web"})
+                    status, body, took = call("POST", f"/orders/{order}/submit")
+                    assert status == 200, body
+                    latencies["submit order"].append(took)
+                time.sleep(think)
+
+        with ThreadPoolExecutor(clients) as pool:
+            list(pool.map(client, range(clients)))
+    finally:
+        api.terminate()
+        api.wait(timeout=30)
+
+    def percentile(values: list[float], share: float) -> float:
+        ordered = sorted(values)
+        return round(1000 * ordered[min(len(ordered) - 1, int(share * len(ordered)))], 1)
+
+    rows = [{"request": name, "count": len(v), "p50_ms": percentile(v, 0.5), "p95_ms": percentile(v, 0.95),
+             "p99_ms": percentile(v, 0.99)} for name, v in latencies.items() if v]
+    browse = [x for name, v in latencies.items() if name != "submit order" for x in v]
+    summary = {"products": products, "media_rows": media, "clients": clients, "think_seconds": think,
+               "seconds": seconds, "seed_seconds": round(seed_seconds, 1),
+               "requests_per_second": round(sum(len(v) for v in latencies.values()) / seconds, 1),
+               "media_browser_p50_ms": percentile(browse, 0.5), "media_browser_p95_ms": percentile(browse, 0.95),
+               "media_browser_p99_ms": percentile(browse, 0.99)}
+    print(f"Orders API, {clients} clients ({think} s think time) for {seconds:g} s over loopback")
+    table(rows, ["request", "count", "p50_ms", "p95_ms", "p99_ms"])
+    print(summary)
+    save("api", rows, summary)
+
+
 def main() -> None:
     if sys.argv[1:2] == ["_one"]:
         return convert_one(*sys.argv[2:])
-    wanted = set(sys.argv[1:]) or {"convert", "render", "demo", "catalog"}
+    wanted = set(sys.argv[1:]) or {"convert", "render", "demo", "catalog", "api"}
     with tempfile.TemporaryDirectory(prefix="automat-bench-") as tmp:
         out = Path(tmp)
         glbs = bench_convert(out) if wanted & {"convert", "render"} else []
@@ -316,6 +437,8 @@ def main() -> None:
             bench_demo(out / "home")
         if "catalog" in wanted:
             bench_catalog(out)
+        if "api" in wanted:
+            bench_api(out)
 
 
 if __name__ == "__main__":

@@ -236,3 +236,13 @@ def test_uploads_are_sniffed_named_safely_and_limited(api, world, env):
     big = api.post("/uploads", headers=client, files={"file": ("big.stp", step + b" " * (2 << 20))})
     assert big.status_code == 413 and not (Path(env["AUTOMAT_UPLOADS_DIR"]) / "acme" / "big.stp").exists()
     assert [p.name for p in (Path(env["AUTOMAT_UPLOADS_DIR"]) / "acme").iterdir()] == ["evil_name.stp"]
+
+
+def test_search_finds_own_products_only(api, world):
+    """The search runs as the owner (to use its trigram index) but only over the caller's tenant."""
+    acme, beta = login(api, "client@acme.example"), login(api, "client@beta.example")
+    found = api.get("/products", headers=acme, params={"q": "6204"}).json()
+    assert (found["total"], [p["pim_id"] for p in found["items"]]) == (1, ["6204-2RS"])
+    assert api.get("/products", headers=beta, params={"q": "6204"}).json()["total"] == 0
+    assert api.get("/products", headers=beta, params={"q": "Bearing"}).json()["total"] == 1
+    assert api.get("/products", headers=acme, params={"q": "%"}).json()["total"] == 1  # no wildcard injection

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import delete, func, select
 
 from automat_pipeline import output_types
 from automat_pipeline.api.context import Id, Tx, Who
@@ -47,6 +47,13 @@ class Page(BaseModel):
     items: list[ProductOut] = Field(description="This page.")
 
 
+def search(words: str):
+    """Ids of the caller's tenant's products whose name or PIM-ID contains ``words`` (migration
+    0007's product_search: the trigram indexes, which row-level security would keep unused)."""
+    pattern = "%" + words.replace("\\", "").replace("%", "").replace("_", "") + "%"
+    return select(func.product_search(pattern))
+
+
 def product_out(p: Product, has_cad: bool) -> ProductOut:
     return ProductOut(id=p.id, pim_id=p.pim_id, key=p.key, name=p.name, category_key=p.category_key,
                       lagertyp=p.lagertyp, has_cad=has_cad)
@@ -76,8 +83,7 @@ def list_products(who: Who, tx: Tx,
     who.require(Permission.own_orders)
     query = select(Product).where(Product.tenant_id == who.tenant(), Product.active)
     if q:
-        pattern = f"%{q.replace('%', '').replace('_', '')}%"
-        query = query.where(or_(Product.name.ilike(pattern), Product.pim_id.ilike(pattern)))
+        query = query.where(Product.id.in_(search(q)))
     if category_key:
         query = query.where(Product.category_key == category_key)
     if lagertyp:

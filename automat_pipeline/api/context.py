@@ -22,6 +22,9 @@ from automat_pipeline.api.security import Permission, Role, allowed, decode_acce
 from automat_pipeline.db.database import session
 
 
+POOL_SIZE = 40  # one connection per thread of the server's thread pool (anyio's default: 40)
+
+
 @dataclass(frozen=True)
 class ApiSettings:
     database_url: str  # as the API role (automat_app)
@@ -94,7 +97,7 @@ class scoped_session:
     """``with scoped_session(url, tenant_id) as s:`` one transaction with the RLS settings applied."""
 
     def __init__(self, url: str, tenant_id: int | None, bypass: bool = False):
-        self.session = session(url)
+        self.session = session(url, POOL_SIZE)
         self.tenant_id, self.bypass = tenant_id, bypass
 
     def __enter__(self) -> Session:
@@ -114,6 +117,8 @@ class scoped_session:
         return False
 
 
-Tx = Annotated[Session, Depends(transaction)]
+# scope="function": the transaction commits before the response is sent, so a client's next
+# request (perhaps served by another worker) sees what this one wrote.
+Tx = Annotated[Session, Depends(transaction, scope="function")]
 Id = Annotated[int, Path(ge=1, le=2**31 - 1, description="A database id.")]
 Who = Annotated[Caller, Depends(caller)]

@@ -27,11 +27,12 @@ class DagsterUnavailable(Exception):
 
 class DagsterClient:
     def __init__(self, graphql_url: str, timeout: float = 10.0):
-        self.url, self.timeout = graphql_url, timeout
+        self.url = graphql_url
+        self.http = httpx.Client(timeout=timeout)  # one client: a new one costs an SSL context (~40 ms CPU)
 
     def _query(self, query: str, **variables) -> dict:
         try:
-            response = httpx.post(self.url, json={"query": query, "variables": variables}, timeout=self.timeout)
+            response = self.http.post(self.url, json={"query": query, "variables": variables})
             response.raise_for_status()
             body = response.json()
         except (httpx.HTTPError, ValueError) as error:

@@ -13,9 +13,9 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query, Request, UploadFile
 from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import and_, delete, or_, select, tuple_
+from sqlalchemy import and_, delete, select, tuple_
 
-from automat_pipeline.api.catalog import MediaOut, media_out
+from automat_pipeline.api.catalog import MediaOut, media_out, search
 from automat_pipeline.api.context import Id, Tx, Who, settings
 from automat_pipeline.api.security import Permission
 from automat_pipeline.db.models import CatalogImport, MediaAsset, Product, ProductFile, Tenant, Upload
@@ -70,8 +70,7 @@ def browse(who: Who, tx: Tx,
         if lagertyp:
             product.append(Product.lagertyp == lagertyp)
         if q:
-            pattern = f"%{q.replace('%', '').replace('_', '')}%"
-            product.append(or_(Product.name.ilike(pattern), Product.pim_id.ilike(pattern)))
+            product.append(Product.id.in_(search(q)))
         query = query.where(select(Product.id).where(and_(*product)).exists())
     if cursor:
         stamp, last_id = cursor.split(":")

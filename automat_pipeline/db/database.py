@@ -14,13 +14,20 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 @cache
-def engine(url: str) -> Engine:
-    """One pooled engine per URL and process."""
+def engine(url: str, pool_size: int = 5) -> Engine:
+    """One pooled engine per URL and process. A server answering many requests at once needs a
+    pool as large as its concurrency (past it, connections are opened and closed per request),
+    skips the ping per checkout (a round trip) for an hourly recycle, and plans every query for
+    its values: psycopg's prepared statements turn generic after a few runs, and a generic plan
+    cannot see that a search matches few products."""
+    if pool_size > 5:
+        return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=3600,
+                             connect_args={"prepare_threshold": None})
     return create_engine(url, pool_pre_ping=True)
 
 
-def session(url: str) -> Session:
-    return sessionmaker(engine(url), expire_on_commit=False)()
+def session(url: str, pool_size: int = 5) -> Session:
+    return sessionmaker(engine(url, pool_size), expire_on_commit=False)()
 
 
 def migrate(url: str) -> None:
