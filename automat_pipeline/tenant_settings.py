@@ -32,6 +32,6 @@ class TenantSettings(BaseModel):
         try:
             CatalogSettings.from_tenant({"catalog": self.catalog})
             ConvertOptions.from_tenant({"cad": self.cad})
-        except (InputError, TypeError, ValueError) as error:
+        except (InputError, AttributeError, TypeError, ValueError) as error:  # whatever the readers refuse
             raise ValueError(getattr(error, "reason", str(error))) from error
         return self

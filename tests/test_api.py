@@ -246,3 +246,12 @@ def test_search_finds_own_products_only(api, world):
     assert api.get("/products", headers=beta, params={"q": "6204"}).json()["total"] == 0
     assert api.get("/products", headers=beta, params={"q": "Bearing"}).json()["total"] == 1
     assert api.get("/products", headers=acme, params={"q": "%"}).json()["total"] == 1  # no wildcard injection
+
+
+def test_values_postgres_cannot_store_are_client_errors(api, world):
+    client = login(api, "client@acme.example")
+    assert api.post("/media/download", headers=client, json={"ids": [2**63]}).status_code == 422
+    pm = as_role(api, world, "ta")
+    order = api.post("/orders", headers=client).json()["id"]
+    rejected = api.post(f"/orders/{order}/reject", headers=pm, json={"reason": "nul \x00 byte"})
+    assert rejected.status_code == 422 and "cannot be stored" in rejected.json()["detail"]

@@ -76,8 +76,8 @@ def http(method: str, url: str, body: dict | None = None, token: str | None = No
     request = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body else None,
                                      headers={"Content-Type": "application/json"}
                                      | ({"Authorization": f"Bearer {token}"} if token else {}))
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+    try:  # 30 s: while Dagster is frozen the API waits out its own 10 s timeout
+        with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read() or b"null")
     except OSError:
         return None
@@ -100,6 +100,26 @@ def order_renders_through_dagster(api: str) -> dict:
     submitted = http("POST", f"{api}/orders/{order['id']}/submit", token=token)
     assert submitted and submitted["lines"][0]["run_id"], submitted
     return wait_for("the order's run", lambda: (o := http("GET", f"{api}/orders/{order['id']}", token=token))
+                    and o["state"] in ("completed", "failed", "cancelled") and o)
+
+
+def order_while_dagster_is_down(api: str, webserver: psutil.Process) -> dict:
+    """The webserver stops answering (frozen); an order submitted meanwhile waits as pending and is
+    launched by the API once the webserver answers again."""
+    token = http("POST", f"{api}/auth/login", {"email": "client@acme.example", "password": PASSWORD})["access_token"]
+    product = http("GET", f"{api}/products", token=token)["items"][0]
+    order = http("POST", f"{api}/orders", token=token)
+    http("POST", f"{api}/orders/{order['id']}/lines", {"product_id": product["id"], "output_type": "thumbnail"},
+         token=token)
+    webserver.suspend()
+    try:
+        submitted = http("POST", f"{api}/orders/{order['id']}/submit", token=token)
+        assert submitted["state"] == "pending" and submitted["lines"][0]["launch_error"], submitted
+        assert http("GET", f"{api}/health") == {"database": True, "dagster": False, "pending_lines": 1}
+    finally:
+        webserver.resume()
+    return wait_for("the pending order's run", lambda: (o := http("GET", f"{api}/orders/{order['id']}",
+                                                                  token=token))
                     and o["state"] in ("completed", "failed", "cancelled") and o)
 
 
@@ -136,6 +156,10 @@ def test_ui_serves_runs_and_orders_and_ctrl_c_stops_everything(tmp_path: Path):
         assert [s["step"] for s in line["steps"]] == ["thumbnail"] and line["steps"][0]["seconds"] > 0
         [output] = line["outputs"]
         assert output["status"] == "completed" and output["engine"] == "workbench" and output["output_bytes"] > 0
+        [webserver] = [p for p in psutil.Process(ui.pid).children(recursive=True)
+                       if "dagster-webserver" in " ".join(p.cmdline())]
+        later = order_while_dagster_is_down(api, webserver)
+        assert later["state"] == "completed" and later["lines"][0]["launch_error"] is None, later
         started = psutil.Process(ui.pid).children(recursive=True)
         postgres = [p for p in psutil.process_iter(["cmdline"])
                     if p.info["cmdline"] and str(tmp_path / "home" / "postgres") in " ".join(p.info["cmdline"])]

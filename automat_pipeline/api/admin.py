@@ -30,7 +30,8 @@ class UserIn(BaseModel):
                        examples=["client@acme.example"])
     password: str = Field(min_length=12, max_length=1024, description="At least 12 characters; stored argon2id.")
     role: Role = Field(description="global_admin > tenant_admin > project_manager > client.")
-    tenant_id: int | None = Field(None, description="The user's tenant; default the caller's. Null only for "
+    tenant_id: int | None = Field(None, ge=1, le=2**31 - 1, description="The user's tenant; default the caller's. "
+                                                                   "Null only for "
                                                     "global admins.")
 
 

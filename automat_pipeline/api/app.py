@@ -7,9 +7,10 @@ import threading
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, SQLAlchemyError
 
 from automat_pipeline.api import admin, auth, catalog, media, orders
 from automat_pipeline.api.context import ApiSettings, Tx, Who, scoped_session
@@ -82,6 +83,11 @@ def create_app(config: ApiSettings | None = None, launcher: bool = True) -> Fast
         "tenant answers 404."))
     app.state.settings = config
     app.state.dagster = DagsterClient(config.dagster_graphql_url)
+    @app.exception_handler(DataError)
+    def unstorable(request: Request, error: DataError) -> JSONResponse:
+        """A value PostgreSQL cannot store (a NUL character, a number out of range) is the client's error."""
+        return JSONResponse(status_code=422, content={"detail": f"a value cannot be stored: {error.orig}"})
+
     for router in (auth.router, admin.router, catalog.router, orders.router, orders.renders, media.router):
         app.include_router(router)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import httpx
 
 LOCATION = "automat_pipeline.definitions:defs"
+LAUNCH_KEY = "automat/launch-key"
 REPOSITORY = {"repositoryLocationName": LOCATION, "repositoryName": "__repository__"}
 
 LAUNCH = """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
@@ -17,6 +18,8 @@ ADD_PARTITION = """mutation($selector: RepositorySelector!, $key: String!) {
   addDynamicPartition(repositorySelector: $selector, partitionsDefName: "products", partitionKey: $key) {
   __typename ... on Error { message } } }"""
 TERMINATE = """mutation($ids: [String!]!) { terminateRuns(runIds: $ids) { __typename } }"""
+RUN_WITH_TAG = """query($key: String!, $value: String!) { runsOrError(filter: {tags: [{key: $key, value: $value}]},
+  limit: 1) { ... on Runs { results { runId } } } }"""
 RUNS = """query($ids: [String!]) { runsOrError(filter: {runIds: $ids}) { ... on Runs { results {
   runId status stepStats { stepKey status startTime endTime } } } } }"""
 
@@ -48,15 +51,22 @@ class DagsterClient:
         except DagsterUnavailable:
             return False
 
-    def launch(self, asset: str, partition: str, run_config: dict, tags: dict[str, str]) -> str:
-        """Launch one asset for one tenant|product partition (added first if new); the run id."""
+    def launch(self, asset: str, partition: str, run_config: dict, tags: dict[str, str], launch_key: str) -> str:
+        """Launch one asset for one tenant|product partition (added first if new); the run id.
+
+        Idempotent by ``launch_key``: a launch whose answer was lost (a timeout) is found by its
+        tag instead of launched twice."""
+        found = self._query(RUN_WITH_TAG, key=LAUNCH_KEY, value=launch_key)["runsOrError"].get("results")
+        if found:
+            return found[0]["runId"]
         added = self._query(ADD_PARTITION, selector=REPOSITORY, key=partition)["addDynamicPartition"]
         if added["__typename"] not in ("AddDynamicPartitionSuccess", "DuplicateDynamicPartitionError"):
             raise DagsterUnavailable(added.get("message", added["__typename"]))
         params = {"selector": {**REPOSITORY, "jobName": "__ASSET_JOB", "assetSelection": [{"path": [asset]}]},
                   "runConfigData": run_config,
                   "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in
-                                                 {**tags, "dagster/partition": partition}.items()]}}
+                                                 {**tags, LAUNCH_KEY: launch_key,
+                                                  "dagster/partition": partition}.items()]}}
         launched = self._query(LAUNCH, params=params)["launchRun"]
         if launched["__typename"] != "LaunchRunSuccess":
             raise DagsterUnavailable(launched.get("message", launched["__typename"]))

@@ -30,7 +30,8 @@ class MediaPage(BaseModel):
 
 
 class Download(BaseModel):
-    ids: list[int] = Field(min_length=1, max_length=1000, description="Media asset ids to put in the ZIP.")
+    ids: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] = Field(min_length=1, max_length=1000,
+                                                              description="Media asset ids to put in the ZIP.")
 
 
 class UploadOut(BaseModel):

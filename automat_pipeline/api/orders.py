@@ -254,10 +254,12 @@ def _stop(tx: Session, client: DagsterClient, order: Order) -> None:
         raise HTTPException(503, f"Dagster does not answer, so the runs cannot be stopped: {error}") from error
 
 
-def launch(client: DagsterClient, tenant: Tenant, product: Product, kind, tags: dict[str, str]) -> str:
-    """Launch the asset that renders output type ``kind`` for one product; the run id."""
+def launch(client: DagsterClient, tenant: Tenant, product: Product, kind, order: Order, line: OrderLine) -> str:
+    """Launch the asset that renders output type ``kind`` for one order line; the run id."""
     config = {} if kind.kind == "thumbnail" else {"ops": {kind.kind: {"config": {"output_types": [kind.name]}}}}
-    return client.launch(kind.kind, product_key(tenant.slug, product.key), config, tags)
+    tags = {"automat/order": str(order.id), "automat/order-line": str(line.id)}
+    launch_key = f"{line.id}@{order.submitted_at.timestamp():.6f}"  # each submission launches once
+    return client.launch(kind.kind, product_key(tenant.slug, product.key), config, tags, launch_key)
 
 
 def launch_lines(tx: Session, client: DagsterClient, order: Order) -> int:
@@ -266,9 +268,9 @@ def launch_lines(tx: Session, client: DagsterClient, order: Order) -> int:
     types = {t.name: t for t in repository.output_types_of(tx, order.tenant_id)}
     launched = 0
     for line in tx.scalars(select(OrderLine).where(OrderLine.order_id == order.id, OrderLine.run_id.is_(None))):
-        tags = {"automat/order": str(order.id), "automat/order-line": str(line.id)}
         try:
-            line.run_id = launch(client, tenant, tx.get(Product, line.product_id), types[line.output_type], tags)
+            line.run_id = launch(client, tenant, tx.get(Product, line.product_id), types[line.output_type], order,
+                                 line)
             line.launch_error = None
             launched += 1
         except DagsterUnavailable as error:
