@@ -201,6 +201,62 @@ def api(args: argparse.Namespace) -> int:
     return 0
 
 
+def _workflow(args: argparse.Namespace):
+    """The validated workflow of ``args.file``; its errors printed (exit 2) if it has any."""
+    from automat_pipeline import workflows
+
+    try:
+        document = json.loads(Path(args.file).read_text())
+    except OSError as error:
+        raise InputError("missing_file", f"{args.file}: {error.strerror}") from error
+    except json.JSONDecodeError as error:
+        raise InputError("not_json", f"{args.file}: {error}") from error
+    if not isinstance(document, dict):
+        raise InputError("invalid_workflow", f"{args.file}: a workflow is a JSON object")
+    try:
+        return workflows.validate(document), []
+    except workflows.WorkflowError as error:
+        return None, error.errors
+
+
+def _workflow_errors(args: argparse.Namespace, errors: list[str]) -> int:
+    if args.json:
+        print(json.dumps({"valid": False, "errors": errors}))
+    for error in errors:
+        print(f"error: invalid_workflow: {error}", file=sys.stderr)
+    return 2
+
+
+def workflow_validate(args: argparse.Namespace) -> dict | int:
+    workflow, errors = _workflow(args)
+    if errors:
+        return _workflow_errors(args, errors)
+    return {"valid": True, "steps": sorted(n.step for n in workflow.nodes)}
+
+
+def workflow_plan(args: argparse.Namespace) -> dict | int:
+    from dagster import AssetRecordsFilter, DagsterInstance
+
+    from automat_pipeline import workflows
+    from automat_pipeline.embedded import prepare
+    from automat_pipeline.partitions import split_product_key
+
+    split_product_key(args.partition)
+    workflow, errors = _workflow(args)
+    if errors:
+        return _workflow_errors(args, errors)
+    server = prepare()  # noqa: F841 - the instance's storage is the embedded PostgreSQL
+    with DagsterInstance.get() as instance:
+        materialized = {key.to_user_string() for key in workflows.upstream_keys(workflow)
+                        if instance.fetch_materializations(
+                            AssetRecordsFilter(asset_key=key, asset_partitions=[args.partition]), limit=1).records}
+    errors = workflows.missing_upstream(workflow, materialized)
+    if errors:
+        return _workflow_errors(args, errors)
+    plan = workflows.compile_workflow(workflow)
+    return {"partition": args.partition, "selection": plan.selection, "run_config": plan.run_config}
+
+
 def demo(args: argparse.Namespace) -> int:
     from automat_pipeline.demo import run_demo
 
@@ -290,6 +346,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tenant", help="the user's tenant (not for global_admin)")
     p.add_argument("--role", required=True, choices=["global_admin", "tenant_admin", "project_manager", "client"])
     p.add_argument("--email", required=True)
+    p.add_argument("--json", action="store_true")
+    p = command("workflow validate", workflow_validate, "check a workflow file (exit 2 with its errors)")
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true")
+    p = command("workflow plan", workflow_plan, "the asset selection and run config a workflow would launch")
+    p.add_argument("file")
+    p.add_argument("--partition", required=True, help="TENANT|PRODUCT")
     p.add_argument("--json", action="store_true")
     p = command("api", api, "the orders API (FastAPI) on the embedded stack")
     p.add_argument("--host", default="127.0.0.1")

@@ -8,6 +8,7 @@ import base64
 import json
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 from pydantic import Field
@@ -15,6 +16,7 @@ from pydantic import Field
 from dagster import (
     AssetExecutionContext,
     BackfillPolicy,
+    BetaWarning,
     Config,
     DagsterExecutionInterruptedError,
     Failure,
@@ -24,6 +26,9 @@ from dagster import (
 )
 
 from automat_pipeline import materials
+
+# The warm thumbnail path rests on single-run backfills, which Dagster 1.13 still calls beta.
+warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=BetaWarning)
 from automat_pipeline.db import repository
 from automat_pipeline.output_types import OutputType
 from automat_pipeline.render import render_args
