@@ -255,3 +255,43 @@ def test_values_postgres_cannot_store_are_client_errors(api, world):
     order = api.post("/orders", headers=client).json()["id"]
     rejected = api.post(f"/orders/{order}/reject", headers=pm, json={"reason": "nul \x00 byte"})
     assert rejected.status_code == 422 and "cannot be stored" in rejected.json()["detail"]
+
+
+def test_workflows_are_validated_saved_per_tenant_and_planned(api, world):
+    client, ta = login(api, "client@acme.example"), as_role(api, world, "ta")
+    steps = {s["step"]: s for s in api.get("/workflows/steps", headers=client).json()}
+    assert steps["thumbnail"]["upstream"] == ["glb_production"]
+    still_only = {"version": 1, "nodes": [{"id": "s", "step": "still", "params": {"output_types": ["still-web"]}}]}
+    bad = {"version": 1, "nodes": [{"id": "s", "step": "still"}, {"id": "m", "step": "step_file"}],
+           "edges": [{"from": "s", "to": "m"}]}
+    assert api.post("/workflows/validate", headers=client, json=bad).json() == {
+        "valid": False, "errors": ["edge s→m: the asset graph has no edge still → step_file"]}
+    assert api.put("/workflows/stills", headers=client, json=still_only).status_code == 403
+    assert api.put("/workflows/broken", headers=ta, json=bad).status_code == 422
+    saved = api.put("/workflows/stills", headers=ta, json=still_only).json()
+    assert (saved["name"], saved["revision"]) == ("stills", 1)
+    assert api.put("/workflows/stills", headers=ta, json=still_only).json()["revision"] == 2
+    assert [w["name"] for w in api.get("/workflows", headers=client).json()] == ["default", "stills"]
+    assert api.get("/workflows/stills", headers=login(api, "client@beta.example")).status_code == 404
+    plan = api.post("/workflows/stills/plan", headers=client).json()
+    assert plan == {"selection": ["still"], "run_config": {"ops": {"still": {"config": {"output_types": ["still-web"]}}}}}
+    assert "thumbnail" in api.post("/workflows/default/plan", headers=client).json()["selection"]
+    down = api.post("/workflows/stills/runs", headers=as_role(api, world, "pm"),
+                    json={"product_ids": [world["products"]["6204-2RS"]]})
+    assert down.status_code == 503 and "Dagster does not answer" in down.json()["detail"]
+    assert api.post("/workflows/stills/runs", headers=as_role(api, world, "pm"),
+                    json={"product_ids": [world["products"]["B-1"]]}).status_code == 404
+    assert api.delete("/workflows/stills", headers=ta).status_code == 204
+
+
+def test_orders_name_a_workflow_that_has_their_steps(api, world):
+    client, ta = login(api, "client@acme.example"), as_role(api, world, "ta")
+    assert api.post("/orders", headers=client, json={"workflow": "nowhere"}).status_code == 404
+    stills = {"version": 1, "nodes": [{"id": "s", "step": "still"}]}
+    assert api.put("/workflows/stills", headers=ta, json=stills).status_code == 200
+    order = api.post("/orders", headers=client, json={"workflow": "stills"}).json()
+    assert order["workflow"] == "stills"
+    api.post(f"/orders/{order['id']}/lines", headers=client,
+             json={"product_id": world["products"]["6204-2RS"], "output_type": "thumbnail"})
+    refused = api.post(f"/orders/{order['id']}/submit", headers=client)
+    assert refused.status_code == 422 and "workflow 'stills' has no thumbnail step" in refused.json()["detail"]

@@ -104,11 +104,11 @@ def order_renders_through_dagster(api: str) -> dict:
 
 
 def order_while_dagster_is_down(api: str, webserver: psutil.Process) -> dict:
-    """The webserver stops answering (frozen); an order submitted meanwhile waits as pending and is
-    launched by the API once the webserver answers again."""
+    """The webserver stops answering (frozen); an order (running the saved workflow) submitted
+    meanwhile waits as pending and is launched by the API once the webserver answers again."""
     token = http("POST", f"{api}/auth/login", {"email": "client@acme.example", "password": PASSWORD})["access_token"]
     product = http("GET", f"{api}/products", token=token)["items"][0]
-    order = http("POST", f"{api}/orders", token=token)
+    order = http("POST", f"{api}/orders", {"workflow": "preview"}, token=token)
     http("POST", f"{api}/orders/{order['id']}/lines", {"product_id": product["id"], "output_type": "thumbnail"},
          token=token)
     webserver.suspend()
@@ -124,6 +124,21 @@ def order_while_dagster_is_down(api: str, webserver: psutil.Process) -> dict:
 
 
 PASSWORD = "a client's long password"
+STEPS = "query($id: ID!) { runOrError(runId: $id) { ... on Run { status stepStats { stepKey } } } }"
+
+
+def saved_workflow_runs_only_its_steps(api: str, port: int) -> list[str]:
+    """A tenant admin saves a two-step workflow and runs it for the product; the run's steps."""
+    token = http("POST", f"{api}/auth/login", {"email": "admin@acme.example", "password": PASSWORD})["access_token"]
+    workflow = {"version": 1, "nodes": [{"id": "t", "step": "thumbnail"}, {"id": "b", "step": "blend_export"}]}
+    assert http("PUT", f"{api}/workflows/preview", workflow, token=token)["revision"] == 1
+    product = http("GET", f"{api}/products", token=token)["items"][0]
+    [run_id] = http("POST", f"{api}/workflows/preview/runs", {"product_ids": [product["id"]]},
+                    token=token)["runs"].values()
+    run = wait_for("the workflow's run", lambda: (r := graphql(port, STEPS, id=run_id)["runOrError"])
+                   and r["status"] in ("SUCCESS", "FAILURE", "CANCELED") and r)
+    assert run["status"] == "SUCCESS", run
+    return sorted(s["stepKey"] for s in run["stepStats"])
 
 
 def test_ui_serves_runs_and_orders_and_ctrl_c_stops_everything(tmp_path: Path):
@@ -131,9 +146,9 @@ def test_ui_serves_runs_and_orders_and_ctrl_c_stops_everything(tmp_path: Path):
     env["AUTOMAT_HOME"] = str(tmp_path / "home")
     automat = str(Path(sys.executable).parent / "automat")
     subprocess.run([automat, "tenant", "create", "acme"], env=env, check=True, capture_output=True)
-    subprocess.run([automat, "user", "create", "--tenant", "acme", "--role", "client", "--email",
-                    "client@acme.example"], env=env | {"AUTOMAT_USER_PASSWORD": PASSWORD}, check=True,
-                   capture_output=True)
+    for role, email in (("client", "client@acme.example"), ("tenant_admin", "admin@acme.example")):
+        subprocess.run([automat, "user", "create", "--tenant", "acme", "--role", role, "--email", email],
+                       env=env | {"AUTOMAT_USER_PASSWORD": PASSWORD}, check=True, capture_output=True)
     inbox = tmp_path / "home" / "uploads" / "acme"
     workbook = Workbook()
     workbook.active.append(["PIM-ID", "Name", "CAD-Datei"])
@@ -158,8 +173,10 @@ def test_ui_serves_runs_and_orders_and_ctrl_c_stops_everything(tmp_path: Path):
         assert output["status"] == "completed" and output["engine"] == "workbench" and output["output_bytes"] > 0
         [webserver] = [p for p in psutil.Process(ui.pid).children(recursive=True)
                        if "dagster-webserver" in " ".join(p.cmdline())]
-        later = order_while_dagster_is_down(api, webserver)
+        assert saved_workflow_runs_only_its_steps(api, port) == ["blend_export", "thumbnail"]
+        later = order_while_dagster_is_down(api, webserver)  # it names the saved workflow
         assert later["state"] == "completed" and later["lines"][0]["launch_error"] is None, later
+        assert sorted(s["step"] for s in later["lines"][0]["steps"]) == ["blend_export", "thumbnail"]
         started = psutil.Process(ui.pid).children(recursive=True)
         postgres = [p for p in psutil.process_iter(["cmdline"])
                     if p.info["cmdline"] and str(tmp_path / "home" / "postgres") in " ".join(p.info["cmdline"])]

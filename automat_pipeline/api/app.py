@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.exc import DataError, SQLAlchemyError
 
-from automat_pipeline.api import admin, auth, catalog, media, orders
+from automat_pipeline.api import admin, auth, catalog, media, orders, workflows
 from automat_pipeline.api.context import ApiSettings, Tx, Who, scoped_session
 from automat_pipeline.api.dagster_client import DagsterClient
 from automat_pipeline.api.security import Permission
@@ -88,7 +88,8 @@ def create_app(config: ApiSettings | None = None, launcher: bool = True) -> Fast
         """A value PostgreSQL cannot store (a NUL character, a number out of range) is the client's error."""
         return JSONResponse(status_code=422, content={"detail": f"a value cannot be stored: {error.orig}"})
 
-    for router in (auth.router, admin.router, catalog.router, orders.router, orders.renders, media.router):
+    for router in (auth.router, admin.router, catalog.router, orders.router, orders.renders, media.router,
+                   workflows.router):
         app.include_router(router)
 
     @app.get("/health", tags=["health"])

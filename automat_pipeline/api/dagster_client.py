@@ -51,8 +51,9 @@ class DagsterClient:
         except DagsterUnavailable:
             return False
 
-    def launch(self, asset: str, partition: str, run_config: dict, tags: dict[str, str], launch_key: str) -> str:
-        """Launch one asset for one tenant|product partition (added first if new); the run id.
+    def launch(self, assets: list[str], partition: str, run_config: dict, tags: dict[str, str],
+               launch_key: str) -> str:
+        """Launch assets for one tenant|product partition (added first if new); the run id.
 
         Idempotent by ``launch_key``: a launch whose answer was lost (a timeout) is found by its
         tag instead of launched twice."""
@@ -62,7 +63,8 @@ class DagsterClient:
         added = self._query(ADD_PARTITION, selector=REPOSITORY, key=partition)["addDynamicPartition"]
         if added["__typename"] not in ("AddDynamicPartitionSuccess", "DuplicateDynamicPartitionError"):
             raise DagsterUnavailable(added.get("message", added["__typename"]))
-        params = {"selector": {**REPOSITORY, "jobName": "__ASSET_JOB", "assetSelection": [{"path": [asset]}]},
+        params = {"selector": {**REPOSITORY, "jobName": "__ASSET_JOB",
+                               "assetSelection": [{"path": [asset]} for asset in assets]},
                   "runConfigData": run_config,
                   "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in
                                                  {**tags, LAUNCH_KEY: launch_key,

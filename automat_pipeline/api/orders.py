@@ -17,6 +17,8 @@ from sqlalchemy.orm import Session
 from automat_pipeline.api.context import Caller, Id, Tx, Who
 from automat_pipeline.api.dagster_client import DagsterClient, DagsterUnavailable
 from automat_pipeline.api.security import Permission
+from automat_pipeline import workflows
+from automat_pipeline.api.workflows import saved
 from automat_pipeline.db import repository
 from automat_pipeline.db.models import MediaAsset, Order, OrderLine, Product, ProductFile, Tenant
 from automat_pipeline.partitions import product_key
@@ -35,6 +37,12 @@ class LineIn(BaseModel):
     product_id: int = Field(ge=1, le=2**31 - 1, description="A product of your tenant.", examples=[1])
     output_type: str = Field(min_length=1, max_length=64, description="An output type of your tenant.",
                              examples=["still-web"])
+
+
+class OrderIn(BaseModel):
+    workflow: str | None = Field(None, min_length=1, max_length=64, description="A workflow of your tenant to run "
+                                 "for each line (GET /workflows); none: each line renders its output type alone.",
+                                 examples=["default"])
 
 
 class Reject(BaseModel):
@@ -64,6 +72,7 @@ class LineOut(BaseModel):
 class OrderOut(BaseModel):
     id: int = Field(description="The order's id.")
     status: Literal["draft", "submitted", "cancelled", "rejected"] = Field(description="The order's own state.")
+    workflow: str | None = Field(description="The workflow each line runs; none: its output type's render alone.")
     state: LineState | Literal["draft"] = Field(description="Derived from its lines: the least finished one.")
     created_by: int | None = Field(description="The user who created it.")
     reject_reason: str | None = Field(description="Why it was rejected.")
@@ -109,7 +118,8 @@ def _document(tx: Session, order: Order, dagster: DagsterClient) -> OrderOut:
     order_state = "draft" if order.status == "draft" else next(
         (s for s in ("unknown", "pending", "queued", "running", "failed", "cancelled")
          if any(line.state == s for line in out)), "completed")
-    return OrderOut(id=order.id, status=order.status, state=order_state, created_by=order.created_by,
+    return OrderOut(id=order.id, status=order.status, workflow=order.workflow, state=order_state,
+                    created_by=order.created_by,
                     reject_reason=order.reject_reason, rejected_at=order.rejected_at,
                     submitted_at=order.submitted_at, lines=out)
 
@@ -119,10 +129,13 @@ def dagster(request: Request) -> DagsterClient:
 
 
 @router.post("", status_code=201)
-def create_order(request: Request, who: Who, tx: Tx) -> OrderOut:
-    """Start a draft order."""
+def create_order(request: Request, who: Who, tx: Tx, body: OrderIn | None = None) -> OrderOut:
+    """Start a draft order, optionally naming the workflow its lines run."""
     who.require(Permission.own_orders)
-    order = Order(tenant_id=who.tenant(), created_by=who.user_id, status="draft")
+    workflow = body.workflow if body else None
+    if workflow:
+        saved(tx, who.tenant(), workflow)  # 404 if the tenant has no such workflow
+    order = Order(tenant_id=who.tenant(), created_by=who.user_id, status="draft", workflow=workflow)
     tx.add(order)
     tx.flush()
     return _document(tx, order, dagster(request))
@@ -196,6 +209,14 @@ def submit(order_id: Id, request: Request, who: Who, tx: Tx) -> OrderOut:
         ProductFile.product_id.in_([line.product_id for line in lines]))))
     problems += [f"line {line.id}: product {line.product_id} has no converted CAD file" for line in lines
                  if line.product_id not in with_cad]
+    if order.workflow:
+        try:
+            steps = set(workflows.compile_workflow(workflows.validate(
+                saved(tx, order.tenant_id, order.workflow).document)).selection)
+        except workflows.WorkflowError as error:
+            raise HTTPException(422, f"workflow {order.workflow!r}: {'; '.join(error.errors)}") from error
+        problems += [f"line {line.id}: workflow {order.workflow!r} has no {types[line.output_type].kind} step"
+                     for line in lines if line.output_type in types and types[line.output_type].kind not in steps]
     if problems:
         raise HTTPException(422, "; ".join(problems))
     order.status, order.submitted_at = "submitted", datetime.now(timezone.utc)
@@ -254,12 +275,21 @@ def _stop(tx: Session, client: DagsterClient, order: Order) -> None:
         raise HTTPException(503, f"Dagster does not answer, so the runs cannot be stopped: {error}") from error
 
 
-def launch(client: DagsterClient, tenant: Tenant, product: Product, kind, order: Order, line: OrderLine) -> str:
-    """Launch the asset that renders output type ``kind`` for one order line; the run id."""
-    config = {} if kind.kind == "thumbnail" else {"ops": {kind.kind: {"config": {"output_types": [kind.name]}}}}
+def launch(tx: Session, client: DagsterClient, tenant: Tenant, product: Product, kind, order: Order,
+           line: OrderLine) -> str:
+    """Launch one order line: the order's workflow, or the asset that renders output type ``kind``
+    alone; the render step renders just that output type. The run id."""
+    assets, ops = [kind.kind], {}
+    if order.workflow:
+        plan = workflows.compile_workflow(workflows.validate(saved(tx, tenant.id, order.workflow).document))
+        assets, ops = plan.selection, dict(plan.run_config.get("ops", {}))
+    if kind.kind != "thumbnail":
+        ops[kind.kind] = {"config": {"output_types": [kind.name]}}
     tags = {"automat/order": str(order.id), "automat/order-line": str(line.id)}
+    tags |= {"automat/workflow": order.workflow} if order.workflow else {}
     launch_key = f"{line.id}@{order.submitted_at.timestamp():.6f}"  # each submission launches once
-    return client.launch(kind.kind, product_key(tenant.slug, product.key), config, tags, launch_key)
+    return client.launch(assets, product_key(tenant.slug, product.key), {"ops": ops} if ops else {}, tags,
+                         launch_key)
 
 
 def launch_lines(tx: Session, client: DagsterClient, order: Order) -> int:
@@ -269,8 +299,8 @@ def launch_lines(tx: Session, client: DagsterClient, order: Order) -> int:
     launched = 0
     for line in tx.scalars(select(OrderLine).where(OrderLine.order_id == order.id, OrderLine.run_id.is_(None))):
         try:
-            line.run_id = launch(client, tenant, tx.get(Product, line.product_id), types[line.output_type], order,
-                                 line)
+            line.run_id = launch(tx, client, tenant, tx.get(Product, line.product_id), types[line.output_type],
+                                 order, line)
             line.launch_error = None
             launched += 1
         except DagsterUnavailable as error:

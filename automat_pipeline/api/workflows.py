@@ -1,0 +1,163 @@
+"""Workflows over the API: the steps, validation, saved workflows per tenant, dry runs and launches.
+
+A workflow launches as Dagster's asset job with its selection (one stable job, the selection
+passed at launch), tagged ``automat/workflow``: saving a workflow needs no code-location reload.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from fastapi import APIRouter, HTTPException, Request
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from automat_pipeline import workflows
+from automat_pipeline.api.context import Tx, Who
+from automat_pipeline.api.dagster_client import DagsterUnavailable
+from automat_pipeline.api.security import Permission
+from automat_pipeline.db.models import Product, SavedWorkflow, Tenant
+from automat_pipeline.partitions import KEY_PART, product_key
+
+router = APIRouter(prefix="/workflows", tags=["workflows"])
+NAME = {"pattern": KEY_PART.pattern, "description": "The workflow's name, unique per tenant."}
+DEFAULT = "default"
+
+
+class Validation(BaseModel):
+    valid: bool = Field(description="Whether the workflow may be saved and run.")
+    errors: list[str] = Field(description="Each names its node or edge.")
+
+
+class SavedOut(BaseModel):
+    name: str = Field(description="The workflow's name.")
+    revision: int = Field(description="Counts its saves; 0 for the built-in default.")
+    document: dict = Field(description="The workflow (version, nodes, edges).")
+
+
+class PlanOut(BaseModel):
+    selection: list[str] = Field(description="The asset keys a run would materialize.")
+    run_config: dict = Field(description="The run config carrying the nodes' parameters.")
+
+
+class Launch(BaseModel):
+    product_ids: list[int] = Field(min_length=1, max_length=500, description="Products to run it for; one run each.")
+
+
+class Launched(BaseModel):
+    runs: dict[str, str] = Field(description="Partition (tenant|product) → Dagster run id.")
+
+
+def check(document: dict) -> workflows.Workflow:
+    try:
+        return workflows.validate(document)
+    except workflows.WorkflowError as error:
+        raise HTTPException(422, error.errors) from error
+
+
+def saved(tx, tenant_id: int, name: str) -> SavedOut:
+    """A tenant's workflow by name (``default``: the built-in full pipeline); 404 if it has none."""
+    if name == DEFAULT:
+        return SavedOut(name=DEFAULT, revision=0, document=workflows.default_workflow())
+    found = tx.scalar(select(SavedWorkflow).where(SavedWorkflow.tenant_id == tenant_id, SavedWorkflow.name == name))
+    if found is None:
+        raise HTTPException(404, f"no workflow {name!r}")
+    return SavedOut(name=found.name, revision=found.revision, document=found.document)
+
+
+@router.get("/steps")
+def list_steps(who: Who) -> list[dict]:
+    """Every step: its parameters (JSON schema with help texts) and the upstream and downstream
+    steps the asset graph allows."""
+    who.require(Permission.own_orders)
+    return workflows.step_catalog()
+
+
+@router.post("/validate")
+def validate(document: dict, who: Who) -> Validation:
+    """Check a workflow without saving it."""
+    who.require(Permission.own_orders)
+    try:
+        workflows.validate(document)
+    except workflows.WorkflowError as error:
+        return Validation(valid=False, errors=error.errors)
+    return Validation(valid=True, errors=[])
+
+
+@router.get("")
+def list_workflows(who: Who, tx: Tx) -> list[SavedOut]:
+    """The tenant's workflows, the built-in ``default`` (the full pipeline) first."""
+    who.require(Permission.own_orders)
+    rows = tx.scalars(select(SavedWorkflow).where(SavedWorkflow.tenant_id == who.tenant())
+                      .order_by(SavedWorkflow.name))
+    return [saved(tx, who.tenant(), DEFAULT)] + [SavedOut(name=w.name, revision=w.revision, document=w.document)
+                                                 for w in rows]
+
+
+@router.get("/{name}")
+def get_workflow(name: str, who: Who, tx: Tx) -> SavedOut:
+    """One workflow."""
+    who.require(Permission.own_orders)
+    return saved(tx, who.tenant(), name)
+
+
+@router.put("/{name}", responses={409: {"description": "The built-in default cannot be replaced."}})
+def put_workflow(name: str, document: dict, who: Who, tx: Tx) -> SavedOut:
+    """Save a workflow (tenant admins and above); it must validate."""
+    who.require(Permission.settings)
+    if not KEY_PART.fullmatch(name):
+        raise HTTPException(422, f"workflow name {name!r}: {NAME['pattern']}")
+    if name == DEFAULT:
+        raise HTTPException(409, "the default workflow is built in")
+    check(document)
+    found = tx.scalar(select(SavedWorkflow).where(SavedWorkflow.tenant_id == who.tenant(), SavedWorkflow.name == name))
+    if found is None:
+        found = SavedWorkflow(tenant_id=who.tenant(), name=name, revision=1, document=document)
+        tx.add(found)
+    else:
+        found.document, found.revision = document, found.revision + 1
+        found.updated_at = datetime.now(timezone.utc)
+    tx.flush()
+    return SavedOut(name=found.name, revision=found.revision, document=found.document)
+
+
+@router.delete("/{name}", status_code=204)
+def delete_workflow(name: str, who: Who, tx: Tx) -> None:
+    """Delete a saved workflow (tenant admins and above)."""
+    who.require(Permission.settings)
+    found = tx.scalar(select(SavedWorkflow).where(SavedWorkflow.tenant_id == who.tenant(), SavedWorkflow.name == name))
+    if found is None:
+        raise HTTPException(404, f"no workflow {name!r}")
+    tx.delete(found)
+
+
+@router.post("/{name}/plan")
+def plan(name: str, who: Who, tx: Tx) -> PlanOut:
+    """The dry run: the asset selection and run config a launch would use. Nothing is launched."""
+    who.require(Permission.own_orders)
+    compiled = workflows.compile_workflow(check(saved(tx, who.tenant(), name).document))
+    return PlanOut(selection=compiled.selection, run_config=compiled.run_config)
+
+
+@router.post("/{name}/runs", status_code=202, responses={503: {"description": "Dagster does not answer."}})
+def launch(name: str, body: Launch, request: Request, who: Who, tx: Tx) -> Launched:
+    """Run the workflow for products (project managers and above): one Dagster run per product."""
+    who.require(Permission.trigger_renders)
+    workflow = saved(tx, who.tenant(), name)
+    compiled = workflows.compile_workflow(check(workflow.document))
+    tenant = tx.get(Tenant, who.tenant())
+    products = tx.scalars(select(Product).where(Product.tenant_id == who.tenant(), Product.id.in_(body.product_ids)))
+    keys = {product_key(tenant.slug, p.key) for p in products}
+    if len(keys) != len(set(body.product_ids)):
+        raise HTTPException(404, "some of those products are not in your tenant")
+    started = datetime.now(timezone.utc).timestamp()
+    runs = {}
+    try:
+        for key in sorted(keys):
+            runs[key] = request.app.state.dagster.launch(
+                compiled.selection, key, compiled.run_config,
+                {"automat/workflow": name, "automat/workflow-revision": str(workflow.revision)},
+                f"workflow:{tenant.id}:{name}:{workflow.revision}:{key}@{started:.6f}")
+    except DagsterUnavailable as error:
+        raise HTTPException(503, f"Dagster does not answer ({len(runs)} of {len(keys)} launched): {error}") from error
+    return Launched(runs=runs)
