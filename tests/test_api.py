@@ -276,6 +276,8 @@ def test_workflows_are_validated_saved_per_tenant_and_planned(api, world):
     plan = api.post("/workflows/stills/plan", headers=client).json()
     assert plan == {"selection": ["still"], "run_config": {"ops": {"still": {"config": {"output_types": ["still-web"]}}}}}
     assert "thumbnail" in api.post("/workflows/default/plan", headers=client).json()["selection"]
+    checked = api.post("/workflows/stills/plan", headers=client, json={"product_id": world["products"]["6204-2RS"]})
+    assert checked.status_code == 503  # whether glb_production is materialized is Dagster's to say
     down = api.post("/workflows/stills/runs", headers=as_role(api, world, "pm"),
                     json={"product_ids": [world["products"]["6204-2RS"]]})
     assert down.status_code == 503 and "Dagster does not answer" in down.json()["detail"]

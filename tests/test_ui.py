@@ -133,6 +133,8 @@ def saved_workflow_runs_only_its_steps(api: str, port: int) -> list[str]:
     workflow = {"version": 1, "nodes": [{"id": "t", "step": "thumbnail"}, {"id": "b", "step": "blend_export"}]}
     assert http("PUT", f"{api}/workflows/preview", workflow, token=token)["revision"] == 1
     product = http("GET", f"{api}/products", token=token)["items"][0]
+    planned = http("POST", f"{api}/workflows/preview/plan", {"product_id": product["id"]}, token=token)
+    assert planned == {"selection": ["blend_export", "thumbnail"], "run_config": {}}  # glb_production is there
     [run_id] = http("POST", f"{api}/workflows/preview/runs", {"product_ids": [product["id"]]},
                     token=token)["runs"].values()
     run = wait_for("the workflow's run", lambda: (r := graphql(port, STEPS, id=run_id)["runOrError"])

@@ -20,6 +20,8 @@ ADD_PARTITION = """mutation($selector: RepositorySelector!, $key: String!) {
 TERMINATE = """mutation($ids: [String!]!) { terminateRuns(runIds: $ids) { __typename } }"""
 RUN_WITH_TAG = """query($key: String!, $value: String!) { runsOrError(filter: {tags: [{key: $key, value: $value}]},
   limit: 1) { ... on Runs { results { runId } } } }"""
+MATERIALIZED = """query($key: AssetKeyInput!, $partition: String!) { assetOrError(assetKey: $key) {
+  ... on Asset { assetMaterializations(partitions: [$partition], limit: 1) { runId } } } }"""
 RUNS = """query($ids: [String!]) { runsOrError(filter: {runIds: $ids}) { ... on Runs { results {
   runId status stepStats { stepKey status startTime endTime } } } } }"""
 
@@ -73,6 +75,11 @@ class DagsterClient:
         if launched["__typename"] != "LaunchRunSuccess":
             raise DagsterUnavailable(launched.get("message", launched["__typename"]))
         return launched["run"]["runId"]
+
+    def materialized(self, asset_keys: list[str], partition: str) -> set[str]:
+        """Those of ``asset_keys`` materialized for ``partition``."""
+        return {key for key in asset_keys if (self._query(MATERIALIZED, key={"path": [key]}, partition=partition)
+                                              ["assetOrError"].get("assetMaterializations"))}
 
     def runs(self, run_ids: list[str]) -> dict[str, dict]:
         if not run_ids:

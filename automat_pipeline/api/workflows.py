@@ -131,11 +131,40 @@ def delete_workflow(name: str, who: Who, tx: Tx) -> None:
     tx.delete(found)
 
 
-@router.post("/{name}/plan")
-def plan(name: str, who: Who, tx: Tx) -> PlanOut:
+class PlanIn(BaseModel):
+    product_id: int | None = Field(None, ge=1, le=2**31 - 1, description="Also check that every upstream step "
+                                   "outside the workflow is materialized for this product.")
+
+
+def _ready(request: Request, workflow: workflows.Workflow, partition: str) -> None:
+    """422 naming each node whose upstream step is neither in the workflow nor materialized."""
+    try:
+        done = request.app.state.dagster.materialized([k.to_user_string() for k in workflows.upstream_keys(workflow)],
+                                                      partition)
+    except DagsterUnavailable as error:
+        raise HTTPException(503, f"Dagster does not answer: {error}") from error
+    errors = workflows.missing_upstream(workflow, done)
+    if errors:
+        raise HTTPException(422, [f"{e} {partition}" for e in errors])
+
+
+def _partitions(tx, who, product_ids: list[int]) -> list[str]:
+    tenant = tx.get(Tenant, who.tenant())
+    products = tx.scalars(select(Product).where(Product.tenant_id == who.tenant(), Product.id.in_(product_ids)))
+    keys = sorted({product_key(tenant.slug, p.key) for p in products})
+    if len(keys) != len(set(product_ids)):
+        raise HTTPException(404, "some of those products are not in your tenant")
+    return keys
+
+
+@router.post("/{name}/plan", responses={503: {"description": "Dagster does not answer (with product_id)."}})
+def plan(name: str, request: Request, who: Who, tx: Tx, body: PlanIn | None = None) -> PlanOut:
     """The dry run: the asset selection and run config a launch would use. Nothing is launched."""
     who.require(Permission.own_orders)
-    compiled = workflows.compile_workflow(check(saved(tx, who.tenant(), name).document))
+    workflow = check(saved(tx, who.tenant(), name).document)
+    if body and body.product_id:
+        _ready(request, workflow, _partitions(tx, who, [body.product_id])[0])
+    compiled = workflows.compile_workflow(workflow)
     return PlanOut(selection=compiled.selection, run_config=compiled.run_config)
 
 
@@ -144,16 +173,16 @@ def launch(name: str, body: Launch, request: Request, who: Who, tx: Tx) -> Launc
     """Run the workflow for products (project managers and above): one Dagster run per product."""
     who.require(Permission.trigger_renders)
     workflow = saved(tx, who.tenant(), name)
-    compiled = workflows.compile_workflow(check(workflow.document))
+    checked = check(workflow.document)
+    compiled = workflows.compile_workflow(checked)
     tenant = tx.get(Tenant, who.tenant())
-    products = tx.scalars(select(Product).where(Product.tenant_id == who.tenant(), Product.id.in_(body.product_ids)))
-    keys = {product_key(tenant.slug, p.key) for p in products}
-    if len(keys) != len(set(body.product_ids)):
-        raise HTTPException(404, "some of those products are not in your tenant")
+    keys = _partitions(tx, who, body.product_ids)
+    for key in keys:
+        _ready(request, checked, key)
     started = datetime.now(timezone.utc).timestamp()
     runs = {}
     try:
-        for key in sorted(keys):
+        for key in keys:
             runs[key] = request.app.state.dagster.launch(
                 compiled.selection, key, compiled.run_config,
                 {"automat/workflow": name, "automat/workflow-revision": str(workflow.revision)},
