@@ -3,11 +3,13 @@
 # much faster than the CPU is it? Finishes in under 5 minutes; prints the figures and writes
 # bench/results/gpu_check.json.
 #
-#   bench/gpu_check.sh            (AUTOMAT_BLENDER: a Blender 5.0.1 binary or a Python with bpy 5.0.1;
-#                                  default: the render environment .venv-render/bin/python)
+#   bench/gpu_check.sh      AUTOMAT_BLENDER: a Blender 5.0.1 binary or a Python with bpy 5.0.1
+#                           (default: the render environment, .venv-render/bin/python);
+#                           GPU_CHECK_SPECS: "device size samples;..." (default: GPU and CPU at
+#                           256 px/16 spp and 2048 px/64 spp); GPU_CHECK_OUT: the results file.
 #
-# The model is made by Blender itself (a torus knot-like ring set with library-like materials), so
-# the check needs nothing but Blender. Each figure is one cold Blender process, as a render run is.
+# The model is made by Blender itself (three nested tori, metal and plastic), so the check needs
+# nothing but Blender. Each figure is one cold Blender process, as a render run is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BLENDER=${AUTOMAT_BLENDER:-.venv-render/bin/python}
@@ -15,10 +17,10 @@ WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 mkdir -p bench/results
 
-run_blender() {  # a Python file, then its arguments
-  if [[ $(basename "$BLENDER") == python* ]]; then "$BLENDER" "$@"
-  else "$BLENDER" --background --factory-startup --python "$1" -- "${@:2}"; fi
-}
+if [[ $(basename "$BLENDER") == python* ]]; then launch=("$BLENDER")  # the bpy module
+else launch=("$BLENDER" --background --factory-startup --python); fi
+SPECS=${GPU_CHECK_SPECS:-"gpu 256 16;cpu 256 16;gpu 2048 64;cpu 2048 64"}
+OUT=${GPU_CHECK_OUT:-bench/results/gpu_check.json}
 
 cat >"$WORK/model.py" <<'PY'
 import sys, bpy
@@ -31,20 +33,20 @@ for i, (metal, rough) in enumerate(((1.0, 0.35), (1.0, 0.12), (0.0, 0.55))):
     bpy.context.object.data.materials.append(material)
 bpy.ops.export_scene.gltf(filepath=sys.argv[-1], export_format="GLB")
 PY
-run_blender "$WORK/model.py" "$WORK/model.glb" >/dev/null 2>&1
+"${launch[@]}" "$WORK/model.py" -- "$WORK/model.glb" >/dev/null 2>&1
 
 results=()
-for spec in "gpu 256 16" "cpu 256 16" "gpu 2048 64" "cpu 2048 64"; do
+IFS=';' read -ra specs <<<"$SPECS"
+for spec in "${specs[@]}"; do
   read -r device size samples <<<"$spec"
   started=$(date +%s.%N)
-  line=$(timeout 120 bash -c "$(declare -f run_blender); BLENDER='$BLENDER' run_blender blender/render.py \
-    '$WORK/model.glb' '$WORK/$device-$size.png' --device $device --size $size --samples $samples" 2>"$WORK/log" \
-    | grep '^AUTOMAT_RESULT ' || true)
-  wall=$(echo "$(date +%s.%N) - $started" | bc)
+  line=$(timeout 120 "${launch[@]}" blender/render.py -- "$WORK/model.glb" "$WORK/$device-$size.png" \
+    --device "$device" --size "$size" --samples "$samples" 2>"$WORK/log" | grep '^AUTOMAT_RESULT ' || true)
+  wall=$(awk "BEGIN { printf \"%.2f\", $(date +%s.%N) - $started }")
   grep -h '^\[GPU_PROBE\]' "$WORK/log" || true
   if [[ -z $line ]]; then
     echo "$device ${size}px: failed: $(grep -m1 '^error:' "$WORK/log" || tail -n1 "$WORK/log")"
-    results+=("{\"device\": \"$device\", \"size\": $size, \"error\": true}")
+    results+=("{\"requested\": \"$device\", \"size\": $size, \"wall\": $wall, \"error\": true}")
     continue
   fi
   json=${line#AUTOMAT_RESULT }
@@ -52,5 +54,5 @@ for spec in "gpu 256 16" "cpu 256 16" "gpu 2048 64" "cpu 2048 64"; do
   results+=("{\"requested\": \"$device\", \"wall\": $wall, \"result\": $json}")
 done
 (IFS=,; echo "{\"benchmark\": \"gpu_check\", \"when\": \"$(date -u +%FT%TZ)\", \"host\": \"$(hostname)\", \"gpu\": \"$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null || echo none)\", \"rows\": [${results[*]}]}") \
-  >bench/results/gpu_check.json
-echo "-> bench/results/gpu_check.json"
+  >"$OUT"
+echo "-> $OUT"
