@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -47,3 +48,10 @@ def blender_processes(marker: str) -> list[psutil.Process]:
     """Blender processes (running blender/render.py) writing ``marker``; not the CLI that started them."""
     return [p for p in psutil.process_iter(["cmdline"])
             if marker in " ".join(p.info["cmdline"] or []) and any(a.endswith("render.py") for a in p.info["cmdline"])]
+
+
+def fresh_home_env(home: Path) -> dict[str, str]:
+    """This process's environment for a child on its own AUTOMAT_HOME: no AUTOMAT_/DAGSTER_ settings
+    inherited, so it starts its own embedded PostgreSQL and Dagster instance there."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOMAT_", "DAGSTER_"))}
+    return env | {"AUTOMAT_HOME": str(home)}

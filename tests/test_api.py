@@ -18,7 +18,7 @@ from automat_pipeline.api.context import ApiSettings, scoped_session
 from automat_pipeline.api.security import MATRIX, Permission, Role, access_token, hash_password
 from automat_pipeline.db import repository
 from automat_pipeline.db.database import session
-from automat_pipeline.db.models import MediaAsset, Order, Product, ProductFile, Tenant, User
+from automat_pipeline.db.models import MediaAsset, Product, ProductFile, Tenant, User
 from automat_pipeline.embedded import api_url
 
 SECRET = "test-secret-that-is-long-enough-for-hs256"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from openpyxl import Workbook
 
-from conftest import STEP_FIXTURES
+from conftest import STEP_FIXTURES, fresh_home_env
 
 SCREW = STEP_FIXTURES / "occt" / "screw.step"
 
@@ -91,8 +91,7 @@ def test_catalog_check_unreadable_workbook(tmp_path):
 
 def test_tenant_create_then_catalog_import(tmp_path):
     """On a fresh AUTOMAT_HOME: its own embedded PostgreSQL, Dagster instance and inbox."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOMAT_", "DAGSTER_"))}
-    env["AUTOMAT_HOME"] = str(tmp_path / "home")
+    env = fresh_home_env(tmp_path / "home")
 
     def run(*args):
         return subprocess.run([sys.executable, "-m", "automat_pipeline.cli", *args], capture_output=True, text=True,

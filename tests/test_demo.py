@@ -1,6 +1,5 @@
 """``automat demo`` from an empty AUTOMAT_HOME, twice: the second run repeats nothing."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,13 +8,13 @@ import pytest
 
 from automat_pipeline.bearings import CATALOGUE
 from automat_pipeline.embedded import REPO
+from conftest import fresh_home_env
 
 pytestmark = pytest.mark.slow
 
 
 def test_demo_runs_everything_once(tmp_path: Path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOMAT_", "DAGSTER_"))}
-    env["AUTOMAT_HOME"] = str(tmp_path / "home")
+    env = fresh_home_env(tmp_path / "home")
     demo = [str(Path(sys.executable).parent / "automat"), "demo"]
 
     first = subprocess.run(demo, capture_output=True, text=True, env=env, cwd=REPO, timeout=900)

@@ -2,7 +2,6 @@
 Dagster end to end; Ctrl-C stops all of it."""
 
 import json
-import os
 import shutil
 import signal
 import socket
@@ -16,7 +15,7 @@ import psutil
 import pytest
 from openpyxl import Workbook
 
-from conftest import STEP_FIXTURES
+from conftest import STEP_FIXTURES, fresh_home_env
 
 pytestmark = pytest.mark.slow
 
@@ -144,8 +143,7 @@ def saved_workflow_runs_only_its_steps(api: str, port: int) -> list[str]:
 
 
 def test_ui_serves_runs_and_orders_and_ctrl_c_stops_everything(tmp_path: Path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOMAT_", "DAGSTER_"))}
-    env["AUTOMAT_HOME"] = str(tmp_path / "home")
+    env = fresh_home_env(tmp_path / "home")
     automat = str(Path(sys.executable).parent / "automat")
     subprocess.run([automat, "tenant", "create", "acme"], env=env, check=True, capture_output=True)
     for role, email in (("client", "client@acme.example"), ("tenant_admin", "admin@acme.example")):

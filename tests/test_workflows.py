@@ -1,13 +1,14 @@
 """Workflows against the real asset graph: precise errors, compilation, and random graphs."""
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from conftest import fresh_home_env
 
 from automat_pipeline import workflows
 from automat_pipeline.workflows import WorkflowError, compile_workflow, default_workflow, steps, validate
@@ -116,8 +117,7 @@ def test_random_graphs_compile_to_their_lineage_or_name_the_culprit(document, wi
 
 
 def test_cli_validate_and_plan(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOMAT_", "DAGSTER_"))}
-    env["AUTOMAT_HOME"] = str(tmp_path / "home")
+    env = fresh_home_env(tmp_path / "home")
 
     def automat(*args):
         return subprocess.run([sys.executable, "-m", "automat_pipeline.cli", *args], capture_output=True, text=True,

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import delete, func, select
 
 from automat_pipeline import output_types
-from automat_pipeline.api.context import Id, Tx, Who
+from automat_pipeline.api.context import Id, Tx, Who, owned
 from automat_pipeline.api.security import Permission
 from automat_pipeline.db import repository
 from automat_pipeline.db.models import MediaAsset, Product, TenantOutputType
@@ -98,9 +98,7 @@ def list_products(who: Who, tx: Tx,
 def product_detail(product_id: Id, who: Who, tx: Tx) -> ProductDetail:
     """One product with its renders."""
     who.require(Permission.own_orders)
-    product = tx.scalar(select(Product).where(Product.id == product_id, Product.tenant_id == who.tenant()))
-    if product is None:
-        raise HTTPException(404, f"no product {product_id}")
+    product = owned(tx, Product, product_id, who, "product")
     media = tx.scalars(select(MediaAsset).where(MediaAsset.product_id == product.id,
                                                 MediaAsset.tenant_id == who.tenant())
                        .order_by(MediaAsset.updated_at.desc()))

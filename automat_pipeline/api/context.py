@@ -15,7 +15,7 @@ from typing import Annotated
 import jwt
 from fastapi import Depends, Header, HTTPException, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from automat_pipeline.api.security import Permission, Role, allowed, decode_access_token
@@ -91,6 +91,14 @@ def transaction(request: Request, who: Annotated[Caller, Depends(caller)]) -> It
                 s.scalar(text("SELECT 1 FROM tenants WHERE id = :t"), {"t": who.tenant_id}) is None:
             raise HTTPException(404, f"no tenant {who.tenant_id}")
         yield s
+
+
+def owned(tx: Session, model, row_id: int, who: Caller, what: str):
+    """The caller's tenant's ``model`` row ``row_id``; 404 (never 403) for another tenant's."""
+    row = tx.scalar(select(model).where(model.id == row_id, model.tenant_id == who.tenant()))
+    if row is None:
+        raise HTTPException(404, f"no {what} {row_id}")
+    return row
 
 
 class scoped_session:

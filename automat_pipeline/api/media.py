@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import and_, delete, select, tuple_
 
 from automat_pipeline.api.catalog import MediaOut, media_out, search
-from automat_pipeline.api.context import Id, Tx, Who, settings
+from automat_pipeline.api.context import Id, Tx, Who, owned, settings
 from automat_pipeline.api.security import Permission
 from automat_pipeline.db.models import CatalogImport, MediaAsset, Product, ProductFile, Tenant, Upload
 
@@ -84,10 +84,7 @@ def browse(who: Who, tx: Tx,
 
 
 def _media(tx, who, media_id: int) -> MediaAsset:
-    found = tx.scalar(select(MediaAsset).where(MediaAsset.id == media_id, MediaAsset.tenant_id == who.tenant()))
-    if found is None:
-        raise HTTPException(404, f"no media asset {media_id}")
-    return found
+    return owned(tx, MediaAsset, media_id, who, "media asset")
 
 
 def _file(request: Request, m: MediaAsset) -> Path:
@@ -207,10 +204,7 @@ def upload(file: UploadFile, request: Request, who: Who, tx: Tx) -> UploadOut:
 def upload_status(upload_id: Id, who: Who, tx: Tx) -> UploadOut:
     """What became of an upload."""
     who.require(Permission.own_orders)
-    record = tx.scalar(select(Upload).where(Upload.id == upload_id, Upload.tenant_id == who.tenant()))
-    if record is None:
-        raise HTTPException(404, f"no upload {upload_id}")
-    return _upload_out(tx, record)
+    return _upload_out(tx, owned(tx, Upload, upload_id, who, "upload"))
 
 
 def _upload_out(tx, record: Upload) -> UploadOut:

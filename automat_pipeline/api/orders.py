@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from automat_pipeline.api.context import Caller, Id, Tx, Who
+from automat_pipeline.api.context import Caller, Id, Tx, Who, owned
 from automat_pipeline.api.dagster_client import DagsterClient, DagsterUnavailable
 from automat_pipeline.api.security import Permission
 from automat_pipeline import workflows
@@ -324,9 +324,7 @@ def trigger_render(product_id: Id, body: RenderIn, request: Request, who: Who, t
     submitted at once, so it is followed, cancelled and kept like any other (pending while Dagster
     does not answer)."""
     who.require(Permission.trigger_renders)
-    product = tx.scalar(select(Product).where(Product.id == product_id, Product.tenant_id == who.tenant()))
-    if product is None:
-        raise HTTPException(404, f"no product {product_id}")
+    product = owned(tx, Product, product_id, who, "product")
     if body.output_type not in {t.name for t in repository.output_types_of(tx, product.tenant_id)}:
         raise HTTPException(422, f"no output type {body.output_type!r} in your tenant")
     if not tx.scalar(select(ProductFile.id).where(ProductFile.product_id == product.id, ProductFile.kind == "step",

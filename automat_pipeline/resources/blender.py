@@ -30,11 +30,7 @@ class Blender(ConfigurableResource):
         """Render ``glb`` as output type ``kind``; log lines and progress reach the run log as it renders."""
         command = blender_command(self.executable, self.scripts_dir,
                                   render_args(glb, output, kind, materials, template))
-        with open_pipes_session(
-            context=context,
-            context_injector=PipesTempFileContextInjector(),
-            message_reader=PipesTempFileMessageReader(),
-        ) as session:
+        with _pipes(context) as session:
             try:
                 run_blender(command, env=session.get_bootstrap_env_vars(), echo=True, timeout=kind.timeout_seconds,
                             output=output)
@@ -50,12 +46,14 @@ class Blender(ConfigurableResource):
             batch = Path(workdir) / "jobs.json"
             batch.write_text(json.dumps(jobs))
             command = blender_command(self.executable, self.scripts_dir, ["--batch", str(batch)])
-            with open_pipes_session(
-                context=context,
-                context_injector=PipesTempFileContextInjector(),
-                message_reader=PipesTempFileMessageReader(),
-            ) as session:
+            with _pipes(context) as session:
                 try:
                     return run_blender(command, env=session.get_bootstrap_env_vars(), echo=True, timeout=timeout)
                 except InputError as error:
                     raise Failure(str(error), metadata={"error_class": error.error_class}) from error
+
+
+def _pipes(context: AssetExecutionContext):
+    """A Dagster Pipes session whose messages (log lines, progress, metadata) travel by temp file."""
+    return open_pipes_session(context=context, context_injector=PipesTempFileContextInjector(),
+                              message_reader=PipesTempFileMessageReader())
