@@ -12,7 +12,7 @@ from automat_pipeline import output_types
 from automat_pipeline.api.context import Id, Tx, Who, owned
 from automat_pipeline.api.security import Permission
 from automat_pipeline.db import repository
-from automat_pipeline.db.models import MediaAsset, Product, TenantOutputType
+from automat_pipeline.db.models import MediaAsset, Product, ProductFile, TenantOutputType
 
 router = APIRouter(tags=["catalogue"])
 
@@ -65,9 +65,7 @@ def media_out(m: MediaAsset) -> MediaOut:
 
 
 def has_cad(tx, product_ids: list[int]) -> set[int]:
-    """Products whose CAD conversion succeeded (recorded as an ok STEP file)."""
-    from automat_pipeline.db.models import ProductFile
-
+    """Those of ``product_ids`` (the caller's tenant's, checked by the caller) whose CAD conversion succeeded."""
     return set(tx.scalars(select(ProductFile.product_id).where(ProductFile.product_id.in_(product_ids),
                                                                 ProductFile.kind == "step", ProductFile.status == "ok")))
 

@@ -20,7 +20,8 @@ from automat_pipeline.api.security import Permission
 from automat_pipeline import workflows
 from automat_pipeline.api.workflows import saved
 from automat_pipeline.db import repository
-from automat_pipeline.db.models import MediaAsset, Order, OrderLine, Product, ProductFile, Tenant
+from automat_pipeline.api.catalog import has_cad
+from automat_pipeline.db.models import MediaAsset, Order, OrderLine, Product, Tenant
 from automat_pipeline.partitions import product_key
 from automat_pipeline.tenant_settings import TenantSettings
 
@@ -204,9 +205,7 @@ def submit(order_id: Id, request: Request, who: Who, tx: Tx) -> OrderOut:
             problems.append(f"line {line.id}: output type {line.output_type!r} no longer exists")
         elif kind.engine not in settings.render_engines_allowed:
             problems.append(f"line {line.id}: engine {kind.engine} is not allowed for this tenant")
-    with_cad = set(tx.scalars(select(ProductFile.product_id).where(
-        ProductFile.tenant_id == order.tenant_id, ProductFile.kind == "step", ProductFile.status == "ok",
-        ProductFile.product_id.in_([line.product_id for line in lines]))))
+    with_cad = has_cad(tx, [line.product_id for line in lines])
     problems += [f"line {line.id}: product {line.product_id} has no converted CAD file" for line in lines
                  if line.product_id not in with_cad]
     if order.workflow:
@@ -327,8 +326,7 @@ def trigger_render(product_id: Id, body: RenderIn, request: Request, who: Who, t
     product = owned(tx, Product, product_id, who, "product")
     if body.output_type not in {t.name for t in repository.output_types_of(tx, product.tenant_id)}:
         raise HTTPException(422, f"no output type {body.output_type!r} in your tenant")
-    if not tx.scalar(select(ProductFile.id).where(ProductFile.product_id == product.id, ProductFile.kind == "step",
-                                                  ProductFile.status == "ok").limit(1)):
+    if not has_cad(tx, [product.id]):
         raise HTTPException(422, f"product {product_id} has no converted CAD file")
     order = Order(tenant_id=product.tenant_id, created_by=who.user_id, status="submitted",
                   submitted_at=datetime.now(timezone.utc))
