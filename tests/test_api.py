@@ -297,3 +297,8 @@ def test_orders_name_a_workflow_that_has_their_steps(api, world):
              json={"product_id": world["products"]["6204-2RS"], "output_type": "thumbnail"})
     refused = api.post(f"/orders/{order['id']}/submit", headers=client)
     assert refused.status_code == 422 and "workflow 'stills' has no thumbnail step" in refused.json()["detail"]
+
+
+def test_a_cursor_from_elsewhere_is_a_client_error(api, world):
+    response = api.get("/media", headers=login(api, "client@acme.example"), params={"cursor": "300000000000.0:0"})
+    assert response.status_code == 422 and "invalid cursor" in response.json()["detail"]

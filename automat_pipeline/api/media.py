@@ -75,8 +75,11 @@ def browse(who: Who, tx: Tx,
         query = query.where(select(Product.id).where(and_(*product)).exists())
     if cursor:
         stamp, last_id = cursor.split(":")
-        query = query.where(tuple_(MediaAsset.updated_at, MediaAsset.id) <
-                            tuple_(datetime.fromtimestamp(float(stamp)).astimezone(), int(last_id)))
+        try:
+            after = datetime.fromtimestamp(float(stamp)).astimezone()
+        except (ValueError, OverflowError, OSError) as error:  # not a cursor this API handed out
+            raise HTTPException(422, f"invalid cursor {cursor!r}: {error}") from error
+        query = query.where(tuple_(MediaAsset.updated_at, MediaAsset.id) < tuple_(after, int(last_id)))
     rows = list(tx.scalars(query.order_by(MediaAsset.updated_at.desc(), MediaAsset.id.desc()).limit(limit + 1)))
     more, rows = len(rows) > limit, rows[:limit]
     next_cursor = f"{rows[-1].updated_at.timestamp():.6f}:{rows[-1].id}" if more else None
