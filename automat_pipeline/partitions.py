@@ -21,6 +21,7 @@ KEY_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 SEPARATOR = "|"
 TENANT_TAG = "automat/tenant"  # every run of a tenant (set by run_queue.TenantRunCoordinator)
 RENDER_TAG = "automat/renders"  # a tenant's runs with a Blender step
+RENDER_HOST_TAG = "automat/render-host"  # the render host a render run goes to (run_launcher routes by it)
 
 
 def check_key_part(kind: str, value: str) -> str:

@@ -5,6 +5,11 @@ Every submitted run (sensor, UI, backfill, API) gets ``automat/tenant`` from its
 from its settings (``max_concurrent_renders``), read from the domain database whenever the daemon
 dequeues, so a changed setting applies without a restart. The instance names this class in
 ``dagster.yaml``.
+
+Where ``render_hosts`` are configured (production), a render run also gets ``automat/render-host``:
+the host with the fewest unfinished render runs, so the routing run launcher
+(``run_launcher.RoutingRunLauncher``) sends it there and ``tag_concurrency_limits`` on that tag cap
+each host.
 """
 
 from __future__ import annotations
@@ -14,10 +19,10 @@ import logging
 from dagster import Field, IntSource, StringSource
 from dagster._core.run_coordinator import QueuedRunCoordinator, SubmitRunContext
 from dagster._core.run_coordinator.queued_run_coordinator import RunQueueConfig
-from dagster._core.storage.dagster_run import DagsterRun
+from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES, DagsterRun, RunsFilter
 from sqlalchemy.exc import SQLAlchemyError
 
-from automat_pipeline.partitions import RENDER_TAG, SEPARATOR, TENANT_TAG
+from automat_pipeline.partitions import RENDER_HOST_TAG, RENDER_TAG, SEPARATOR, TENANT_TAG
 
 RENDER_STEPS = frozenset({"thumbnail", "still", "turntable", "blend_export"})  # the assets in group "render"
 
@@ -35,6 +40,7 @@ def run_tags(partition: str | None, step_keys: list[str]) -> dict[str, str]:
 class TenantRunCoordinator(QueuedRunCoordinator):
     database_url: str
     default_max_concurrent_renders: int
+    render_hosts: list[str]
 
     @classmethod
     def config_type(cls):
@@ -44,6 +50,9 @@ class TenantRunCoordinator(QueuedRunCoordinator):
             "default_max_concurrent_renders": Field(IntSource, default_value=1, is_required=False,
                                                     description="A tenant's render runs at once, unless its "
                                                                 "settings say otherwise."),
+            "render_hosts": Field([str], default_value=[], is_required=False,
+                                  description="Render hosts by name (a route of the run launcher each); "
+                                              "none: render runs launch like any other."),
         }
 
     @classmethod
@@ -51,6 +60,7 @@ class TenantRunCoordinator(QueuedRunCoordinator):
         coordinator = super().from_config_value(inst_data, config_value)
         coordinator.database_url = config_value["database_url"]
         coordinator.default_max_concurrent_renders = config_value["default_max_concurrent_renders"]
+        coordinator.render_hosts = config_value["render_hosts"]
         return coordinator
 
     def submit_run(self, context: SubmitRunContext) -> DagsterRun:
@@ -58,9 +68,18 @@ class TenantRunCoordinator(QueuedRunCoordinator):
         plan = self._instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
         steps = plan.step_keys_to_execute or [step.key for step in plan.steps]
         tags = run_tags(run.tags.get("dagster/partition"), steps)
+        if RENDER_TAG in tags and self.render_hosts and RENDER_HOST_TAG not in run.tags:
+            tags[RENDER_HOST_TAG] = self.least_busy_render_host()
         if tags:
             self._instance.add_run_tags(run.run_id, tags)
         return super().submit_run(context)
+
+    def least_busy_render_host(self) -> str:
+        """The render host with the fewest queued or running render runs (the first of equals)."""
+        def load(host: str) -> int:
+            return self._instance.get_runs_count(RunsFilter(tags={RENDER_HOST_TAG: host},
+                                                            statuses=list(NOT_FINISHED_STATUSES)))
+        return min(self.render_hosts, key=load)
 
     def get_run_queue_config(self) -> RunQueueConfig:
         config = super().get_run_queue_config()

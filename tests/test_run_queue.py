@@ -3,7 +3,9 @@
 That a run submitted through the webserver gets its tags: tests/test_ui.py."""
 
 import pytest
-from dagster import instance_for_test
+from dagster import AssetKey, instance_for_test
+from dagster._core.remote_origin import InProcessCodeLocationOrigin
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from sqlalchemy import update
 
 from automat_pipeline.db import repository
@@ -26,12 +28,21 @@ def test_run_tags_name_the_tenant_and_mark_renders():
     assert run_tags(None, ["thumbnail"]) == {}
 
 
+def coordinator(env, **config) -> dict:
+    return {"run_coordinator": {"module": "automat_pipeline.run_queue", "class": "TenantRunCoordinator",
+                                "config": {"database_url": env["AUTOMAT_DATABASE_URL"],
+                                           "default_max_concurrent_renders": 1, "max_concurrent_runs": 4, **config}}}
+
+
 @pytest.fixture
 def instance(env):
-    overrides = {"run_coordinator": {"module": "automat_pipeline.run_queue", "class": "TenantRunCoordinator",
-                                     "config": {"database_url": env["AUTOMAT_DATABASE_URL"],
-                                                "default_max_concurrent_renders": 1, "max_concurrent_runs": 4}}}
-    with instance_for_test(overrides=overrides) as instance:
+    with instance_for_test(overrides=coordinator(env)) as instance:
+        yield instance
+
+
+@pytest.fixture
+def instance_with_hosts(env):
+    with instance_for_test(overrides=coordinator(env, render_hosts=["gpu-1", "gpu-2"])) as instance:
         yield instance
 
 
@@ -49,3 +60,28 @@ def test_render_limits_follow_tenant_settings_without_a_restart(env, instance):
     with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
         s.execute(update(Tenant).where(Tenant.slug == "acme").values(settings={"max_concurrent_renders": 5}))
     assert render_limits(instance)["acme"] == 5
+
+
+LOCATION = InProcessCodeLocationOrigin(
+    LoadableTargetOrigin(module_name="automat_pipeline.definitions", attribute="defs"), location_name="automat")
+
+
+def submit(instance, partition: str, asset: str):
+    """Create and submit a run of ``asset`` for ``partition`` (no daemon runs here: it stays queued)."""
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection={AssetKey(asset)})
+    with LOCATION.create_location(instance) as location:
+        remote = location.get_repository("__repository__").get_full_job("__ASSET_JOB")
+    run = instance.create_run_for_job(job, tags={"dagster/partition": partition},
+                                      remote_job_origin=remote.get_remote_origin(),
+                                      job_code_origin=remote.get_python_origin())
+    return instance.submit_run(run.run_id, workspace=None)
+
+
+def test_render_runs_go_to_the_least_busy_render_host(env, instance_with_hosts):
+    first = submit(instance_with_hosts, "acme|AS1", "thumbnail")
+    second = submit(instance_with_hosts, "beta|AS2", "thumbnail")
+    third = submit(instance_with_hosts, "acme|AS3", "thumbnail")
+    catalog = submit(instance_with_hosts, "acme", "product_catalog")
+    hosts = [instance_with_hosts.get_run_by_id(r.run_id).tags.get("automat/render-host")
+             for r in (first, second, third, catalog)]
+    assert hosts == ["gpu-1", "gpu-2", "gpu-1", None]
