@@ -49,7 +49,7 @@ def launched_run_tags(port: int) -> dict[str, str]:
     while graphql(port, WORKSPACE)["workspaceOrError"]["locationEntries"][0]["loadStatus"] != "LOADED":
         assert time.monotonic() < deadline, "code location not loaded after 120 s"
         time.sleep(1)
-    params = {"selector": {"repositoryLocationName": "automat_pipeline.definitions:defs",
+    params = {"selector": {"repositoryLocationName": "automat",
                            "repositoryName": "__repository__", "jobName": "import_catalog"},
               "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "acme"}]}}
     launched = graphql(port, LAUNCH, params=params)["launchRun"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import httpx
 
-LOCATION = "automat_pipeline.definitions:defs"
+LOCATION = "automat"  # workspace.yaml and docker/workspace.yaml name it so
 LAUNCH_KEY = "automat/launch-key"
 REPOSITORY = {"repositoryLocationName": LOCATION, "repositoryName": "__repository__"}
 
