@@ -5,7 +5,7 @@ RENDER_VENV := .venv-render
 # Debian/Ubuntu packages that bpy and OpenCascade load at run time (without libegl1 Blender aborts).
 SYSTEM_PACKAGES := libegl1 libgl1 libglu1-mesa libgomp1 libsm6 libxi6 libxkbcommon0 libxrender1 libxxf86vm1 libxfixes3
 
-.PHONY: setup system-packages demo ui test test-fast bench clean
+.PHONY: setup system-packages docker-engine docker-images demo ui test test-fast bench clean
 
 setup: $(VENV)/.installed $(RENDER_VENV)/.installed
 
@@ -24,6 +24,18 @@ $(RENDER_VENV)/.installed: blender/requirements.txt
 # Root only; the README lists the same packages for a manual install.
 system-packages:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES)
+
+# Root only: a Docker engine (Debian's docker.io) and docker-compose for the deployment tests, and
+# the base image (debootstrap: no image registry is reachable here).
+docker-engine:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io docker-compose debootstrap
+	docker/engine.sh
+
+# The images, automat/<target>:$(IMAGE_TAG). BLENDER_SOURCE=pypi puts the bpy wheel in the render
+# image instead of the official Blender build (which needs download.blender.org).
+IMAGE_TAG ?= dev
+docker-images: setup
+	docker/build.sh $(IMAGE_TAG)
 
 demo: setup
 	$(VENV)/bin/automat demo

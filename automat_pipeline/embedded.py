@@ -16,7 +16,7 @@ import shutil
 import warnings
 from pathlib import Path
 
-from automat_pipeline.db.database import ensure_database, migrate
+from automat_pipeline.db.database import ensure_database, migrate, set_role_password
 from automat_pipeline.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,6 +89,7 @@ def prepare(home: Path | None = None) -> object | None:
             raise InputError("missing_settings", "AUTOMAT_DEPLOYMENT=production takes its settings from the "
                                                  f"environment; not set: {', '.join(missing)}")
         migrate(os.environ["AUTOMAT_DATABASE_URL"])
+        set_role_password(os.environ["AUTOMAT_DATABASE_URL"], os.environ["AUTOMAT_API_DATABASE_URL"])
         _write_instance(Path(os.environ["DAGSTER_HOME"]))
         return None
 

@@ -9,13 +9,17 @@ from pathlib import Path
 import pytest
 from openpyxl import Workbook
 
+from sqlalchemy import text
+
+from automat_pipeline.db.database import engine
+from automat_pipeline.embedded import REPO
 from conftest import STEP_FIXTURES, fresh_home_env
 
 SCREW = STEP_FIXTURES / "occt" / "screw.step"
 
 
-def automat(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "automat_pipeline.cli", *args], capture_output=True, text=True)
+def automat(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "automat_pipeline.cli", *args], capture_output=True, text=True, env=env)
 
 
 @pytest.mark.parametrize("content,error_class", [
@@ -122,3 +126,26 @@ def test_tenant_create_then_catalog_import(tmp_path):
     assert unknown.returncode == 2 and unknown.stderr.startswith("error: unknown_tenant: ")
     missing = run(*still, "poster", "--tenant", "acme")
     assert missing.stderr == "error: unknown_output_type: no still output type 'poster'; known: still-web\n"
+
+
+def test_migrate_in_production_takes_every_setting_from_the_environment(tmp_path, domain_database):
+    production = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOMAT_", "DAGSTER_"))} | {
+        "AUTOMAT_DEPLOYMENT": "production", "AUTOMAT_DATABASE_URL": domain_database}
+    refused = automat("migrate", env=production)
+    assert refused.returncode == 2 and "AUTOMAT_DATABASE_URL" not in refused.stderr.split("not set:")[1]
+    assert refused.stderr.startswith("error: missing_settings: AUTOMAT_DEPLOYMENT=production takes its settings "
+                                     "from the environment; not set: AUTOMAT_DAGSTER_STORAGE_URL, "), refused.stderr
+    assert domain_database not in refused.stderr
+    production |= {"AUTOMAT_DAGSTER_STORAGE_URL": "postgresql+psycopg2://unused", "AUTOMAT_JWT_SECRET": "s" * 48,
+                   "AUTOMAT_API_DATABASE_URL": domain_database.replace("://postgres@", "://automat_app:sesame@"),
+                   "AUTOMAT_DAGSTER_GRAPHQL_URL": "http://webserver:3000/graphql", "AUTOMAT_UPLOADS_DIR": "/u",
+                   "AUTOMAT_MEDIA_DIR": "/m", "AUTOMAT_BLENDER": "/opt/blender/blender",
+                   "AUTOMAT_BLENDER_SCRIPTS": "/b", "DAGSTER_HOME": str(tmp_path / "dagster_home")}
+    migrated = automat("migrate", "--json", env=production)
+    assert json.loads(migrated.stdout) == {"deployment": "production", "dagster_home": str(tmp_path / "dagster_home")}
+    instance = (tmp_path / "dagster_home" / "dagster.yaml").read_text()
+    assert instance == (REPO / "docker" / "dagster.yaml").read_text() and "RoutingRunLauncher" in instance
+    assert not (tmp_path / "dagster_home" / "jwt_secret").exists() and "sesame" not in migrated.stdout + migrated.stderr
+    with engine(domain_database).connect() as conn:
+        assert conn.execute(text("SELECT rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid "
+                                 "WHERE rolname = 'automat_app'")).scalar()

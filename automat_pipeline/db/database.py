@@ -7,7 +7,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, text
+from psycopg import sql
+from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -37,6 +38,17 @@ def migrate(url: str) -> None:
     with engine(url).begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+def set_role_password(url: str, role_url: str) -> None:
+    """Give the role that ``role_url`` logs in as the password it carries (production: the API's
+    role, which the migrations create without one). A URL without a password changes nothing."""
+    role = make_url(role_url)
+    if role.password is None:
+        return
+    statement = sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role.username), sql.Literal(role.password))
+    with engine(url).begin() as connection:
+        connection.connection.driver_connection.execute(statement)
 
 
 def ensure_database(server_url: str, name: str) -> None:
