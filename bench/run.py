@@ -320,14 +320,78 @@ ANALYZE;
 """
 
 
-def bench_api(out: Path, products: int = 100_000, media: int = 1_000_000, clients: int = 50,
-              seconds: float = 30.0, think: float = 1.0) -> None:
-    """The orders API over loopback: 100k products and 1M media rows, 50 clients browsing with a
-    think time, and order submissions (Dagster unreachable: the launch fails fast, lines stay pending)."""
+API_QUERIES = {"newest": {}, "asset": {"asset": "still"}, "status": {"status": "failed"},
+               "category": {"category_key": "cat-7"}, "lagertyp+asset": {"lagertyp": "typ-3", "asset": "turntable"},
+               "search": {"q": "Bearing 4242"}}
+
+
+def api_clients(port: int, token: str, numbers: list[int], products: int, seconds: float, think: float,
+                lockstep: bool) -> dict[str, list[float]]:
+    """Clients ``numbers``, one thread and keep-alive connection each (stdlib http.client: a cheap
+    load generator), browsing media and now and then submitting an order; their latencies by request.
+
+    Each client waits an exponentially distributed think time (mean ``think``) after each page and
+    starts at a random moment within the first ``think`` seconds, as independent users do.
+    ``lockstep``: every client starts at once and thinks exactly ``think``; the clients then fire
+    in bursts of all of them, which no real audience does (kept to compare)."""
     import http.client
-    import socket
+    import random
     import urllib.parse
     from concurrent.futures import ThreadPoolExecutor
+
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    latencies: dict[str, list[float]] = {name: [] for name in [*API_QUERIES, "page 2", "submit order"]}
+
+    def client(number: int) -> None:
+        rng = random.Random(number)
+        pause = (lambda: think) if lockstep else (lambda: rng.expovariate(1 / think))
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+        def call(method: str, path: str, body: dict | None = None) -> tuple[int, dict, float]:
+            began = time.perf_counter()
+            try:
+                connection.request(method, path, body=json.dumps(body) if body else None, headers=headers)
+                response = connection.getresponse()
+            except (http.client.RemoteDisconnected, ConnectionError):  # closed while idle (keep-alive timeout)
+                connection.close()  # reconnects on the next request, as a browser would; counted in the latency
+                connection.request(method, path, body=json.dumps(body) if body else None, headers=headers)
+                response = connection.getresponse()
+            data = json.loads(response.read() or b"null")
+            return response.status, data, time.perf_counter() - began
+
+        deadline, i = time.perf_counter() + seconds, number
+        if not lockstep:
+            time.sleep(rng.uniform(0, think))
+        while time.perf_counter() < deadline:
+            i += 1
+            name = list(API_QUERIES)[i % len(API_QUERIES)]
+            _, page, took = call("GET", "/media?" + urllib.parse.urlencode(API_QUERIES[name]))
+            latencies[name].append(took)
+            if page.get("next_cursor") and i % 3 == 0:
+                params = urllib.parse.urlencode({**API_QUERIES[name], "cursor": page["next_cursor"]})
+                latencies["page 2"].append(call("GET", "/media?" + params)[2])
+            if i % 10 == 0:
+                order = call("POST", "/orders")[1]["id"]
+                call("POST", f"/orders/{order}/lines", {"product_id": 1 + (i * 7919) % products,
+                                                        "output_type": "still-web"})
+                status, body, took = call("POST", f"/orders/{order}/submit")
+                assert status == 200, body
+                latencies["submit order"].append(took)
+            time.sleep(pause())
+
+    with ThreadPoolExecutor(len(numbers)) as pool:
+        list(pool.map(client, numbers))
+    return latencies
+
+
+def bench_api(out: Path, products: int = 100_000, media: int = 1_000_000, clients: int = 50,
+              seconds: float = 30.0, think: float = 1.0, client_processes: int = 5) -> None:
+    """The orders API over loopback: 100k products and 1M media rows, 50 clients browsing with a
+    think time, and order submissions (Dagster unreachable: the launch fails fast, lines stay pending).
+    The clients run in ``client_processes`` processes, so their own GIL does not add to the latencies
+    they measure; independent clients first, then the same clients in lockstep."""
+    import socket
+    from concurrent.futures import ProcessPoolExecutor
 
     import httpx
     from sqlalchemy import text
@@ -354,6 +418,12 @@ def bench_api(out: Path, products: int = 100_000, media: int = 1_000_000, client
     api = subprocess.Popen([str(REPO / ".venv" / "bin" / "automat"), "api", "--port", str(port)],
                            env={**os.environ, "AUTOMAT_DAGSTER_GRAPHQL_URL": "http://127.0.0.1:9/graphql"})
     base = f"http://127.0.0.1:{port}"
+
+    def percentile(values: list[float], share: float) -> float:
+        ordered = sorted(values)
+        return round(1000 * ordered[min(len(ordered) - 1, int(share * len(ordered)))], 1)
+
+    runs = {}
     try:
         for _ in range(120):
             try:
@@ -363,62 +433,34 @@ def bench_api(out: Path, products: int = 100_000, media: int = 1_000_000, client
                 time.sleep(0.5)
         token = httpx.post(f"{base}/auth/login", json={"email": "pm@acme.example",
                                                        "password": "bench password"}).json()["access_token"]
-        headers = {"Authorization": f"Bearer {token}"}
-        queries = {"newest": {}, "asset": {"asset": "still"}, "status": {"status": "failed"},
-                   "category": {"category_key": "cat-7"}, "lagertyp+asset": {"lagertyp": "typ-3", "asset": "turntable"},
-                   "search": {"q": "Bearing 4242"}}
-        latencies: dict[str, list[float]] = {name: [] for name in [*queries, "page 2", "submit order"]}
-
-        def client(number: int) -> None:
-            """One client on its own keep-alive connection (stdlib http.client: a cheap load generator)."""
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-
-            def call(method: str, path: str, body: dict | None = None) -> tuple[int, dict, float]:
-                began = time.perf_counter()
-                connection.request(method, path, body=json.dumps(body) if body else None,
-                                   headers={**headers, "Content-Type": "application/json"})
-                response = connection.getresponse()
-                data = json.loads(response.read() or b"null")
-                return response.status, data, time.perf_counter() - began
-
-            deadline, i = time.perf_counter() + seconds, number
-            while time.perf_counter() < deadline:
-                i += 1
-                name = list(queries)[i % len(queries)]
-                _, page, took = call("GET", "/media?" + urllib.parse.urlencode(queries[name]))
-                latencies[name].append(took)
-                if page.get("next_cursor") and i % 3 == 0:
-                    params = urllib.parse.urlencode({**queries[name], "cursor": page["next_cursor"]})
-                    latencies["page 2"].append(call("GET", "/media?" + params)[2])
-                if i % 10 == 0:
-                    order = call("POST", "/orders")[1]["id"]
-                    call("POST", f"/orders/{order}/lines", {"product_id": 1 + (i * 7919) % products,
-                                                            "output_type": "still-web"})
-                    status, body, took = call("POST", f"/orders/{order}/submit")
-                    assert status == 200, body
-                    latencies["submit order"].append(took)
-                time.sleep(think)
-
-        with ThreadPoolExecutor(clients) as pool:
-            list(pool.map(client, range(clients)))
+        for arrivals, lockstep in (("independent", False), ("lockstep", True)):
+            latencies: dict[str, list[float]] = {}
+            with ProcessPoolExecutor(client_processes) as pool:
+                shares = [list(range(clients))[k::client_processes] for k in range(client_processes)]
+                for part in pool.map(api_clients, *zip(*[(port, token, share, products, seconds, think, lockstep)
+                                                          for share in shares])):
+                    for name, values in part.items():
+                        latencies.setdefault(name, []).extend(values)
+            runs[arrivals] = latencies
     finally:
         api.terminate()
         api.wait(timeout=30)
 
-    def percentile(values: list[float], share: float) -> float:
-        ordered = sorted(values)
-        return round(1000 * ordered[min(len(ordered) - 1, int(share * len(ordered)))], 1)
-
-    rows = [{"request": name, "count": len(v), "p50_ms": percentile(v, 0.5), "p95_ms": percentile(v, 0.95),
-             "p99_ms": percentile(v, 0.99)} for name, v in latencies.items() if v]
-    browse = [x for name, v in latencies.items() if name != "submit order" for x in v]
-    summary = {"products": products, "media_rows": media, "clients": clients, "think_seconds": think,
-               "seconds": seconds, "seed_seconds": round(seed_seconds, 1),
-               "requests_per_second": round(sum(len(v) for v in latencies.values()) / seconds, 1),
-               "media_browser_p50_ms": percentile(browse, 0.5), "media_browser_p95_ms": percentile(browse, 0.95),
-               "media_browser_p99_ms": percentile(browse, 0.99)}
-    print(f"Orders API, {clients} clients ({think} s think time) for {seconds:g} s over loopback")
-    table(rows, ["request", "count", "p50_ms", "p95_ms", "p99_ms"])
+    rows, summary = [], {"products": products, "media_rows": media, "clients": clients, "think_seconds": think,
+                         "client_processes": client_processes, "seconds": seconds,
+                         "seed_seconds": round(seed_seconds, 1)}
+    for arrivals, latencies in runs.items():
+        rows += [{"arrivals": arrivals, "request": name, "count": len(v), "p50_ms": percentile(v, 0.5),
+                  "p95_ms": percentile(v, 0.95), "p99_ms": percentile(v, 0.99)} for name, v in latencies.items() if v]
+        browse = [x for name, v in latencies.items() if name != "submit order" for x in v]
+        summary[arrivals] = {
+            "requests_per_second": round(sum(len(v) for v in latencies.values()) / seconds, 1),
+            "media_browser_p50_ms": percentile(browse, 0.5), "media_browser_p95_ms": percentile(browse, 0.95),
+            "media_browser_p99_ms": percentile(browse, 0.99),
+            "submit_order_p50_ms": percentile(latencies["submit order"], 0.5),
+            "submit_order_p95_ms": percentile(latencies["submit order"], 0.95)}
+    print(f"Orders API, {clients} clients ({think} s mean think time) for {seconds:g} s each way, over loopback")
+    table(rows, ["arrivals", "request", "count", "p50_ms", "p95_ms", "p99_ms"])
     print(summary)
     save("api", rows, summary)
 
