@@ -13,10 +13,12 @@ rm -rf "$context" && mkdir -p "$context/wheels" "$context/render-wheels"
 python=${PYTHON:-.venv/bin/python}
 "$python" -m pip wheel --quiet --wheel-dir "$context/wheels" . 'setuptools>=69'
 rm "$context"/wheels/automat_pipeline-*.whl  # the image installs this repository itself, editable
-if [ "$blender_source" = pypi ]; then
+if [ "$blender_source" = pypi ]; then  # bpy and dagster-pipes (blender/requirements.txt)
     "$python" -m pip download --quiet --only-binary=:all: --dest "$context/render-wheels" -r blender/requirements.txt
     executable=/opt/blender/bin/python
-else
+else  # dagster-pipes only, for Blender's own Python
+    "$python" -m pip download --quiet --only-binary=:all: --no-deps --dest "$context/render-wheels" \
+        "$(grep '^dagster-pipes' blender/requirements.txt)"
     executable=/opt/blender/blender
 fi
 for target in pipeline webserver daemon api render; do

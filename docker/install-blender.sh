@@ -21,7 +21,10 @@ official)
     mkdir -p /opt/blender
     tar -xJf "/tmp/$tarball" -C /opt/blender --strip-components=1
     rm "/tmp/$tarball"
-    /opt/blender/blender --version
+    # blender/render.py speaks Dagster Pipes: dagster-pipes (pure Python, no dependencies) into Blender's Python.
+    python3 -m zipfile -e /tmp/blender/wheels/dagster_pipes-*.whl /opt/blender/5.0/python/lib/python3.11/site-packages/
+    /opt/blender/blender --background --factory-startup --python-exit-code 1 \
+        --python-expr "import bpy, dagster_pipes; print('Blender', bpy.app.version_string)"
     ;;
 pypi)
     python3 -m venv /opt/blender
