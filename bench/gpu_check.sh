@@ -6,7 +6,9 @@
 #   bench/gpu_check.sh      AUTOMAT_BLENDER: a Blender 5.0.1 binary or a Python with bpy 5.0.1
 #                           (default: the render environment, .venv-render/bin/python);
 #                           GPU_CHECK_SPECS: "device size samples;..." (default: GPU and CPU at
-#                           256 px/16 spp and 2048 px/64 spp); GPU_CHECK_OUT: the results file.
+#                           256 px/16 spp and 2048 px/64 spp); GPU_CHECK_OUT: the results file;
+#                           GPU_CHECK_TIMEOUT: seconds per render (default 120; a first GPU render
+#                           may compile Cycles' kernels for the card).
 #
 # The model is made by Blender itself (three nested tori, metal and plastic), so the check needs
 # nothing but Blender. Each figure is one cold Blender process, as a render run is.
@@ -21,6 +23,7 @@ if [[ $(basename "$BLENDER") == python* ]]; then launch=("$BLENDER")  # the bpy 
 else launch=("$BLENDER" --background --factory-startup --python); fi
 SPECS=${GPU_CHECK_SPECS:-"gpu 256 16;cpu 256 16;gpu 2048 64;cpu 2048 64"}
 OUT=${GPU_CHECK_OUT:-bench/results/gpu_check.json}
+TIMEOUT=${GPU_CHECK_TIMEOUT:-120}
 
 cat >"$WORK/model.py" <<'PY'
 import sys, bpy
@@ -40,7 +43,7 @@ IFS=';' read -ra specs <<<"$SPECS"
 for spec in "${specs[@]}"; do
   read -r device size samples <<<"$spec"
   started=$(date +%s.%N)
-  line=$(timeout 120 "${launch[@]}" blender/render.py -- "$WORK/model.glb" "$WORK/$device-$size.png" \
+  line=$(timeout "$TIMEOUT" "${launch[@]}" blender/render.py -- "$WORK/model.glb" "$WORK/$device-$size.png" \
     --device "$device" --size "$size" --samples "$samples" 2>"$WORK/log" | grep '^AUTOMAT_RESULT ' || true)
   wall=$(awk "BEGIN { printf \"%.2f\", $(date +%s.%N) - $started }")
   grep -h '^\[GPU_PROBE\]' "$WORK/log" || true
