@@ -17,13 +17,13 @@ cd "$(dirname "$0")/.."
 BLENDER=${AUTOMAT_BLENDER:-.venv-render/bin/python}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
-mkdir -p bench/results
 
 if [[ $(basename "$BLENDER") == python* ]]; then launch=("$BLENDER")  # the bpy module
 else launch=("$BLENDER" --background --factory-startup --python); fi
 SPECS=${GPU_CHECK_SPECS:-"gpu 256 16;cpu 256 16;gpu 2048 64;cpu 2048 64"}
 OUT=${GPU_CHECK_OUT:-bench/results/gpu_check.json}
 TIMEOUT=${GPU_CHECK_TIMEOUT:-120}
+mkdir -p "$(dirname "$OUT")"
 
 cat >"$WORK/model.py" <<'PY'
 import sys, bpy

@@ -92,6 +92,19 @@ def test_images_hold_no_settings_and_refuse_to_start_without_them(images):
     assert rendered.stdout.strip() == "5.0.1", rendered.stderr
 
 
+@pytest.mark.slow
+def test_render_image_runs_the_gpu_check_and_says_when_it_falls_back_to_the_cpu(images):
+    """The render host's GPU check (and kernel-cache warm-up) inside the render image; here, without
+    a GPU, the probe must say it fell back to the CPU and the render must still succeed."""
+    env = docker("image", "inspect", "--format", "{{json .Config.Env}}", f"automat/render:{images}").stdout
+    assert "OPTIX_CACHE_PATH=/var/lib/automat/gpu-cache/optix" in env and "CUDA_CACHE_PATH=" in env
+    checked = docker("run", "--rm", "-e", "GPU_CHECK_SPECS=gpu 32 4", "-e", "GPU_CHECK_OUT=/tmp/gpu_check.json",
+                     f"automat/render:{images}", "bench/gpu_check.sh", timeout=300)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "[GPU_PROBE] No GPU found, falling back to CPU" in checked.stdout, checked.stdout
+    assert '"device": "CPU", "backend": "CPU"' in checked.stdout, checked.stdout
+
+
 def accepts(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
