@@ -221,7 +221,7 @@ def submit(order_id: Id, request: Request, who: Who, tx: Tx) -> OrderOut:
     order.status, order.submitted_at = "submitted", datetime.now(timezone.utc)
     for line in lines:
         line.run_id = line.launch_error = None
-    launch_lines(tx, dagster(request), order)
+    launch_lines(tx, dagster(request), order, types)
     return _document(tx, order, dagster(request))
 
 
@@ -291,10 +291,11 @@ def launch(tx: Session, client: DagsterClient, tenant: Tenant, product: Product,
                          launch_key)
 
 
-def launch_lines(tx: Session, client: DagsterClient, order: Order) -> int:
-    """Launch the order's unlaunched lines; a line whose launch fails stays pending. Returns launched."""
+def launch_lines(tx: Session, client: DagsterClient, order: Order, types: dict | None = None) -> int:
+    """Launch the order's unlaunched lines; a line whose launch fails stays pending. Returns launched.
+    ``types``: the tenant's output types by name, where the caller has them already."""
     tenant = tx.get(Tenant, order.tenant_id)
-    types = {t.name: t for t in repository.output_types_of(tx, order.tenant_id)}
+    types = types or {t.name: t for t in repository.output_types_of(tx, order.tenant_id)}
     launched = 0
     for line in tx.scalars(select(OrderLine).where(OrderLine.order_id == order.id, OrderLine.run_id.is_(None))):
         try:
