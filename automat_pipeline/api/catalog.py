@@ -64,10 +64,11 @@ def media_out(m: MediaAsset) -> MediaOut:
                     error_class=m.error_class, reason=m.reason, updated_at=m.updated_at)
 
 
-def has_cad(tx, product_ids: list[int]) -> set[int]:
-    """Those of ``product_ids`` (the caller's tenant's, checked by the caller) whose CAD conversion succeeded."""
-    return set(tx.scalars(select(ProductFile.product_id).where(ProductFile.product_id.in_(product_ids),
-                                                                ProductFile.kind == "step", ProductFile.status == "ok")))
+def has_cad(tx, tenant_id: int, product_ids: list[int]) -> set[int]:
+    """Those of the tenant's ``product_ids`` whose CAD conversion succeeded."""
+    return set(tx.scalars(select(ProductFile.product_id).where(
+        ProductFile.tenant_id == tenant_id, ProductFile.product_id.in_(product_ids),
+        ProductFile.kind == "step", ProductFile.status == "ok")))
 
 
 @router.get("/products")
@@ -88,7 +89,7 @@ def list_products(who: Who, tx: Tx,
         query = query.where(Product.lagertyp == lagertyp)
     total = tx.scalar(select(func.count()).select_from(query.subquery()))
     products = list(tx.scalars(query.order_by(Product.pim_id).limit(limit).offset(offset)))
-    cad = has_cad(tx, [p.id for p in products])
+    cad = has_cad(tx, who.tenant(), [p.id for p in products])
     return Page(total=total, items=[product_out(p, p.id in cad) for p in products])
 
 
@@ -100,7 +101,7 @@ def product_detail(product_id: Id, who: Who, tx: Tx) -> ProductDetail:
     media = tx.scalars(select(MediaAsset).where(MediaAsset.product_id == product.id,
                                                 MediaAsset.tenant_id == who.tenant())
                        .order_by(MediaAsset.updated_at.desc()))
-    return ProductDetail(**product_out(product, bool(has_cad(tx, [product.id]))).model_dump(),
+    return ProductDetail(**product_out(product, bool(has_cad(tx, product.tenant_id, [product.id]))).model_dump(),
                          media=[media_out(m) for m in media])
 
 

@@ -205,13 +205,12 @@ def submit(order_id: Id, request: Request, who: Who, tx: Tx) -> OrderOut:
             problems.append(f"line {line.id}: output type {line.output_type!r} no longer exists")
         elif kind.engine not in settings.render_engines_allowed:
             problems.append(f"line {line.id}: engine {kind.engine} is not allowed for this tenant")
-    with_cad = has_cad(tx, [line.product_id for line in lines])
+    with_cad = has_cad(tx, order.tenant_id, [line.product_id for line in lines])
     problems += [f"line {line.id}: product {line.product_id} has no converted CAD file" for line in lines
                  if line.product_id not in with_cad]
     if order.workflow:
         try:
-            steps = set(workflows.compile_workflow(workflows.validate(
-                saved(tx, order.tenant_id, order.workflow).document)).selection)
+            steps = set(_plan(tx, order).selection)
         except workflows.WorkflowError as error:
             raise HTTPException(422, f"workflow {order.workflow!r}: {'; '.join(error.errors)}") from error
         problems += [f"line {line.id}: workflow {order.workflow!r} has no {types[line.output_type].kind} step"
@@ -274,13 +273,17 @@ def _stop(tx: Session, client: DagsterClient, order: Order) -> None:
         raise HTTPException(503, f"Dagster does not answer, so the runs cannot be stopped: {error}") from error
 
 
-def launch(tx: Session, client: DagsterClient, tenant: Tenant, product: Product, kind, order: Order,
-           line: OrderLine) -> str:
-    """Launch one order line: the order's workflow, or the asset that renders output type ``kind``
-    alone; the render step renders just that output type. The run id."""
+def _plan(tx: Session, order: Order) -> workflows.Plan:
+    """The order's saved workflow, validated and compiled (raises WorkflowError)."""
+    return workflows.compile_workflow(workflows.validate(saved(tx, order.tenant_id, order.workflow).document))
+
+
+def launch(client: DagsterClient, tenant: Tenant, product: Product, kind, order: Order, line: OrderLine,
+           plan: workflows.Plan | None) -> str:
+    """Launch one order line: the order's workflow ``plan``, or the asset that renders output type
+    ``kind`` alone; the render step renders just that output type. The run id."""
     assets, ops = [kind.kind], {}
-    if order.workflow:
-        plan = workflows.compile_workflow(workflows.validate(saved(tx, tenant.id, order.workflow).document))
+    if plan:
         assets, ops = plan.selection, dict(plan.run_config.get("ops", {}))
     if kind.kind != "thumbnail":
         ops[kind.kind] = {"config": {"output_types": [kind.name]}}
@@ -296,11 +299,12 @@ def launch_lines(tx: Session, client: DagsterClient, order: Order, types: dict |
     ``types``: the tenant's output types by name, where the caller has them already."""
     tenant = tx.get(Tenant, order.tenant_id)
     types = types or {t.name: t for t in repository.output_types_of(tx, order.tenant_id)}
+    plan = _plan(tx, order) if order.workflow else None  # once per order, not per line
     launched = 0
     for line in tx.scalars(select(OrderLine).where(OrderLine.order_id == order.id, OrderLine.run_id.is_(None))):
         try:
-            line.run_id = launch(tx, client, tenant, tx.get(Product, line.product_id), types[line.output_type],
-                                 order, line)
+            line.run_id = launch(client, tenant, tx.get(Product, line.product_id), types[line.output_type],
+                                 order, line, plan)
             line.launch_error = None
             launched += 1
         except DagsterUnavailable as error:
@@ -327,7 +331,7 @@ def trigger_render(product_id: Id, body: RenderIn, request: Request, who: Who, t
     product = owned(tx, Product, product_id, who, "product")
     if body.output_type not in {t.name for t in repository.output_types_of(tx, product.tenant_id)}:
         raise HTTPException(422, f"no output type {body.output_type!r} in your tenant")
-    if not has_cad(tx, [product.id]):
+    if not has_cad(tx, product.tenant_id, [product.id]):
         raise HTTPException(422, f"product {product_id} has no converted CAD file")
     order = Order(tenant_id=product.tenant_id, created_by=who.user_id, status="submitted",
                   submitted_at=datetime.now(timezone.utc))
