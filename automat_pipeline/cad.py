@@ -28,6 +28,11 @@ from OCP.BRep import BRep_Builder, BRep_Tool
 from OCP.BRepBndLib import BRepBndLib
 from OCP.BRepGProp import BRepGProp
 from OCP.BRepMesh import BRepMesh_IncrementalMesh
+from OCP.collections import (
+    IndexedDataMap_TCollection_AsciiString_TCollection_AsciiString as FileInfo,
+    Sequence_TCollection_AsciiString,
+    Sequence_TDF_Label,
+)
 from OCP.GProp import GProp_GProps
 from OCP.IFSelect import IFSelect_RetDone
 from OCP.Message import Message_ProgressRange
@@ -36,9 +41,8 @@ from OCP.RWGltf import RWGltf_CafWriter
 from OCP.RWMesh import RWMesh_CoordinateSystem_Zup
 from OCP.STEPCAFControl import STEPCAFControl_Reader
 from OCP.TCollection import TCollection_AsciiString, TCollection_ExtendedString, TCollection_HAsciiString
-from OCP.TColStd import TColStd_IndexedDataMapOfStringString, TColStd_SequenceOfAsciiString
 from OCP.TDataStd import TDataStd_Name
-from OCP.TDF import TDF_ChildIterator, TDF_Label, TDF_LabelSequence
+from OCP.TDF import TDF_ChildIterator, TDF_Label
 from OCP.TDocStd import TDocStd_Document
 from OCP.TopAbs import TopAbs_FACE, TopAbs_SOLID
 from OCP.TopExp import TopExp_Explorer
@@ -186,7 +190,7 @@ def convert_step(
     units = _file_units(reader)
 
     shape_tool = XCAFDoc_DocumentTool.ShapeTool_s(doc.Main())
-    roots = TDF_LabelSequence()
+    roots = Sequence_TDF_Label()
     shape_tool.GetFreeShapes(roots)
     whole = _compound([shape_tool.GetShape_s(roots.Value(i)) for i in range(1, roots.Length() + 1)])
     solids, faces = _count(whole, TopAbs_SOLID), _count(whole, TopAbs_FACE)
@@ -351,7 +355,7 @@ def _write_glb(doc: TDocStd_Document, path: Path, material_names: dict[str, str]
     converter.SetInputCoordinateSystem(RWMesh_CoordinateSystem_Zup)
     writer.SetParallel(True)
     writer.SetMergeFaces(True)
-    if not writer.Perform(doc, TColStd_IndexedDataMapOfStringString(), Message_ProgressRange()):
+    if not writer.Perform(doc, FileInfo(), Message_ProgressRange()):
         raise InputError("damaged_geometry", f"OpenCascade could not write {path.name}")
     if material_names:
         document, binary = read_glb(path)
@@ -386,7 +390,7 @@ def write_glb(path: Path, document: dict, binary: bytes) -> None:
 
 
 def _file_units(reader: STEPCAFControl_Reader) -> str:
-    lengths, angles, solid_angles = (TColStd_SequenceOfAsciiString() for _ in range(3))
+    lengths, angles, solid_angles = (Sequence_TCollection_AsciiString() for _ in range(3))
     reader.ChangeReader().FileUnits(lengths, angles, solid_angles)
     names = {lengths.Value(i).ToCString().lower() for i in range(1, lengths.Length() + 1)}
     return ",".join(sorted(names)) or "unknown"
@@ -416,14 +420,15 @@ def _bbox(shape: TopoDS_Shape, meshed: bool = True) -> list[float]:
     box.SetGap(0.0)
     if box.IsVoid():
         return [math.inf] * 3 + [-math.inf] * 3
-    return [round(v, 4) for v in box.Get()]
+    low, high = box.CornerMin(), box.CornerMax()
+    return [round(v, 4) for v in (low.X(), low.Y(), low.Z(), high.X(), high.Y(), high.Z())]
 
 
 def _triangles(shape: TopoDS_Shape) -> tuple[int, int]:
     """Triangles over all faces, and how many faces got none."""
     explorer, triangles, unmeshed = TopExp_Explorer(shape, TopAbs_FACE), 0, 0
     while explorer.More():
-        mesh = BRep_Tool.Triangulation_s(TopoDS.Face_s(explorer.Current()), TopLoc_Location())
+        mesh = BRep_Tool.Triangulation_s(TopoDS.Face(explorer.Current()), TopLoc_Location())
         if mesh is None or mesh.NbTriangles() == 0:
             unmeshed += 1
         else:
@@ -439,7 +444,7 @@ def _label_name(label: TDF_Label) -> str:
     return ""
 
 
-def _leaf_parts(shape_tool: XCAFDoc_ShapeTool, roots: TDF_LabelSequence) -> list[TDF_Label]:
+def _leaf_parts(shape_tool: XCAFDoc_ShapeTool, roots: Sequence_TDF_Label) -> list[TDF_Label]:
     """Every part instance (component) under the roots, depth first; a root part stands for itself."""
     found: list[TDF_Label] = []
 
@@ -447,7 +452,7 @@ def _leaf_parts(shape_tool: XCAFDoc_ShapeTool, roots: TDF_LabelSequence) -> list
         referred = TDF_Label()
         target = referred if XCAFDoc_ShapeTool.GetReferredShape_s(label, referred) else label
         if XCAFDoc_ShapeTool.IsAssembly_s(target):
-            children = TDF_LabelSequence()
+            children = Sequence_TDF_Label()
             XCAFDoc_ShapeTool.GetComponents_s(target, children, False)
             for i in range(1, children.Length() + 1):
                 visit(children.Value(i))

@@ -1,7 +1,7 @@
 """Start Blender (a Blender binary, or Python with the bpy module) on a script in ``blender/``.
 
-The pipeline never imports bpy: bpy 5.0.1 needs numpy < 2 and cadquery numpy >= 2, and in
-production Blender is a program on the render host anyway.
+The pipeline never imports bpy: in production Blender is a program on the render host, and
+bpy 5.0.1 needs numpy < 2, which the pipeline's environment does not promise.
 """
 
 from __future__ import annotations
