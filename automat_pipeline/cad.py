@@ -1,7 +1,8 @@
 """STEP → CAD metadata + viewer GLB + production GLB, in one pass over one OpenCascade XCAF document.
 
 Reading and transferring the STEP costs most of a conversion, so everything comes from the same
-document: the file is read and meshed once. Names, colours and the assembly structure survive
+document: the file is read, meshed and written once (the production GLB is the viewer GLB
+with the library's materials). Names, colours and the assembly structure survive
 because the reader fills an XCAF document, not a bare shape. ``convert_isolated`` runs the same
 conversion in a child process with a wall-time and a memory limit: OpenCascade can hang, eat
 memory or crash on bad geometry, and none of that may take the run worker down.
@@ -42,14 +43,13 @@ from OCP.RWMesh import RWMesh_CoordinateSystem_Zup
 from OCP.STEPCAFControl import STEPCAFControl_Reader
 from OCP.TCollection import TCollection_AsciiString, TCollection_ExtendedString, TCollection_HAsciiString
 from OCP.TDataStd import TDataStd_Name
-from OCP.TDF import TDF_ChildIterator, TDF_Label
+from OCP.TDF import TDF_Label
 from OCP.TDocStd import TDocStd_Document
 from OCP.TopAbs import TopAbs_FACE, TopAbs_SOLID
 from OCP.TopExp import TopExp_Explorer
 from OCP.TopLoc import TopLoc_Location
 from OCP.TopoDS import TopoDS, TopoDS_Compound, TopoDS_Shape
 from OCP.XCAFDoc import (
-    XCAFDoc_ColorCurv,
     XCAFDoc_ColorGen,
     XCAFDoc_ColorSurf,
     XCAFDoc_ColorTool,
@@ -66,7 +66,6 @@ SUPPORTED_SCHEMAS = ("CONFIG_CONTROL_DESIGN", "AUTOMOTIVE_DESIGN", "AP203", "AP2
 # Names some writers give every product; we fall back to the file name instead.
 GENERIC_NAMES = re.compile(r"^(open[ _]cascade[ _]step[ _]translator.*|the product name|\(unsaved\)|)$", re.I)
 MAX_STEP_BYTES = 512 * 1024 * 1024
-COLOR_TYPES = (XCAFDoc_ColorGen, XCAFDoc_ColorSurf, XCAFDoc_ColorCurv)
 VIEWER_DEFAULT = Material("cad_default_grey", (0.6, 0.6, 0.6), 0.0, 0.5)
 
 
@@ -234,9 +233,8 @@ def convert_step(
         decisions = [resolver.resolve(p.name) for p in parts]
         for part, decision in zip(parts, decisions, strict=True):
             part.material, part.material_source = decision.material, decision.source
-        _strip_colors(doc)
-        _apply_materials(doc, zip(labels, [resolver.library[d.material] for d in decisions], strict=True))
-        production_bytes = _write_glb(doc, Path(production_path), {d.part: d.material for d in decisions})
+        production_bytes = _write_production_glb(glb_path, Path(production_path),
+                                                 {d.part: resolver.library[d.material] for d in decisions})
     seconds["write"] = time.perf_counter() - t
 
     return Conversion(
@@ -336,18 +334,8 @@ def _apply_materials(doc: TDocStd_Document, assignments) -> None:
         tool.SetShapeMaterial(label, created[material.name])
 
 
-def _strip_colors(doc: TDocStd_Document) -> None:
-    """Remove CAD colours (faces included) so the production materials alone decide the look."""
-    tool = XCAFDoc_DocumentTool.ColorTool_s(doc.Main())
-    labels = TDF_ChildIterator(XCAFDoc_DocumentTool.ShapeTool_s(doc.Main()).BaseLabel(), True)
-    while labels.More():
-        for kind in COLOR_TYPES:
-            tool.UnSetColor(labels.Value(), kind)
-        labels.Next()
-
-
-def _write_glb(doc: TDocStd_Document, path: Path, material_names: dict[str, str] | None = None) -> int:
-    """Write binary glTF; ``material_names`` (part → name) renames the materials OpenCascade calls mat_N."""
+def _write_glb(doc: TDocStd_Document, path: Path) -> int:
+    """Write binary glTF in metres, Y-up; OpenCascade names the materials mat_N."""
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = RWGltf_CafWriter(TCollection_AsciiString(str(path)), True)
     converter = writer.ChangeCoordinateSystemConverter()
@@ -357,15 +345,40 @@ def _write_glb(doc: TDocStd_Document, path: Path, material_names: dict[str, str]
     writer.SetMergeFaces(True)
     if not writer.Perform(doc, FileInfo(), Message_ProgressRange()):
         raise InputError("damaged_geometry", f"OpenCascade could not write {path.name}")
-    if material_names:
-        document, binary = read_glb(path)
-        for node in document.get("nodes", []):
-            if "mesh" in node and node.get("name") in material_names:
-                for primitive in document["meshes"][node["mesh"]]["primitives"]:
-                    if "material" in primitive:
-                        document["materials"][primitive["material"]]["name"] = material_names[node["name"]]
-        write_glb(path, document, binary)
     return path.stat().st_size
+
+
+def _write_production_glb(viewer: Path, path: Path, materials: dict[str, Material]) -> int:
+    """The viewer GLB with each part's (node's) primitives on its library material, named after it.
+
+    Same buffer, nodes and transforms: only the materials change, so the production geometry is
+    the viewer geometry by construction and OpenCascade writes the triangles once. A mesh shared
+    by parts that resolve to different materials is split (its accessors stay shared).
+    """
+    document, binary = read_glb(viewer)
+    used = {m.name: m for m in materials.values()}
+    index = {name: i for i, name in enumerate(sorted(used))}
+    document["materials"] = [_gltf_material(used[name]) for name in sorted(used)]
+    meshes, split = [], {}
+    for node in document["nodes"]:
+        if "mesh" not in node:
+            continue
+        key = (node["mesh"], index[materials[node["name"]].name])
+        if key not in split:
+            mesh = document["meshes"][key[0]]
+            split[key] = len(meshes)
+            meshes.append({**mesh, "primitives": [{**p, "material": key[1]} for p in mesh["primitives"]]})
+        node["mesh"] = split[key]
+    document["meshes"] = meshes
+    write_glb(path, document, binary)
+    return path.stat().st_size
+
+
+def _gltf_material(material: Material) -> dict:
+    """A glTF PBR material as OpenCascade writes one (``base_color`` is linear RGB)."""
+    return {"name": material.name, "doubleSided": True, "pbrMetallicRoughness": {
+        "baseColorFactor": [*material.base_color, 1.0], "metallicFactor": material.metallic,
+        "roughnessFactor": material.roughness}}
 
 
 def read_glb(path: Path) -> tuple[dict, bytes]:

@@ -6,7 +6,7 @@ import trimesh
 
 from automat_pipeline.bearings import CATALOGUE, write_step
 from automat_pipeline.assets.cad import check_glbs
-from automat_pipeline.cad import convert_isolated, convert_step, read_glb, sniff_step
+from automat_pipeline.cad import _write_production_glb, convert_isolated, convert_step, read_glb, sniff_step, write_glb
 from automat_pipeline.materials import ALIASES, LIBRARY, MaterialResolver
 from automat_pipeline.errors import InputError
 from conftest import STEP_FIXTURES
@@ -110,6 +110,23 @@ def test_production_glb_names_materials_after_the_library(tmp_path):
     assert trimesh.load(tmp_path / "p.glb").bounds.tolist() == trimesh.load(tmp_path / "v.glb").bounds.tolist()
 
 
+def test_production_glb_splits_a_mesh_shared_by_parts_on_different_materials(tmp_path):
+    convert_step(STEP_FIXTURES / "occt-import-js" / "as1-oc-214.stp", tmp_path / "v.glb")
+    document, binary = read_glb(tmp_path / "v.glb")
+    nut, rod = (next(n for n in document["nodes"] if n.get("name") == name) for name in ("nut_1", "rod_1"))
+    rod["mesh"] = nut["mesh"]  # as a writer that shares meshes between instances would
+    write_glb(tmp_path / "shared.glb", document, binary)
+    steel, brass = (next(m for m in LIBRARY if m.name == name)
+                    for name in ("SCHAEFFLER_010101_Steel-Bare", "SCHAEFFLER_020201_Brass-Cage"))
+    materials = {n["name"]: steel for n in document["nodes"] if "mesh" in n} | {"rod_1": brass}
+    _write_production_glb(tmp_path / "shared.glb", tmp_path / "p.glb", materials)
+    production, _ = read_glb(tmp_path / "p.glb")
+    on = {n["name"]: production["meshes"][n["mesh"]] for n in production["nodes"] if "mesh" in n}
+    assert on["nut_1"]["primitives"][0]["indices"] == on["rod_1"]["primitives"][0]["indices"]
+    assert [production["materials"][on[name]["primitives"][0]["material"]]["name"] for name in ("nut_1", "rod_1")] \
+        == [steel.name, brass.name]
+
+
 def test_isolated_conversion_limits_time_and_memory(tmp_path):
     big = STEP_FIXTURES / "analysis-situs" / "repatch-hpdc.stp"
     with pytest.raises(InputError) as slow:
@@ -143,3 +160,9 @@ def test_every_fixture_converts_and_passes_the_checks_or_is_refused_with_its_cla
     assert all(checks[name].passed for name in ("glb_loads", "part_count", "bbox_matches")), {
         name: c.metadata for name, c in checks.items()}
     assert len(result.parts) >= 1 and all(p.name and p.material for p in result.parts)
+    (viewer, viewer_binary), (production, production_binary) = read_glb(tmp_path / "v.glb"), read_glb(tmp_path / "p.glb")
+    assert production_binary == viewer_binary and len(production["nodes"]) == len(viewer["nodes"])
+    material = {p.name: p.material for p in result.parts}  # every mesh node is a part, on its material
+    assert all(production["materials"][primitive["material"]]["name"] == material[node["name"]]
+               for node in production["nodes"] if "mesh" in node
+               for primitive in production["meshes"][node["mesh"]]["primitives"])
