@@ -505,9 +505,12 @@ def _part(label: TDF_Label, file_name: str) -> Part:
     )
 
 
-def _color(*labels: TDF_Label) -> str | None:
-    color = Quantity_Color()
-    for label in labels:
+def _color(instance: TDF_Label, product: TDF_Label) -> str | None:
+    """The instance's colour, else the product's, else its first coloured sub-shape's: writers
+    also colour single solids or faces, e.g. each piece of a cage that its pockets cut apart."""
+    color, subshapes = Quantity_Color(), Sequence_TDF_Label()
+    XCAFDoc_ShapeTool.GetSubShapes_s(product, subshapes)
+    for label in (instance, product, *(subshapes.Value(i) for i in range(1, subshapes.Length() + 1))):
         for kind in (XCAFDoc_ColorSurf, XCAFDoc_ColorGen):
             if XCAFDoc_ColorTool.GetColor_s(label, kind, color):
                 r, g, b = (round(c * 255) for c in color.Values(Quantity_TOC_sRGB))

@@ -72,7 +72,8 @@ def test_generated_bearing_is_a_named_coloured_assembly(tmp_path):
     assert {"Outer_Ring", "Inner_Ring", "Cage"} <= set(names) and len(balls) >= 6
     assert result.name == bearing.pim_id
     colours = {p.name: p.color for p in result.parts}
-    assert colours["Outer_Ring"] != colours["Cage"] and colours["Ball_1"] is not None
+    assert (colours["Outer_Ring"], colours["Ball_1"]) == ("#b8bac2", "#8c8f99")
+    assert colours["Cage"] == "#c79940"  # brass, written on each of the pieces the pockets cut apart
     outer = next(p for p in result.parts if p.name == "Outer_Ring")
     assert outer.bbox_mm[3] == pytest.approx(bearing.outer / 2, abs=0.01)
 
