@@ -261,13 +261,13 @@ def convert_isolated(step_path: Path, glb_path: Path, options: ConvertOptions = 
                      timeout_seconds: float = 300, memory_mb: int = 4096) -> Conversion:
     """``convert_step`` in a child process, killed past ``timeout_seconds`` or ``memory_mb`` of RSS.
 
-    A forkserver child: OpenCascade (and the main module) is imported once in the server, so each
-    conversion costs a fork, not an interpreter start, and shares no thread or lock with the run
-    worker. Memory is watched from outside: a hard allocation limit makes OpenCascade crash
+    A forkserver child: OpenCascade is imported once in the server, so each conversion costs a
+    fork (about 25 ms, bench/run.py), not an interpreter start, and shares no thread or lock with
+    the run worker. Memory is watched from outside: a hard allocation limit makes OpenCascade crash
     instead of failing cleanly, which would hide why it died.
     """
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["__main__", "automat_pipeline.cad"])
+    context.set_forkserver_preload(["automat_pipeline.cad"])
     receive, send = context.Pipe(duplex=False)
     child = context.Process(target=_child, args=(send, memory_mb, step_path, glb_path, options, resolver,
                                                  production_path), daemon=True)

@@ -31,7 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from automat_pipeline.cad import convert_step  # noqa: E402
+from automat_pipeline.cad import convert_isolated, convert_step  # noqa: E402
 from automat_pipeline.errors import InputError  # noqa: E402
 from automat_pipeline.output_types import OutputType  # noqa: E402
 from automat_pipeline.render import blender_command, render_args, run_blender  # noqa: E402
@@ -85,6 +85,30 @@ def convert_one(tool: str, step: str, out: str, deflection: str) -> None:
                       "deflection": result.linear_deflection_mm}))
 
 
+def isolation_cost(out: str, *steps: str) -> None:
+    """Child-process body: what ``convert_isolated`` adds to each conversion; prints JSON.
+
+    The first isolated conversion also starts the forkserver (OpenCascade imported there), as the
+    first conversion in each run worker does. After that, each file is converted in-process and
+    isolated in turn; the difference is the fork, the child's start, the result's trip, the reap.
+    """
+    started = time.perf_counter()
+    convert_isolated(Path(steps[0]), Path(out) / "first.glb")
+    first = time.perf_counter() - started
+    extra = []
+    for step in steps:
+        started = time.perf_counter()
+        convert_step(Path(step), Path(out) / "direct.glb")
+        direct = time.perf_counter() - started
+        started = time.perf_counter()
+        convert_isolated(Path(step), Path(out) / "isolated.glb")
+        extra.append(time.perf_counter() - started - direct)
+    extra.sort()
+    print(json.dumps({"first_isolated_seconds": round(first, 3),
+                      "isolation_ms_median": round(extra[len(extra) // 2] * 1000, 1),
+                      "isolation_ms_max": round(extra[-1] * 1000, 1)}))
+
+
 def best_of(runs: int, tool: str, step: Path, out: Path, deflection: float = 0.0) -> dict:
     """The fastest of ``runs`` fresh-process runs: this 2-core machine's noise is ±15% per run."""
     return min((run_one(tool, step, out, deflection) for _ in range(runs)), key=lambda r: r.get("total", 0))
@@ -118,10 +142,19 @@ def bench_convert(out: Path) -> list[Path]:
                      "cascadio_peak_mb": theirs["peak_mb"]})
     ok = [r for r in rows if "total" in r]
     ours_total, theirs_total = sum(r["total"] for r in ok), sum(r["cascadio"] for r in ok)
+    smallest_first = sorted((p for p in FIXTURES.rglob("*") if p.name in {r["file"] for r in ok}),
+                            key=lambda p: p.stat().st_size)
+    # Started with -c, not as this script: Python 3.11 forkserver children re-run a main *script*
+    # (not a -m module, as Dagster's run workers are), which would bill this file's imports.
+    isolation = subprocess.run(
+        [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); import run; run.isolation_cost(*sys.argv[2:])",
+         str(Path(__file__).parent), str(out), *map(str, smallest_first)],
+        stdout=subprocess.PIPE, text=True, check=True).stdout.strip().splitlines()[-1]
     summary = {"files": len(rows), "converted": len(ok), "refused": len(rows) - len(ok),
                "total_seconds": round(ours_total, 3), "cascadio_seconds": round(theirs_total, 3),
                "ratio_to_cascadio": round(ours_total / theirs_total, 3),
-               **{f"{k}_seconds": round(sum(r[k] for r in ok), 3) for k in (*STAGES, "other")}}
+               **{f"{k}_seconds": round(sum(r[k] for r in ok), 3) for k in (*STAGES, "other")},
+               **json.loads(isolation)}
     print(f"STEP -> viewer + production GLB per fixture file, against cascadio at the same linear deflection "
           f"(best of {REPEATS} fresh processes each)")
     table(rows, ["file", "kib", *STAGES, "other", "total", "cascadio", "ratio",
