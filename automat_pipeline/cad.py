@@ -357,8 +357,9 @@ def _write_production_glb(viewer: Path, path: Path, materials: dict[str, Materia
     """
     document, binary = read_glb(viewer)
     used = {m.name: m for m in materials.values()}
-    index = {name: i for i, name in enumerate(sorted(used))}
-    document["materials"] = [_gltf_material(used[name]) for name in sorted(used)]
+    names = sorted(used)
+    index = {name: i for i, name in enumerate(names)}
+    document["materials"] = [_gltf_material(used[name]) for name in names]
     meshes, split = [], {}
     for node in document["nodes"]:
         if "mesh" not in node:
