@@ -1,4 +1,5 @@
-"""Benchmarks: prints a table per figure and writes ``bench/results/<name>.json``.
+"""Benchmarks: prints a table per figure, writes ``bench/results/<name>.json`` and appends the
+summary to ``bench/results/<name>-runs.jsonl``.
 
     .venv/bin/python bench/run.py [convert] [render] [demo] [catalog] [api]      (default: all)
 
@@ -52,7 +53,9 @@ def save(name: str, rows: list[dict], summary: dict) -> None:
         "rows": rows,
     }
     (RESULTS / f"{name}.json").write_text(json.dumps(document, indent=1))
-    print(f"-> {RESULTS / f'{name}.json'}\n")
+    with (RESULTS / f"{name}-runs.jsonl").open("a") as history:  # one line per run: this machine is noisy
+        history.write(json.dumps({"when": document["when"], "summary": summary}) + "\n")
+    print(f"-> {RESULTS / f'{name}.json'}, {RESULTS / f'{name}-runs.jsonl'}\n")
 
 
 def table(rows: list[dict], columns: list[str]) -> None:
