@@ -5,7 +5,7 @@ RENDER_VENV := .venv-render
 # Debian/Ubuntu packages that bpy and OpenCascade load at run time (without libegl1 Blender aborts).
 SYSTEM_PACKAGES := libegl1 libgl1 libglu1-mesa libgomp1 libsm6 libxi6 libxkbcommon0 libxrender1 libxxf86vm1 libxfixes3
 
-.PHONY: setup system-packages docker-engine docker-images demo ui test test-fast bench clean
+.PHONY: setup system-packages docker-engine docker-images demo ui lint test test-fast bench clean
 
 setup: $(VENV)/.installed $(RENDER_VENV)/.installed
 
@@ -43,10 +43,15 @@ demo: setup
 ui: setup
 	$(VENV)/bin/automat ui
 
-test: setup
+# ruff: pycodestyle, pyflakes, import order, bugbear, pyupgrade, and the formatter (pyproject.toml).
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint
 	$(VENV)/bin/pytest
 
-test-fast: setup
+test-fast: lint
 	$(VENV)/bin/pytest -m "not slow"
 
 bench: setup

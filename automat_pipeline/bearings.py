@@ -70,8 +70,9 @@ CATALOGUE = [
 def ring(r_in: float, r_out: float, z0: float, z1: float) -> TopoDS_Shape:
     """A ring of rectangular cross-section about the Z axis."""
     axis = gp_Ax2(gp_Pnt(0, 0, z0), gp.DZ_s())
-    return cut(BRepPrimAPI_MakeCylinder(axis, r_out, z1 - z0).Shape(),
-               BRepPrimAPI_MakeCylinder(axis, r_in, z1 - z0).Shape())
+    return cut(
+        BRepPrimAPI_MakeCylinder(axis, r_out, z1 - z0).Shape(), BRepPrimAPI_MakeCylinder(axis, r_in, z1 - z0).Shape()
+    )
 
 
 def revolved(points: list[tuple[float, float]]) -> TopoDS_Shape:
@@ -114,8 +115,12 @@ def on_circle(radius: float, count: int, z: float = 0.0) -> list[gp_Trsf]:
 
 def write_step(b: Bearing, path: Path) -> Path:
     """Build ``b`` as an XCAF assembly and write it as AP214 STEP with names and colours."""
-    build = {"deep_groove_ball": _deep_groove_ball, "cylindrical_roller": _cylindrical_roller,
-             "tapered_roller": _tapered_roller, "thrust_ball": _thrust_ball}[b.kind]
+    build = {
+        "deep_groove_ball": _deep_groove_ball,
+        "cylindrical_roller": _cylindrical_roller,
+        "tapered_roller": _tapered_roller,
+        "thrust_ball": _thrust_ball,
+    }[b.kind]
     doc = TDocStd_Document(TCollection_ExtendedString("MDTV-XCAF"))
     shapes = XCAFDoc_DocumentTool.ShapeTool_s(doc.Main())
     colors = XCAFDoc_DocumentTool.ColorTool_s(doc.Main())
@@ -153,8 +158,16 @@ def _name(label: TDF_Label, name: str) -> None:
     TDataStd_Name.Set_s(label, TCollection_ExtendedString(name))
 
 
-def _assemble(add, rings: dict[str, TopoDS_Shape], element: TopoDS_Shape, element_name: str,
-              placements: list[gp_Trsf], cage: TopoDS_Shape, pocket: TopoDS_Shape, cage_color: Quantity_Color) -> None:
+def _assemble(
+    add,
+    rings: dict[str, TopoDS_Shape],
+    element: TopoDS_Shape,
+    element_name: str,
+    placements: list[gp_Trsf],
+    cage: TopoDS_Shape,
+    pocket: TopoDS_Shape,
+    cage_color: Quantity_Color,
+) -> None:
     """Rings, one rolling element at every placement, and a cage with a pocket at each."""
     for placement in placements:
         cage = cut(cage, pocket.Moved(TopLoc_Location(placement)))
@@ -183,17 +196,32 @@ def _cylindrical_roller(b: Bearing, add) -> None:
     length = b.width * 0.6
     rings = {
         # Outer ring with two ribs guiding the rollers (type NU).
-        "Outer_Ring": revolved([
-            (pitch + roller_r, -b.width / 2), (b.outer / 2, -b.width / 2), (b.outer / 2, b.width / 2),
-            (pitch + roller_r, b.width / 2), (pitch + roller_r, length / 2),
-            (pitch + roller_r * 0.8, length / 2 + 0.6), (pitch + roller_r * 0.8, -length / 2 - 0.6),
-            (pitch + roller_r, -length / 2)]),
+        "Outer_Ring": revolved(
+            [
+                (pitch + roller_r, -b.width / 2),
+                (b.outer / 2, -b.width / 2),
+                (b.outer / 2, b.width / 2),
+                (pitch + roller_r, b.width / 2),
+                (pitch + roller_r, length / 2),
+                (pitch + roller_r * 0.8, length / 2 + 0.6),
+                (pitch + roller_r * 0.8, -length / 2 - 0.6),
+                (pitch + roller_r, -length / 2),
+            ]
+        ),
         "Inner_Ring": ring(b.bore / 2, pitch - roller_r, -b.width / 2, b.width / 2),
     }
     count = max(8, int(2 * math.pi * pitch / (roller_r * 2 * 1.3)))
     cage = ring(pitch - roller_r * 0.25, pitch + roller_r * 0.25, -length / 2 - 0.5, length / 2 + 0.5)
-    _assemble(add, rings, cylinder(roller_r, length), "Roller", on_circle(pitch, count), cage,
-              cylinder(roller_r * 1.05, length + 0.2), POLYAMIDE)
+    _assemble(
+        add,
+        rings,
+        cylinder(roller_r, length),
+        "Roller",
+        on_circle(pitch, count),
+        cage,
+        cylinder(roller_r * 1.05, length + 0.2),
+        POLYAMIDE,
+    )
 
 
 def _tapered_roller(b: Bearing, add) -> None:
@@ -201,19 +229,40 @@ def _tapered_roller(b: Bearing, add) -> None:
     r_big, r_small = (b.outer - b.bore) * 0.13, (b.outer - b.bore) * 0.1
     length = b.width * 0.7
     rings = {  # raceways follow the rollers' flanks
-        "Cup": revolved([(pitch + r_big, -b.width / 2), (b.outer / 2, -b.width / 2), (b.outer / 2, b.width / 2),
-                         (pitch + r_small + (r_big - r_small) * 0.2, b.width / 2)]),
-        "Cone": revolved([(b.bore / 2, -b.width / 2), (pitch - r_big, -b.width / 2),
-                          (pitch - r_small, b.width / 2), (b.bore / 2, b.width / 2)]),
+        "Cup": revolved(
+            [
+                (pitch + r_big, -b.width / 2),
+                (b.outer / 2, -b.width / 2),
+                (b.outer / 2, b.width / 2),
+                (pitch + r_small + (r_big - r_small) * 0.2, b.width / 2),
+            ]
+        ),
+        "Cone": revolved(
+            [
+                (b.bore / 2, -b.width / 2),
+                (pitch - r_big, -b.width / 2),
+                (pitch - r_small, b.width / 2),
+                (b.bore / 2, b.width / 2),
+            ]
+        ),
     }
     count = max(8, int(2 * math.pi * pitch / (r_big * 2 * 1.3)))
-    roller = BRepPrimAPI_MakeCone(gp_Ax2(gp_Pnt(0, 0, -length / 2), gp.DZ_s()),
-                                  r_big * 0.95, r_small * 0.95, length).Shape()
+    roller = BRepPrimAPI_MakeCone(
+        gp_Ax2(gp_Pnt(0, 0, -length / 2), gp.DZ_s()), r_big * 0.95, r_small * 0.95, length
+    ).Shape()
     grow = gp_Trsf()
     grow.SetScale(gp_Pnt(0, 0, 0), 1.04)
     cage = ring(pitch - r_small * 0.2, pitch + r_small * 0.2, -length / 2, length / 2)
-    _assemble(add, rings, roller, "Roller", on_circle(pitch, count), cage,
-              BRepBuilderAPI_Transform(roller, grow, True).Shape(), BRASS)
+    _assemble(
+        add,
+        rings,
+        roller,
+        "Roller",
+        on_circle(pitch, count),
+        cage,
+        BRepBuilderAPI_Transform(roller, grow, True).Shape(),
+        BRASS,
+    )
 
 
 def _thrust_ball(b: Bearing, add) -> None:

@@ -31,6 +31,8 @@ from OCP.BRepGProp import BRepGProp
 from OCP.BRepMesh import BRepMesh_IncrementalMesh
 from OCP.collections import (
     IndexedDataMap_TCollection_AsciiString_TCollection_AsciiString as FileInfo,
+)
+from OCP.collections import (
     Sequence_TCollection_AsciiString,
     Sequence_TDF_Label,
 )
@@ -206,8 +208,10 @@ def convert_step(
     triangles, unmeshed = _triangles(whole)
     seconds["mesh"] = time.perf_counter() - t
     if unmeshed:
-        raise InputError("damaged_geometry", f"{step_path.name}: {unmeshed} of {faces} faces could not be "
-                                             "meshed (their surfaces or trims are broken)")
+        raise InputError(
+            "damaged_geometry",
+            f"{step_path.name}: {unmeshed} of {faces} faces could not be meshed (their surfaces or trims are broken)",
+        )
     bbox = _bbox(whole)
     if not all(map(math.isfinite, bbox)):
         raise InputError("damaged_geometry", f"{step_path.name}: the mesh has an infinite bounding box")
@@ -221,8 +225,10 @@ def convert_step(
     name = step_path.stem if GENERIC_NAMES.match(name) else name
     warnings = []
     if roots.Length() < roots_to_transfer:
-        warnings.append(f"{roots_to_transfer - roots.Length()} of {roots_to_transfer} root entities carried no "
-                        "geometry (PMI, annotations or presentation) and were skipped")
+        warnings.append(
+            f"{roots_to_transfer - roots.Length()} of {roots_to_transfer} root entities carried no "
+            "geometry (PMI, annotations or presentation) and were skipped"
+        )
     seconds["metadata"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -233,8 +239,9 @@ def convert_step(
         decisions = [resolver.resolve(p.name) for p in parts]
         for part, decision in zip(parts, decisions, strict=True):
             part.material, part.material_source = decision.material, decision.source
-        production_bytes = _write_production_glb(glb_path, Path(production_path),
-                                                 {d.part: resolver.library[d.material] for d in decisions})
+        production_bytes = _write_production_glb(
+            glb_path, Path(production_path), {d.part: resolver.library[d.material] for d in decisions}
+        )
     seconds["write"] = time.perf_counter() - t
 
     return Conversion(
@@ -256,9 +263,15 @@ def convert_step(
     )
 
 
-def convert_isolated(step_path: Path, glb_path: Path, options: ConvertOptions = ConvertOptions(),
-                     resolver: MaterialResolver | None = None, production_path: Path | None = None,
-                     timeout_seconds: float = 300, memory_mb: int = 4096) -> Conversion:
+def convert_isolated(
+    step_path: Path,
+    glb_path: Path,
+    options: ConvertOptions = ConvertOptions(),
+    resolver: MaterialResolver | None = None,
+    production_path: Path | None = None,
+    timeout_seconds: float = 300,
+    memory_mb: int = 4096,
+) -> Conversion:
     """``convert_step`` in a child process, killed past ``timeout_seconds`` or ``memory_mb`` of RSS.
 
     A forkserver child: OpenCascade is imported once in the server, so each conversion costs a
@@ -269,8 +282,9 @@ def convert_isolated(step_path: Path, glb_path: Path, options: ConvertOptions = 
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["automat_pipeline.cad"])
     receive, send = context.Pipe(duplex=False)
-    child = context.Process(target=_child, args=(send, memory_mb, step_path, glb_path, options, resolver,
-                                                 production_path), daemon=True)
+    child = context.Process(
+        target=_child, args=(send, memory_mb, step_path, glb_path, options, resolver, production_path), daemon=True
+    )
     child.start()
     send.close()
     name, deadline = Path(step_path).name, time.monotonic() + timeout_seconds
@@ -305,8 +319,9 @@ def _child(send, memory_mb: int, *args) -> None:
     except MemoryError:
         send.send(("error", ("out_of_memory", f"{Path(args[0]).name}: ran out of memory while converting")))
     except Exception as error:  # OpenCascade raises Standard_Failure subclasses on bad geometry
-        send.send(("error", ("damaged_geometry", f"{Path(args[0]).name}: {type(error).__name__}: {error}"
-                             .splitlines()[0])))
+        send.send(
+            ("error", ("damaged_geometry", f"{Path(args[0]).name}: {type(error).__name__}: {error}".splitlines()[0]))
+        )
     finally:
         send.close()
 
@@ -314,7 +329,7 @@ def _child(send, memory_mb: int, *args) -> None:
 def _viewer_material(color: str | None) -> Material:
     if color is None:
         return VIEWER_DEFAULT
-    r, g, b = (int(color[i:i + 2], 16) / 255 for i in (1, 3, 5))
+    r, g, b = (int(color[i : i + 2], 16) / 255 for i in (1, 3, 5))
     linear = Quantity_Color(r, g, b, Quantity_TOC_sRGB).Values(Quantity_TOC_RGB)
     return Material(f"cad_color_{color[1:]}", tuple(linear), 0.0, 0.5)
 
@@ -377,9 +392,15 @@ def _write_production_glb(viewer: Path, path: Path, materials: dict[str, Materia
 
 def _gltf_material(material: Material) -> dict:
     """A glTF PBR material as OpenCascade writes one (``base_color`` is linear RGB)."""
-    return {"name": material.name, "doubleSided": True, "pbrMetallicRoughness": {
-        "baseColorFactor": [*material.base_color, 1.0], "metallicFactor": material.metallic,
-        "roughnessFactor": material.roughness}}
+    return {
+        "name": material.name,
+        "doubleSided": True,
+        "pbrMetallicRoughness": {
+            "baseColorFactor": [*material.base_color, 1.0],
+            "metallicFactor": material.metallic,
+            "roughnessFactor": material.roughness,
+        },
+    }
 
 
 def read_glb(path: Path) -> tuple[dict, bytes]:
@@ -388,9 +409,9 @@ def read_glb(path: Path) -> tuple[dict, bytes]:
     if data[:4] != b"glTF":
         raise InputError("not_glb", f"{Path(path).name} is not a binary glTF file")
     length = struct.unpack_from("<I", data, 12)[0]
-    document = json.loads(data[20:20 + length])
-    rest = data[20 + length:]
-    return document, rest[8:8 + struct.unpack_from("<I", rest, 0)[0]] if len(rest) >= 8 else b""
+    document = json.loads(data[20 : 20 + length])
+    rest = data[20 + length :]
+    return document, rest[8 : 8 + struct.unpack_from("<I", rest, 0)[0]] if len(rest) >= 8 else b""
 
 
 def write_glb(path: Path, document: dict, binary: bytes) -> None:

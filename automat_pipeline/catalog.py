@@ -23,14 +23,34 @@ HEADER_SCAN_ROWS = 30
 MAX_NAME = 500
 REQUIRED = ("pim_id", "name")
 SYNONYMS = {
-    "pim_id": ["pimid", "pim", "artikelnummer", "artikelnr", "sachnummer", "materialnumber", "materialnummer",
-               "partnumber", "partno", "productid", "produktid", "sku", "itemnumber"],
+    "pim_id": [
+        "pimid",
+        "pim",
+        "artikelnummer",
+        "artikelnr",
+        "sachnummer",
+        "materialnumber",
+        "materialnummer",
+        "partnumber",
+        "partno",
+        "productid",
+        "produktid",
+        "sku",
+        "itemnumber",
+    ],
     "name": ["name", "bezeichnung", "produktname", "productname", "description", "beschreibung", "title"],
     "category_key": ["category", "categorykey", "kategorie", "produktkategorie", "productcategory"],
     "lagertyp": ["lagertyp", "bearingtype", "lagerart"],
     "step_file": ["stepfile", "stepdatei", "stepfilename", "cadfile", "caddatei", "cad", "step"],
-    "materials": ["materials", "material", "materialien", "werkstoff", "werkstoffe", "materialassignments",
-                  "materialzuordnung"],
+    "materials": [
+        "materials",
+        "material",
+        "materialien",
+        "werkstoff",
+        "werkstoffe",
+        "materialassignments",
+        "materialzuordnung",
+    ],
 }
 FIELDS = tuple(SYNONYMS)
 UNUSUAL_SPACE = re.compile(r"\s\s|[^\S ]|\xa0")
@@ -59,8 +79,9 @@ class CatalogSettings:
         for header, target in values.get("columns", {}).items():
             targets = [target] if isinstance(target, str) else target
             if not targets or any(t not in FIELDS for t in targets):
-                raise InputError("invalid_settings",
-                                 f"column {header!r} maps to {target!r}; fields are {', '.join(FIELDS)}")
+                raise InputError(
+                    "invalid_settings", f"column {header!r} maps to {target!r}; fields are {', '.join(FIELDS)}"
+                )
         return cls(**values)
 
 
@@ -137,8 +158,10 @@ def check_container(path: Path, max_uncompressed_bytes: int) -> None:
             members = archive.infolist()
             declared = sum(m.file_size for m in members)
             if declared > max_uncompressed_bytes:
-                raise InputError("zip_bomb", f"{path.name} declares {declared} bytes uncompressed, "
-                                             f"over the {max_uncompressed_bytes} limit")
+                raise InputError(
+                    "zip_bomb",
+                    f"{path.name} declares {declared} bytes uncompressed, over the {max_uncompressed_bytes} limit",
+                )
             if "xl/workbook.xml" not in {m.filename for m in members}:
                 raise InputError("not_a_workbook", f"{path.name} is a zip file but not an Excel workbook")
             inflated = 0
@@ -147,8 +170,9 @@ def check_container(path: Path, max_uncompressed_bytes: int) -> None:
                     while block := stream.read(1 << 20):
                         inflated += len(block)
                         if inflated > max_uncompressed_bytes:
-                            raise InputError("zip_bomb", f"{path.name} inflates past the "
-                                                         f"{max_uncompressed_bytes}-byte limit")
+                            raise InputError(
+                                "zip_bomb", f"{path.name} inflates past the {max_uncompressed_bytes}-byte limit"
+                            )
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as error:
         raise InputError("corrupt_zip", f"{path.name} is a damaged zip container: {error}") from error
 
@@ -174,8 +198,9 @@ def read_catalog(path: Path, settings: CatalogSettings | None = None) -> Catalog
                 accepted.append(row)
     accepted = _reject_duplicates(accepted, rejected)
     if not accepted and not rejected:
-        raise InputError("no_data_rows", f"{path.name}: {', '.join(repr(t.sheet) for t in tables)} "
-                                         "has a header but no data rows")
+        raise InputError(
+            "no_data_rows", f"{path.name}: {', '.join(repr(t.sheet) for t in tables)} has a header but no data rows"
+        )
     rejected.sort(key=lambda r: ([t.sheet for t in tables].index(r.sheet), r.row))
     return CatalogCheck(tables, accepted, rejected)
 
@@ -211,8 +236,11 @@ def _find_tables(path: Path, settings: CatalogSettings) -> list[Table]:
                 for name in field_map.get(normalize_header(header), []):
                     columns.setdefault(name, header)
             if all(name in columns for name in REQUIRED):
-                data = [(number, r) for number, r in enumerate(rows[index + 1:], start=index + 2)
-                        if any(c not in ("", None) for c in r)]
+                data = [
+                    (number, r)
+                    for number, r in enumerate(rows[index + 1 :], start=index + 2)
+                    if any(c not in ("", None) for c in r)
+                ]
                 tables.append(Table(meta.name, index + 1, headers, columns, data))
                 break
             if len(set(filter(None, headers))) > len(set(filter(None, best))):
@@ -221,8 +249,11 @@ def _find_tables(path: Path, settings: CatalogSettings) -> list[Table]:
             seen[meta.name] = [h for h in best if h]
     if not tables:
         found = "; ".join(f"{sheet!r}: {', '.join(h)[:200] or '(empty)'}" for sheet, h in seen.items())
-        raise InputError("no_header", f"{path.name}: no sheet has a header naming a PIM-ID and a name column "
-                                      f"(headers found: {found or 'no readable sheet'})")
+        raise InputError(
+            "no_header",
+            f"{path.name}: no sheet has a header naming a PIM-ID and a name column "
+            f"(headers found: {found or 'no readable sheet'})",
+        )
     return tables
 
 
@@ -256,8 +287,9 @@ class _Layout:
         return cls(fields, materials, attributes)
 
 
-def _parse_row(table: Table, layout: _Layout, raw: list, row: int, settings: CatalogSettings,
-               rejected: list[Rejection]) -> CatalogRow | None:
+def _parse_row(
+    table: Table, layout: _Layout, raw: list, row: int, settings: CatalogSettings, rejected: list[Rejection]
+) -> CatalogRow | None:
     def cell(index: int | None) -> str:
         return cell_text(raw[index]) if index is not None and index < len(raw) else ""
 
@@ -290,8 +322,18 @@ def _parse_row(table: Table, layout: _Layout, raw: list, row: int, settings: Cat
         if value := cell(index):
             materials[part] = value
     attributes = {header: value for index, header in layout.attributes if (value := cell(index))}
-    return CatalogRow(table.sheet, row, pim_id, name, key_for(pim_id), category or None,
-                      cell(fields.get("lagertyp")) or None, step_file or None, materials, attributes)
+    return CatalogRow(
+        table.sheet,
+        row,
+        pim_id,
+        name,
+        key_for(pim_id),
+        category or None,
+        cell(fields.get("lagertyp")) or None,
+        step_file or None,
+        materials,
+        attributes,
+    )
 
 
 def _reject_duplicates(rows: list[CatalogRow], rejected: list[Rejection]) -> list[CatalogRow]:

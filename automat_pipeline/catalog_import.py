@@ -58,13 +58,23 @@ def import_workbook(session: Session, tenant: Tenant, path: Path, trigger: str) 
     counts, outcomes = write_products(session, tenant.id, path.name, accepted)
     seconds["write"] = time.perf_counter() - started
 
-    counts = {"rows": len(check.accepted) + len(check.rejected), "accepted": len(accepted),
-              "rejected": len(check.rejected), **counts}
+    counts = {
+        "rows": len(check.accepted) + len(check.rejected),
+        "accepted": len(accepted),
+        "rejected": len(check.rejected),
+        **counts,
+    }
     outcomes["rejected"] = [{"sheet": r.sheet, "row": r.row, "reason": r.reason} for r in check.rejected]
     record = _record(session, tenant, path.name, digest, trigger, "ok", counts=counts, outcomes=outcomes)
     repository.record_file(session, tenant.id, path, "catalog", digest)
-    return ImportResult(record.id, path.name, "ok", counts=counts, rejected=check.rejected,
-                        seconds={k: round(v, 3) for k, v in seconds.items()})
+    return ImportResult(
+        record.id,
+        path.name,
+        "ok",
+        counts=counts,
+        rejected=check.rejected,
+        seconds={k: round(v, 3) for k, v in seconds.items()},
+    )
 
 
 def register_partitions(instance: DagsterInstance, session: Session, tenant: Tenant) -> int:
@@ -75,20 +85,35 @@ def register_partitions(instance: DagsterInstance, session: Session, tenant: Ten
     return len(keys)
 
 
-def write_products(session: Session, tenant_id: int, source_file: str,
-                   rows: list[CatalogRow]) -> tuple[dict[str, int], dict[str, list[str]]]:
+def write_products(
+    session: Session, tenant_id: int, source_file: str, rows: list[CatalogRow]
+) -> tuple[dict[str, int], dict[str, list[str]]]:
     """Upsert ``rows`` as the full content of ``source_file``; return counts and the PIM-IDs per outcome."""
-    session.execute(text(
-        "CREATE TEMP TABLE import_products (pim_id text, key text, name text, category_key text, lagertyp text, "
-        "step_filename text, materials jsonb, attributes jsonb) ON COMMIT DROP"))
+    session.execute(
+        text(
+            "CREATE TEMP TABLE import_products (pim_id text, key text, name text, category_key text, lagertyp text, "
+            "step_filename text, materials jsonb, attributes jsonb) ON COMMIT DROP"
+        )
+    )
     cursor = session.connection().connection.driver_connection.cursor()
     with cursor.copy(f"COPY import_products ({', '.join(PRODUCT_COLUMNS)}) FROM STDIN") as copy:
         for r in rows:
-            copy.write_row((r.pim_id, r.key, r.name, r.category_key, r.lagertyp, r.step_file,
-                            json.dumps(r.materials), json.dumps(r.attributes)))
+            copy.write_row(
+                (
+                    r.pim_id,
+                    r.key,
+                    r.name,
+                    r.category_key,
+                    r.lagertyp,
+                    r.step_file,
+                    json.dumps(r.materials),
+                    json.dumps(r.attributes),
+                )
+            )
     session.execute(text("ANALYZE import_products"))
     params = {"tenant": tenant_id, "source": source_file}
-    written = session.execute(text("""
+    written = session.execute(
+        text("""
         INSERT INTO products AS p (tenant_id, pim_id, key, name, category_key, lagertyp, step_filename,
                                    materials, attributes, source_file, active)
         SELECT :tenant, pim_id, key, name, category_key, lagertyp, step_filename, materials, attributes, :source,
@@ -105,17 +130,26 @@ def write_products(session: Session, tenant_id: int, source_file: str,
                                 EXCLUDED.step_filename, EXCLUDED.materials, EXCLUDED.attributes,
                                 EXCLUDED.source_file, true)
         RETURNING p.pim_id, (xmax = 0) AS created
-    """), params).all()
-    deactivated = session.scalars(text("""
+    """),
+        params,
+    ).all()
+    deactivated = session.scalars(
+        text("""
         UPDATE products p SET active = false, updated_at = now()
         WHERE p.tenant_id = :tenant AND p.source_file = :source AND p.active
           AND NOT EXISTS (SELECT 1 FROM import_products i WHERE i.pim_id = p.pim_id)
         RETURNING p.pim_id
-    """), params).all()
+    """),
+        params,
+    ).all()
     created = [pim for pim, is_new in written if is_new]
     updated = [pim for pim, is_new in written if not is_new]
-    counts = {"created": len(created), "updated": len(updated), "unchanged": len(rows) - len(written),
-              "deactivated": len(deactivated)}
+    counts = {
+        "created": len(created),
+        "updated": len(updated),
+        "unchanged": len(rows) - len(written),
+        "deactivated": len(deactivated),
+    }
     return counts, {"created": created, "updated": updated, "deactivated": list(deactivated)}
 
 
@@ -126,8 +160,13 @@ def _reject_taken_keys(session: Session, tenant_id: int, check: CatalogCheck) ->
     for row in check.accepted:
         owner = owners.get(row.key, row.pim_id)
         if owner != row.pim_id:
-            check.rejected.append(Rejection(row.sheet, row.row, f"PIM-ID {row.pim_id!r} maps to product key "
-                                                                f"{row.key!r}, which PIM-ID {owner!r} already has"))
+            check.rejected.append(
+                Rejection(
+                    row.sheet,
+                    row.row,
+                    f"PIM-ID {row.pim_id!r} maps to product key {row.key!r}, which PIM-ID {owner!r} already has",
+                )
+            )
         else:
             accepted.append(row)
     return accepted
@@ -163,16 +202,20 @@ def attach_report(session: Session, record: CatalogImport, workbook: Path, repor
 def imports_without_report(session: Session, tenant_id: int) -> list[CatalogImport]:
     """The latest successful import of each workbook, where it has no report yet."""
     latest = session.scalars(
-        select(CatalogImport).where(CatalogImport.tenant_id == tenant_id, CatalogImport.status == "ok")
-        .order_by(CatalogImport.filename, CatalogImport.id.desc()).ext(distinct_on(CatalogImport.filename))
+        select(CatalogImport)
+        .where(CatalogImport.tenant_id == tenant_id, CatalogImport.status == "ok")
+        .order_by(CatalogImport.filename, CatalogImport.id.desc())
+        .ext(distinct_on(CatalogImport.filename))
     ).all()
     return [record for record in latest if not record.report_path]
 
 
-def _record(session: Session, tenant: Tenant, filename: str, digest: str, trigger: str, status: str,
-            **values) -> CatalogImport:
-    record = CatalogImport(tenant_id=tenant.id, filename=filename, sha256=digest, trigger=trigger,
-                           status=status, **values)
+def _record(
+    session: Session, tenant: Tenant, filename: str, digest: str, trigger: str, status: str, **values
+) -> CatalogImport:
+    record = CatalogImport(
+        tenant_id=tenant.id, filename=filename, sha256=digest, trigger=trigger, status=status, **values
+    )
     session.add(record)
     session.flush()
     return record

@@ -29,9 +29,14 @@ def cad_convert(args: argparse.Namespace) -> dict:
     from automat_pipeline.redirect import redirected
 
     with redirected(2, 1):  # OpenCascade prints to fd 1, which carries the JSON
-        result = convert_isolated(Path(args.step), Path(args.output), resolver=resolver,
-                                  production_path=args.production and Path(args.production),
-                                  timeout_seconds=args.timeout, memory_mb=args.memory_mb)
+        result = convert_isolated(
+            Path(args.step),
+            Path(args.output),
+            resolver=resolver,
+            production_path=args.production and Path(args.production),
+            timeout_seconds=args.timeout,
+            memory_mb=args.memory_mb,
+        )
     return {"glb": str(args.output), **result.as_dict(), "total_seconds": round(time.perf_counter() - started, 3)}
 
 
@@ -63,9 +68,19 @@ def _render_setup(args: argparse.Namespace, workdir: Path):
     from automat_pipeline import materials, output_types
 
     if args.kind != "still":
-        kind = output_types.parse(args.kind, dict(
-            kind=args.kind, resolution=args.size, engine=args.engine, samples=args.samples, camera=args.camera,
-            frames=getattr(args, "frames", 36), timeout_seconds=args.timeout, transparent=args.kind != "turntable"))
+        kind = output_types.parse(
+            args.kind,
+            dict(
+                kind=args.kind,
+                resolution=args.size,
+                engine=args.engine,
+                samples=args.samples,
+                camera=args.camera,
+                frames=getattr(args, "frames", 36),
+                timeout_seconds=args.timeout,
+                transparent=args.kind != "turntable",
+            ),
+        )
     if not args.tenant:
         if args.kind == "still":
             kind = _named_output_type([t for t in output_types.DEFAULTS if t.kind == "still"], args.output_type)
@@ -85,8 +100,11 @@ def _render_setup(args: argparse.Namespace, workdir: Path):
         if args.kind == "still":
             kind = _named_output_type(repository.tenant_output_types(s, tenant, "still"), args.output_type)
         library = workdir / "materials.json"
-        library.write_text(json.dumps(materials.for_blender(repository.material_library(s, tenant),
-                                                            repository.fallback_material(tenant))))
+        library.write_text(
+            json.dumps(
+                materials.for_blender(repository.material_library(s, tenant), repository.fallback_material(tenant))
+            )
+        )
     template = None
     if kind.template:
         media = MediaStore(uploads_dir=os.environ["AUTOMAT_UPLOADS_DIR"], media_dir=os.environ["AUTOMAT_MEDIA_DIR"])
@@ -108,8 +126,10 @@ def catalog_check(args: argparse.Namespace) -> dict:
 
     check = read_catalog(Path(args.xlsx))
     return {
-        "tables": [{"sheet": t.sheet, "header_row": t.header_row, "columns": t.columns, "rows": len(t.rows)}
-                   for t in check.tables],
+        "tables": [
+            {"sheet": t.sheet, "header_row": t.header_row, "columns": t.columns, "rows": len(t.rows)}
+            for t in check.tables
+        ],
         "accepted": [asdict(r) for r in check.accepted],
         "rejected": [asdict(r) for r in check.rejected],
     }
@@ -119,9 +139,9 @@ def catalog_import(args: argparse.Namespace) -> dict:
     from dagster import DagsterInstance
 
     from automat_pipeline.catalog_import import attach_report, import_workbook, register_partitions
-    from automat_pipeline.db.models import CatalogImport
     from automat_pipeline.db import repository
     from automat_pipeline.db.database import session
+    from automat_pipeline.db.models import CatalogImport
     from automat_pipeline.embedded import prepare
     from automat_pipeline.resources import MediaStore
 
@@ -140,17 +160,22 @@ def catalog_import(args: argparse.Namespace) -> dict:
     with session(os.environ["AUTOMAT_DATABASE_URL"]) as s, s.begin(), DagsterInstance.get() as instance:
         register_partitions(instance, s, repository.tenant(s, args.tenant, create=False))
         report = attach_report(s, s.get(CatalogImport, result.import_id), path, media.reports_dir(args.tenant))
-    return {"import_id": result.import_id, "counts": result.counts, "report": str(report),
-            "rejected": [asdict(r) for r in result.rejected], "seconds": result.seconds}
+    return {
+        "import_id": result.import_id,
+        "counts": result.counts,
+        "report": str(report),
+        "rejected": [asdict(r) for r in result.rejected],
+        "seconds": result.seconds,
+    }
 
 
 def tenant_create(args: argparse.Namespace) -> dict:
+    from dagster import DagsterInstance
+
     from automat_pipeline.db import repository
     from automat_pipeline.db.database import session
     from automat_pipeline.embedded import prepare
     from automat_pipeline.partitions import check_key_part, tenant_partitions
-
-    from dagster import DagsterInstance
 
     slug = check_key_part("tenant", args.name)
     prepare()
@@ -183,8 +208,12 @@ def user_create(args: argparse.Namespace) -> dict:
             raise InputError("unknown_tenant", f"tenant {args.tenant!r} does not exist (automat tenant create)")
         if s.scalar(select(User.id).where(func.lower(User.email) == args.email.lower())):
             raise InputError("email_taken", f"{args.email} already has a user")
-        user = User(email=args.email, password_hash=hash_password(password), role=args.role,
-                    tenant_id=tenant.id if tenant else None)
+        user = User(
+            email=args.email,
+            password_hash=hash_password(password),
+            role=args.role,
+            tenant_id=tenant.id if tenant else None,
+        )
         s.add(user)
         s.flush()
         return {"user": user.id, "email": user.email, "role": user.role, "tenant": args.tenant}
@@ -203,8 +232,14 @@ def api(args: argparse.Namespace) -> int:
     from automat_pipeline.embedded import prepare
 
     server = prepare()  # noqa: F841 - holding the handle keeps the embedded server up
-    uvicorn.run("automat_pipeline.api.app:create_app", factory=True, host=args.host, port=args.port,
-                workers=args.workers, log_level="warning")
+    uvicorn.run(
+        "automat_pipeline.api.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level="warning",
+    )
     return 0
 
 
@@ -254,9 +289,13 @@ def workflow_plan(args: argparse.Namespace) -> dict | int:
         return _workflow_errors(args, errors)
     server = prepare()  # noqa: F841 - the instance's storage is the embedded PostgreSQL
     with DagsterInstance.get() as instance:
-        materialized = {key.to_user_string() for key in workflows.upstream_keys(workflow)
-                        if instance.fetch_materializations(
-                            AssetRecordsFilter(asset_key=key, asset_partitions=[args.partition]), limit=1).records}
+        materialized = {
+            key.to_user_string()
+            for key in workflows.upstream_keys(workflow)
+            if instance.fetch_materializations(
+                AssetRecordsFilter(asset_key=key, asset_partitions=[args.partition]), limit=1
+            ).records
+        }
     errors = workflows.missing_upstream(workflow, materialized)
     if errors:
         return _workflow_errors(args, errors)
@@ -279,19 +318,23 @@ def ui(args: argparse.Namespace) -> int:
 def summary(name: str, result: dict) -> str:
     """The human-readable one-liner for commands that return a result."""
     if name == "cad convert":
-        return (f"{result['glb']}: {len(result['parts'])} parts, {result['triangles']} triangles, "
-                f"{result['glb_bytes']} bytes in {result['total_seconds']} s")
+        return (
+            f"{result['glb']}: {len(result['parts'])} parts, {result['triangles']} triangles, "
+            f"{result['glb_bytes']} bytes in {result['total_seconds']} s"
+        )
     if name.startswith("render "):
         return f"{result['output']}: {result['engine']} on {result['device']} in {result['render_seconds']} s"
     if name == "catalog check":
-        lines = [f"sheet {t['sheet']!r}: header in row {t['header_row']}, {t['rows']} data rows"
-                 for t in result["tables"]]
+        lines = [
+            f"sheet {t['sheet']!r}: header in row {t['header_row']}, {t['rows']} data rows" for t in result["tables"]
+        ]
         lines.append(f"{len(result['accepted'])} accepted, {len(result['rejected'])} rejected")
         lines += [f"  {r['sheet']}!{r['row']}: {r['reason']}" for r in result["rejected"]]
         return "\n".join(lines)
     if name == "catalog import":
-        return (f"import {result['import_id']}: {result['counts']}; report {result['report']}\n"
-                + "\n".join(f"  {r['sheet']}!{r['row']}: {r['reason']}" for r in result["rejected"]))
+        return f"import {result['import_id']}: {result['counts']}; report {result['report']}\n" + "\n".join(
+            f"  {r['sheet']}!{r['row']}: {r['reason']}" for r in result["rejected"]
+        )
     return json.dumps(result)
 
 
@@ -319,9 +362,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=300, help="seconds before the conversion is killed")
     p.add_argument("--memory-mb", type=int, default=4096, help="memory before the conversion is killed")
     p.add_argument("--json", action="store_true")
-    for kind, help in (("thumbnail", "render a transparent PNG of a GLB with Blender"),
-                       ("still", "render a GLB as one of a tenant's (or the shipped) still output types"),
-                       ("turntable", "render an MP4 of the camera circling a GLB with Blender")):
+    for kind, help in (
+        ("thumbnail", "render a transparent PNG of a GLB with Blender"),
+        ("still", "render a GLB as one of a tenant's (or the shipped) still output types"),
+        ("turntable", "render an MP4 of the camera circling a GLB with Blender"),
+    ):
         p = command(f"render {kind}", render, help)
         p.set_defaults(kind=kind)
         p.add_argument("glb")
@@ -361,8 +406,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--partition", required=True, help="TENANT|PRODUCT")
     p.add_argument("--json", action="store_true")
-    p = command("migrate", migrate, "migrate the domain database and write the Dagster instance of "
-                                   "AUTOMAT_DEPLOYMENT (production runs it once before the services start)")
+    p = command(
+        "migrate",
+        migrate,
+        "migrate the domain database and write the Dagster instance of "
+        "AUTOMAT_DEPLOYMENT (production runs it once before the services start)",
+    )
     p.add_argument("--json", action="store_true")
     p = command("api", api, "the orders API (FastAPI) on the embedded stack")
     p.add_argument("--host", default="127.0.0.1")

@@ -13,7 +13,15 @@ import shutil
 import time
 from pathlib import Path
 
-from dagster import AssetKey, AssetRecordsFilter, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter, build_sensor_context
+from dagster import (
+    AssetKey,
+    AssetRecordsFilter,
+    DagsterEventType,
+    DagsterInstance,
+    DagsterRunStatus,
+    RunsFilter,
+    build_sensor_context,
+)
 from openpyxl import Workbook
 
 from automat_pipeline.bearings import CATALOGUE, write_step
@@ -36,8 +44,12 @@ REAL_FILES = [
     ("FEA-ATS1", "AP209 analysis model (must be refused)", "stepcode/ATS1-out.stp"),
 ]
 # Cages come from the catalogue; rings and rolling elements resolve through the default aliases.
-CAGES = {"deep_groove_ball": "SCHAEFFLER_020201_Brass-Cage", "tapered_roller": "SCHAEFFLER_020201_Brass-Cage",
-         "cylindrical_roller": "SCHAEFFLER_030301_Polyamide-Cage", "thrust_ball": "SCHAEFFLER_030301_Polyamide-Cage"}
+CAGES = {
+    "deep_groove_ball": "SCHAEFFLER_020201_Brass-Cage",
+    "tapered_roller": "SCHAEFFLER_020201_Brass-Cage",
+    "cylindrical_roller": "SCHAEFFLER_030301_Polyamide-Cage",
+    "thrust_ball": "SCHAEFFLER_030301_Polyamide-Cage",
+}
 STEPS = ["step_file", "cad_metadata", "glb_geometry", "glb_production", "thumbnail"]
 SENSOR_TAGS = {"dagster/sensor_name": upload_sensor.name}
 
@@ -78,11 +90,20 @@ def run_requested(instance: DagsterInstance, database: Database, media: MediaSto
         started = time.perf_counter()
         with log.open("a") as out, redirected(out.fileno(), 1, 2):  # Dagster's console log, Blender
             outcome = defs.get_job_def(request.job_name).execute_in_process(
-                run_config=request.run_config, instance=instance, partition_key=request.partition_key, tags=tags,
+                run_config=request.run_config,
+                instance=instance,
+                partition_key=request.partition_key,
+                tags=tags,
                 raise_on_error=False,
             )
-        ran.append({"job": request.job_name, "partition": request.partition_key, "success": outcome.success,
-                    "seconds": time.perf_counter() - started})
+        ran.append(
+            {
+                "job": request.job_name,
+                "partition": request.partition_key,
+                "success": outcome.success,
+                "seconds": time.perf_counter() - started,
+            }
+        )
     return ran
 
 
@@ -113,15 +134,17 @@ def report(instance: DagsterInstance, keys: list[str]) -> list[dict]:
     rows = []
     for key in keys:
         meta = {step: latest_metadata(instance, step, key) for step in STEPS}
-        rows.append({
-            "product": split_product_key(key)[1],
-            "parts": (meta["cad_metadata"] or {}).get("parts"),
-            "triangles": (meta["glb_geometry"] or {}).get("triangles"),
-            "glb": (meta["glb_geometry"] or {}).get("path"),
-            "thumbnail": (meta["thumbnail"] or {}).get("path"),
-            "seconds": {step: (meta[step] or {}).get("seconds") for step in STEPS},
-            "error": failure_reason(instance, key),
-        })
+        rows.append(
+            {
+                "product": split_product_key(key)[1],
+                "parts": (meta["cad_metadata"] or {}).get("parts"),
+                "triangles": (meta["glb_geometry"] or {}).get("triangles"),
+                "glb": (meta["glb_geometry"] or {}).get("path"),
+                "thumbnail": (meta["thumbnail"] or {}).get("path"),
+                "seconds": {step: (meta[step] or {}).get("seconds") for step in STEPS},
+                "error": failure_reason(instance, key),
+            }
+        )
     return rows
 
 
@@ -132,8 +155,11 @@ def print_table(rows: list[dict]) -> None:
     print("-" * len(header))
     for r in rows:
         secs = ",".join("-" if r["seconds"][s] is None else f"{r['seconds'][s]:.2f}" for s in STEPS)
-        where = (f"{Path(r['glb']).relative_to(home)}  {Path(r['thumbnail']).relative_to(home)}"
-                 if r["thumbnail"] else f"ERROR {r['error'] or 'not produced; see the Dagster run log'}")
+        where = (
+            f"{Path(r['glb']).relative_to(home)}  {Path(r['thumbnail']).relative_to(home)}"
+            if r["thumbnail"]
+            else f"ERROR {r['error'] or 'not produced; see the Dagster run log'}"
+        )
         print(f"{r['product']:18} {r['parts'] or '-':>5} {r['triangles'] or '-':>9}  {secs:34} {where}")
 
 
@@ -160,8 +186,10 @@ def run_demo() -> int:
         rows = report(instance, keys)
     print_table(rows)
     wall = time.perf_counter() - started
-    print(f"\n{len(ran)} runs this time ({sum(not r['success'] for r in ran)} failed) in {wall:.1f} s; "
-          f"media under {os.environ['AUTOMAT_MEDIA_DIR']}")
+    print(
+        f"\n{len(ran)} runs this time ({sum(not r['success'] for r in ran)} failed) in {wall:.1f} s; "
+        f"media under {os.environ['AUTOMAT_MEDIA_DIR']}"
+    )
     unexplained = [r["product"] for r in rows if not r["thumbnail"] and not r["error"]]
     if unexplained:
         print(f"no thumbnail and no recorded reason for: {', '.join(unexplained)}")

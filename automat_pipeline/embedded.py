@@ -22,10 +22,23 @@ from automat_pipeline.errors import InputError
 REPO = Path(__file__).resolve().parents[1]
 DOMAIN_DB, DAGSTER_DB = "automat", "dagster"
 APP_ROLE = "automat_app"  # created by migration 0006; row-level security applies to it
-INSTANCES = {"local": REPO / "dagster.yaml", "ci": REPO / "dagster.yaml", "production": REPO / "docker" / "dagster.yaml"}
-PRODUCTION_SETTINGS = ("AUTOMAT_DATABASE_URL", "AUTOMAT_DAGSTER_STORAGE_URL", "AUTOMAT_API_DATABASE_URL",
-                       "AUTOMAT_JWT_SECRET", "AUTOMAT_DAGSTER_GRAPHQL_URL", "AUTOMAT_UPLOADS_DIR",
-                       "AUTOMAT_MEDIA_DIR", "AUTOMAT_BLENDER", "AUTOMAT_BLENDER_SCRIPTS", "DAGSTER_HOME")
+INSTANCES = {
+    "local": REPO / "dagster.yaml",
+    "ci": REPO / "dagster.yaml",
+    "production": REPO / "docker" / "dagster.yaml",
+}
+PRODUCTION_SETTINGS = (
+    "AUTOMAT_DATABASE_URL",
+    "AUTOMAT_DAGSTER_STORAGE_URL",
+    "AUTOMAT_API_DATABASE_URL",
+    "AUTOMAT_JWT_SECRET",
+    "AUTOMAT_DAGSTER_GRAPHQL_URL",
+    "AUTOMAT_UPLOADS_DIR",
+    "AUTOMAT_MEDIA_DIR",
+    "AUTOMAT_BLENDER",
+    "AUTOMAT_BLENDER_SCRIPTS",
+    "DAGSTER_HOME",
+)
 
 
 def deployment() -> str:
@@ -86,8 +99,10 @@ def prepare(home: Path | None = None) -> object | None:
     if deployment() == "production":
         missing = [name for name in PRODUCTION_SETTINGS if not os.environ.get(name)]
         if missing:
-            raise InputError("missing_settings", "AUTOMAT_DEPLOYMENT=production takes its settings from the "
-                                                 f"environment; not set: {', '.join(missing)}")
+            raise InputError(
+                "missing_settings",
+                f"AUTOMAT_DEPLOYMENT=production takes its settings from the environment; not set: {', '.join(missing)}",
+            )
         migrate(os.environ["AUTOMAT_DATABASE_URL"])
         set_role_password(os.environ["AUTOMAT_DATABASE_URL"], os.environ["AUTOMAT_API_DATABASE_URL"])
         _write_instance(Path(os.environ["DAGSTER_HOME"]))
@@ -105,7 +120,9 @@ def prepare(home: Path | None = None) -> object | None:
     if "AUTOMAT_DATABASE_URL" not in os.environ:
         server, admin_url = start_server(home / "postgres")
         os.environ["AUTOMAT_DATABASE_URL"] = database_url(admin_url, DOMAIN_DB)
-        os.environ["AUTOMAT_DAGSTER_STORAGE_URL"] = database_url(admin_url, DAGSTER_DB).replace("+psycopg:", "+psycopg2:")
+        os.environ["AUTOMAT_DAGSTER_STORAGE_URL"] = database_url(admin_url, DAGSTER_DB).replace(
+            "+psycopg:", "+psycopg2:"
+        )
         os.environ["AUTOMAT_API_DATABASE_URL"] = api_url(os.environ["AUTOMAT_DATABASE_URL"])
     migrate(os.environ["AUTOMAT_DATABASE_URL"])
     if "AUTOMAT_JWT_SECRET" not in os.environ:

@@ -56,7 +56,8 @@ class Decision:
     detail: str = ""
 
     def log_line(self) -> str:
-        return f"[MATERIAL] part {self.part!r} → {self.material!r} ({self.source}{', ' + self.detail if self.detail else ''})"
+        detail = f", {self.detail}" if self.detail else ""
+        return f"[MATERIAL] part {self.part!r} → {self.material!r} ({self.source}{detail})"
 
 
 @dataclass
@@ -98,6 +99,10 @@ def for_blender(library: dict[str, Material], fallback: str) -> dict:
     """The library as ``blender/automat_blender/materials.py`` reads it (JSON)."""
     if fallback not in library:
         raise ValueError(f"fallback material {fallback!r} is not in the library")
-    return {"fallback": fallback,
-            "materials": {m.name: {"base_color": list(m.base_color), "metallic": m.metallic,
-                                   "roughness": m.roughness} for m in library.values()}}
+    return {
+        "fallback": fallback,
+        "materials": {
+            m.name: {"base_color": list(m.base_color), "metallic": m.metallic, "roughness": m.roughness}
+            for m in library.values()
+        },
+    }

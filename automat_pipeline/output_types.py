@@ -21,25 +21,38 @@ class OutputType(BaseModel):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description="Unique per tenant; used in file names.")
     kind: Literal["thumbnail", "still", "turntable"] = Field(
         description="thumbnail: the quick preview of every product; still: a production image; "
-                    "turntable: an MP4 of the camera circling the product.")
+        "turntable: an MP4 of the camera circling the product."
+    )
     resolution: int = Field(256, ge=16, le=8192, description="Width and height in pixels (square images).")
     engine: Literal["cycles", "eevee", "workbench"] = Field(
-        "cycles", description="cycles: path-traced, GPU first; eevee: rasterised on the GPU (on a CPU-only host "
-                              "it compiles shaders for about 45 s per process); workbench: fast flat shading for "
-                              "previews.")
-    samples: int = Field(16, ge=1, le=4096, description="Samples per pixel for Cycles (adaptive sampling may stop "
-                                                        "earlier) and EEVEE; more is cleaner and slower.")
+        "cycles",
+        description="cycles: path-traced, GPU first; eevee: rasterised on the GPU (on a CPU-only host "
+        "it compiles shaders for about 45 s per process); workbench: fast flat shading for "
+        "previews.",
+    )
+    samples: int = Field(
+        16,
+        ge=1,
+        le=4096,
+        description="Samples per pixel for Cycles (adaptive sampling may stop "
+        "earlier) and EEVEE; more is cleaner and slower.",
+    )
     denoising: bool = Field(True, description="OpenImageDenoise after rendering (Cycles).")
-    transparent: bool = Field(True, description="Transparent background (PNG with alpha). Turntables are always "
-                                                "opaque: H.264 has no alpha.")
+    transparent: bool = Field(
+        True, description="Transparent background (PNG with alpha). Turntables are always opaque: H.264 has no alpha."
+    )
     camera: Literal["iso", "front", "top"] = Field("iso", description="Where the camera looks from.")
     frames: int = Field(36, ge=2, le=3600, description="Turntable frames for one full turn (ignored by stills).")
-    template: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,120}\.blend$",
-                                 description="A .blend file in the tenant's templates folder whose world, lights "
-                                             "and render settings replace the studio default; the model is "
-                                             "imported into it and framed by its own camera.")
-    timeout_seconds: float = Field(300, gt=0, le=86400, description="A render running longer is stopped and "
-                                                                    "fails with class timeout.")
+    template: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,120}\.blend$",
+        description="A .blend file in the tenant's templates folder whose world, lights "
+        "and render settings replace the studio default; the model is "
+        "imported into it and framed by its own camera.",
+    )
+    timeout_seconds: float = Field(
+        300, gt=0, le=86400, description="A render running longer is stopped and fails with class timeout."
+    )
 
     @property
     def suffix(self) -> str:
@@ -50,8 +63,9 @@ DEFAULTS = [
     # Workbench: 0.6 s against Cycles' 3.4 s per CPU thumbnail, 5x more in a warm batch (bench/results/render.json)
     OutputType(name="thumbnail", kind="thumbnail", engine="workbench"),
     OutputType(name="still-web", kind="still", resolution=1024, samples=32),
-    OutputType(name="turntable-web", kind="turntable", resolution=512, transparent=False, frames=36,
-               timeout_seconds=3600),
+    OutputType(
+        name="turntable-web", kind="turntable", resolution=512, transparent=False, frames=36, timeout_seconds=3600
+    ),
 ]
 
 

@@ -34,21 +34,40 @@ def blender_command(executable: str, scripts_dir: str, args: list[str]) -> list[
     return [executable, "--background", "--factory-startup", "--python", script_path, "--", *args]
 
 
-def render_args(glb: Path, output: Path, kind: OutputType, materials: Path | None = None,
-                template: Path | None = None) -> list[str]:
+def render_args(
+    glb: Path, output: Path, kind: OutputType, materials: Path | None = None, template: Path | None = None
+) -> list[str]:
     """Arguments of ``blender/render.py`` for one output type (a PNG, an MP4, or a .blend by
     ``output``'s suffix); ``materials`` is a library JSON file, ``template`` a .blend scene."""
-    args = [str(glb), str(output), "--size", str(kind.resolution), "--engine", kind.engine,
-            "--samples", str(kind.samples), "--camera", kind.camera,
-            "--frames", str(kind.frames if kind.kind == "turntable" else 0), "--label", kind.kind]
+    args = [
+        str(glb),
+        str(output),
+        "--size",
+        str(kind.resolution),
+        "--engine",
+        kind.engine,
+        "--samples",
+        str(kind.samples),
+        "--camera",
+        kind.camera,
+        "--frames",
+        str(kind.frames if kind.kind == "turntable" else 0),
+        "--label",
+        kind.kind,
+    ]
     args += [] if kind.denoising else ["--no-denoise"]
     args += [] if kind.transparent else ["--opaque"]
     args += ["--materials", str(materials)] if materials else []
     return args + (["--template", str(template)] if template else [])
 
 
-def run_blender(command: list[str], env: dict[str, str] | None = None, echo: bool = False,
-                timeout: float = 600, output: Path | None = None) -> list[dict]:
+def run_blender(
+    command: list[str],
+    env: dict[str, str] | None = None,
+    echo: bool = False,
+    timeout: float = 600,
+    output: Path | None = None,
+) -> list[dict]:
     """Run Blender; return the script's results (one per render, a batch's in order) or raise
     InputError with Blender's reason.
 
@@ -58,11 +77,19 @@ def run_blender(command: list[str], env: dict[str, str] | None = None, echo: boo
     (a Dagster run's compute log) as it arrives.
     """
     try:
-        process = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, text=True, errors="replace", start_new_session=True)
+        process = subprocess.Popen(
+            command,
+            env={**os.environ, **(env or {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+        )
     except (FileNotFoundError, PermissionError) as error:
-        raise InputError("missing_blender", f"cannot start Blender {command[0]!r} (AUTOMAT_BLENDER): "
-                                            f"{error.strerror}") from error
+        raise InputError(
+            "missing_blender", f"cannot start Blender {command[0]!r} (AUTOMAT_BLENDER): {error.strerror}"
+        ) from error
     timed_out = threading.Event()
     watchdog = threading.Timer(timeout, lambda: (timed_out.set(), _stop_group(process)))
     watchdog.start()
@@ -71,7 +98,7 @@ def run_blender(command: list[str], env: dict[str, str] | None = None, echo: boo
     try:
         for line in process.stdout:
             if line.startswith(RESULT_PREFIX):
-                results.append(json.loads(line[len(RESULT_PREFIX):]))
+                results.append(json.loads(line[len(RESULT_PREFIX) :]))
             else:
                 if echo:
                     sys.stderr.write(line)
@@ -88,8 +115,9 @@ def run_blender(command: list[str], env: dict[str, str] | None = None, echo: boo
         raise InputError("timeout", f"Blender did not finish in {timeout:g} s and was stopped")
     if code != 0 or not results:
         reason = next((line for line in reversed(lines) if line.startswith("error:")), None)
-        raise InputError("render_failed", (reason or (lines[-1] if lines else f"exit code {code}"))
-                         .removeprefix("error: "))
+        raise InputError(
+            "render_failed", (reason or (lines[-1] if lines else f"exit code {code}")).removeprefix("error: ")
+        )
     return results
 
 

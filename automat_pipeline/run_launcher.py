@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import docker
 import yaml
 from dagster import Array, Field, Permissive, Shape, StringSource
 from dagster._core.launcher import CheckRunHealthResult, LaunchRunContext, ResumeRunContext, RunLauncher, WorkerStatus
@@ -24,16 +23,21 @@ from dagster._serdes import ConfigurableClass, ConfigurableClassData
 from dagster_docker import DockerRunLauncher
 from dagster_docker.utils import DOCKER_CONFIG_SCHEMA
 
+import docker
+
 LAUNCHER = Shape({"module": Field(str), "class": Field(str), "config": Field(Permissive(), default_value={})})
 
 
 def _rehydrate(spec: Mapping[str, Any]) -> RunLauncher:
-    return ConfigurableClassData(spec["module"], spec["class"], yaml.safe_dump(dict(spec["config"]))).rehydrate(RunLauncher)
+    return ConfigurableClassData(spec["module"], spec["class"], yaml.safe_dump(dict(spec["config"]))).rehydrate(
+        RunLauncher
+    )
 
 
 class RoutingRunLauncher(RunLauncher, ConfigurableClass):
-    def __init__(self, inst_data: ConfigurableClassData | None, default: Mapping[str, Any],
-                 routes: list[Mapping[str, Any]]):
+    def __init__(
+        self, inst_data: ConfigurableClassData | None, default: Mapping[str, Any], routes: list[Mapping[str, Any]]
+    ):
         self._inst_data = inst_data
         self.default = _rehydrate(default)
         self.routes = [((r["tag"]["key"], r["tag"]["value"]), _rehydrate(r["launcher"])) for r in routes]
@@ -47,9 +51,11 @@ class RoutingRunLauncher(RunLauncher, ConfigurableClass):
     def config_type(cls):
         return {
             "default": Field(LAUNCHER, description="The launcher of every run no route claims."),
-            "routes": Field(Array(Shape({"tag": Shape({"key": Field(str), "value": Field(str)}),
-                                         "launcher": LAUNCHER})),
-                            default_value=[], description="A run carrying the tag goes to the launcher; first match wins."),
+            "routes": Field(
+                Array(Shape({"tag": Shape({"key": Field(str), "value": Field(str)}), "launcher": LAUNCHER})),
+                default_value=[],
+                description="A run carrying the tag goes to the launcher; first match wins.",
+            ),
         }
 
     @classmethod
@@ -115,10 +121,15 @@ class DockerHostRunLauncher(DockerRunLauncher):
 
     @classmethod
     def config_type(cls):
-        return {**DOCKER_CONFIG_SCHEMA,
-                "docker_url": Field(StringSource, is_required=False,
-                                    description="The render host's Docker engine, e.g. tcp://gpu-1:2376 or "
-                                                "unix:///var/run/docker.sock; DOCKER_HOST when left out.")}
+        return {
+            **DOCKER_CONFIG_SCHEMA,
+            "docker_url": Field(
+                StringSource,
+                is_required=False,
+                description="The render host's Docker engine, e.g. tcp://gpu-1:2376 or "
+                "unix:///var/run/docker.sock; DOCKER_HOST when left out.",
+            ),
+        }
 
     def _get_client(self, container_context):
         if not self.docker_url:

@@ -47,12 +47,19 @@ class TenantRunCoordinator(QueuedRunCoordinator):
         return {
             **super().config_type(),
             "database_url": Field(StringSource, description="The domain database (tenant settings)."),
-            "default_max_concurrent_renders": Field(IntSource, default_value=1, is_required=False,
-                                                    description="A tenant's render runs at once, unless its "
-                                                                "settings say otherwise."),
-            "render_hosts": Field([str], default_value=[], is_required=False,
-                                  description="Render hosts by name (a route of the run launcher each); "
-                                              "none: render runs launch like any other."),
+            "default_max_concurrent_renders": Field(
+                IntSource,
+                default_value=1,
+                is_required=False,
+                description="A tenant's render runs at once, unless its settings say otherwise.",
+            ),
+            "render_hosts": Field(
+                [str],
+                default_value=[],
+                is_required=False,
+                description="Render hosts by name (a route of the run launcher each); "
+                "none: render runs launch like any other.",
+            ),
         }
 
     @classmethod
@@ -76,9 +83,12 @@ class TenantRunCoordinator(QueuedRunCoordinator):
 
     def least_busy_render_host(self) -> str:
         """The render host with the fewest queued or running render runs (the first of equals)."""
+
         def load(host: str) -> int:
-            return self._instance.get_runs_count(RunsFilter(tags={RENDER_HOST_TAG: host},
-                                                            statuses=list(NOT_FINISHED_STATUSES)))
+            return self._instance.get_runs_count(
+                RunsFilter(tags={RENDER_HOST_TAG: host}, statuses=list(NOT_FINISHED_STATUSES))
+            )
+
         return min(self.render_hosts, key=load)
 
     def get_run_queue_config(self) -> RunQueueConfig:

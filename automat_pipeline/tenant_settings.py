@@ -17,13 +17,16 @@ class TenantSettings(BaseModel):
 
     max_concurrent_renders: int = Field(1, ge=1, le=64, description="Render runs of this tenant at once.")
     render_engines_allowed: list[Literal["cycles", "eevee", "workbench"]] = Field(
-        ["cycles", "eevee", "workbench"], min_length=1, description="Engines this tenant's orders may use.")
+        ["cycles", "eevee", "workbench"], min_length=1, description="Engines this tenant's orders may use."
+    )
     max_order_size: int = Field(500, ge=1, le=100_000, description="Most lines one order may hold.")
-    fallback_material: str = Field(FALLBACK, min_length=1, max_length=200,
-                                   description="Library material for parts no rule resolves.")
+    fallback_material: str = Field(
+        FALLBACK, min_length=1, max_length=200, description="Library material for parts no rule resolves."
+    )
     notifications_enabled: bool = Field(True, description="Notify the tenant's users when orders finish.")
-    catalog: dict = Field(default_factory=dict, description="Product list reading: columns, sheets, "
-                                                            "include_hidden, categories, max_rows.")
+    catalog: dict = Field(
+        default_factory=dict, description="Product list reading: columns, sheets, include_hidden, categories, max_rows."
+    )
     cad: dict = Field(default_factory=dict, description="STEP conversion: deflection, timeout_seconds, memory_mb.")
 
     @model_validator(mode="after")

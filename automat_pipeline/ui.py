@@ -50,8 +50,11 @@ def serve(port: int = 3000, host: str = "127.0.0.1", api_port: int = 8000) -> in
         [str(bin_dir / "automat"), "api", "--host", host, "--port", str(api_port)],
     ]
     processes = [subprocess.Popen(c, cwd=REPO, start_new_session=True) for c in commands]
-    print(f"Dagster UI on http://{host}:{port}, orders API on http://{host}:{api_port}/docs "
-          "(Ctrl-C stops them and PostgreSQL)", flush=True)
+    print(
+        f"Dagster UI on http://{host}:{port}, orders API on http://{host}:{api_port}/docs "
+        "(Ctrl-C stops them and PostgreSQL)",
+        flush=True,
+    )
     try:
         while all(p.poll() is None for p in processes):
             time.sleep(0.5)

@@ -76,20 +76,32 @@ def steps() -> dict[str, Step]:
     from automat_pipeline.definitions import defs
 
     graph = defs.resolve_asset_graph()
-    return {node.key.to_user_string(): Step(
-        name=node.key.to_user_string(), partitions=node.partitions_def.name,
-        upstream=frozenset(k.to_user_string() for k in node.parent_keys),
-        made_with=frozenset(k.to_user_string() for k in node.execution_set_asset_keys) - {node.key.to_user_string()},
-    ) for node in graph.asset_nodes}
+    return {
+        node.key.to_user_string(): Step(
+            name=node.key.to_user_string(),
+            partitions=node.partitions_def.name,
+            upstream=frozenset(k.to_user_string() for k in node.parent_keys),
+            made_with=frozenset(k.to_user_string() for k in node.execution_set_asset_keys)
+            - {node.key.to_user_string()},
+        )
+        for node in graph.asset_nodes
+    }
 
 
 def step_catalog() -> list[dict]:
     """The steps as the API lists them: parameters with their schema and help, neighbours."""
     downstream = {name: sorted(n for n, s in steps().items() if name in s.upstream) for name in steps()}
-    return [{"step": s.name, "partitions": s.partitions, "upstream": sorted(s.upstream),
-             "downstream": downstream[s.name], "made_with": sorted(s.made_with),
-             "parameters": PARAMETERS[s.name].model_json_schema() if s.name in PARAMETERS else None}
-            for s in sorted(steps().values(), key=lambda s: s.name)]
+    return [
+        {
+            "step": s.name,
+            "partitions": s.partitions,
+            "upstream": sorted(s.upstream),
+            "downstream": downstream[s.name],
+            "made_with": sorted(s.made_with),
+            "parameters": PARAMETERS[s.name].model_json_schema() if s.name in PARAMETERS else None,
+        }
+        for s in sorted(steps().values(), key=lambda s: s.name)
+    ]
 
 
 def validate(document: dict) -> Workflow:
@@ -114,18 +126,23 @@ def validate(document: dict) -> Workflow:
     nodes_by_step: dict[str, list[Node]] = {}
     for node in by_id.values():
         nodes_by_step.setdefault(node.step, []).append(node)
-    errors += [f"node {ns[1].id!r}: step {step!r} is already node {ns[0].id!r}"
-               for step, ns in nodes_by_step.items() if len(ns) > 1]
+    errors += [
+        f"node {ns[1].id!r}: step {step!r} is already node {ns[0].id!r}"
+        for step, ns in nodes_by_step.items()
+        if len(ns) > 1
+    ]
     valid_nodes = {i: n for i, n in by_id.items() if n.step in known}
     partitions = {known[n.step].partitions for n in valid_nodes.values()}
     if len(partitions) > 1:
-        errors += [f"node {n.id!r}: step {n.step!r} runs per tenant; the others per tenant|product"
-                   for n in valid_nodes.values() if known[n.step].partitions == "tenants"]
+        errors += [
+            f"node {n.id!r}: step {n.step!r} runs per tenant; the others per tenant|product"
+            for n in valid_nodes.values()
+            if known[n.step].partitions == "tenants"
+        ]
     for node in valid_nodes.values():
         missing = sorted(known[node.step].made_with - set(nodes_by_step))
         if missing:
-            errors.append(f"node {node.id!r}: step {node.step!r} is made together with {', '.join(missing)}: "
-                          "add them")
+            errors.append(f"node {node.id!r}: step {node.step!r} is made together with {', '.join(missing)}: add them")
     edges = set()
     for edge in workflow.edges:
         name = f"edge {edge.source}→{edge.target}"
@@ -143,8 +160,10 @@ def validate(document: dict) -> Workflow:
         for upstream in sorted(known[node.step].upstream & set(nodes_by_step)):
             for other in nodes_by_step[upstream]:
                 if (other.id, node.id) not in edges:
-                    errors.append(f"node {node.id!r}: its upstream step {upstream} is node {other.id!r}, "
-                                  f"but no edge {other.id}→{node.id}")
+                    errors.append(
+                        f"node {node.id!r}: its upstream step {upstream} is node {other.id!r}, "
+                        f"but no edge {other.id}→{node.id}"
+                    )
     if errors:
         raise WorkflowError(errors)
     return workflow
@@ -152,16 +171,22 @@ def validate(document: dict) -> Workflow:
 
 def compile_workflow(workflow: Workflow) -> Plan:
     """The asset selection of exactly the workflow's steps, and the run config of their parameters."""
-    ops = {n.step: {"config": PARAMETERS[n.step](**n.params).model_dump()} for n in workflow.nodes
-           if n.step in PARAMETERS and n.params}
+    ops = {
+        n.step: {"config": PARAMETERS[n.step](**n.params).model_dump()}
+        for n in workflow.nodes
+        if n.step in PARAMETERS and n.params
+    }
     return Plan(selection=sorted(n.step for n in workflow.nodes), run_config={"ops": ops} if ops else {})
 
 
 def missing_upstream(workflow: Workflow, materialized: set[str]) -> list[str]:
     """Errors for nodes whose upstream step is neither in the workflow nor ``materialized``."""
     present = {n.step for n in workflow.nodes}
-    return [f"node {n.id!r}: needs {up}, which is neither in the workflow nor materialized for the partition"
-            for n in workflow.nodes for up in sorted(steps()[n.step].upstream - present - materialized)]
+    return [
+        f"node {n.id!r}: needs {up}, which is neither in the workflow nor materialized for the partition"
+        for n in workflow.nodes
+        for up in sorted(steps()[n.step].upstream - present - materialized)
+    ]
 
 
 def upstream_keys(workflow: Workflow) -> list[AssetKey]:
@@ -173,16 +198,22 @@ def upstream_keys(workflow: Workflow) -> list[AssetKey]:
 def default_workflow() -> dict:
     """The full product pipeline: every per-product step, wired as the asset graph is."""
     product_steps = sorted(s.name for s in steps().values() if s.partitions == "products")
-    return {"version": VERSION, "nodes": [{"id": s, "step": s, "params": {}} for s in product_steps],
-            "edges": [{"from": up, "to": s} for s in product_steps for up in sorted(steps()[s].upstream)]}
+    return {
+        "version": VERSION,
+        "nodes": [{"id": s, "step": s, "params": {}} for s in product_steps],
+        "edges": [{"from": up, "to": s} for s in product_steps for up in sorted(steps()[s].upstream)],
+    }
 
 
 def _param_problems(node: Node) -> list[str]:
     if node.step not in PARAMETERS:
         return [f"{k}: step {node.step!r} takes no parameters" for k in node.params]
     schema = PARAMETERS[node.step]
-    unknown = [f"{k}: unknown parameter (known: {', '.join(schema.model_fields)})" for k in node.params
-               if k not in schema.model_fields]
+    unknown = [
+        f"{k}: unknown parameter (known: {', '.join(schema.model_fields)})"
+        for k in node.params
+        if k not in schema.model_fields
+    ]
     if unknown:
         return unknown
     try:
@@ -220,7 +251,12 @@ def _where(loc: tuple, document: dict) -> str:
     if len(loc) >= 2 and loc[0] in ("nodes", "edges") and isinstance(loc[1], int):
         items = document.get(loc[0]) or []
         item = items[loc[1]] if loc[1] < len(items) and isinstance(items[loc[1]], dict) else {}
-        name = (f"node {item.get('id')!r}" if loc[0] == "nodes" and item.get("id") is not None else
-                f"edge {item.get('from')}→{item.get('to')}" if loc[0] == "edges" else f"{loc[0]}[{loc[1]}]")
+        name = (
+            f"node {item.get('id')!r}"
+            if loc[0] == "nodes" and item.get("id") is not None
+            else f"edge {item.get('from')}→{item.get('to')}"
+            if loc[0] == "edges"
+            else f"{loc[0]}[{loc[1]}]"
+        )
         return ".".join([name, *map(str, loc[2:])])
     return ".".join(map(str, loc))

@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,7 +47,7 @@ def save(name: str, rows: list[dict], summary: dict) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     document = {
         "benchmark": name,
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "summary": summary,
         "rows": rows,
@@ -83,9 +83,18 @@ def convert_one(tool: str, step: str, out: str, deflection: str) -> None:
     except InputError as error:
         print(json.dumps({"error": error.error_class}))
         return
-    print(json.dumps({"total": time.perf_counter() - started, **result.seconds, "triangles": result.triangles,
-                      "parts": len(result.parts), "glb_bytes": result.glb_bytes,
-                      "deflection": result.linear_deflection_mm}))
+    print(
+        json.dumps(
+            {
+                "total": time.perf_counter() - started,
+                **result.seconds,
+                "triangles": result.triangles,
+                "parts": len(result.parts),
+                "glb_bytes": result.glb_bytes,
+                "deflection": result.linear_deflection_mm,
+            }
+        )
+    )
 
 
 def isolation_cost(out: str, *steps: str) -> None:
@@ -107,9 +116,15 @@ def isolation_cost(out: str, *steps: str) -> None:
         convert_isolated(Path(step), Path(out) / "isolated.glb")
         extra.append(time.perf_counter() - started - direct)
     extra.sort()
-    print(json.dumps({"first_isolated_seconds": round(first, 3),
-                      "isolation_ms_median": round(extra[len(extra) // 2] * 1000, 1),
-                      "isolation_ms_max": round(extra[-1] * 1000, 1)}))
+    print(
+        json.dumps(
+            {
+                "first_isolated_seconds": round(first, 3),
+                "isolation_ms_median": round(extra[len(extra) // 2] * 1000, 1),
+                "isolation_ms_max": round(extra[-1] * 1000, 1),
+            }
+        )
+    )
 
 
 def best_of_each(step: Path, out: Path) -> tuple[dict, dict | None]:
@@ -128,8 +143,11 @@ def best_of_each(step: Path, out: Path) -> tuple[dict, dict | None]:
 
 def run_one(tool: str, step: Path, out: Path, deflection: float = 0.0) -> dict:
     """Run ``convert_one`` in a fresh process; add its peak resident memory."""
-    process = subprocess.Popen([sys.executable, __file__, "_one", tool, str(step), str(out), str(deflection)],
-                               stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, __file__, "_one", tool, str(step), str(out), str(deflection)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     output = process.stdout.read()
     _, status, usage = os.wait4(process.pid, 0)
     result = json.loads(output.strip().splitlines()[-1]) if output.strip() else {"error": f"exit {status}"}
@@ -145,31 +163,78 @@ def bench_convert(out: Path) -> list[Path]:
             continue
         glbs.append(out / f"{path.stem}.glb")
         ours["other"] = ours["total"] - sum(ours[k] for k in STAGES)  # sniffing, checks, freeing the document
-        rows.append({"file": path.name, "kib": path.stat().st_size // 1024,
-                     **{k: round(ours[k], 3) for k in (*STAGES, "other", "total")},
-                     "cascadio": round(theirs["total"], 3), "ratio": round(ours["total"] / theirs["total"], 2),
-                     "parts": ours["parts"], "triangles": ours["triangles"], "glb_bytes": ours["glb_bytes"],
-                     "cascadio_bytes": theirs["glb_bytes"], "peak_mb": ours["peak_mb"],
-                     "cascadio_peak_mb": theirs["peak_mb"]})
+        rows.append(
+            {
+                "file": path.name,
+                "kib": path.stat().st_size // 1024,
+                **{k: round(ours[k], 3) for k in (*STAGES, "other", "total")},
+                "cascadio": round(theirs["total"], 3),
+                "ratio": round(ours["total"] / theirs["total"], 2),
+                "parts": ours["parts"],
+                "triangles": ours["triangles"],
+                "glb_bytes": ours["glb_bytes"],
+                "cascadio_bytes": theirs["glb_bytes"],
+                "peak_mb": ours["peak_mb"],
+                "cascadio_peak_mb": theirs["peak_mb"],
+            }
+        )
     ok = [r for r in rows if "total" in r]
     ours_total, theirs_total = sum(r["total"] for r in ok), sum(r["cascadio"] for r in ok)
-    smallest_first = sorted((p for p in FIXTURES.rglob("*") if p.name in {r["file"] for r in ok}),
-                            key=lambda p: p.stat().st_size)
+    smallest_first = sorted(
+        (p for p in FIXTURES.rglob("*") if p.name in {r["file"] for r in ok}), key=lambda p: p.stat().st_size
+    )
     # Started with -c, not as this script: Python 3.11 forkserver children re-run a main *script*
     # (not a -m module, as Dagster's run workers are), which would bill this file's imports.
-    isolation = subprocess.run(
-        [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); import run; run.isolation_cost(*sys.argv[2:])",
-         str(Path(__file__).parent), str(out), *map(str, smallest_first)],
-        stdout=subprocess.PIPE, text=True, check=True).stdout.strip().splitlines()[-1]
-    summary = {"files": len(rows), "converted": len(ok), "refused": len(rows) - len(ok),
-               "total_seconds": round(ours_total, 3), "cascadio_seconds": round(theirs_total, 3),
-               "ratio_to_cascadio": round(ours_total / theirs_total, 3),
-               **{f"{k}_seconds": round(sum(r[k] for r in ok), 3) for k in (*STAGES, "other")},
-               **json.loads(isolation)}
-    print(f"STEP -> viewer + production GLB per fixture file, against cascadio at the same linear deflection "
-          f"(best of {REPEATS} fresh processes each, in turns)")
-    table(rows, ["file", "kib", *STAGES, "other", "total", "cascadio", "ratio",
-                 "parts", "triangles", "glb_bytes", "cascadio_bytes", "peak_mb", "cascadio_peak_mb", "error"])
+    isolation = (
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys; sys.path.insert(0, sys.argv[1]); import run; run.isolation_cost(*sys.argv[2:])",
+                str(Path(__file__).parent),
+                str(out),
+                *map(str, smallest_first),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    summary = {
+        "files": len(rows),
+        "converted": len(ok),
+        "refused": len(rows) - len(ok),
+        "total_seconds": round(ours_total, 3),
+        "cascadio_seconds": round(theirs_total, 3),
+        "ratio_to_cascadio": round(ours_total / theirs_total, 3),
+        **{f"{k}_seconds": round(sum(r[k] for r in ok), 3) for k in (*STAGES, "other")},
+        **json.loads(isolation),
+    }
+    print(
+        f"STEP -> viewer + production GLB per fixture file, against cascadio at the same linear deflection "
+        f"(best of {REPEATS} fresh processes each, in turns)"
+    )
+    table(
+        rows,
+        [
+            "file",
+            "kib",
+            *STAGES,
+            "other",
+            "total",
+            "cascadio",
+            "ratio",
+            "parts",
+            "triangles",
+            "glb_bytes",
+            "cascadio_bytes",
+            "peak_mb",
+            "cascadio_peak_mb",
+            "error",
+        ],
+    )
     print(summary)
     save("convert", rows, summary)
     return glbs
@@ -179,8 +244,9 @@ ENGINES = ("workbench", "eevee", "cycles")
 
 
 def _render(glb: Path, output: Path, kind: OutputType) -> tuple[float, dict]:
-    command = blender_command(str(REPO / ".venv-render" / "bin" / "python"), str(REPO / "blender"),
-                              render_args(glb, output, kind))
+    command = blender_command(
+        str(REPO / ".venv-render" / "bin" / "python"), str(REPO / "blender"), render_args(glb, output, kind)
+    )
     started = time.perf_counter()
     [result] = run_blender(command, timeout=3600)
     return round(time.perf_counter() - started, 3), result
@@ -196,12 +262,28 @@ def bench_render(glbs: list[Path], out: Path) -> None:
         for size, samples in ((256, 16), (512, 32), (2048, 32)):
             kind = OutputType(name="s", kind="still", engine=engine, resolution=size, samples=samples)
             wall, result = _render(model, out / f"{engine}-{size}.png", kind)
-            rows.append({"what": f"still {size}px", "engine": engine, "samples": result["samples"], "wall": wall,
-                         "in_blender": result["render_seconds"], "device": result["device"]})
+            rows.append(
+                {
+                    "what": f"still {size}px",
+                    "engine": engine,
+                    "samples": result["samples"],
+                    "wall": wall,
+                    "in_blender": result["render_seconds"],
+                    "device": result["device"],
+                }
+            )
     turntable = OutputType(name="t", kind="turntable", resolution=512, transparent=False, frames=36)
     wall, result = _render(model, out / "turntable.mp4", turntable)
-    rows.append({"what": "turntable 512px 36 frames", "engine": "cycles", "samples": 16, "wall": wall,
-                 "in_blender": result["render_seconds"], "device": result["device"]})
+    rows.append(
+        {
+            "what": "turntable 512px 36 frames",
+            "engine": "cycles",
+            "samples": 16,
+            "wall": wall,
+            "in_blender": result["render_seconds"],
+            "device": result["device"],
+        }
+    )
     print(f"Renders of {model.name} ({result['meshes']} meshes), CPU only")
     table(rows, ["what", "engine", "samples", "wall", "in_blender", "device"])
 
@@ -215,16 +297,30 @@ def bench_render(glbs: list[Path], out: Path) -> None:
         jobs = out / f"jobs-{engine}.json"
         jobs.write_text(json.dumps([render_args(glb, out / f"warm-{engine}-{glb.stem}.png", kind) for glb in glbs]))
         warm_started = time.perf_counter()
-        results = run_blender(blender_command(str(REPO / ".venv-render" / "bin" / "python"), str(REPO / "blender"),
-                                              ["--batch", str(jobs)]), timeout=3600)
+        results = run_blender(
+            blender_command(
+                str(REPO / ".venv-render" / "bin" / "python"), str(REPO / "blender"), ["--batch", str(jobs)]
+            ),
+            timeout=3600,
+        )
         warm = time.perf_counter() - warm_started
         assert len(results) == len(glbs) and not any("error" in r for r in results), results
-        batch.append({"engine": engine, "thumbnails": len(glbs), "cold_seconds": round(cold, 2),
-                      "warm_seconds": round(warm, 2), "cold_per_minute": round(60 * len(glbs) / cold, 1),
-                      "warm_per_minute": round(60 * len(glbs) / warm, 1), "warm_speedup": round(cold / warm, 2)})
+        batch.append(
+            {
+                "engine": engine,
+                "thumbnails": len(glbs),
+                "cold_seconds": round(cold, 2),
+                "warm_seconds": round(warm, 2),
+                "cold_per_minute": round(60 * len(glbs) / cold, 1),
+                "warm_per_minute": round(60 * len(glbs) / warm, 1),
+                "warm_speedup": round(cold / warm, 2),
+            }
+        )
     print("Thumbnail 256 px throughput: one Blender process per thumbnail (cold) against one for all (warm)")
-    table(batch, ["engine", "thumbnails", "cold_seconds", "warm_seconds", "cold_per_minute", "warm_per_minute",
-                  "warm_speedup"])
+    table(
+        batch,
+        ["engine", "thumbnails", "cold_seconds", "warm_seconds", "cold_per_minute", "warm_per_minute", "warm_speedup"],
+    )
     save("render", rows, {"warm_batch": batch})
 
 
@@ -232,8 +328,9 @@ def bench_demo(home: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOMAT_", "DAGSTER_"))}
     env["AUTOMAT_HOME"] = str(home)
     started = time.perf_counter()
-    subprocess.run([str(REPO / ".venv" / "bin" / "automat"), "demo"], env=env, cwd=REPO, check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [str(REPO / ".venv" / "bin" / "automat"), "demo"], env=env, cwd=REPO, check=True, stdout=subprocess.DEVNULL
+    )
     wall = time.perf_counter() - started
 
     from dagster import DagsterInstance
@@ -247,10 +344,15 @@ def bench_demo(home: Path) -> None:
         for record in instance.get_run_records():
             run = record.dagster_run
             steps = instance.get_run_step_stats(run.run_id)
-            rows.append({"job": run.job_name, "partition": run.tags.get("dagster/partition"),
-                         "status": run.status.value,
-                         "run_seconds": round(record.end_time - record.start_time, 3),
-                         "step_seconds": round(sum(s.end_time - s.start_time for s in steps), 3)})
+            rows.append(
+                {
+                    "job": run.job_name,
+                    "partition": run.tags.get("dagster/partition"),
+                    "status": run.status.value,
+                    "run_seconds": round(record.end_time - record.start_time, 3),
+                    "step_seconds": round(sum(s.end_time - s.start_time for s in steps), 3),
+                }
+            )
             rows[-1]["_span"] = (record.start_time, record.end_time)
     first, last = min(r["_span"][0] for r in rows), max(r["_span"][1] for r in rows)
     for r in rows:
@@ -265,8 +367,9 @@ def bench_demo(home: Path) -> None:
         "demo_overhead_ratio": round(wall / steps_total, 3),
     }
     print("automat demo from an empty AUTOMAT_HOME")
-    table(sorted(rows, key=lambda r: r["partition"] or ""), ["job", "partition", "status", "run_seconds",
-                                                             "step_seconds"])
+    table(
+        sorted(rows, key=lambda r: r["partition"] or ""), ["job", "partition", "status", "run_seconds", "step_seconds"]
+    )
     print(summary)
     save("demo", rows, summary)
 
@@ -277,13 +380,34 @@ def write_product_list(path: Path, rows: int, changed_row: int | None = None) ->
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet("Produkte")
     sheet.append(["Produktliste 2026"])
-    sheet.append(["PIM-ID", "Bezeichnung", "Kategorie", "Lagertyp", "STEP-Datei", "Material: Outer_Ring",
-                  "Material: Cage", "Gewicht kg", "Freigabe"])
+    sheet.append(
+        [
+            "PIM-ID",
+            "Bezeichnung",
+            "Kategorie",
+            "Lagertyp",
+            "STEP-Datei",
+            "Material: Outer_Ring",
+            "Material: Cage",
+            "Gewicht kg",
+            "Freigabe",
+        ]
+    )
     for i in range(rows):
         name = f"Rillenkugellager 6{i % 400:03d} Variante {i}" + (" (geändert)" if i == changed_row else "")
-        sheet.append([f"P-{i:06d}", name, ["ball", "roller", "thrust"][i % 3], "Rillenkugellager",
-                      f"P-{i:06d}.step", "SCHAEFFLER_010101_Steel-Bare", "SCHAEFFLER_020202_Brass-Cage",
-                      round(0.05 + i % 97 / 100, 3), datetime(2026, 1 + i % 12, 1 + i % 28)])
+        sheet.append(
+            [
+                f"P-{i:06d}",
+                name,
+                ["ball", "roller", "thrust"][i % 3],
+                "Rillenkugellager",
+                f"P-{i:06d}.step",
+                "SCHAEFFLER_010101_Steel-Bare",
+                "SCHAEFFLER_020202_Brass-Cage",
+                round(0.05 + i % 97 / 100, 3),
+                datetime(2026, 1 + i % 12, 1 + i % 28),
+            ]
+        )
     workbook.save(path)
 
 
@@ -293,9 +417,9 @@ def bench_catalog(out: Path, rows: int = 100_000) -> None:
 
     from automat_pipeline.catalog import CatalogSettings, check_container, read_catalog
     from automat_pipeline.catalog_import import attach_report, import_workbook
-    from automat_pipeline.db.models import CatalogImport
     from automat_pipeline.db import repository
     from automat_pipeline.db.database import migrate, session
+    from automat_pipeline.db.models import CatalogImport
     from automat_pipeline.embedded import database_url, start_server
 
     path, changed = out / "products.xlsx", out / "products-changed.xlsx"
@@ -313,8 +437,10 @@ def bench_catalog(out: Path, rows: int = 100_000) -> None:
 
     timed("container_check", lambda: check_container(path, CatalogSettings().max_uncompressed_bytes))
     timed("calamine_read", lambda: CalamineWorkbook.from_path(str(path)).get_sheet_by_name("Produkte").to_python())
-    timed("openpyxl_read", lambda: sum(1 for _ in load_workbook(path, read_only=True)["Produkte"].iter_rows(
-        values_only=True)))
+    timed(
+        "openpyxl_read",
+        lambda: sum(1 for _ in load_workbook(path, read_only=True)["Produkte"].iter_rows(values_only=True)),
+    )
     check = timed("read_and_validate", lambda: read_catalog(path))
     timings["validate"] = round(timings["read_and_validate"] - timings["calamine_read"] - timings["container_check"], 3)
 
@@ -326,22 +452,32 @@ def bench_catalog(out: Path, rows: int = 100_000) -> None:
         started = time.perf_counter()
         with session(url) as s, s.begin():
             result = import_workbook(s, repository.tenant(s, "bench"), workbook, "bench")
-        return {"import": label, "end_to_end": round(time.perf_counter() - started, 3), **result.seconds,
-                "import_id": result.import_id,
-                **{k: result.counts[k] for k in ("accepted", "rejected", "created", "updated", "unchanged")}}
+        return {
+            "import": label,
+            "end_to_end": round(time.perf_counter() - started, 3),
+            **result.seconds,
+            "import_id": result.import_id,
+            **{k: result.counts[k] for k in ("accepted", "rejected", "created", "updated", "unchanged")},
+        }
 
     runs = [run_import(path, "first"), run_import(path, "same file again")]
     with session(url) as s, s.begin():
-        timed("report_openpyxl", lambda: attach_report(s, s.get(CatalogImport, runs[0]["import_id"]), path,
-                                                       out / "reports"))
+        timed(
+            "report_openpyxl",
+            lambda: attach_report(s, s.get(CatalogImport, runs[0]["import_id"]), path, out / "reports"),
+        )
     changed.replace(path)  # the same workbook, uploaded again with one row edited
     runs.append(run_import(path, "one row changed"))
-    summary = {"rows": rows, "generate_seconds": round(generate, 2), **timings,
-               "first_import_seconds": runs[0]["end_to_end"],
-               "reimport_same_seconds": runs[1]["end_to_end"],
-               "one_row_change_seconds": runs[2]["end_to_end"],
-               "one_row_change_rows_written": runs[2]["updated"] + runs[2]["created"],
-               "accepted": len(check.accepted)}
+    summary = {
+        "rows": rows,
+        "generate_seconds": round(generate, 2),
+        **timings,
+        "first_import_seconds": runs[0]["end_to_end"],
+        "reimport_same_seconds": runs[1]["end_to_end"],
+        "one_row_change_seconds": runs[2]["end_to_end"],
+        "one_row_change_rows_written": runs[2]["updated"] + runs[2]["created"],
+        "accepted": len(check.accepted),
+    }
     print(f"Catalogue import, {rows} rows with material columns")
     print(timings)
     table(runs, ["import", "end_to_end", "read", "write", "accepted", "created", "updated", "unchanged"])
@@ -357,7 +493,8 @@ SELECT 1 + (n % 10 = 0)::int, 'P-' || n, 'P-' || n, 'Bearing ' || n || ' ' || md
 INSERT INTO product_files (tenant_id, product_id, filename, kind, sha256, size_bytes, status)
 SELECT tenant_id, id, key || '.stp', 'step', md5(key), 1000, 'ok' FROM products;
 INSERT INTO media_assets (tenant_id, product_id, asset, output_type, status, path, details, updated_at)
-SELECT p.tenant_id, p.id, (ARRAY['thumbnail', 'still', 'turntable', 'blend_export'])[1 + n % 4], 'type-' || (n / :products),
+SELECT p.tenant_id, p.id, (ARRAY['thumbnail', 'still', 'turntable', 'blend_export'])[1 + n % 4],
+       'type-' || (n / :products),
        (ARRAY['completed', 'completed', 'completed', 'failed', 'cancelled'])[1 + n % 5], '/media/x.png', '{}',
        now() - make_interval(secs => n)
 FROM generate_series(0, :media - 1) n JOIN products p ON p.id = 1 + n % :products;
@@ -365,13 +502,19 @@ ANALYZE;
 """
 
 
-API_QUERIES = {"newest": {}, "asset": {"asset": "still"}, "status": {"status": "failed"},
-               "category": {"category_key": "cat-7"}, "lagertyp+asset": {"lagertyp": "typ-3", "asset": "turntable"},
-               "search": {"q": "Bearing 4242"}}
+API_QUERIES = {
+    "newest": {},
+    "asset": {"asset": "still"},
+    "status": {"status": "failed"},
+    "category": {"category_key": "cat-7"},
+    "lagertyp+asset": {"lagertyp": "typ-3", "asset": "turntable"},
+    "search": {"q": "Bearing 4242"},
+}
 
 
-def api_clients(port: int, token: str, numbers: list[int], products: int, seconds: float, think: float,
-                lockstep: bool) -> dict[str, list[float]]:
+def api_clients(
+    port: int, token: str, numbers: list[int], products: int, seconds: float, think: float, lockstep: bool
+) -> dict[str, list[float]]:
     """Clients ``numbers``, one thread and keep-alive connection each (stdlib http.client: a cheap
     load generator), browsing media and now and then submitting an order; their latencies by request.
 
@@ -417,8 +560,11 @@ def api_clients(port: int, token: str, numbers: list[int], products: int, second
                 latencies["page 2"].append(call("GET", "/media?" + params)[2])
             if i % 10 == 0:
                 order = call("POST", "/orders")[1]["id"]
-                call("POST", f"/orders/{order}/lines", {"product_id": 1 + (i * 7919) % products,
-                                                        "output_type": "still-web"})
+                call(
+                    "POST",
+                    f"/orders/{order}/lines",
+                    {"product_id": 1 + (i * 7919) % products, "output_type": "still-web"},
+                )
                 status, body, took = call("POST", f"/orders/{order}/submit")
                 assert status == 200, body
                 latencies["submit order"].append(took)
@@ -429,8 +575,15 @@ def api_clients(port: int, token: str, numbers: list[int], products: int, second
     return latencies
 
 
-def bench_api(out: Path, products: int = 100_000, media: int = 1_000_000, clients: int = 50,
-              seconds: float = 30.0, think: float = 1.0, client_processes: int = 5) -> None:
+def bench_api(
+    out: Path,
+    products: int = 100_000,
+    media: int = 1_000_000,
+    clients: int = 50,
+    seconds: float = 30.0,
+    think: float = 1.0,
+    client_processes: int = 5,
+) -> None:
     """The orders API over loopback: 100k products and 1M media rows, 50 clients browsing with a
     think time, and order submissions (Dagster unreachable: the launch fails fast, lines stay pending).
     The clients run in ``client_processes`` processes, so their own GIL does not add to the latencies
@@ -454,14 +607,21 @@ def bench_api(out: Path, products: int = 100_000, media: int = 1_000_000, client
         for statement in SEED.split(";\n"):
             if statement.strip():
                 conn.execute(text(statement), {"products": products, "media": media})
-        conn.execute(text("INSERT INTO users (tenant_id, email, password_hash, role) VALUES "
-                          "(1, 'pm@acme.example', :h, 'project_manager')"), {"h": hash_password("bench password")})
+        conn.execute(
+            text(
+                "INSERT INTO users (tenant_id, email, password_hash, role) VALUES "
+                "(1, 'pm@acme.example', :h, 'project_manager')"
+            ),
+            {"h": hash_password("bench password")},
+        )
     seed_seconds = time.perf_counter() - started
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    api = subprocess.Popen([str(REPO / ".venv" / "bin" / "automat"), "api", "--port", str(port)],
-                           env={**os.environ, "AUTOMAT_DAGSTER_GRAPHQL_URL": "http://127.0.0.1:9/graphql"})
+    api = subprocess.Popen(
+        [str(REPO / ".venv" / "bin" / "automat"), "api", "--port", str(port)],
+        env={**os.environ, "AUTOMAT_DAGSTER_GRAPHQL_URL": "http://127.0.0.1:9/graphql"},
+    )
     base = f"http://127.0.0.1:{port}"
 
     def percentile(values: list[float], share: float) -> float:
@@ -476,14 +636,15 @@ def bench_api(out: Path, products: int = 100_000, media: int = 1_000_000, client
                     break
             except httpx.HTTPError:
                 time.sleep(0.5)
-        token = httpx.post(f"{base}/auth/login", json={"email": "pm@acme.example",
-                                                       "password": "bench password"}).json()["access_token"]
+        token = httpx.post(
+            f"{base}/auth/login", json={"email": "pm@acme.example", "password": "bench password"}
+        ).json()["access_token"]
         for arrivals, lockstep in (("independent", False), ("lockstep", True)):
             latencies: dict[str, list[float]] = {}
             with ProcessPoolExecutor(client_processes) as pool:
                 shares = [list(range(clients))[k::client_processes] for k in range(client_processes)]
-                for part in pool.map(api_clients, *zip(*[(port, token, share, products, seconds, think, lockstep)
-                                                          for share in shares])):
+                arguments = [(port, token, share, products, seconds, think, lockstep) for share in shares]
+                for part in pool.map(api_clients, *zip(*arguments, strict=True)):
                     for name, values in part.items():
                         latencies.setdefault(name, []).extend(values)
             runs[arrivals] = latencies
@@ -491,19 +652,40 @@ def bench_api(out: Path, products: int = 100_000, media: int = 1_000_000, client
         api.terminate()
         api.wait(timeout=30)
 
-    rows, summary = [], {"products": products, "media_rows": media, "clients": clients, "think_seconds": think,
-                         "client_processes": client_processes, "seconds": seconds,
-                         "seed_seconds": round(seed_seconds, 1)}
+    rows, summary = (
+        [],
+        {
+            "products": products,
+            "media_rows": media,
+            "clients": clients,
+            "think_seconds": think,
+            "client_processes": client_processes,
+            "seconds": seconds,
+            "seed_seconds": round(seed_seconds, 1),
+        },
+    )
     for arrivals, latencies in runs.items():
-        rows += [{"arrivals": arrivals, "request": name, "count": len(v), "p50_ms": percentile(v, 0.5),
-                  "p95_ms": percentile(v, 0.95), "p99_ms": percentile(v, 0.99)} for name, v in latencies.items() if v]
+        rows += [
+            {
+                "arrivals": arrivals,
+                "request": name,
+                "count": len(v),
+                "p50_ms": percentile(v, 0.5),
+                "p95_ms": percentile(v, 0.95),
+                "p99_ms": percentile(v, 0.99),
+            }
+            for name, v in latencies.items()
+            if v
+        ]
         browse = [x for name, v in latencies.items() if name != "submit order" for x in v]
         summary[arrivals] = {
             "requests_per_second": round(sum(len(v) for v in latencies.values()) / seconds, 1),
-            "media_browser_p50_ms": percentile(browse, 0.5), "media_browser_p95_ms": percentile(browse, 0.95),
+            "media_browser_p50_ms": percentile(browse, 0.5),
+            "media_browser_p95_ms": percentile(browse, 0.95),
             "media_browser_p99_ms": percentile(browse, 0.99),
             "submit_order_p50_ms": percentile(latencies["submit order"], 0.5),
-            "submit_order_p95_ms": percentile(latencies["submit order"], 0.95)}
+            "submit_order_p95_ms": percentile(latencies["submit order"], 0.95),
+        }
     print(f"Orders API, {clients} clients ({think} s mean think time) for {seconds:g} s each way, over loopback")
     table(rows, ["arrivals", "request", "count", "p50_ms", "p95_ms", "p99_ms"])
     print(summary)

@@ -67,9 +67,12 @@ def render(args: argparse.Namespace, log: Log) -> dict:
         turntable(scene, camera, center, args.frames)
     lighting = set_up(scene, from_template=bool(args.template))
     device = configure(scene, args, log)
-    log.info(f"[{args.label}] {len(meshes)} meshes, {args.engine}"
-             + (f" on {device['device']}" if device else "") + f", {args.size}px, {lighting}"
-             + (f", {args.frames} frames" if args.frames else ""))
+    log.info(
+        f"[{args.label}] {len(meshes)} meshes, {args.engine}"
+        + (f" on {device['device']}" if device else "")
+        + f", {args.size}px, {lighting}"
+        + (f", {args.frames} frames" if args.frames else "")
+    )
     device = write(scene, args.output, args.frames, device, log, args.label)
     return {
         "output": args.output,
@@ -118,9 +121,13 @@ def main() -> None:
             return
         result = render(parse_args(argv), log)
         if pipes_context:
-            pipes_context.report_asset_materialization(metadata={
-                k: {"raw_value": v, "type": "json"} if isinstance(v, dict) else v
-                for k, v in result.items() if v is not None})
+            pipes_context.report_asset_materialization(
+                metadata={
+                    k: {"raw_value": v, "type": "json"} if isinstance(v, dict) else v
+                    for k, v in result.items()
+                    if v is not None
+                }
+            )
         emit(result)
 
 

@@ -46,8 +46,11 @@ def env(tmp_path: Path, domain_database: str, monkeypatch: pytest.MonkeyPatch) -
 
 def blender_processes(marker: str) -> list[psutil.Process]:
     """Blender processes (running blender/render.py) writing ``marker``; not the CLI that started them."""
-    return [p for p in psutil.process_iter(["cmdline"])
-            if marker in " ".join(p.info["cmdline"] or []) and any(a.endswith("render.py") for a in p.info["cmdline"])]
+    return [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if marker in " ".join(p.info["cmdline"] or []) and any(a.endswith("render.py") for a in p.info["cmdline"])
+    ]
 
 
 def fresh_home_env(home: Path) -> dict[str, str]:

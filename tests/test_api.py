@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import zipfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import jwt
@@ -35,28 +35,57 @@ def world(env):
         acme, beta = repository.tenant(s, "acme"), repository.tenant(s, "beta")
         ids = {"acme": acme.id, "beta": beta.id}
         for name, role in ROLES.items():
-            s.add(User(email=f"{name}@acme.example", password_hash=PASSWORD_HASH, role=role.value,
-                       tenant_id=None if role is Role.global_admin else acme.id))
-        s.add(User(email="client2@acme.example", password_hash=PASSWORD_HASH, role="client",
-                   tenant_id=acme.id))
-        s.add(User(email="client@beta.example", password_hash=PASSWORD_HASH, role="client",
-                   tenant_id=beta.id))
+            s.add(
+                User(
+                    email=f"{name}@acme.example",
+                    password_hash=PASSWORD_HASH,
+                    role=role.value,
+                    tenant_id=None if role is Role.global_admin else acme.id,
+                )
+            )
+        s.add(User(email="client2@acme.example", password_hash=PASSWORD_HASH, role="client", tenant_id=acme.id))
+        s.add(User(email="client@beta.example", password_hash=PASSWORD_HASH, role="client", tenant_id=beta.id))
         for tenant, pim in ((acme, "6204-2RS"), (beta, "B-1")):
-            s.add(Product(tenant_id=tenant.id, pim_id=pim, key=pim, name=f"Bearing {pim}", category_key="ball",
-                          lagertyp="Rillenkugellager", materials={}, attributes={}, active=True))
+            s.add(
+                Product(
+                    tenant_id=tenant.id,
+                    pim_id=pim,
+                    key=pim,
+                    name=f"Bearing {pim}",
+                    category_key="ball",
+                    lagertyp="Rillenkugellager",
+                    materials={},
+                    attributes={},
+                    active=True,
+                )
+            )
         s.flush()
         products = {p.pim_id: p.id for p in s.query(Product)}
         for pim, tenant in (("6204-2RS", acme), ("B-1", beta)):
-            s.add(ProductFile(tenant_id=tenant.id, product_id=products[pim], filename=f"{pim}.stp", kind="step",
-                              sha256="0" * 64, size_bytes=1, status="ok"))
+            s.add(
+                ProductFile(
+                    tenant_id=tenant.id,
+                    product_id=products[pim],
+                    filename=f"{pim}.stp",
+                    kind="step",
+                    sha256="0" * 64,
+                    size_bytes=1,
+                    status="ok",
+                )
+            )
     return {"tenants": ids, "products": products}
 
 
 @pytest.fixture
 def api(env, world, tmp_path):
-    config = ApiSettings(database_url=api_url(env["AUTOMAT_DATABASE_URL"]), jwt_secret=SECRET,
-                         dagster_graphql_url="http://127.0.0.1:9/graphql",  # nothing listens: Dagster is down
-                         uploads_dir=env["AUTOMAT_UPLOADS_DIR"], media_dir=env["AUTOMAT_MEDIA_DIR"], max_upload_mb=1)
+    config = ApiSettings(
+        database_url=api_url(env["AUTOMAT_DATABASE_URL"]),
+        jwt_secret=SECRET,
+        dagster_graphql_url="http://127.0.0.1:9/graphql",  # nothing listens: Dagster is down
+        uploads_dir=env["AUTOMAT_UPLOADS_DIR"],
+        media_dir=env["AUTOMAT_MEDIA_DIR"],
+        max_upload_mb=1,
+    )
     with TestClient(create_app(config, launcher=False)) as client:
         yield client
 
@@ -83,8 +112,16 @@ def test_login_refresh_and_rejected_tokens(api, world):
     user_id = int(claims["sub"])
     expired = access_token(SECRET, user_id, Role.project_manager, world["tenants"]["acme"], minutes=-1)
     tampered = tokens["access_token"][:-4] + ("AAAA" if not tokens["access_token"].endswith("AAAA") else "BBBB")
-    unsigned = jwt.encode({"sub": str(user_id), "role": "global_admin", "tenant_id": None,
-                           "exp": datetime.now(timezone.utc).timestamp() + 600}, None, algorithm="none")
+    unsigned = jwt.encode(
+        {
+            "sub": str(user_id),
+            "role": "global_admin",
+            "tenant_id": None,
+            "exp": datetime.now(UTC).timestamp() + 600,
+        },
+        None,
+        algorithm="none",
+    )
     forged = jwt.encode({"sub": str(user_id), "role": "global_admin", "exp": 4102444800}, "guess", algorithm="HS256")
     for token in (expired, tampered, unsigned, forged):
         response = api.get("/orders", headers={"Authorization": f"Bearer {token}"})
@@ -98,16 +135,23 @@ def cell(api, world, headers: dict, permission: Permission) -> int:
     if permission is Permission.manage_tenants:
         return api.get("/tenants", headers=headers).status_code
     if permission is Permission.manage_all_users:
-        return api.post("/users", headers=headers, json={"email": "x@beta.example", "password": PASSWORD,
-                                                         "role": "client", "tenant_id": beta}).status_code
+        return api.post(
+            "/users",
+            headers=headers,
+            json={"email": "x@beta.example", "password": PASSWORD, "role": "client", "tenant_id": beta},
+        ).status_code
     if permission is Permission.manage_tenant_users:
-        return api.post("/users", headers=headers, json={"email": "y@acme.example", "password": PASSWORD,
-                                                         "role": "client", "tenant_id": acme}).status_code
+        return api.post(
+            "/users",
+            headers=headers,
+            json={"email": "y@acme.example", "password": PASSWORD, "role": "client", "tenant_id": acme},
+        ).status_code
     if permission is Permission.settings:
         return api.get("/settings", headers=headers).status_code
     if permission is Permission.trigger_renders:
-        return api.post(f"/products/{world['products']['6204-2RS']}/renders", headers=headers,
-                        json={"output_type": "thumbnail"}).status_code
+        return api.post(
+            f"/products/{world['products']['6204-2RS']}/renders", headers=headers, json={"output_type": "thumbnail"}
+        ).status_code
     if permission is Permission.own_orders:
         return api.post("/orders", headers=headers).status_code
     theirs = api.post("/orders", headers=login(api, "client2@acme.example")).json()["id"]
@@ -117,8 +161,13 @@ def cell(api, world, headers: dict, permission: Permission) -> int:
         return api.post(f"/orders/{theirs}/reject", headers=headers, json={"reason": "no"}).status_code
     if permission is Permission.delete_renders:
         with session(api.app.state.owner_url) as s, s.begin():
-            media = MediaAsset(tenant_id=acme, product_id=world["products"]["6204-2RS"], asset="still",
-                               output_type=f"x{theirs}", status="failed")
+            media = MediaAsset(
+                tenant_id=acme,
+                product_id=world["products"]["6204-2RS"],
+                asset="still",
+                output_type=f"x{theirs}",
+                status="failed",
+            )
             s.add(media)
             s.flush()
         return api.delete(f"/media/{media.id}", headers=headers).status_code
@@ -148,8 +197,9 @@ def test_row_level_security_alone_holds(env, world):
         assert rows == ["6204-2RS"]
         assert s.execute(text("SELECT slug FROM tenants")).scalars().all() == ["acme"]
         with pytest.raises(Exception, match="row-level security"):
-            s.execute(text("INSERT INTO orders (tenant_id, status) VALUES (:t, 'draft')"),
-                      {"t": world["tenants"]["beta"]})
+            s.execute(
+                text("INSERT INTO orders (tenant_id, status) VALUES (:t, 'draft')"), {"t": world["tenants"]["beta"]}
+            )
     with scoped_session(app_url, None) as s:
         assert s.execute(text("SELECT count(*) FROM products")).scalar() == 0  # no tenant set: nothing
     with scoped_session(app_url, None, bypass=True) as s:
@@ -171,11 +221,15 @@ def test_order_waits_for_dagster_and_checks_tenant_rules(api, world, env):
     order = api.post("/orders", headers=client).json()
     assert order["status"] == order["state"] == "draft"
     product = world["products"]["6204-2RS"]
-    bad = api.post(f"/orders/{order['id']}/lines", headers=client, json={"product_id": world["products"]["B-1"],
-                                                                         "output_type": "still-web"})
+    bad = api.post(
+        f"/orders/{order['id']}/lines",
+        headers=client,
+        json={"product_id": world["products"]["B-1"], "output_type": "still-web"},
+    )
     assert bad.status_code == 422  # beta's product
-    added = api.post(f"/orders/{order['id']}/lines", headers=client,
-                     json={"product_id": product, "output_type": "still-web"})
+    added = api.post(
+        f"/orders/{order['id']}/lines", headers=client, json={"product_id": product, "output_type": "still-web"}
+    )
     assert added.status_code == 201 and len(added.json()["lines"]) == 1
     with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
         s.get(Tenant, world["tenants"]["acme"]).settings = {"render_engines_allowed": ["workbench"]}
@@ -189,8 +243,9 @@ def test_order_waits_for_dagster_and_checks_tenant_rules(api, world, env):
     assert line["run_id"] is None and "127.0.0.1:9" in line["launch_error"]
     health = api.get("/health").json()
     assert health == {"database": True, "dagster": False, "pending_lines": 1}
-    rejected = api.post(f"/orders/{order['id']}/reject", headers=as_role(api, world, "pm"),
-                        json={"reason": "wrong bearing"}).json()
+    rejected = api.post(
+        f"/orders/{order['id']}/reject", headers=as_role(api, world, "pm"), json={"reason": "wrong bearing"}
+    ).json()
     assert (rejected["status"], rejected["reject_reason"]) == ("rejected", "wrong bearing")
     assert api.get("/health").json()["pending_lines"] == 0
     assert api.post(f"/orders/{order['id']}/resubmit", headers=client).json()["status"] == "draft"
@@ -202,11 +257,20 @@ def test_media_browser_pages_newest_first_and_zips(api, world, env):
     with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
         for n in range(5):
             (folder / f"still-{n}.png").write_bytes(b"\x89PNG" + bytes([n]) * 100)
-            repository.record_render(s, world["tenants"]["acme"], world["products"]["6204-2RS"], "still", f"t{n}",
-                                     "completed", path=str(folder / f"still-{n}.png"))
+            repository.record_render(
+                s,
+                world["tenants"]["acme"],
+                world["products"]["6204-2RS"],
+                "still",
+                f"t{n}",
+                "completed",
+                path=str(folder / f"still-{n}.png"),
+            )
             s.flush()
-            s.execute(text("UPDATE media_assets SET updated_at = now() + make_interval(secs => :n) "
-                           "WHERE output_type = :t"), {"n": n, "t": f"t{n}"})
+            s.execute(
+                text("UPDATE media_assets SET updated_at = now() + make_interval(secs => :n) WHERE output_type = :t"),
+                {"n": n, "t": f"t{n}"},
+            )
     client = login(api, "client@acme.example")
     first = api.get("/media", headers=client, params={"limit": 2}).json()
     second = api.get("/media", headers=client, params={"limit": 2, "cursor": first["next_cursor"]}).json()
@@ -217,8 +281,10 @@ def test_media_browser_pages_newest_first_and_zips(api, world, env):
     ids = [m["id"] for m in first["items"]]
     assert api.get(f"/media/{ids[0]}/file", headers=client).content == b"\x89PNG" + bytes([4]) * 100
     archive = zipfile.ZipFile(io.BytesIO(api.post("/media/download", headers=client, json={"ids": ids}).content))
-    assert sorted(archive.namelist()) == [f"{world['products']['6204-2RS']}/still-t3.png",
-                                          f"{world['products']['6204-2RS']}/still-t4.png"]
+    assert sorted(archive.namelist()) == [
+        f"{world['products']['6204-2RS']}/still-t3.png",
+        f"{world['products']['6204-2RS']}/still-t4.png",
+    ]
     assert api.post("/media/download", headers=login(api, "client@beta.example"), json={"ids": ids}).status_code == 404
 
 
@@ -262,10 +328,15 @@ def test_workflows_are_validated_saved_per_tenant_and_planned(api, world):
     steps = {s["step"]: s for s in api.get("/workflows/steps", headers=client).json()}
     assert steps["thumbnail"]["upstream"] == ["glb_production"]
     still_only = {"version": 1, "nodes": [{"id": "s", "step": "still", "params": {"output_types": ["still-web"]}}]}
-    bad = {"version": 1, "nodes": [{"id": "s", "step": "still"}, {"id": "m", "step": "step_file"}],
-           "edges": [{"from": "s", "to": "m"}]}
+    bad = {
+        "version": 1,
+        "nodes": [{"id": "s", "step": "still"}, {"id": "m", "step": "step_file"}],
+        "edges": [{"from": "s", "to": "m"}],
+    }
     assert api.post("/workflows/validate", headers=client, json=bad).json() == {
-        "valid": False, "errors": ["edge s→m: the asset graph has no edge still → step_file"]}
+        "valid": False,
+        "errors": ["edge s→m: the asset graph has no edge still → step_file"],
+    }
     assert api.put("/workflows/stills", headers=client, json=still_only).status_code == 403
     assert api.put("/workflows/broken", headers=ta, json=bad).status_code == 422
     saved = api.put("/workflows/stills", headers=ta, json=still_only).json()
@@ -274,15 +345,27 @@ def test_workflows_are_validated_saved_per_tenant_and_planned(api, world):
     assert [w["name"] for w in api.get("/workflows", headers=client).json()] == ["default", "stills"]
     assert api.get("/workflows/stills", headers=login(api, "client@beta.example")).status_code == 404
     plan = api.post("/workflows/stills/plan", headers=client).json()
-    assert plan == {"selection": ["still"], "run_config": {"ops": {"still": {"config": {"output_types": ["still-web"]}}}}}
+    assert plan == {
+        "selection": ["still"],
+        "run_config": {"ops": {"still": {"config": {"output_types": ["still-web"]}}}},
+    }
     assert "thumbnail" in api.post("/workflows/default/plan", headers=client).json()["selection"]
     checked = api.post("/workflows/stills/plan", headers=client, json={"product_id": world["products"]["6204-2RS"]})
     assert checked.status_code == 503  # whether glb_production is materialized is Dagster's to say
-    down = api.post("/workflows/stills/runs", headers=as_role(api, world, "pm"),
-                    json={"product_ids": [world["products"]["6204-2RS"]]})
+    down = api.post(
+        "/workflows/stills/runs",
+        headers=as_role(api, world, "pm"),
+        json={"product_ids": [world["products"]["6204-2RS"]]},
+    )
     assert down.status_code == 503 and "Dagster does not answer" in down.json()["detail"]
-    assert api.post("/workflows/stills/runs", headers=as_role(api, world, "pm"),
-                    json={"product_ids": [world["products"]["B-1"]]}).status_code == 404
+    assert (
+        api.post(
+            "/workflows/stills/runs",
+            headers=as_role(api, world, "pm"),
+            json={"product_ids": [world["products"]["B-1"]]},
+        ).status_code
+        == 404
+    )
     assert api.delete("/workflows/stills", headers=ta).status_code == 204
 
 
@@ -293,8 +376,11 @@ def test_orders_name_a_workflow_that_has_their_steps(api, world):
     assert api.put("/workflows/stills", headers=ta, json=stills).status_code == 200
     order = api.post("/orders", headers=client, json={"workflow": "stills"}).json()
     assert order["workflow"] == "stills"
-    api.post(f"/orders/{order['id']}/lines", headers=client,
-             json={"product_id": world["products"]["6204-2RS"], "output_type": "thumbnail"})
+    api.post(
+        f"/orders/{order['id']}/lines",
+        headers=client,
+        json={"product_id": world["products"]["6204-2RS"], "output_type": "thumbnail"},
+    )
     refused = api.post(f"/orders/{order['id']}/submit", headers=client)
     assert refused.status_code == 422 and "workflow 'stills' has no thumbnail step" in refused.json()["detail"]
 

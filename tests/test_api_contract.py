@@ -4,9 +4,9 @@ no 5xx, every status returned documented, every body as documented."""
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from test_api import SECRET, api, world  # noqa: F401 - the fixtures the schema needs
 
 from automat_pipeline.api.security import Role, access_token
-from test_api import SECRET, api, world  # noqa: F401 - the fixtures the schema needs
 
 pytestmark = pytest.mark.slow
 
@@ -33,6 +33,12 @@ def test_every_operation_honours_its_schema(case, world):  # noqa: F811
     # The bar: no unexpected 5xx, only documented statuses, bodies as documented. Rules the schema cannot
     # express (an unknown output type, an empty order) answer a documented 422 or 409.
     checks = schemathesis.checks
-    case.call_and_validate(headers={"Authorization": f"Bearer {token}"},
-                           checks=[no_server_error_but_dagster_down, checks.status_code_conformance,
-                                   checks.content_type_conformance, checks.response_schema_conformance])
+    case.call_and_validate(
+        headers={"Authorization": f"Bearer {token}"},
+        checks=[
+            no_server_error_but_dagster_down,
+            checks.status_code_conformance,
+            checks.content_type_conformance,
+            checks.response_schema_conformance,
+        ],
+    )

@@ -11,13 +11,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import STEP_FIXTURES, blender_processes
 from dagster import AssetKey, DagsterInstance, materialize
 from openpyxl import Workbook, load_workbook
 from PIL import Image
 from sqlalchemy import select
 
 from automat_pipeline import cad
-from automat_pipeline.assets import blend_export, catalog_report, convert_step, product_catalog, still, step_file, thumbnail, turntable
+from automat_pipeline.assets import (
+    blend_export,
+    catalog_report,
+    convert_step,
+    product_catalog,
+    step_file,
+    still,
+    thumbnail,
+    turntable,
+)
 from automat_pipeline.db import repository
 from automat_pipeline.db.database import session
 from automat_pipeline.db.models import (
@@ -30,7 +40,6 @@ from automat_pipeline.db.models import (
 )
 from automat_pipeline.partitions import product_partitions, tenant_partitions
 from automat_pipeline.resources import Blender, Database, MediaStore
-from conftest import STEP_FIXTURES, blender_processes
 
 CATALOG = [product_catalog, catalog_report]
 MEDIA = [step_file, convert_step, thumbnail]
@@ -65,8 +74,13 @@ def tenant_inbox(env):
     inbox = Path(env["AUTOMAT_UPLOADS_DIR"]) / "acme"
     inbox.mkdir(parents=True)
     wb = Workbook()
-    for row in (["Sachnummer", "Produktname", "CAD-Datei"], ["AS1", "Assembly", "as1-oc-214.stp"],
-                ["FEA", "Analysis model", "ATS1-out.stp"], ["GONE", "No file", None], [None, "no id", None]):
+    for row in (
+        ["Sachnummer", "Produktname", "CAD-Datei"],
+        ["AS1", "Assembly", "as1-oc-214.stp"],
+        ["FEA", "Analysis model", "ATS1-out.stp"],
+        ["GONE", "No file", None],
+        [None, "no id", None],
+    ):
         wb.active.append(row)
     wb.save(inbox / "products.xlsx")
     shutil.copyfile(STEP_FIXTURES / "occt-import-js" / "as1-oc-214.stp", inbox / "as1-oc-214.stp")
@@ -82,8 +96,7 @@ def metadata(result, asset: str) -> dict:
 def test_catalogue_import_registers_products(env, resources, tenant_inbox):
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(tenant_partitions.name, ["acme"])
-    result = materialize(CATALOG,
-                         partition_key="acme", instance=instance, resources=resources)
+    result = materialize(CATALOG, partition_key="acme", instance=instance, resources=resources)
     assert result.success
     meta = metadata(result, "product_catalog")
     assert (meta["created"], meta["rejected"], meta["products"]) == (3, 1, 3)
@@ -110,8 +123,11 @@ def imported(env, resources, tenant_inbox):
 def test_chain_for_one_product(env, resources, imported):
     with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():  # the tenant's own material and alias
         tenant = repository.tenant(s, "acme")
-        s.add(TenantMaterial(tenant_id=tenant.id, name="ACME_Zinc", base_color=[0.7, 0.7, 0.72], metallic=1.0,
-                             roughness=0.4))
+        s.add(
+            TenantMaterial(
+                tenant_id=tenant.id, name="ACME_Zinc", base_color=[0.7, 0.7, 0.72], metallic=1.0, roughness=0.4
+            )
+        )
         s.add(MaterialAlias(tenant_id=tenant.id, pattern="nut*", material_name="ACME_Zinc"))
     result = materialize(MEDIA, partition_key="acme|AS1", instance=imported, resources=resources)
     assert result.success
@@ -120,18 +136,27 @@ def test_chain_for_one_product(env, resources, imported):
     assert all(checks[name].passed for name in ("glb_loads", "part_count", "bbox_matches"))
     coverage = checks["material_coverage"]  # bolts, rods, brackets and the plate have no rule: a warning
     assert not coverage.passed and coverage.severity.value == "WARN"
-    assert "nut_1" not in coverage.metadata["fallback_parts"].value and "rod_1" in coverage.metadata["fallback_parts"].value
+    assert (
+        "nut_1" not in coverage.metadata["fallback_parts"].value
+        and "rod_1" in coverage.metadata["fallback_parts"].value
+    )
     production = metadata(result, "glb_production")
     assert "[MATERIAL] part 'nut_1' → 'ACME_Zinc' (alias match, pattern 'nut*')" in production["materials"]
-    assert "[MATERIAL] part 'rod_1' → 'SCHAEFFLER_059999_FailedMaterial' (fallback, no rule matched)" in production["materials"]
+    assert (
+        "[MATERIAL] part 'rod_1' → 'SCHAEFFLER_059999_FailedMaterial' (fallback, no rule matched)"
+        in production["materials"]
+    )
     glb = metadata(result, "glb_geometry")
     assert glb["triangles"] > 1000 and Path(glb["path"]).stat().st_size == glb["bytes"]
-    renders = materialize([still, turntable, blend_export], partition_key="acme|AS1", instance=imported,
-                          resources=resources)
+    renders = materialize(
+        [still, turntable, blend_export], partition_key="acme|AS1", instance=imported, resources=resources
+    )
     scene = metadata(renders, "blend_export")
     assert Path(scene["path"]).stat().st_size == scene["output_bytes"] and scene["camera"] == "front"
-    probe = ("import bpy, sys; bpy.ops.wm.open_mainfile(filepath=sys.argv[1]); s = bpy.context.scene; "
-             "print('SCENE', s.camera.name, s.render.engine, len([o for o in s.objects if o.type == 'MESH']))")
+    probe = (
+        "import bpy, sys; bpy.ops.wm.open_mainfile(filepath=sys.argv[1]); s = bpy.context.scene; "
+        "print('SCENE', s.camera.name, s.render.engine, len([o for o in s.objects if o.type == 'MESH']))"
+    )
     opened = subprocess.run([env["AUTOMAT_BLENDER"], "-c", probe, scene["path"]], capture_output=True, text=True)
     assert "SCENE Camera CYCLES 18" in opened.stdout, opened.stdout[-500:] + opened.stderr[-500:]
     [movie] = metadata(renders, "turntable")["outputs"].values()
@@ -150,8 +175,11 @@ def test_chain_for_one_product(env, resources, imported):
     assert thumb["materials"] == {"ACME_Zinc": 8, "SCHAEFFLER_059999_FailedMaterial": 10}  # Blender used the library
     records = media_assets(env["AUTOMAT_DATABASE_URL"])
     assert {key: r.status for key, r in records.items()} == {
-        ("thumbnail", "thumbnail"): "completed", ("still", "still-web"): "completed",
-        ("turntable", "turntable-web"): "completed", ("blend_export", "still-web"): "completed"}
+        ("thumbnail", "thumbnail"): "completed",
+        ("still", "still-web"): "completed",
+        ("turntable", "turntable-web"): "completed",
+        ("blend_export", "still-web"): "completed",
+    }
     assert records[("turntable", "turntable-web")].details["frames"] == 3
     with session(env["AUTOMAT_DATABASE_URL"]) as s:
         [record] = s.scalars(select(ProductFile).where(ProductFile.kind == "step")).all()
@@ -167,13 +195,13 @@ def test_bad_workbook_fails_the_check_and_the_rest_imports(env, resources, tenan
     [check] = result.get_asset_check_evaluations()
     assert not check.passed
     assert check.metadata["failed"].value == {
-        "zzz-broken.xlsx": "corrupt_zip: zzz-broken.xlsx is a damaged zip container: File is not a zip file"}
+        "zzz-broken.xlsx": "corrupt_zip: zzz-broken.xlsx is a damaged zip container: File is not a zip file"
+    }
     assert (tenant_inbox / "zzz-broken.xlsx").is_file()
 
 
 def test_bad_step_fails_loudly_is_recorded_and_kept(env, resources, imported, tenant_inbox):
-    result = materialize(MEDIA, partition_key="acme|FEA", instance=imported, resources=resources,
-                         raise_on_error=False)
+    result = materialize(MEDIA, partition_key="acme|FEA", instance=imported, resources=resources, raise_on_error=False)
     assert not result.success
     [failure] = [e for e in result.all_events if e.is_step_failure]
     assert "unsupported_schema" in failure.step_failure_data.user_failure_data.description
@@ -184,10 +212,13 @@ def test_bad_step_fails_loudly_is_recorded_and_kept(env, resources, imported, te
 
 
 def test_product_without_upload_names_the_missing_file(resources, imported):
-    result = materialize([step_file], partition_key="acme|GONE", instance=imported, resources=resources,
-                         raise_on_error=False)
+    result = materialize(
+        [step_file], partition_key="acme|GONE", instance=imported, resources=resources, raise_on_error=False
+    )
     [failure] = [e for e in result.all_events if e.is_step_failure]
-    assert failure.step_failure_data.user_failure_data.description.startswith("missing_step_file: no STEP upload for GONE")
+    assert failure.step_failure_data.user_failure_data.description.startswith(
+        "missing_step_file: no STEP upload for GONE"
+    )
 
 
 def media_assets(database_url: str) -> dict[tuple[str, str], MediaAsset]:
@@ -199,8 +230,14 @@ def test_render_failure_names_blenders_reason_and_is_recorded(env, resources, im
     folder = Path(env["AUTOMAT_MEDIA_DIR"]) / "acme" / "GONE"
     folder.mkdir(parents=True)
     (folder / "production.glb").write_bytes(b"glTF\x02\x00\x00\x00" + bytes(40))  # header promises more bytes
-    result = materialize([thumbnail], partition_key="acme|GONE", instance=imported, resources=resources,
-                         raise_on_error=False, selection=[AssetKey("thumbnail")])
+    result = materialize(
+        [thumbnail],
+        partition_key="acme|GONE",
+        instance=imported,
+        resources=resources,
+        raise_on_error=False,
+        selection=[AssetKey("thumbnail")],
+    )
     [failure] = [e for e in result.all_events if e.is_step_failure]
     assert failure.step_failure_data.user_failure_data.description.startswith("render_failed: ")
     assert "Bad GLB" in failure.step_failure_data.user_failure_data.description
@@ -223,18 +260,29 @@ def converted(env, imported):
     with session(env["AUTOMAT_DATABASE_URL"]) as s:
         tenant = repository.tenant(s, "acme", create=False)
         resolver = repository.material_resolver(s, tenant, repository.product(s, tenant.id, "AS1"))
-    cad.convert_step(STEP_FIXTURES / "occt-import-js" / "as1-oc-214.stp", folder / "model.glb", resolver=resolver,
-                 production_path=folder / "production.glb")
+    cad.convert_step(
+        STEP_FIXTURES / "occt-import-js" / "as1-oc-214.stp",
+        folder / "model.glb",
+        resolver=resolver,
+        production_path=folder / "production.glb",
+    )
     return folder
 
 
 def test_missing_template_fails_before_blender_starts(env, resources, imported, converted):
     set_output_type(env["AUTOMAT_DATABASE_URL"], "still-web", kind="still", template="nowhere.blend")
-    result = materialize([still], partition_key="acme|AS1", instance=imported, resources=resources,
-                         raise_on_error=False, selection=[AssetKey("still")])
+    result = materialize(
+        [still],
+        partition_key="acme|AS1",
+        instance=imported,
+        resources=resources,
+        raise_on_error=False,
+        selection=[AssetKey("still")],
+    )
     [failure] = [e for e in result.all_events if e.is_step_failure]
     assert failure.step_failure_data.user_failure_data.description.startswith(
-        "missing_template: output type 'still-web' names nowhere.blend, which is not in ")
+        "missing_template: output type 'still-web' names nowhere.blend, which is not in "
+    )
     record = media_assets(env["AUTOMAT_DATABASE_URL"])[("still", "still-web")]
     assert (record.status, record.error_class) == ("failed", "missing_template")
 
@@ -243,16 +291,26 @@ def test_missing_template_fails_before_blender_starts(env, resources, imported, 
 def test_tenant_template_scene_lights_the_still(env, resources, imported, converted):
     templates = Path(env["AUTOMAT_MEDIA_DIR"]) / "acme" / "_templates"
     templates.mkdir(parents=True)
-    make = ("import bpy, sys; bpy.ops.wm.read_factory_settings(use_empty=True); s = bpy.context.scene; "
-            "w = bpy.data.worlds.new('Red'); w.node_tree.nodes['Background'].inputs['Color'].default_value = "
-            "(1, 0, 0, 1); s.world = w; l = bpy.data.objects.new('Key', bpy.data.lights.new('Key', 'SUN')); "
-            "s.collection.objects.link(l); s.view_settings.view_transform = 'Standard'; bpy.ops.wm.save_as_mainfile(filepath=sys.argv[1])")
-    subprocess.run([env["AUTOMAT_BLENDER"], "-c", make, str(templates / "red.blend")], check=True,
-                   capture_output=True)
-    set_output_type(env["AUTOMAT_DATABASE_URL"], "still-web", kind="still", resolution=32, samples=2,
-                    transparent=False, template="red.blend")
-    result = materialize([still], partition_key="acme|AS1", instance=imported, resources=resources,
-                         selection=[AssetKey("still")])
+    make = (
+        "import bpy, sys; bpy.ops.wm.read_factory_settings(use_empty=True); s = bpy.context.scene; "
+        "w = bpy.data.worlds.new('Red'); w.node_tree.nodes['Background'].inputs['Color'].default_value = "
+        "(1, 0, 0, 1); s.world = w; l = bpy.data.objects.new('Key', bpy.data.lights.new('Key', 'SUN')); "
+        "s.collection.objects.link(l); s.view_settings.view_transform = 'Standard'; "
+        "bpy.ops.wm.save_as_mainfile(filepath=sys.argv[1])"
+    )
+    subprocess.run([env["AUTOMAT_BLENDER"], "-c", make, str(templates / "red.blend")], check=True, capture_output=True)
+    set_output_type(
+        env["AUTOMAT_DATABASE_URL"],
+        "still-web",
+        kind="still",
+        resolution=32,
+        samples=2,
+        transparent=False,
+        template="red.blend",
+    )
+    result = materialize(
+        [still], partition_key="acme|AS1", instance=imported, resources=resources, selection=[AssetKey("still")]
+    )
     [image] = metadata(result, "still")["outputs"].values()
     assert image["lighting"] == "template (1 lights, world Red)"
     rgb = np.asarray(Image.open(image["path"]).convert("RGB")).astype(int)
@@ -275,11 +333,15 @@ materialize([still], partition_key="acme|AS1", instance=instance, resources=defs
 
 
 @pytest.mark.slow
-def test_terminated_render_stops_blender_removes_output_and_is_recorded_cancelled(env, resources, imported,
-                                                                                   converted):
+def test_terminated_render_stops_blender_removes_output_and_is_recorded_cancelled(env, resources, imported, converted):
     set_output_type(env["AUTOMAT_DATABASE_URL"], "still-web", kind="still", resolution=1024, samples=4096)
-    run = subprocess.Popen([sys.executable, "-c", CANCELLED_RUN], stdout=subprocess.DEVNULL,
-                           stderr=subprocess.PIPE, text=True, env={**os.environ, **env})
+    run = subprocess.Popen(
+        [sys.executable, "-c", CANCELLED_RUN],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env},
+    )
     output = str(converted / "still-still-web.png")
     deadline = time.monotonic() + 120
     while not blender_processes(output):
@@ -298,15 +360,23 @@ def test_thumbnail_backfill_is_one_run_that_reports_each_failure(env, resources,
     broken = Path(env["AUTOMAT_MEDIA_DIR"]) / "acme" / "GONE"
     broken.mkdir(parents=True)
     (broken / "production.glb").write_bytes(b"glTF\x02\x00\x00\x00" + bytes(40))
-    result = materialize([thumbnail], instance=imported, resources=resources, raise_on_error=False,
-                         tags={"dagster/asset_partition_range_start": "acme|AS1",
-                               "dagster/asset_partition_range_end": "acme|GONE"})
+    result = materialize(
+        [thumbnail],
+        instance=imported,
+        resources=resources,
+        raise_on_error=False,
+        tags={"dagster/asset_partition_range_start": "acme|AS1", "dagster/asset_partition_range_end": "acme|GONE"},
+    )
     [failure] = [e for e in result.all_events if e.is_step_failure]
     description = failure.step_failure_data.user_failure_data.description
     assert description.startswith("2 of 3 thumbnails failed: acme|FEA: missing_input: ")
     assert "acme|GONE: render_failed: " in description and "Bad GLB" in description
     assert Image.open(converted / "thumbnail.png").size == (64, 64)
     with session(env["AUTOMAT_DATABASE_URL"]) as s:
-        outcomes = {key: status for key, status in s.execute(
-            select(Product.key, MediaAsset.status).join(MediaAsset, MediaAsset.product_id == Product.id))}
+        outcomes = {
+            key: status
+            for key, status in s.execute(
+                select(Product.key, MediaAsset.status).join(MediaAsset, MediaAsset.product_id == Product.id)
+            )
+        }
     assert outcomes == {"AS1": "completed", "GONE": "failed"}  # FEA never reached Blender

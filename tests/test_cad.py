@@ -3,13 +3,13 @@ import math
 import numpy as np
 import pytest
 import trimesh
-
-from automat_pipeline.bearings import CATALOGUE, write_step
-from automat_pipeline.assets.cad import check_glbs
-from automat_pipeline.cad import _write_production_glb, convert_isolated, convert_step, read_glb, sniff_step, write_glb
-from automat_pipeline.materials import ALIASES, LIBRARY, MaterialResolver
-from automat_pipeline.errors import InputError
 from conftest import STEP_FIXTURES
+
+from automat_pipeline.assets.cad import check_glbs
+from automat_pipeline.bearings import CATALOGUE, write_step
+from automat_pipeline.cad import _write_production_glb, convert_isolated, convert_step, read_glb, sniff_step, write_glb
+from automat_pipeline.errors import InputError
+from automat_pipeline.materials import ALIASES, LIBRARY, MaterialResolver
 
 SCREW = STEP_FIXTURES / "occt" / "screw.step"
 
@@ -18,11 +18,14 @@ def test_sniff_accepts_mixed_case_keywords():
     assert "AUTOMOTIVE_DESIGN" in sniff_step(STEP_FIXTURES / "occt-pr946" / "bug31000_InSensitive.stp")
 
 
-@pytest.mark.parametrize("content,error_class", [
-    (b"", "not_step"),
-    (b"solid cube\nfacet normal 0 0 1\nendsolid\n", "not_step"),
-    (SCREW.read_bytes()[:4000], "truncated"),
-])
+@pytest.mark.parametrize(
+    "content,error_class",
+    [
+        (b"", "not_step"),
+        (b"solid cube\nfacet normal 0 0 1\nendsolid\n", "not_step"),
+        (SCREW.read_bytes()[:4000], "truncated"),
+    ],
+)
 def test_sniff_rejects_bad_files(tmp_path, content, error_class):
     path = tmp_path / "bad.step"
     path.write_bytes(content)
@@ -96,8 +99,11 @@ def test_production_glb_names_materials_after_the_library(tmp_path):
     step = write_step(CATALOGUE[0], tmp_path / "b.step")
     result = convert_step(step, tmp_path / "v.glb", resolver=resolver, production_path=tmp_path / "p.glb")
     document, _ = read_glb(tmp_path / "p.glb")
-    by_node = {n["name"]: document["materials"][document["meshes"][n["mesh"]]["primitives"][0]["material"]]
-               for n in document["nodes"] if "mesh" in n}
+    by_node = {
+        n["name"]: document["materials"][document["meshes"][n["mesh"]]["primitives"][0]["material"]]
+        for n in document["nodes"]
+        if "mesh" in n
+    }
     assert by_node["Outer_Ring"]["name"] == "SCHAEFFLER_010101_Steel-Bare"
     assert by_node["Ball_3"]["name"] == "SCHAEFFLER_010102_Steel-Polished"
     assert by_node["Cage"]["name"] == "SCHAEFFLER_020201_Brass-Cage"
@@ -117,15 +123,19 @@ def test_production_glb_splits_a_mesh_shared_by_parts_on_different_materials(tmp
     nut, rod = (next(n for n in document["nodes"] if n.get("name") == name) for name in ("nut_1", "rod_1"))
     rod["mesh"] = nut["mesh"]  # as a writer that shares meshes between instances would
     write_glb(tmp_path / "shared.glb", document, binary)
-    steel, brass = (next(m for m in LIBRARY if m.name == name)
-                    for name in ("SCHAEFFLER_010101_Steel-Bare", "SCHAEFFLER_020201_Brass-Cage"))
+    steel, brass = (
+        next(m for m in LIBRARY if m.name == name)
+        for name in ("SCHAEFFLER_010101_Steel-Bare", "SCHAEFFLER_020201_Brass-Cage")
+    )
     materials = {n["name"]: steel for n in document["nodes"] if "mesh" in n} | {"rod_1": brass}
     _write_production_glb(tmp_path / "shared.glb", tmp_path / "p.glb", materials)
     production, _ = read_glb(tmp_path / "p.glb")
     on = {n["name"]: production["meshes"][n["mesh"]] for n in production["nodes"] if "mesh" in n}
     assert on["nut_1"]["primitives"][0]["indices"] == on["rod_1"]["primitives"][0]["indices"]
-    assert [production["materials"][on[name]["primitives"][0]["material"]]["name"] for name in ("nut_1", "rod_1")] \
-        == [steel.name, brass.name]
+    assert [production["materials"][on[name]["primitives"][0]["material"]]["name"] for name in ("nut_1", "rod_1")] == [
+        steel.name,
+        brass.name,
+    ]
 
 
 def test_isolated_conversion_limits_time_and_memory(tmp_path):
@@ -159,11 +169,18 @@ def test_every_fixture_converts_and_passes_the_checks_or_is_refused_with_its_cla
     assert path.name not in EXPECTED_REFUSALS
     checks = {c.check_name: c for c in check_glbs(result, tmp_path / "v.glb", [])}
     assert all(checks[name].passed for name in ("glb_loads", "part_count", "bbox_matches")), {
-        name: c.metadata for name, c in checks.items()}
+        name: c.metadata for name, c in checks.items()
+    }
     assert len(result.parts) >= 1 and all(p.name and p.material for p in result.parts)
-    (viewer, viewer_binary), (production, production_binary) = read_glb(tmp_path / "v.glb"), read_glb(tmp_path / "p.glb")
+    (viewer, viewer_binary), (production, production_binary) = (
+        read_glb(tmp_path / "v.glb"),
+        read_glb(tmp_path / "p.glb"),
+    )
     assert production_binary == viewer_binary and len(production["nodes"]) == len(viewer["nodes"])
     material = {p.name: p.material for p in result.parts}  # every mesh node is a part, on its material
-    assert all(production["materials"][primitive["material"]]["name"] == material[node["name"]]
-               for node in production["nodes"] if "mesh" in node
-               for primitive in production["meshes"][node["mesh"]]["primitives"])
+    assert all(
+        production["materials"][primitive["material"]]["name"] == material[node["name"]]
+        for node in production["nodes"]
+        if "mesh" in node
+        for primitive in production["meshes"][node["mesh"]]["primitives"]
+    )

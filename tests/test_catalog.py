@@ -7,16 +7,22 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import FIXTURES
 from openpyxl import Workbook
 from openpyxl.utils.datetime import CALENDAR_MAC_1904
 
 from automat_pipeline.catalog import CatalogSettings, read_catalog
 from automat_pipeline.errors import InputError
-from conftest import FIXTURES
 
 
-def workbook(path: Path, rows: list[list], title_rows: int = 0, sheet_title: str = "Produkte", epoch=None,
-             hidden: list[list] | None = None) -> Path:
+def workbook(
+    path: Path,
+    rows: list[list],
+    title_rows: int = 0,
+    sheet_title: str = "Produkte",
+    epoch=None,
+    hidden: list[list] | None = None,
+) -> Path:
     wb = Workbook()
     if epoch:
         wb.epoch = epoch
@@ -36,36 +42,45 @@ def workbook(path: Path, rows: list[list], title_rows: int = 0, sheet_title: str
 
 
 def test_german_headers_below_a_title_row(tmp_path):
-    path = workbook(tmp_path / "liste.xlsx", [
-        ["Artikelnummer", " Bezeichnung ", "Lagertyp", "STEP-Datei", "Farbe", None],
-        [6204, "Rillenkugellager\xa0 6204 ", "Rillenkugellager", "6204.step", "silber", None],
-        [None, None, None, None, None, None],
-        ["6201-2RS/C3", "Rillenkugellager 6201", None, None, None, None],
-    ], title_rows=2)
+    path = workbook(
+        tmp_path / "liste.xlsx",
+        [
+            ["Artikelnummer", " Bezeichnung ", "Lagertyp", "STEP-Datei", "Farbe", None],
+            [6204, "Rillenkugellager\xa0 6204 ", "Rillenkugellager", "6204.step", "silber", None],
+            [None, None, None, None, None, None],
+            ["6201-2RS/C3", "Rillenkugellager 6201", None, None, None, None],
+        ],
+        title_rows=2,
+    )
     check = read_catalog(path)
     assert [(t.sheet, t.header_row) for t in check.tables] == [("Produkte", 3)]
     assert [(r.row, r.pim_id, r.key, r.name) for r in check.accepted] == [
-        (4, "6204", "6204", "Rillenkugellager 6204"), (6, "6201-2RS/C3", "6201-2RS_C3", "Rillenkugellager 6201")]
+        (4, "6204", "6204", "Rillenkugellager 6204"),
+        (6, "6201-2RS/C3", "6201-2RS_C3", "Rillenkugellager 6201"),
+    ]
     first = check.accepted[0]
     assert (first.step_file, first.lagertyp, first.attributes) == ("6204.step", "Rillenkugellager", {"Farbe": "silber"})
     assert check.rejected == []
 
 
 def test_every_bad_row_is_rejected_with_its_reason(tmp_path):
-    path = workbook(tmp_path / "list.xlsx", [
-        ["Part number", "Description", "CAD file", "Category", "Materials"],
-        ["A-1", "first", None, "ball", None],
-        [None, "no id", None, None, None],
-        ["A-1", "again", None, None, None],
-        ["C-3", None, None, None, None],
-        ["D-4", "folder", "sub/d4.step", None, None],
-        ["E-5", "x" * 501, None, None, None],
-        ["F-6", "unknown category", None, "spaceship", None],
-        ["G-7", "bad materials", None, None, "Outer_Ring=Steel; Cage"],
-        ["H 8", "key clash", None, None, None],
-        ["H/8", "key clash", None, None, None],
-        ["OK-9", "fine", "ok9.stp", "roller", "Outer_Ring = Steel ; Cage=Brass;"],
-    ])
+    path = workbook(
+        tmp_path / "list.xlsx",
+        [
+            ["Part number", "Description", "CAD file", "Category", "Materials"],
+            ["A-1", "first", None, "ball", None],
+            [None, "no id", None, None, None],
+            ["A-1", "again", None, None, None],
+            ["C-3", None, None, None, None],
+            ["D-4", "folder", "sub/d4.step", None, None],
+            ["E-5", "x" * 501, None, None, None],
+            ["F-6", "unknown category", None, "spaceship", None],
+            ["G-7", "bad materials", None, None, "Outer_Ring=Steel; Cage"],
+            ["H 8", "key clash", None, None, None],
+            ["H/8", "key clash", None, None, None],
+            ["OK-9", "fine", "ok9.stp", "roller", "Outer_Ring = Steel ; Cage=Brass;"],
+        ],
+    )
     check = read_catalog(path, CatalogSettings(categories=["ball", "roller"]))
     assert [r.pim_id for r in check.accepted] == ["OK-9"]
     assert check.accepted[0].materials == {"Outer_Ring": "Steel", "Cage": "Brass"}
@@ -83,10 +98,13 @@ def test_every_bad_row_is_rejected_with_its_reason(tmp_path):
 
 
 def test_material_columns_per_part(tmp_path):
-    path = workbook(tmp_path / "m.xlsx", [
-        ["PIM-ID", "Name", "Material: Outer_Ring", "Werkstoff: Cage", "Gewicht"],
-        ["P-1", "one", "Steel-Bare", "Brass", 0.11],
-    ])
+    path = workbook(
+        tmp_path / "m.xlsx",
+        [
+            ["PIM-ID", "Name", "Material: Outer_Ring", "Werkstoff: Cage", "Gewicht"],
+            ["P-1", "one", "Steel-Bare", "Brass", 0.11],
+        ],
+    )
     [row] = read_catalog(path).accepted
     assert row.materials == {"Outer_Ring": "Steel-Bare", "Cage": "Brass"}
     assert row.attributes == {"Gewicht": "0.11"}
@@ -98,8 +116,11 @@ def test_merged_cells_dates_and_numbers_as_text(tmp_path, epoch):
     if epoch:
         wb.epoch = epoch
     sheet = wb.active
-    for row in (["PIM-ID", "Name", "Kategorie", "Freigabe"], ["'0042", "first", "ball", datetime.date(2024, 5, 17)],
-                ["0043", "second", None, None]):
+    for row in (
+        ["PIM-ID", "Name", "Kategorie", "Freigabe"],
+        ["'0042", "first", "ball", datetime.date(2024, 5, 17)],
+        ["0043", "second", None, None],
+    ):
         sheet.append(row)
     sheet["A2"] = "0042"  # a number stored as text keeps its leading zeros
     sheet.merge_cells("C2:C3")
@@ -110,8 +131,11 @@ def test_merged_cells_dates_and_numbers_as_text(tmp_path, epoch):
 
 
 def test_hidden_sheets_are_skipped_unless_configured(tmp_path):
-    path = workbook(tmp_path / "h.xlsx", [["SKU", "Product name"], ["V-1", "visible"]],
-                    hidden=[["PIM-ID", "Name"], ["H-1", "hidden"]])
+    path = workbook(
+        tmp_path / "h.xlsx",
+        [["SKU", "Product name"], ["V-1", "visible"]],
+        hidden=[["PIM-ID", "Name"], ["H-1", "hidden"]],
+    )
     assert [r.pim_id for r in read_catalog(path).accepted] == ["V-1"]
     assert [r.pim_id for r in read_catalog(path, CatalogSettings(include_hidden=True)).accepted] == ["V-1", "H-1"]
     assert [r.pim_id for r in read_catalog(path, CatalogSettings(sheets=["Intern"])).accepted] == ["H-1"]
@@ -135,17 +159,23 @@ def zipped(members: dict[str, bytes], compression=zipfile.ZIP_DEFLATED) -> bytes
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize("name,content,error_class", [
-    ("old.xls", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(600), "legacy_xls"),
-    ("old.xlsx", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(600), "legacy_xls"),
-    ("secret.xlsx", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(100) + "EncryptionInfo".encode("utf-16-le"),
-     "encrypted_workbook"),
-    ("text.xlsx", b"PIM-ID;Name\n1;x\n", "not_a_workbook"),
-    ("other.xlsx", zipped({"word/document.xml": b"<w/>"}), "not_a_workbook"),
-    ("cut.xlsx", zipped({"xl/workbook.xml": random.Random(1).randbytes(100_000)})[:50_000], "corrupt_zip"),
-    ("junk.xlsx", zipped({"xl/workbook.xml": b"<not-a-workbook"}), "unreadable_workbook"),
-    ("bomb.xlsx", zipped({"xl/workbook.xml": b"<w/>", "xl/big.xml": bytes(3 << 20)}), "zip_bomb"),
-])
+@pytest.mark.parametrize(
+    "name,content,error_class",
+    [
+        ("old.xls", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(600), "legacy_xls"),
+        ("old.xlsx", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(600), "legacy_xls"),
+        (
+            "secret.xlsx",
+            b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(100) + "EncryptionInfo".encode("utf-16-le"),
+            "encrypted_workbook",
+        ),
+        ("text.xlsx", b"PIM-ID;Name\n1;x\n", "not_a_workbook"),
+        ("other.xlsx", zipped({"word/document.xml": b"<w/>"}), "not_a_workbook"),
+        ("cut.xlsx", zipped({"xl/workbook.xml": random.Random(1).randbytes(100_000)})[:50_000], "corrupt_zip"),
+        ("junk.xlsx", zipped({"xl/workbook.xml": b"<not-a-workbook"}), "unreadable_workbook"),
+        ("bomb.xlsx", zipped({"xl/workbook.xml": b"<w/>", "xl/big.xml": bytes(3 << 20)}), "zip_bomb"),
+    ],
+)
 def test_containers_refused_before_parsing(tmp_path, name, content, error_class):
     (tmp_path / name).write_bytes(content)
     with pytest.raises(InputError) as error:
@@ -160,8 +190,8 @@ def test_zip_bomb_with_lying_sizes(tmp_path):
     for signature, size_offset, name_offset in ((b"PK\x03\x04", 22, 30), (b"PK\x01\x02", 24, 46)):
         at = data.find(signature)
         while at != -1:
-            if data[at + name_offset:at + name_offset + 10] == b"xl/big.xml":
-                data[at + size_offset:at + size_offset + 4] = (100).to_bytes(4, "little")
+            if data[at + name_offset : at + name_offset + 10] == b"xl/big.xml":
+                data[at + size_offset : at + size_offset + 4] = (100).to_bytes(4, "little")
             at = data.find(signature, at + 4)
     (tmp_path / "liar.xlsx").write_bytes(bytes(data))
     with pytest.raises(InputError) as error:

@@ -50,8 +50,15 @@ def products(url: str) -> dict[str, Product]:
 def test_import_writes_products_materials_record_and_report(db, tmp_path):
     result = db(write(tmp_path / "liste.xlsx", ROWS))
     assert result.status == "ok"
-    assert result.counts == {"rows": 4, "accepted": 3, "rejected": 1, "created": 3, "updated": 0, "unchanged": 0,
-                             "deactivated": 0}
+    assert result.counts == {
+        "rows": 4,
+        "accepted": 3,
+        "rejected": 1,
+        "created": 3,
+        "updated": 0,
+        "unchanged": 0,
+        "deactivated": 0,
+    }
     stored = products(db.url)
     assert stored["DGBB-6204"].lagertyp == "Rillenkugellager" and stored["DGBB-6204"].source_file == "liste.xlsx"
     assert stored["DGBB-6204"].materials == {"Outer_Ring": "Steel", "Cage": "Brass"}
@@ -93,7 +100,11 @@ def test_products_missing_from_a_reimport_become_inactive(db, tmp_path):
     assert result.counts["deactivated"] == 2
     stored = products(db.url)
     assert {k: p.active for k, p in stored.items()} == {
-        "DGBB-6204": True, "CRB-NU204": False, "TRB-30204": False, "X-1": True}  # never deleted
+        "DGBB-6204": True,
+        "CRB-NU204": False,
+        "TRB-30204": False,
+        "X-1": True,
+    }  # never deleted
     again = db(write(tmp_path / "liste.xlsx", ROWS))
     assert (again.counts["updated"], again.counts["deactivated"]) == (2, 0)  # back to active
 
@@ -102,7 +113,9 @@ def test_key_already_taken_by_another_pim_id(db, tmp_path):
     db(write(tmp_path / "a.xlsx", [["A B", "first", None, None]]))
     result = db(write(tmp_path / "b.xlsx", [["A/B", "second", None, None], ["C", "fine", None, None]]))
     assert result.counts["created"] == 1
-    assert [r.reason for r in result.rejected] == ["PIM-ID 'A/B' maps to product key 'A_B', which PIM-ID 'A B' already has"]
+    assert [r.reason for r in result.rejected] == [
+        "PIM-ID 'A/B' maps to product key 'A_B', which PIM-ID 'A B' already has"
+    ]
 
 
 def test_a_bad_workbook_is_recorded_and_kept(db, tmp_path):
@@ -120,8 +133,9 @@ def test_a_bad_workbook_is_recorded_and_kept(db, tmp_path):
 
 def test_tenant_settings_from_the_database_steer_the_import(db, tmp_path):
     with session(db.url) as s, s.begin():
-        repository.tenant(s, "acme").settings = {"catalog": {"columns": {"Nr.": "pim_id", "Text": "name"},
-                                                             "categories": ["ball"]}}
+        repository.tenant(s, "acme").settings = {
+            "catalog": {"columns": {"Nr.": "pim_id", "Text": "name"}, "categories": ["ball"]}
+        }
     wb = Workbook()
     for row in (["Nr.", "Text", "Kategorie"], ["N-1", "kugel", "ball"], ["N-2", "rolle", "roller"]):
         wb.active.append(row)

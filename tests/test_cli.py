@@ -7,26 +7,30 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import STEP_FIXTURES, fresh_home_env
 from openpyxl import Workbook
-
 from sqlalchemy import text
 
 from automat_pipeline.db.database import engine
 from automat_pipeline.embedded import REPO
-from conftest import STEP_FIXTURES, fresh_home_env
 
 SCREW = STEP_FIXTURES / "occt" / "screw.step"
 
 
 def automat(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "automat_pipeline.cli", *args], capture_output=True, text=True, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "automat_pipeline.cli", *args], capture_output=True, text=True, env=env
+    )
 
 
-@pytest.mark.parametrize("content,error_class", [
-    (SCREW.read_bytes()[: SCREW.stat().st_size // 2], "truncated"),
-    (b"", "not_step"),
-    (b"%PDF-1.7\n", "not_step"),
-])
+@pytest.mark.parametrize(
+    "content,error_class",
+    [
+        (SCREW.read_bytes()[: SCREW.stat().st_size // 2], "truncated"),
+        (b"", "not_step"),
+        (b"%PDF-1.7\n", "not_step"),
+    ],
+)
 def test_cad_convert_bad_input(tmp_path, content, error_class):
     (tmp_path / "in.step").write_bytes(content)
     done = automat("cad", "convert", str(tmp_path / "in.step"), "-o", str(tmp_path / "out.glb"), "--json")
@@ -58,12 +62,26 @@ def test_render_thumbnail_bad_input(tmp_path):
 
 def test_render_without_blender_names_the_executable(tmp_path):
     (tmp_path / "m.glb").write_bytes(b"glTF\x02\x00\x00\x00" + bytes(40))
-    done = subprocess.run([sys.executable, "-m", "automat_pipeline.cli", "render", "thumbnail", str(tmp_path / "m.glb"),
-                           "-o", str(tmp_path / "t.png")], capture_output=True, text=True,
-                          env={**os.environ, "AUTOMAT_BLENDER": str(tmp_path / "no-blender")})
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "automat_pipeline.cli",
+            "render",
+            "thumbnail",
+            str(tmp_path / "m.glb"),
+            "-o",
+            str(tmp_path / "t.png"),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "AUTOMAT_BLENDER": str(tmp_path / "no-blender")},
+    )
     assert done.returncode == 2
-    assert done.stderr == (f"error: missing_blender: cannot start Blender '{tmp_path / 'no-blender'}' "
-                           "(AUTOMAT_BLENDER): No such file or directory\n")
+    assert done.stderr == (
+        f"error: missing_blender: cannot start Blender '{tmp_path / 'no-blender'}' "
+        "(AUTOMAT_BLENDER): No such file or directory\n"
+    )
 
 
 def test_render_still_names_the_output_types_it_knows(tmp_path):
@@ -98,8 +116,9 @@ def test_tenant_create_then_catalog_import(tmp_path):
     env = fresh_home_env(tmp_path / "home")
 
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "automat_pipeline.cli", *args], capture_output=True, text=True,
-                              env=env)
+        return subprocess.run(
+            [sys.executable, "-m", "automat_pipeline.cli", *args], capture_output=True, text=True, env=env
+        )
 
     done = run("tenant", "create", "acme", "--json")
     assert done.returncode == 0, done.stderr
@@ -130,22 +149,33 @@ def test_tenant_create_then_catalog_import(tmp_path):
 
 def test_migrate_in_production_takes_every_setting_from_the_environment(tmp_path, domain_database):
     production = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOMAT_", "DAGSTER_"))} | {
-        "AUTOMAT_DEPLOYMENT": "production", "AUTOMAT_DATABASE_URL": domain_database}
+        "AUTOMAT_DEPLOYMENT": "production",
+        "AUTOMAT_DATABASE_URL": domain_database,
+    }
     refused = automat("migrate", env=production)
     assert refused.returncode == 2 and "AUTOMAT_DATABASE_URL" not in refused.stderr.split("not set:")[1]
-    assert refused.stderr.startswith("error: missing_settings: AUTOMAT_DEPLOYMENT=production takes its settings "
-                                     "from the environment; not set: AUTOMAT_DAGSTER_STORAGE_URL, "), refused.stderr
+    assert refused.stderr.startswith(
+        "error: missing_settings: AUTOMAT_DEPLOYMENT=production takes its settings "
+        "from the environment; not set: AUTOMAT_DAGSTER_STORAGE_URL, "
+    ), refused.stderr
     assert domain_database not in refused.stderr
-    production |= {"AUTOMAT_DAGSTER_STORAGE_URL": "postgresql+psycopg2://unused", "AUTOMAT_JWT_SECRET": "s" * 48,
-                   "AUTOMAT_API_DATABASE_URL": domain_database.replace("://postgres@", "://automat_app:sesame@"),
-                   "AUTOMAT_DAGSTER_GRAPHQL_URL": "http://webserver:3000/graphql", "AUTOMAT_UPLOADS_DIR": "/u",
-                   "AUTOMAT_MEDIA_DIR": "/m", "AUTOMAT_BLENDER": "/opt/blender/blender",
-                   "AUTOMAT_BLENDER_SCRIPTS": "/b", "DAGSTER_HOME": str(tmp_path / "dagster_home")}
+    production |= {
+        "AUTOMAT_DAGSTER_STORAGE_URL": "postgresql+psycopg2://unused",
+        "AUTOMAT_JWT_SECRET": "s" * 48,
+        "AUTOMAT_API_DATABASE_URL": domain_database.replace("://postgres@", "://automat_app:sesame@"),
+        "AUTOMAT_DAGSTER_GRAPHQL_URL": "http://webserver:3000/graphql",
+        "AUTOMAT_UPLOADS_DIR": "/u",
+        "AUTOMAT_MEDIA_DIR": "/m",
+        "AUTOMAT_BLENDER": "/opt/blender/blender",
+        "AUTOMAT_BLENDER_SCRIPTS": "/b",
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+    }
     migrated = automat("migrate", "--json", env=production)
     assert json.loads(migrated.stdout) == {"deployment": "production", "dagster_home": str(tmp_path / "dagster_home")}
     instance = (tmp_path / "dagster_home" / "dagster.yaml").read_text()
     assert instance == (REPO / "docker" / "dagster.yaml").read_text() and "RoutingRunLauncher" in instance
     assert not (tmp_path / "dagster_home" / "jwt_secret").exists() and "sesame" not in migrated.stdout + migrated.stderr
     with engine(domain_database).connect() as conn:
-        assert conn.execute(text("SELECT rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid "
-                                 "WHERE rolname = 'automat_app'")).scalar()
+        assert conn.execute(
+            text("SELECT rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid WHERE rolname = 'automat_app'")
+        ).scalar()

@@ -5,10 +5,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import fresh_home_env
 
 from automat_pipeline.bearings import CATALOGUE
 from automat_pipeline.embedded import REPO
-from conftest import fresh_home_env
 
 pytestmark = pytest.mark.slow
 

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import STEP_FIXTURES
+from test_ui import RUN, WORKSPACE, free_port, graphql, wait_for
 
 from automat_pipeline.api.dagster_client import DagsterClient
 from automat_pipeline.db import repository
 from automat_pipeline.db.database import migrate, session
 from automat_pipeline.db.models import Product
 from automat_pipeline.embedded import REPO, database_url, deployment, start_server
-from conftest import STEP_FIXTURES
-from test_ui import RUN, WORKSPACE, free_port, graphql, wait_for
 
 TAG = "test"
 DATA = "/var/lib/automat/data"  # the shared volume inside every container (docker/dagster.yaml)
@@ -52,15 +52,21 @@ def require(reason: str | None) -> None:
 def images():
     """automat/<target>:test, built from this checkout (layers cached between runs)."""
     require(engine_missing())
-    built = subprocess.run([str(REPO / "docker" / "build.sh"), TAG], capture_output=True, text=True, timeout=1800,
-                           env={**os.environ, "BLENDER_SOURCE": "pypi"})
+    built = subprocess.run(
+        [str(REPO / "docker" / "build.sh"), TAG],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        env={**os.environ, "BLENDER_SOURCE": "pypi"},
+    )
     assert built.returncode == 0, built.stderr[-3000:]
     return TAG
 
 
 def test_dockerfile_passes_hadolint():
-    linted = subprocess.run([str(REPO / ".venv" / "bin" / "hadolint"), str(REPO / "docker" / "Dockerfile")],
-                            capture_output=True, text=True)
+    linted = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "hadolint"), str(REPO / "docker" / "Dockerfile")], capture_output=True, text=True
+    )
     assert linted.returncode == 0, linted.stdout
 
 
@@ -68,8 +74,13 @@ def test_compose_file_is_valid_with_the_example_settings(tmp_path):
     require(None if shutil.which("docker-compose") else "no docker-compose on PATH")
     deploy = shutil.copytree(REPO / "docker", tmp_path / "docker")
     (deploy / ".env").write_text((deploy / ".env.example").read_text())
-    checked = subprocess.run(["docker-compose", "config"], cwd=deploy, capture_output=True, text=True,
-                             env={**os.environ, "DOCKER_GID": "999"})
+    checked = subprocess.run(
+        ["docker-compose", "config"],
+        cwd=deploy,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DOCKER_GID": "999"},
+    )
     assert checked.returncode == 0, checked.stderr
     services = yaml.safe_load(checked.stdout)["services"]
     assert set(services) == {"postgres", "migrate", "code-location", "webserver", "daemon", "api"}
@@ -84,10 +95,18 @@ def test_images_hold_no_settings_and_refuse_to_start_without_them(images):
         assert not any(name in env for name in ("DATABASE_URL", "STORAGE_URL", "JWT_SECRET")), (target, env)
     started = docker("run", "--rm", f"automat/api:{images}", "automat", "migrate")
     assert started.returncode == 2
-    assert started.stderr.startswith("error: missing_settings: AUTOMAT_DEPLOYMENT=production takes its settings "
-                                     "from the environment; not set: AUTOMAT_DATABASE_URL,"), started.stderr
-    rendered = docker("run", "--rm", f"automat/render:{images}", "sh", "-c",
-                      '"$AUTOMAT_BLENDER" -c "import bpy; print(bpy.app.version_string)"')
+    assert started.stderr.startswith(
+        "error: missing_settings: AUTOMAT_DEPLOYMENT=production takes its settings "
+        "from the environment; not set: AUTOMAT_DATABASE_URL,"
+    ), started.stderr
+    rendered = docker(
+        "run",
+        "--rm",
+        f"automat/render:{images}",
+        "sh",
+        "-c",
+        '"$AUTOMAT_BLENDER" -c "import bpy; print(bpy.app.version_string)"',
+    )
     assert rendered.stdout.strip() == "5.0.1", rendered.stderr
 
 
@@ -97,8 +116,17 @@ def test_render_image_runs_the_gpu_check_and_says_when_it_falls_back_to_the_cpu(
     a GPU, the probe must say it fell back to the CPU and the render must still succeed."""
     env = docker("image", "inspect", "--format", "{{json .Config.Env}}", f"automat/render:{images}").stdout
     assert "OPTIX_CACHE_PATH=/var/lib/automat/gpu-cache/optix" in env and "CUDA_CACHE_PATH=" in env
-    checked = docker("run", "--rm", "-e", "GPU_CHECK_SPECS=gpu 32 4", "-e", "GPU_CHECK_OUT=/tmp/gpu_check.json",
-                     f"automat/render:{images}", "bench/gpu_check.sh", timeout=300)
+    checked = docker(
+        "run",
+        "--rm",
+        "-e",
+        "GPU_CHECK_SPECS=gpu 32 4",
+        "-e",
+        "GPU_CHECK_OUT=/tmp/gpu_check.json",
+        f"automat/render:{images}",
+        "bench/gpu_check.sh",
+        timeout=300,
+    )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "[GPU_PROBE] No GPU found, falling back to CPU" in checked.stdout, checked.stdout
     assert '"device": "CPU", "backend": "CPU"' in checked.stdout, checked.stdout
@@ -116,8 +144,11 @@ def instance_config(home: Path) -> dict:
     [route] = config["run_launcher"]["config"]["routes"]
     docker_config = route["launcher"]["config"]
     docker_config["network"] = "host"
-    docker_config["container_kwargs"] = {**docker_config["container_kwargs"], "user": "0",
-                                         "volumes": [f"{home}:{home}", f"{home / 'data'}:{DATA}"]}
+    docker_config["container_kwargs"] = {
+        **docker_config["container_kwargs"],
+        "user": "0",
+        "volumes": [f"{home}:{home}", f"{home / 'data'}:{DATA}"],
+    }
     del docker_config["container_kwargs"]["device_requests"]
     config["run_monitoring"]["poll_interval_seconds"] = 5
     return config
@@ -131,40 +162,89 @@ def stack(images, tmp_path_factory):
     server, admin_url = start_server(home / "postgres", cleanup_mode="delete")
     domain_url = database_url(admin_url, "automat")
     migrate(domain_url)
-    settings = {"AUTOMAT_DATABASE_URL": domain_url,
-                "AUTOMAT_DAGSTER_STORAGE_URL": database_url(admin_url, "dagster").replace("+psycopg:", "+psycopg2:"),
-                "AUTOMAT_UPLOADS_DIR": f"{DATA}/uploads", "AUTOMAT_MEDIA_DIR": f"{DATA}/media"}
+    settings = {
+        "AUTOMAT_DATABASE_URL": domain_url,
+        "AUTOMAT_DAGSTER_STORAGE_URL": database_url(admin_url, "dagster").replace("+psycopg:", "+psycopg2:"),
+        "AUTOMAT_UPLOADS_DIR": f"{DATA}/uploads",
+        "AUTOMAT_MEDIA_DIR": f"{DATA}/media",
+    }
     dagster_home = home / "dagster_home"
     dagster_home.mkdir()
     (dagster_home / "dagster.yaml").write_text(yaml.safe_dump(instance_config(home)))
     grpc_port, web_port = free_port(), free_port()
-    (home / "workspace.yaml").write_text(yaml.safe_dump({"load_from": [{"grpc_server": {
-        "host": "127.0.0.1", "port": grpc_port, "location_name": "automat"}}]}))
+    (home / "workspace.yaml").write_text(
+        yaml.safe_dump(
+            {"load_from": [{"grpc_server": {"host": "127.0.0.1", "port": grpc_port, "location_name": "automat"}}]}
+        )
+    )
 
     code_location = f"automat-test-code-{uuid.uuid4().hex[:8]}"
-    started = docker("run", "--detach", "--rm", "--name", code_location, "--network", "host", "--user", "0",
-                     "--volume", f"{home}:{home}", "--volume", f"{home / 'data'}:{DATA}",
-                     *(f"--env={k}={v}" for k, v in settings.items()), f"automat/pipeline:{images}",
-                     "dagster", "api", "grpc", "--host", "127.0.0.1", "--port", str(grpc_port),
-                     "--module-name", "automat_pipeline.definitions", "--attribute", "defs")
+    started = docker(
+        "run",
+        "--detach",
+        "--rm",
+        "--name",
+        code_location,
+        "--network",
+        "host",
+        "--user",
+        "0",
+        "--volume",
+        f"{home}:{home}",
+        "--volume",
+        f"{home / 'data'}:{DATA}",
+        *(f"--env={k}={v}" for k, v in settings.items()),
+        f"automat/pipeline:{images}",
+        "dagster",
+        "api",
+        "grpc",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(grpc_port),
+        "--module-name",
+        "automat_pipeline.definitions",
+        "--attribute",
+        "defs",
+    )
     assert started.returncode == 0, started.stderr
     wait_for("the code location's gRPC server", lambda: accepts(grpc_port), 120)
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("AUTOMAT_", "DAGSTER_"))}, **settings,
-           "DAGSTER_HOME": str(dagster_home), "AUTOMAT_RENDER_IMAGE": f"automat/render:{images}",
-           "AUTOMAT_GPU_1_DOCKER_URL": "unix:///var/run/docker.sock"}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("AUTOMAT_", "DAGSTER_"))},
+        **settings,
+        "DAGSTER_HOME": str(dagster_home),
+        "AUTOMAT_RENDER_IMAGE": f"automat/render:{images}",
+        "AUTOMAT_GPU_1_DOCKER_URL": "unix:///var/run/docker.sock",
+    }
     bin_dir = REPO / ".venv" / "bin"
     workspace = str(home / "workspace.yaml")
     logs = [open(home / f"{name}.log", "w") for name in ("webserver", "daemon")]
-    processes = [subprocess.Popen([bin_dir / "dagster-webserver", "-w", workspace, "-h", "127.0.0.1", "-p", str(web_port)],
-                                  env=env, stdout=logs[0], stderr=subprocess.STDOUT, start_new_session=True),
-                 subprocess.Popen([bin_dir / "dagster-daemon", "run", "-w", workspace],
-                                  env=env, stdout=logs[1], stderr=subprocess.STDOUT, start_new_session=True)]
+    processes = [
+        subprocess.Popen(
+            [bin_dir / "dagster-webserver", "-w", workspace, "-h", "127.0.0.1", "-p", str(web_port)],
+            env=env,
+            stdout=logs[0],
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        ),
+        subprocess.Popen(
+            [bin_dir / "dagster-daemon", "run", "-w", workspace],
+            env=env,
+            stdout=logs[1],
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        ),
+    ]
     try:
         client = DagsterClient(f"http://127.0.0.1:{web_port}/graphql")
         wait_for("the webserver", client.healthy, 120)
-        location = wait_for("the code location", lambda: graphql(web_port, WORKSPACE.replace(
-            "loadStatus", "loadStatus locationOrLoadError { __typename }"))["workspaceOrError"]["locationEntries"][0]
-            ["locationOrLoadError"], 120)
+        location = wait_for(
+            "the code location",
+            lambda: graphql(web_port, WORKSPACE.replace("loadStatus", "loadStatus locationOrLoadError { __typename }"))[
+                "workspaceOrError"
+            ]["locationEntries"][0]["locationOrLoadError"],
+            120,
+        )
         assert location["__typename"] == "RepositoryLocation", location
         yield client, web_port, home, domain_url
     finally:
@@ -188,8 +268,11 @@ def add_product(domain_url: str, home: Path) -> str:
 
 
 def finished(client: DagsterClient, run_id: str) -> dict:
-    return wait_for(f"run {run_id}", lambda: (run := client.runs([run_id])[run_id])["status"]
-                    in ("SUCCESS", "FAILURE", "CANCELED") and run, 600)
+    return wait_for(
+        f"run {run_id}",
+        lambda: (run := client.runs([run_id])[run_id])["status"] in ("SUCCESS", "FAILURE", "CANCELED") and run,
+        600,
+    )
 
 
 def run_tags(port: int, run_id: str) -> dict[str, str]:
@@ -205,8 +288,9 @@ def test_render_runs_launch_into_render_containers_and_terminate_with_them(stack
     client, port, home, domain_url = stack
     partition = add_product(domain_url, home)
 
-    convert = client.launch(["step_file", "cad_metadata", "glb_geometry", "glb_production"], partition, {}, {},
-                            launch_key="convert")
+    convert = client.launch(
+        ["step_file", "cad_metadata", "glb_geometry", "glb_production"], partition, {}, {}, launch_key="convert"
+    )
     assert finished(client, convert)["status"] == "SUCCESS", (home / "daemon.log").read_text()[-3000:]
     tags = run_tags(port, convert)
     assert "automat/render-host" not in tags and "docker/container_id" not in tags  # the code-location container

@@ -10,20 +10,25 @@ def test_every_setting_has_a_help_text():
 
 
 def test_tenant_types_override_defaults_by_name_and_add_their_own():
-    own = [parse("thumbnail", {"kind": "thumbnail", "resolution": 128}),
-           parse("print", {"kind": "still", "resolution": 4096, "samples": 256})]
+    own = [
+        parse("thumbnail", {"kind": "thumbnail", "resolution": 128}),
+        parse("print", {"kind": "still", "resolution": 4096, "samples": 256}),
+    ]
     types = {t.name: t for t in merged(own)}
     assert types["thumbnail"].resolution == 128 and types["print"].samples == 256
     assert set(types) == {t.name for t in DEFAULTS} | {"print"}
 
 
-@pytest.mark.parametrize("settings,problem", [
-    ({"kind": "still", "resolution": 10}, "resolution: Input should be greater than or equal to 16"),
-    ({"kind": "poster"}, "kind: Input should be 'thumbnail', 'still' or 'turntable'"),
-    ({"kind": "still", "engine": "luxcore"}, "engine: Input should be 'cycles', 'eevee' or 'workbench'"),
-    ({"kind": "still", "template": "../other/x.blend"}, "template: String should match pattern"),
-    ({"kind": "still", "sampels": 64}, "sampels: Extra inputs are not permitted"),
-])
+@pytest.mark.parametrize(
+    "settings,problem",
+    [
+        ({"kind": "still", "resolution": 10}, "resolution: Input should be greater than or equal to 16"),
+        ({"kind": "poster"}, "kind: Input should be 'thumbnail', 'still' or 'turntable'"),
+        ({"kind": "still", "engine": "luxcore"}, "engine: Input should be 'cycles', 'eevee' or 'workbench'"),
+        ({"kind": "still", "template": "../other/x.blend"}, "template: String should match pattern"),
+        ({"kind": "still", "sampels": 64}, "sampels: Extra inputs are not permitted"),
+    ],
+)
 def test_bad_settings_name_the_field(settings, problem):
     with pytest.raises(InputError, match=problem) as error:
         parse("x", settings)

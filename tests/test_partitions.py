@@ -9,8 +9,10 @@ def test_product_key_round_trips():
     assert split_product_key("acme|DGBB-6204") == ("acme", "DGBB-6204")
 
 
-@pytest.mark.parametrize("tenant,product", [("ac me", "x"), ("acme", "a|b"), ("acme", ""), ("-acme", "x"),
-                                            ("acme", "x" * 65), ("acme", "../etc")])
+@pytest.mark.parametrize(
+    "tenant,product",
+    [("ac me", "x"), ("acme", "a|b"), ("acme", ""), ("-acme", "x"), ("acme", "x" * 65), ("acme", "../etc")],
+)
 def test_product_key_rejects_unsafe_parts(tenant, product):
     with pytest.raises(InputError) as error:
         product_key(tenant, product)

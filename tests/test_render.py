@@ -1,17 +1,17 @@
 """Real Blender renders (the render environment's bpy), checked pixel by pixel."""
 
 import json
-import time
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
+from conftest import STEP_FIXTURES, blender_processes
 from PIL import Image
 
 from automat_pipeline.cad import convert_step
 from automat_pipeline.embedded import REPO
-from conftest import STEP_FIXTURES, blender_processes
 
 pytestmark = pytest.mark.slow
 
@@ -27,9 +27,23 @@ def glb(tmp_path_factory):
 def test_thumbnail_is_transparent_centred_and_framed(tmp_path, glb, engine):
     out = tmp_path / "t.png"
     done = subprocess.run(
-        [sys.executable, "-m", "automat_pipeline.cli", "render", "thumbnail", str(glb), "-o", str(out),
-         "--size", "64", "--engine", engine, "--json"],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "automat_pipeline.cli",
+            "render",
+            "thumbnail",
+            str(glb),
+            "-o",
+            str(out),
+            "--size",
+            "64",
+            "--engine",
+            engine,
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
@@ -49,8 +63,18 @@ def test_thumbnail_is_transparent_centred_and_framed(tmp_path, glb, engine):
 def test_broken_glb_fails_with_blenders_reason(tmp_path):
     (tmp_path / "bad.glb").write_bytes(b"glTF" + b"\x02\x00\x00\x00" + b"\x00" * 40)
     done = subprocess.run(
-        [sys.executable, "-m", "automat_pipeline.cli", "render", "thumbnail", str(tmp_path / "bad.glb"),
-         "-o", str(tmp_path / "t.png")], capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "automat_pipeline.cli",
+            "render",
+            "thumbnail",
+            str(tmp_path / "bad.glb"),
+            "-o",
+            str(tmp_path / "t.png"),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 2
     assert done.stderr.startswith("error: render_failed: ") and "Traceback" not in done.stderr
@@ -59,17 +83,50 @@ def test_broken_glb_fails_with_blenders_reason(tmp_path):
 
 def test_render_time_limit_stops_blender_and_leaves_nothing(tmp_path, glb):
     out = tmp_path / "slow.png"
-    done = subprocess.run([sys.executable, "-m", "automat_pipeline.cli", "render", "thumbnail", str(glb), "-o",
-                           str(out), "--size", "1024", "--samples", "4096", "--timeout", "3"],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "automat_pipeline.cli",
+            "render",
+            "thumbnail",
+            str(glb),
+            "-o",
+            str(out),
+            "--size",
+            "1024",
+            "--samples",
+            "4096",
+            "--timeout",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 2 and done.stderr.startswith("error: timeout: Blender did not finish in 3 s")
     assert not out.exists() and blender_processes(str(out)) == []
 
 
 def test_terminating_the_caller_stops_blender_and_leaves_nothing(tmp_path, glb):
     out = tmp_path / "cancelled.png"
-    cli = subprocess.Popen([sys.executable, "-m", "automat_pipeline.cli", "render", "thumbnail", str(glb), "-o",
-                            str(out), "--size", "1024", "--samples", "4096"], stderr=subprocess.PIPE, text=True)
+    cli = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "automat_pipeline.cli",
+            "render",
+            "thumbnail",
+            str(glb),
+            "-o",
+            str(out),
+            "--size",
+            "1024",
+            "--samples",
+            "4096",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while not blender_processes(str(out)):
         assert time.monotonic() < deadline and cli.poll() is None, "Blender never started"
@@ -84,16 +141,35 @@ def test_terminating_the_caller_stops_blender_and_leaves_nothing(tmp_path, glb):
 def video_frames(path) -> int:
     """Frame count as Blender's own FFmpeg reads it back (the render environment)."""
     probe = "import bpy, sys; print('FRAMES', bpy.data.movieclips.load(sys.argv[1]).frame_duration)"
-    done = subprocess.run([str(REPO / ".venv-render" / "bin" / "python"), "-c", probe, str(path)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [str(REPO / ".venv-render" / "bin" / "python"), "-c", probe, str(path)], capture_output=True, text=True
+    )
     return int(next(line for line in done.stdout.splitlines() if line.startswith("FRAMES")).split()[1])
 
 
 def test_turntable_is_an_mp4_with_every_frame(tmp_path, glb):
     out = tmp_path / "turn.mp4"
-    done = subprocess.run([sys.executable, "-m", "automat_pipeline.cli", "render", "turntable", str(glb), "-o",
-                           str(out), "--size", "64", "--frames", "4", "--samples", "4", "--json"],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "automat_pipeline.cli",
+            "render",
+            "turntable",
+            str(glb),
+            "-o",
+            str(out),
+            "--size",
+            "64",
+            "--frames",
+            "4",
+            "--samples",
+            "4",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["frames"] == 4 and result["output_bytes"] == out.stat().st_size
@@ -102,13 +178,29 @@ def test_turntable_is_an_mp4_with_every_frame(tmp_path, glb):
 
 def test_parts_outside_the_library_get_the_fallback_material(tmp_path, glb):
     """The viewer GLB's CAD colours are not library materials: every part renders as the fallback."""
-    library = {"fallback": "Alarm-Green", "materials": {
-        "Alarm-Green": {"base_color": [0.0, 1.0, 0.0], "metallic": 0.0, "roughness": 0.5}}}
+    library = {
+        "fallback": "Alarm-Green",
+        "materials": {"Alarm-Green": {"base_color": [0.0, 1.0, 0.0], "metallic": 0.0, "roughness": 0.5}},
+    }
     (tmp_path / "library.json").write_text(json.dumps(library))
     out = tmp_path / "t.png"
-    done = subprocess.run([str(REPO / ".venv-render" / "bin" / "python"), str(REPO / "blender" / "render.py"), "--",
-                           str(glb), str(out), "--size", "48", "--engine", "workbench",
-                           "--materials", str(tmp_path / "library.json")], capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            str(REPO / ".venv-render" / "bin" / "python"),
+            str(REPO / "blender" / "render.py"),
+            "--",
+            str(glb),
+            str(out),
+            "--size",
+            "48",
+            "--engine",
+            "workbench",
+            "--materials",
+            str(tmp_path / "library.json"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "[MATERIAL] part 'nut_1': 'mat_" in done.stderr and "→ 'Alarm-Green'" in done.stderr
     rgba = np.asarray(Image.open(out)).astype(int)

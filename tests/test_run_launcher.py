@@ -45,10 +45,17 @@ def recorder(name: str) -> dict:
     return {"module": __name__, "class": "Recorder", "config": {"name": name}}
 
 
-ROUTING = {"module": "automat_pipeline.run_launcher", "class": "RoutingRunLauncher", "config": {
-    "default": recorder("local"),
-    "routes": [{"tag": {"key": "automat/render-host", "value": "gpu-1"}, "launcher": recorder("gpu-1")},
-               {"tag": {"key": "automat/render-host", "value": "gpu-2"}, "launcher": recorder("gpu-2")}]}}
+ROUTING = {
+    "module": "automat_pipeline.run_launcher",
+    "class": "RoutingRunLauncher",
+    "config": {
+        "default": recorder("local"),
+        "routes": [
+            {"tag": {"key": "automat/render-host", "value": "gpu-1"}, "launcher": recorder("gpu-1")},
+            {"tag": {"key": "automat/render-host", "value": "gpu-2"}, "launcher": recorder("gpu-2")},
+        ],
+    },
+}
 
 
 @pytest.fixture
@@ -66,13 +73,20 @@ def run(instance, **tags):
 def test_runs_go_to_the_launcher_their_tag_names_and_stay_there(instance):
     launcher = instance.run_launcher
     assert isinstance(launcher, RoutingRunLauncher)
-    gpu, local, other = (run(instance, **{"automat/render-host": "gpu-2"}), run(instance),
-                         run(instance, **{"automat/render-host": "gpu-9"}))
+    gpu, local, other = (
+        run(instance, **{"automat/render-host": "gpu-2"}),
+        run(instance),
+        run(instance, **{"automat/render-host": "gpu-9"}),
+    )
     for r in (gpu, local, other):
         launcher.launch_run(LaunchRunContext(dagster_run=r, workspace=None))
     assert launcher.terminate(gpu.run_id)
-    assert Recorder.calls == [("gpu-2", "launch", gpu.run_id), ("local", "launch", local.run_id),
-                              ("local", "launch", other.run_id), ("gpu-2", "terminate", gpu.run_id)]
+    assert Recorder.calls == [
+        ("gpu-2", "launch", gpu.run_id),
+        ("local", "launch", local.run_id),
+        ("local", "launch", other.run_id),
+        ("gpu-2", "terminate", gpu.run_id),
+    ]
     assert not launcher.terminate("no-such-run")
 
 
@@ -83,11 +97,19 @@ def test_a_launcher_that_cannot_check_workers_leaves_its_runs_to_the_run_timeout
 
 
 def test_a_render_host_route_is_a_docker_launcher_on_that_host():
-    docker = {"module": "automat_pipeline.run_launcher", "class": "DockerHostRunLauncher",
-              "config": {"image": "automat/render:1", "docker_url": "tcp://gpu-1:2376",
-                         "container_kwargs": {"device_requests": [{"count": -1, "capabilities": [["gpu"]]}]}}}
-    config = {**ROUTING["config"], "routes": [{"tag": {"key": "automat/render-host", "value": "gpu-1"},
-                                               "launcher": docker}]}
+    docker = {
+        "module": "automat_pipeline.run_launcher",
+        "class": "DockerHostRunLauncher",
+        "config": {
+            "image": "automat/render:1",
+            "docker_url": "tcp://gpu-1:2376",
+            "container_kwargs": {"device_requests": [{"count": -1, "capabilities": [["gpu"]]}]},
+        },
+    }
+    config = {
+        **ROUTING["config"],
+        "routes": [{"tag": {"key": "automat/render-host", "value": "gpu-1"}, "launcher": docker}],
+    }
     with instance_for_test(overrides={"run_launcher": {**ROUTING, "config": config}}) as instance:
         [(_, host)] = instance.run_launcher.routes
         assert isinstance(host, DockerHostRunLauncher) and host.docker_url == "tcp://gpu-1:2376"

@@ -23,15 +23,26 @@ def test_render_steps_are_the_render_group():
 
 def test_run_tags_name_the_tenant_and_mark_renders():
     assert run_tags("acme|AS1", ["step_file", "convert_step", "thumbnail"]) == {
-        "automat/tenant": "acme", "automat/renders": "acme"}
+        "automat/tenant": "acme",
+        "automat/renders": "acme",
+    }
     assert run_tags("acme", ["product_catalog"]) == {"automat/tenant": "acme"}
     assert run_tags(None, ["thumbnail"]) == {}
 
 
 def coordinator(env, **config) -> dict:
-    return {"run_coordinator": {"module": "automat_pipeline.run_queue", "class": "TenantRunCoordinator",
-                                "config": {"database_url": env["AUTOMAT_DATABASE_URL"],
-                                           "default_max_concurrent_renders": 1, "max_concurrent_runs": 4, **config}}}
+    return {
+        "run_coordinator": {
+            "module": "automat_pipeline.run_queue",
+            "class": "TenantRunCoordinator",
+            "config": {
+                "database_url": env["AUTOMAT_DATABASE_URL"],
+                "default_max_concurrent_renders": 1,
+                "max_concurrent_runs": 4,
+                **config,
+            },
+        }
+    }
 
 
 @pytest.fixture
@@ -63,7 +74,8 @@ def test_render_limits_follow_tenant_settings_without_a_restart(env, instance):
 
 
 LOCATION = InProcessCodeLocationOrigin(
-    LoadableTargetOrigin(module_name="automat_pipeline.definitions", attribute="defs"), location_name="automat")
+    LoadableTargetOrigin(module_name="automat_pipeline.definitions", attribute="defs"), location_name="automat"
+)
 
 
 def submit(instance, partition: str, asset: str):
@@ -71,9 +83,12 @@ def submit(instance, partition: str, asset: str):
     job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection={AssetKey(asset)})
     with LOCATION.create_location(instance) as location:
         remote = location.get_repository("__repository__").get_full_job("__ASSET_JOB")
-    run = instance.create_run_for_job(job, tags={"dagster/partition": partition},
-                                      remote_job_origin=remote.get_remote_origin(),
-                                      job_code_origin=remote.get_python_origin())
+    run = instance.create_run_for_job(
+        job,
+        tags={"dagster/partition": partition},
+        remote_job_origin=remote.get_remote_origin(),
+        job_code_origin=remote.get_python_origin(),
+    )
     return instance.submit_run(run.run_id, workspace=None)
 
 
@@ -82,6 +97,8 @@ def test_render_runs_go_to_the_least_busy_render_host(env, instance_with_hosts):
     second = submit(instance_with_hosts, "beta|AS2", "thumbnail")
     third = submit(instance_with_hosts, "acme|AS3", "thumbnail")
     catalog = submit(instance_with_hosts, "acme", "product_catalog")
-    hosts = [instance_with_hosts.get_run_by_id(r.run_id).tags.get("automat/render-host")
-             for r in (first, second, third, catalog)]
+    hosts = [
+        instance_with_hosts.get_run_by_id(r.run_id).tags.get("automat/render-host")
+        for r in (first, second, third, catalog)
+    ]
     assert hosts == ["gpu-1", "gpu-2", "gpu-1", None]

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import STEP_FIXTURES
 from dagster import DagsterInstance, SkipReason, build_sensor_context
 from openpyxl import Workbook
 
@@ -14,7 +15,6 @@ from automat_pipeline.db import repository
 from automat_pipeline.db.database import session
 from automat_pipeline.resources import Database, MediaStore
 from automat_pipeline.sensors import upload_sensor
-from conftest import STEP_FIXTURES
 
 SCREW = STEP_FIXTURES / "occt" / "screw.step"
 
@@ -27,8 +27,9 @@ def tick(env):
     state = {"cursor": None}
 
     def evaluate():
-        context = build_sensor_context(instance=instance, cursor=state["cursor"],
-                                       resources={"database": database, "media": media})
+        context = build_sensor_context(
+            instance=instance, cursor=state["cursor"], resources={"database": database, "media": media}
+        )
         result = upload_sensor(context)
         if isinstance(result, SkipReason):
             return []
@@ -42,6 +43,7 @@ def tick(env):
 @pytest.fixture
 def catalogue(env, tmp_path):
     """Import rows (PIM-ID, name, STEP file) for tenant acme, as the catalogue asset would."""
+
     def load(rows):
         wb = Workbook()
         for row in [["PIM-ID", "Name", "STEP file"], *rows]:
@@ -49,6 +51,7 @@ def catalogue(env, tmp_path):
         wb.save(tmp_path / "list.xlsx")
         with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
             import_workbook(s, repository.tenant(s, "acme"), tmp_path / "list.xlsx", "test")
+
     return load
 
 
@@ -90,8 +93,9 @@ def test_workbook_requests_an_import_of_that_workbook(tick, inbox):
     wb.save(inbox / "more.xlsx")
     [request] = tick()
     assert (request.job_name, request.partition_key) == ("import_catalog", "acme")
-    assert request.run_config == {"ops": {"product_catalog": {"config": {"workbooks": ["more.xlsx"],
-                                                                         "trigger": "sensor"}}}}
+    assert request.run_config == {
+        "ops": {"product_catalog": {"config": {"workbooks": ["more.xlsx"], "trigger": "sensor"}}}
+    }
     assert tick() == []
 
 

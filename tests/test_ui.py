@@ -13,9 +13,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from openpyxl import Workbook
-
 from conftest import STEP_FIXTURES, fresh_home_env
+from openpyxl import Workbook
 
 pytestmark = pytest.mark.slow
 
@@ -29,16 +28,21 @@ def free_port() -> int:
 LAUNCH = """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
   __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }"""
 WORKSPACE = "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }"
-EVENTS = ("query($id: ID!) { logsForRun(runId: $id) { ... on EventConnection { events { "
-          "... on MessageEvent { message } ... on ExecutionStepFailureEvent { error { message } } "
-          "... on RunFailureEvent { error { message } } } } } }")
+EVENTS = (
+    "query($id: ID!) { logsForRun(runId: $id) { ... on EventConnection { events { "
+    "... on MessageEvent { message } ... on ExecutionStepFailureEvent { error { message } } "
+    "... on RunFailureEvent { error { message } } } } } }"
+)
 RUN = "query($id: ID!) { runOrError(runId: $id) { ... on Run { status tags { key value } } } }"
 
 
 def graphql(port: int, query: str, **variables) -> dict:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", method="POST",
-                                     data=json.dumps({"query": query, "variables": variables}).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        method="POST",
+        data=json.dumps({"query": query, "variables": variables}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())["data"]
 
@@ -49,9 +53,14 @@ def launched_run_tags(port: int) -> dict[str, str]:
     while graphql(port, WORKSPACE)["workspaceOrError"]["locationEntries"][0]["loadStatus"] != "LOADED":
         assert time.monotonic() < deadline, "code location not loaded after 120 s"
         time.sleep(1)
-    params = {"selector": {"repositoryLocationName": "automat",
-                           "repositoryName": "__repository__", "jobName": "import_catalog"},
-              "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "acme"}]}}
+    params = {
+        "selector": {
+            "repositoryLocationName": "automat",
+            "repositoryName": "__repository__",
+            "jobName": "import_catalog",
+        },
+        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "acme"}]},
+    }
     launched = graphql(port, LAUNCH, params=params)["launchRun"]
     assert launched["__typename"] == "LaunchRunSuccess", launched
     run_id = launched["run"]["runId"]
@@ -80,9 +89,12 @@ def wait_for(what: str, probe, seconds: float = 180):
 
 
 def http(method: str, url: str, body: dict | None = None, token: str | None = None) -> dict | None:
-    request = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body else None,
-                                     headers={"Content-Type": "application/json"}
-                                     | ({"Authorization": f"Bearer {token}"} if token else {}))
+    request = urllib.request.Request(
+        url,
+        method=method,
+        data=json.dumps(body).encode() if body else None,
+        headers={"Content-Type": "application/json"} | ({"Authorization": f"Bearer {token}"} if token else {}),
+    )
     try:  # 30 s: while Dagster is frozen the API waits out its own 10 s timeout
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read() or b"null")
@@ -96,18 +108,29 @@ def order_renders_through_dagster(api: str) -> dict:
 
     def converted():
         products = http("GET", f"{api}/products", token=token)
-        detail = products and products["items"] and http("GET", f"{api}/products/{products['items'][0]['id']}",
-                                                          token=token)
+        detail = (
+            products and products["items"] and http("GET", f"{api}/products/{products['items'][0]['id']}", token=token)
+        )
         return detail if detail and any(m["asset"] == "thumbnail" for m in detail["media"]) else None
 
     product = wait_for("the sensor's import, conversion and thumbnail", converted)
     order = http("POST", f"{api}/orders", token=token)
-    http("POST", f"{api}/orders/{order['id']}/lines", {"product_id": product["id"], "output_type": "thumbnail"},
-         token=token)
+    http(
+        "POST",
+        f"{api}/orders/{order['id']}/lines",
+        {"product_id": product["id"], "output_type": "thumbnail"},
+        token=token,
+    )
     submitted = http("POST", f"{api}/orders/{order['id']}/submit", token=token)
     assert submitted and submitted["lines"][0]["run_id"], submitted
-    return wait_for("the order's run", lambda: (o := http("GET", f"{api}/orders/{order['id']}", token=token))
-                    and o["state"] in ("completed", "failed", "cancelled") and o)
+    return wait_for(
+        "the order's run",
+        lambda: (
+            (o := http("GET", f"{api}/orders/{order['id']}", token=token))
+            and o["state"] in ("completed", "failed", "cancelled")
+            and o
+        ),
+    )
 
 
 def order_while_dagster_is_down(api: str, webserver: psutil.Process) -> dict:
@@ -116,8 +139,12 @@ def order_while_dagster_is_down(api: str, webserver: psutil.Process) -> dict:
     token = http("POST", f"{api}/auth/login", {"email": "client@acme.example", "password": PASSWORD})["access_token"]
     product = http("GET", f"{api}/products", token=token)["items"][0]
     order = http("POST", f"{api}/orders", {"workflow": "preview"}, token=token)
-    http("POST", f"{api}/orders/{order['id']}/lines", {"product_id": product["id"], "output_type": "thumbnail"},
-         token=token)
+    http(
+        "POST",
+        f"{api}/orders/{order['id']}/lines",
+        {"product_id": product["id"], "output_type": "thumbnail"},
+        token=token,
+    )
     webserver.suspend()
     try:
         submitted = http("POST", f"{api}/orders/{order['id']}/submit", token=token)
@@ -125,9 +152,14 @@ def order_while_dagster_is_down(api: str, webserver: psutil.Process) -> dict:
         assert http("GET", f"{api}/health") == {"database": True, "dagster": False, "pending_lines": 1}
     finally:
         webserver.resume()
-    return wait_for("the pending order's run", lambda: (o := http("GET", f"{api}/orders/{order['id']}",
-                                                                  token=token))
-                    and o["state"] in ("completed", "failed", "cancelled") and o)
+    return wait_for(
+        "the pending order's run",
+        lambda: (
+            (o := http("GET", f"{api}/orders/{order['id']}", token=token))
+            and o["state"] in ("completed", "failed", "cancelled")
+            and o
+        ),
+    )
 
 
 PASSWORD = "a client's long password"
@@ -142,10 +174,17 @@ def saved_workflow_runs_only_its_steps(api: str, port: int) -> list[str]:
     product = http("GET", f"{api}/products", token=token)["items"][0]
     planned = http("POST", f"{api}/workflows/preview/plan", {"product_id": product["id"]}, token=token)
     assert planned == {"selection": ["blend_export", "thumbnail"], "run_config": {}}  # glb_production is there
-    [run_id] = http("POST", f"{api}/workflows/preview/runs", {"product_ids": [product["id"]]},
-                    token=token)["runs"].values()
-    run = wait_for("the workflow's run", lambda: (r := graphql(port, STEPS, id=run_id)["runOrError"])
-                   and r["status"] in ("SUCCESS", "FAILURE", "CANCELED") and r)
+    [run_id] = http("POST", f"{api}/workflows/preview/runs", {"product_ids": [product["id"]]}, token=token)[
+        "runs"
+    ].values()
+    run = wait_for(
+        "the workflow's run",
+        lambda: (
+            (r := graphql(port, STEPS, id=run_id)["runOrError"])
+            and r["status"] in ("SUCCESS", "FAILURE", "CANCELED")
+            and r
+        ),
+    )
     assert run["status"] == "SUCCESS", run
     return sorted(s["stepKey"] for s in run["stepStats"])
 
@@ -155,8 +194,12 @@ def test_ui_serves_runs_and_orders_and_ctrl_c_stops_everything(tmp_path: Path):
     automat = str(Path(sys.executable).parent / "automat")
     subprocess.run([automat, "tenant", "create", "acme"], env=env, check=True, capture_output=True)
     for role, email in (("client", "client@acme.example"), ("tenant_admin", "admin@acme.example")):
-        subprocess.run([automat, "user", "create", "--tenant", "acme", "--role", role, "--email", email],
-                       env=env | {"AUTOMAT_USER_PASSWORD": PASSWORD}, check=True, capture_output=True)
+        subprocess.run(
+            [automat, "user", "create", "--tenant", "acme", "--role", role, "--email", email],
+            env=env | {"AUTOMAT_USER_PASSWORD": PASSWORD},
+            check=True,
+            capture_output=True,
+        )
     inbox = tmp_path / "home" / "uploads" / "acme"
     workbook = Workbook()
     workbook.active.append(["PIM-ID", "Name", "CAD-Datei"])
@@ -164,12 +207,19 @@ def test_ui_serves_runs_and_orders_and_ctrl_c_stops_everything(tmp_path: Path):
     workbook.save(inbox / "products.xlsx")
     shutil.copyfile(STEP_FIXTURES / "occt" / "screw.step", inbox / "screw.step")
     port, api_port = free_port(), free_port()
-    ui = subprocess.Popen([automat, "ui", "--port", str(port), "--api-port", str(api_port)], env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ui = subprocess.Popen(
+        [automat, "ui", "--port", str(port), "--api-port", str(api_port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     api = f"http://127.0.0.1:{api_port}"
     try:
-        health = wait_for("webserver and API", lambda: ui.poll() is None and (h := http("GET", f"{api}/health"))
-                          and h["dagster"] and h, seconds=120)
+        health = wait_for(
+            "webserver and API",
+            lambda: ui.poll() is None and (h := http("GET", f"{api}/health")) and h["dagster"] and h,
+            seconds=120,
+        )
         assert health == {"database": True, "dagster": True, "pending_lines": 0}
         tags = launched_run_tags(port)  # the tenant run coordinator tagged it on submission
         assert tags["automat/tenant"] == "acme" and "automat/renders" not in tags
@@ -179,15 +229,19 @@ def test_ui_serves_runs_and_orders_and_ctrl_c_stops_everything(tmp_path: Path):
         assert [s["step"] for s in line["steps"]] == ["thumbnail"] and line["steps"][0]["seconds"] > 0
         [output] = line["outputs"]
         assert output["status"] == "completed" and output["engine"] == "workbench" and output["output_bytes"] > 0
-        [webserver] = [p for p in psutil.Process(ui.pid).children(recursive=True)
-                       if "dagster-webserver" in command_line(p)]
+        [webserver] = [
+            p for p in psutil.Process(ui.pid).children(recursive=True) if "dagster-webserver" in command_line(p)
+        ]
         assert saved_workflow_runs_only_its_steps(api, port) == ["blend_export", "thumbnail"]
         later = order_while_dagster_is_down(api, webserver)  # it names the saved workflow
         assert later["state"] == "completed" and later["lines"][0]["launch_error"] is None, later
         assert sorted(s["step"] for s in later["lines"][0]["steps"]) == ["blend_export", "thumbnail"]
         started = psutil.Process(ui.pid).children(recursive=True)
-        postgres = [p for p in psutil.process_iter(["cmdline"])
-                    if p.info["cmdline"] and str(tmp_path / "home" / "postgres") in " ".join(p.info["cmdline"])]
+        postgres = [
+            p
+            for p in psutil.process_iter(["cmdline"])
+            if p.info["cmdline"] and str(tmp_path / "home" / "postgres") in " ".join(p.info["cmdline"])
+        ]
         assert postgres, "no embedded PostgreSQL serving this AUTOMAT_HOME"
         ui.send_signal(signal.SIGINT)
         assert ui.wait(timeout=60) == 0

@@ -16,8 +16,9 @@ router = APIRouter(tags=["administration"])
 
 
 class TenantIn(BaseModel):
-    slug: str = Field(pattern=KEY_PART.pattern, description="Short name used in partition keys, paths and tags.",
-                      examples=["acme"])
+    slug: str = Field(
+        pattern=KEY_PART.pattern, description="Short name used in partition keys, paths and tags.", examples=["acme"]
+    )
     name: str = Field(min_length=1, max_length=200, description="Display name.", examples=["ACME Bearings"])
 
 
@@ -26,13 +27,17 @@ class TenantOut(TenantIn):
 
 
 class UserIn(BaseModel):
-    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+$", max_length=320, description="Login name; unique.",
-                       examples=["client@acme.example"])
+    email: str = Field(
+        pattern=r"^[^@\s]+@[^@\s]+$",
+        max_length=320,
+        description="Login name; unique.",
+        examples=["client@acme.example"],
+    )
     password: str = Field(min_length=12, max_length=1024, description="At least 12 characters; stored argon2id.")
     role: Role = Field(description="global_admin > tenant_admin > project_manager > client.")
-    tenant_id: int | None = Field(None, ge=1, le=2**31 - 1, description="The user's tenant; default the caller's. "
-                                                                   "Null only for "
-                                                    "global admins.")
+    tenant_id: int | None = Field(
+        None, ge=1, le=2**31 - 1, description="The user's tenant; default the caller's. Null only for global admins."
+    )
 
 
 class UserOut(BaseModel):
@@ -78,8 +83,7 @@ def create_user(body: UserIn, who: Who, tx: Tx) -> UserOut:
         raise HTTPException(404, f"no tenant {tenant_id}")
     if tx.scalar(select(User.id).where(func.lower(User.email) == body.email.lower())):
         raise HTTPException(409, f"{body.email} is taken")
-    user = User(email=body.email, password_hash=hash_password(body.password), role=body.role.value,
-                tenant_id=tenant_id)
+    user = User(email=body.email, password_hash=hash_password(body.password), role=body.role.value, tenant_id=tenant_id)
     tx.add(user)
     tx.flush()
     return UserOut(id=user.id, email=user.email, role=body.role, tenant_id=tenant_id)

@@ -20,17 +20,21 @@ from automat_pipeline.db.models import MediaAsset, Order, OrderLine
 
 log = logging.getLogger(__name__)
 LAUNCH_INTERVAL_SECONDS = 5.0
-COMMON_RESPONSES = {400: {"description": "A global admin did not name the tenant (X-Tenant-Id)."},
-                    401: {"description": "Missing, expired or invalid access token."},
-                    403: {"description": "Your role may not do this."},
-                    404: {"description": "No such resource in your tenant."},
-                    422: {"description": "The request does not validate."}}
+COMMON_RESPONSES = {
+    400: {"description": "A global admin did not name the tenant (X-Tenant-Id)."},
+    401: {"description": "Missing, expired or invalid access token."},
+    403: {"description": "Your role may not do this."},
+    404: {"description": "No such resource in your tenant."},
+    422: {"description": "The request does not validate."},
+}
 
 
 class Health(BaseModel):
     database: bool = Field(description="The domain database answers.")
-    dagster: bool = Field(description="The Dagster webserver answers; while it does not, submitted order lines "
-                                      "wait as pending and are launched once it is back.")
+    dagster: bool = Field(
+        description="The Dagster webserver answers; while it does not, submitted order lines "
+        "wait as pending and are launched once it is back."
+    )
     pending_lines: int | None = Field(description="Submitted order lines not launched yet.")
 
 
@@ -41,8 +45,13 @@ class Analytics(BaseModel):
 
 def pending_orders(config: ApiSettings) -> list[int]:
     with scoped_session(config.database_url, None, bypass=True) as s:
-        return list(s.scalars(select(Order.id).where(Order.status == "submitted").where(
-            select(OrderLine.id).where(OrderLine.order_id == Order.id, OrderLine.run_id.is_(None)).exists())))
+        return list(
+            s.scalars(
+                select(Order.id)
+                .where(Order.status == "submitted")
+                .where(select(OrderLine.id).where(OrderLine.order_id == Order.id, OrderLine.run_id.is_(None)).exists())
+            )
+        )
 
 
 def launch_pending(config: ApiSettings, client: DagsterClient) -> int:
@@ -77,19 +86,34 @@ def create_app(config: ApiSettings | None = None, launcher: bool = True) -> Fast
         yield
         stop.set()
 
-    app = FastAPI(title="Automat orders API", version="1", lifespan=lifespan, responses=COMMON_RESPONSES, description=(
-        "Clients order renders of their products; project managers and admins steer. Log in at "
-        "POST /auth/login and send the access token as `Authorization: Bearer …`. Every id of another "
-        "tenant answers 404."))
+    app = FastAPI(
+        title="Automat orders API",
+        version="1",
+        lifespan=lifespan,
+        responses=COMMON_RESPONSES,
+        description=(
+            "Clients order renders of their products; project managers and admins steer. Log in at "
+            "POST /auth/login and send the access token as `Authorization: Bearer …`. Every id of another "
+            "tenant answers 404."
+        ),
+    )
     app.state.settings = config
     app.state.dagster = DagsterClient(config.dagster_graphql_url)
+
     @app.exception_handler(DataError)
     def unstorable(request: Request, error: DataError) -> JSONResponse:
         """A value PostgreSQL cannot store (a NUL character, a number out of range) is the client's error."""
         return JSONResponse(status_code=422, content={"detail": f"a value cannot be stored: {error.orig}"})
 
-    for router in (auth.router, admin.router, catalog.router, orders.router, orders.renders, media.router,
-                   workflows.router):
+    for router in (
+        auth.router,
+        admin.router,
+        catalog.router,
+        orders.router,
+        orders.renders,
+        media.router,
+        workflows.router,
+    ):
         app.include_router(router)
 
     @app.get("/health", tags=["health"])
@@ -97,8 +121,11 @@ def create_app(config: ApiSettings | None = None, launcher: bool = True) -> Fast
         """Whether the database and Dagster answer, and how many order lines wait for Dagster."""
         try:
             with scoped_session(config.database_url, None, bypass=True) as s:
-                pending = s.scalar(select(func.count(OrderLine.id)).join(Order, Order.id == OrderLine.order_id)
-                                   .where(Order.status == "submitted", OrderLine.run_id.is_(None)))
+                pending = s.scalar(
+                    select(func.count(OrderLine.id))
+                    .join(Order, Order.id == OrderLine.order_id)
+                    .where(Order.status == "submitted", OrderLine.run_id.is_(None))
+                )
             database = True
         except SQLAlchemyError:
             database, pending = False, None
@@ -110,8 +137,9 @@ def create_app(config: ApiSettings | None = None, launcher: bool = True) -> Fast
         who.require(Permission.view_analytics)
         counts = {}
         for name, model in (("orders", Order), ("renders", MediaAsset)):
-            rows = tx.execute(select(model.status, func.count()).where(model.tenant_id == who.tenant())
-                              .group_by(model.status))
+            rows = tx.execute(
+                select(model.status, func.count()).where(model.tenant_id == who.tenant()).group_by(model.status)
+            )
             counts[name] = {status: n for status, n in rows}
         return Analytics(**counts)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException
@@ -17,14 +17,16 @@ router = APIRouter(prefix="/auth", tags=["auth"])
 
 
 class Login(BaseModel):
-    email: str = Field(min_length=3, max_length=320, description="The user's e-mail address.",
-                       examples=["pm@acme.example"])
+    email: str = Field(
+        min_length=3, max_length=320, description="The user's e-mail address.", examples=["pm@acme.example"]
+    )
     password: str = Field(min_length=1, max_length=1024, description="The user's password.")
 
 
 class Refresh(BaseModel):
-    refresh_token: str = Field(min_length=1, max_length=200, description="A refresh token from login or refresh; "
-                                                                         "each is accepted once.")
+    refresh_token: str = Field(
+        min_length=1, max_length=200, description="A refresh token from login or refresh; each is accepted once."
+    )
 
 
 class Tokens(BaseModel):
@@ -39,8 +41,12 @@ def _tokens(config: ApiSettings, s, user: User) -> Tokens:
     token, digest, expires = new_refresh_token()
     s.add(RefreshToken(user_id=user.id, token_sha256=digest, expires_at=expires))
     role = Role(user.role)
-    return Tokens(access_token=access_token(config.jwt_secret, user.id, role, user.tenant_id), refresh_token=token,
-                  role=role, tenant_id=user.tenant_id)
+    return Tokens(
+        access_token=access_token(config.jwt_secret, user.id, role, user.tenant_id),
+        refresh_token=token,
+        role=role,
+        tenant_id=user.tenant_id,
+    )
 
 
 @router.post("/login", responses={401: {"description": "Unknown e-mail or wrong password."}})
@@ -57,9 +63,10 @@ def login(body: Login, config: Annotated[ApiSettings, Depends(settings)]) -> Tok
 def refresh(body: Refresh, config: Annotated[ApiSettings, Depends(settings)]) -> Tokens:
     """Exchange a refresh token (once) for new tokens."""
     with scoped_session(config.database_url, None, bypass=True) as s:
-        stored = s.scalar(select(RefreshToken).where(RefreshToken.token_sha256 == refresh_hash(body.refresh_token))
-                          .with_for_update())
-        now = datetime.now(timezone.utc)
+        stored = s.scalar(
+            select(RefreshToken).where(RefreshToken.token_sha256 == refresh_hash(body.refresh_token)).with_for_update()
+        )
+        now = datetime.now(UTC)
         if stored is None or stored.used_at is not None or stored.expires_at <= now:
             raise HTTPException(401, "unknown, used or expired refresh token")
         stored.used_at = now

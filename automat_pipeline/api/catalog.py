@@ -55,29 +55,54 @@ def search(words: str):
 
 
 def product_out(p: Product, has_cad: bool) -> ProductOut:
-    return ProductOut(id=p.id, pim_id=p.pim_id, key=p.key, name=p.name, category_key=p.category_key,
-                      lagertyp=p.lagertyp, has_cad=has_cad)
+    return ProductOut(
+        id=p.id,
+        pim_id=p.pim_id,
+        key=p.key,
+        name=p.name,
+        category_key=p.category_key,
+        lagertyp=p.lagertyp,
+        has_cad=has_cad,
+    )
 
 
 def media_out(m: MediaAsset) -> MediaOut:
-    return MediaOut(id=m.id, product_id=m.product_id, asset=m.asset, output_type=m.output_type, status=m.status,
-                    error_class=m.error_class, reason=m.reason, updated_at=m.updated_at)
+    return MediaOut(
+        id=m.id,
+        product_id=m.product_id,
+        asset=m.asset,
+        output_type=m.output_type,
+        status=m.status,
+        error_class=m.error_class,
+        reason=m.reason,
+        updated_at=m.updated_at,
+    )
 
 
 def has_cad(tx, tenant_id: int, product_ids: list[int]) -> set[int]:
     """Those of the tenant's ``product_ids`` whose CAD conversion succeeded."""
-    return set(tx.scalars(select(ProductFile.product_id).where(
-        ProductFile.tenant_id == tenant_id, ProductFile.product_id.in_(product_ids),
-        ProductFile.kind == "step", ProductFile.status == "ok")))
+    return set(
+        tx.scalars(
+            select(ProductFile.product_id).where(
+                ProductFile.tenant_id == tenant_id,
+                ProductFile.product_id.in_(product_ids),
+                ProductFile.kind == "step",
+                ProductFile.status == "ok",
+            )
+        )
+    )
 
 
 @router.get("/products")
-def list_products(who: Who, tx: Tx,
-                  q: str | None = Query(None, max_length=200, description="Words in the name or PIM-ID."),
-                  category_key: str | None = Query(None, max_length=200, description="Only this category."),
-                  lagertyp: str | None = Query(None, max_length=200, description="Only this bearing type."),
-                  limit: int = Query(50, ge=1, le=500, description="Page size."),
-                  offset: int = Query(0, ge=0, le=10_000_000, description="Items to skip.")) -> Page:
+def list_products(
+    who: Who,
+    tx: Tx,
+    q: str | None = Query(None, max_length=200, description="Words in the name or PIM-ID."),
+    category_key: str | None = Query(None, max_length=200, description="Only this category."),
+    lagertyp: str | None = Query(None, max_length=200, description="Only this bearing type."),
+    limit: int = Query(50, ge=1, le=500, description="Page size."),
+    offset: int = Query(0, ge=0, le=10_000_000, description="Items to skip."),
+) -> Page:
     """Active products of the tenant, by PIM-ID."""
     who.require(Permission.own_orders)
     query = select(Product).where(Product.tenant_id == who.tenant(), Product.active)
@@ -98,11 +123,15 @@ def product_detail(product_id: Id, who: Who, tx: Tx) -> ProductDetail:
     """One product with its renders."""
     who.require(Permission.own_orders)
     product = owned(tx, Product, product_id, who, "product")
-    media = tx.scalars(select(MediaAsset).where(MediaAsset.product_id == product.id,
-                                                MediaAsset.tenant_id == who.tenant())
-                       .order_by(MediaAsset.updated_at.desc()))
-    return ProductDetail(**product_out(product, bool(has_cad(tx, product.tenant_id, [product.id]))).model_dump(),
-                         media=[media_out(m) for m in media])
+    media = tx.scalars(
+        select(MediaAsset)
+        .where(MediaAsset.product_id == product.id, MediaAsset.tenant_id == who.tenant())
+        .order_by(MediaAsset.updated_at.desc())
+    )
+    return ProductDetail(
+        **product_out(product, bool(has_cad(tx, product.tenant_id, [product.id]))).model_dump(),
+        media=[media_out(m) for m in media],
+    )
 
 
 @router.get("/output-types")
@@ -118,8 +147,9 @@ def put_output_type(name: str, body: output_types.OutputType, who: Who, tx: Tx) 
     who.require(Permission.settings)
     if body.name != name:
         raise HTTPException(422, f"the body names {body.name!r}, the path {name!r}")
-    stored = tx.scalar(select(TenantOutputType).where(TenantOutputType.tenant_id == who.tenant(),
-                                                      TenantOutputType.name == name))
+    stored = tx.scalar(
+        select(TenantOutputType).where(TenantOutputType.tenant_id == who.tenant(), TenantOutputType.name == name)
+    )
     settings = body.model_dump(exclude={"name"})
     if stored is None:
         tx.add(TenantOutputType(tenant_id=who.tenant(), name=name, settings=settings))
@@ -128,13 +158,16 @@ def put_output_type(name: str, body: output_types.OutputType, who: Who, tx: Tx) 
     return body
 
 
-@router.delete("/output-types/{name}", status_code=204, responses={404: {"description": "The tenant has no "
-                                                                                        "own type of that name."}})
+@router.delete(
+    "/output-types/{name}",
+    status_code=204,
+    responses={404: {"description": "The tenant has no own type of that name."}},
+)
 def delete_output_type(name: str, who: Who, tx: Tx) -> None:
     """Delete the tenant's own output type (a shipped one it overrode comes back)."""
     who.require(Permission.settings)
-    deleted = tx.execute(delete(TenantOutputType).where(TenantOutputType.tenant_id == who.tenant(),
-                                                        TenantOutputType.name == name))
+    deleted = tx.execute(
+        delete(TenantOutputType).where(TenantOutputType.tenant_id == who.tenant(), TenantOutputType.name == name)
+    )
     if not deleted.rowcount:
         raise HTTPException(404, f"no own output type {name!r}")
-

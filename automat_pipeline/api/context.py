@@ -21,7 +21,6 @@ from sqlalchemy.orm import Session
 from automat_pipeline.api.security import Permission, Role, allowed, decode_access_token
 from automat_pipeline.db.database import session
 
-
 POOL_SIZE = 40  # one connection per thread of the server's thread pool (anyio's default: 40)
 
 
@@ -36,10 +35,14 @@ class ApiSettings:
 
     @classmethod
     def from_env(cls) -> ApiSettings:
-        return cls(database_url=os.environ["AUTOMAT_API_DATABASE_URL"], jwt_secret=os.environ["AUTOMAT_JWT_SECRET"],
-                   dagster_graphql_url=os.environ.get("AUTOMAT_DAGSTER_GRAPHQL_URL", "http://127.0.0.1:3000/graphql"),
-                   uploads_dir=os.environ["AUTOMAT_UPLOADS_DIR"], media_dir=os.environ["AUTOMAT_MEDIA_DIR"],
-                   max_upload_mb=int(os.environ.get("AUTOMAT_MAX_UPLOAD_MB", "512")))
+        return cls(
+            database_url=os.environ["AUTOMAT_API_DATABASE_URL"],
+            jwt_secret=os.environ["AUTOMAT_JWT_SECRET"],
+            dagster_graphql_url=os.environ.get("AUTOMAT_DAGSTER_GRAPHQL_URL", "http://127.0.0.1:3000/graphql"),
+            uploads_dir=os.environ["AUTOMAT_UPLOADS_DIR"],
+            media_dir=os.environ["AUTOMAT_MEDIA_DIR"],
+            max_upload_mb=int(os.environ.get("AUTOMAT_MAX_UPLOAD_MB", "512")),
+        )
 
 
 @dataclass(frozen=True)
@@ -68,11 +71,14 @@ def settings(request: Request) -> ApiSettings:
 bearer = HTTPBearer(auto_error=False, description="The access token from POST /auth/login.")
 
 
-def caller(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-           # int, not int | None: the schema then says integer, and absent means None
-    x_tenant_id: Annotated[int, Header(ge=1, le=2**31 - 1, description="Global admins only: the tenant to act on.")]
-    = None,
-           ) -> Caller:
+def caller(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    # int, not int | None: the schema then says integer, and absent means None
+    x_tenant_id: Annotated[
+        int, Header(ge=1, le=2**31 - 1, description="Global admins only: the tenant to act on.")
+    ] = None,
+) -> Caller:
     if credentials is None:
         raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
     try:
@@ -87,8 +93,11 @@ def caller(request: Request, credentials: Annotated[HTTPAuthorizationCredentials
 def transaction(request: Request, who: Annotated[Caller, Depends(caller)]) -> Iterator[Session]:
     """The request's transaction, scoped to the caller's tenant for row-level security."""
     with scoped_session(settings(request).database_url, who.tenant_id, bypass=who.role is Role.global_admin) as s:
-        if who.role is Role.global_admin and who.tenant_id is not None and \
-                s.scalar(text("SELECT 1 FROM tenants WHERE id = :t"), {"t": who.tenant_id}) is None:
+        if (
+            who.role is Role.global_admin
+            and who.tenant_id is not None
+            and s.scalar(text("SELECT 1 FROM tenants WHERE id = :t"), {"t": who.tenant_id}) is None
+        ):
             raise HTTPException(404, f"no tenant {who.tenant_id}")
         yield s
 
@@ -110,10 +119,10 @@ class scoped_session:
 
     def __enter__(self) -> Session:
         self.session.begin()
-        self.session.execute(text("SELECT set_config('app.current_tenant_id', :t, true), "
-                                  "set_config('app.bypass_rls', :b, true)"),
-                             {"t": "" if self.tenant_id is None else str(self.tenant_id),
-                              "b": "on" if self.bypass else "off"})
+        self.session.execute(
+            text("SELECT set_config('app.current_tenant_id', :t, true), set_config('app.bypass_rls', :b, true)"),
+            {"t": "" if self.tenant_id is None else str(self.tenant_id), "b": "on" if self.bypass else "off"},
+        )
         return self.session
 
     def __exit__(self, kind, *_):

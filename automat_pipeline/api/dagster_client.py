@@ -53,8 +53,7 @@ class DagsterClient:
         except DagsterUnavailable:
             return False
 
-    def launch(self, assets: list[str], partition: str, run_config: dict, tags: dict[str, str],
-               launch_key: str) -> str:
+    def launch(self, assets: list[str], partition: str, run_config: dict, tags: dict[str, str], launch_key: str) -> str:
         """Launch assets for one tenant|product partition (added first if new); the run id.
 
         Idempotent by ``launch_key``: a launch whose answer was lost (a timeout) is found by its
@@ -65,12 +64,20 @@ class DagsterClient:
         added = self._query(ADD_PARTITION, selector=REPOSITORY, key=partition)["addDynamicPartition"]
         if added["__typename"] not in ("AddDynamicPartitionSuccess", "DuplicateDynamicPartitionError"):
             raise DagsterUnavailable(added.get("message", added["__typename"]))
-        params = {"selector": {**REPOSITORY, "jobName": "__ASSET_JOB",
-                               "assetSelection": [{"path": [asset]} for asset in assets]},
-                  "runConfigData": run_config,
-                  "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in
-                                                 {**tags, LAUNCH_KEY: launch_key,
-                                                  "dagster/partition": partition}.items()]}}
+        params = {
+            "selector": {
+                **REPOSITORY,
+                "jobName": "__ASSET_JOB",
+                "assetSelection": [{"path": [asset]} for asset in assets],
+            },
+            "runConfigData": run_config,
+            "executionMetadata": {
+                "tags": [
+                    {"key": k, "value": v}
+                    for k, v in {**tags, LAUNCH_KEY: launch_key, "dagster/partition": partition}.items()
+                ]
+            },
+        }
         launched = self._query(LAUNCH, params=params)["launchRun"]
         if launched["__typename"] != "LaunchRunSuccess":
             raise DagsterUnavailable(launched.get("message", launched["__typename"]))
@@ -78,8 +85,15 @@ class DagsterClient:
 
     def materialized(self, asset_keys: list[str], partition: str) -> set[str]:
         """Those of ``asset_keys`` materialized for ``partition``."""
-        return {key for key in asset_keys if (self._query(MATERIALIZED, key={"path": [key]}, partition=partition)
-                                              ["assetOrError"].get("assetMaterializations"))}
+        return {
+            key
+            for key in asset_keys
+            if (
+                self._query(MATERIALIZED, key={"path": [key]}, partition=partition)["assetOrError"].get(
+                    "assetMaterializations"
+                )
+            )
+        }
 
     def runs(self, run_ids: list[str]) -> dict[str, dict]:
         if not run_ids:

@@ -30,8 +30,9 @@ class MediaPage(BaseModel):
 
 
 class Download(BaseModel):
-    ids: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] = Field(min_length=1, max_length=1000,
-                                                              description="Media asset ids to put in the ZIP.")
+    ids: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] = Field(
+        min_length=1, max_length=1000, description="Media asset ids to put in the ZIP."
+    )
 
 
 class UploadOut(BaseModel):
@@ -41,27 +42,32 @@ class UploadOut(BaseModel):
     size_bytes: int = Field(description="Bytes stored.")
     sha256: str = Field(description="Content hash.")
     created_at: datetime | None = Field(description="When it arrived.")
-    status: Literal["received", "ok", "rejected"] = Field(description="received: waiting for the pipeline; then "
-                                                                       "what the pipeline made of it.")
+    status: Literal["received", "ok", "rejected"] = Field(
+        description="received: waiting for the pipeline; then what the pipeline made of it."
+    )
     error: str | None = Field(description="Why the pipeline rejected it.")
 
 
 @router.get("/media", response_model=MediaPage)
-def browse(who: Who, tx: Tx,
-           asset: Literal["thumbnail", "still", "turntable", "blend_export"] | None = Query(
-               None, description="Only this pipeline step's media."),
-           status: Literal["completed", "failed", "cancelled"] | None = Query(None, description="Render status."),
-           category_key: str | None = Query(None, max_length=200, description="Products of this category."),
-           lagertyp: str | None = Query(None, max_length=200, description="Products of this bearing type."),
-           q: str | None = Query(None, max_length=200, description="Words in the product's name or PIM-ID."),
-           limit: int = Query(50, ge=1, le=200, description="Page size."),
-           cursor: str | None = Query(None, pattern=r"^\d+\.\d+:\d+$", description="From the previous page.")
-           ) -> dict:
+def browse(
+    who: Who,
+    tx: Tx,
+    asset: Literal["thumbnail", "still", "turntable", "blend_export"] | None = Query(
+        None, description="Only this pipeline step's media."
+    ),
+    status: Literal["completed", "failed", "cancelled"] | None = Query(None, description="Render status."),
+    category_key: str | None = Query(None, max_length=200, description="Products of this category."),
+    lagertyp: str | None = Query(None, max_length=200, description="Products of this bearing type."),
+    q: str | None = Query(None, max_length=200, description="Words in the product's name or PIM-ID."),
+    limit: int = Query(50, ge=1, le=200, description="Page size."),
+    cursor: str | None = Query(None, pattern=r"^\d+\.\d+:\d+$", description="From the previous page."),
+) -> dict:
     """The tenant's media, newest first, a page at a time (keyset pagination: fast at any depth)."""
     who.require(Permission.own_orders)
     # Plain rows, validated once as the response: the browser's hot path skips ORM objects.
     query = select(*(getattr(MediaAsset, name) for name in MediaOut.model_fields)).where(
-        MediaAsset.tenant_id == who.tenant())
+        MediaAsset.tenant_id == who.tenant()
+    )
     if asset:
         query = query.where(MediaAsset.asset == asset)
     if status:
@@ -101,8 +107,11 @@ def _file(request: Request, m: MediaAsset) -> Path:
     return path
 
 
-@router.get("/media/{media_id}/file", response_class=FileResponse, responses={
-    **NOT_FOUND, 200: {"description": "The file.", "content": {"application/octet-stream": {}}}})
+@router.get(
+    "/media/{media_id}/file",
+    response_class=FileResponse,
+    responses={**NOT_FOUND, 200: {"description": "The file.", "content": {"application/octet-stream": {}}}},
+)
 def media_file(media_id: Id, request: Request, who: Who, tx: Tx):
     """Download one media file."""
     who.require(Permission.own_orders)
@@ -119,14 +128,18 @@ def delete_media(media_id: Id, request: Request, who: Who, tx: Tx) -> None:
     tx.execute(delete(MediaAsset).where(MediaAsset.id == m.id))
 
 
-@router.post("/media/download", response_class=StreamingResponse, responses={
-    **NOT_FOUND, 200: {"description": "A ZIP of the files.", "content": {"application/zip": {}}}})
+@router.post(
+    "/media/download",
+    response_class=StreamingResponse,
+    responses={**NOT_FOUND, 200: {"description": "A ZIP of the files.", "content": {"application/zip": {}}}},
+)
 def download(body: Download, request: Request, who: Who, tx: Tx):
     """Stream the chosen media files as one ZIP."""
     who.require(Permission.own_orders)
     files = [(m, _file(request, m)) for m in (_media(tx, who, i) for i in dict.fromkeys(body.ids))]
-    return StreamingResponse(_zip(files), media_type="application/zip",
-                             headers={"Content-Disposition": 'attachment; filename="media.zip"'})
+    return StreamingResponse(
+        _zip(files), media_type="application/zip", headers={"Content-Disposition": 'attachment; filename="media.zip"'}
+    )
 
 
 class _Chunks:
@@ -151,8 +164,10 @@ def _zip(files: list[tuple[MediaAsset, Path]]) -> Iterator[bytes]:
     sink = _Chunks()
     with zipfile.ZipFile(sink, "w", zipfile.ZIP_STORED) as archive:  # renders are compressed already
         for m, path in files:
-            with archive.open(f"{m.product_id}/{m.asset}-{m.output_type}{path.suffix}", "w") as entry, \
-                    path.open("rb") as source:
+            with (
+                archive.open(f"{m.product_id}/{m.asset}-{m.output_type}{path.suffix}", "w") as entry,
+                path.open("rb") as source,
+            ):
                 while chunk := source.read(1 << 20):
                     entry.write(chunk)
                     yield sink.take()
@@ -170,8 +185,14 @@ def _sniff(head: bytes, name: str) -> str:
     raise HTTPException(415, f"{name}: neither an .xlsx workbook (zip) nor a STEP file (ISO-10303-21)")
 
 
-@router.post("/uploads", status_code=201, responses={
-    413: {"description": "Larger than the upload limit."}, 415: {"description": "Not a workbook or STEP file."}})
+@router.post(
+    "/uploads",
+    status_code=201,
+    responses={
+        413: {"description": "Larger than the upload limit."},
+        415: {"description": "Not a workbook or STEP file."},
+    },
+)
 def upload(file: UploadFile, request: Request, who: Who, tx: Tx) -> UploadOut:
     """Stream a product list (.xlsx) or a STEP file into the tenant's inbox; the sensor picks it up."""
     who.require(Permission.own_orders)
@@ -198,8 +219,14 @@ def upload(file: UploadFile, request: Request, who: Who, tx: Tx) -> UploadOut:
         partial.replace(inbox / name)
     finally:
         partial.unlink(missing_ok=True)
-    record = Upload(tenant_id=tenant.id, created_by=who.user_id, filename=name, kind=kind, size_bytes=size,
-                    sha256=digest.hexdigest())
+    record = Upload(
+        tenant_id=tenant.id,
+        created_by=who.user_id,
+        filename=name,
+        kind=kind,
+        size_bytes=size,
+        sha256=digest.hexdigest(),
+    )
     tx.add(record)
     tx.flush()
     return _upload_out(tx, record)
@@ -214,15 +241,33 @@ def upload_status(upload_id: Id, who: Who, tx: Tx) -> UploadOut:
 
 def _upload_out(tx, record: Upload) -> UploadOut:
     if record.kind == "step":
-        seen = tx.scalar(select(ProductFile).where(ProductFile.tenant_id == record.tenant_id,
-                                                   ProductFile.filename == record.filename,
-                                                   ProductFile.sha256 == record.sha256))
+        seen = tx.scalar(
+            select(ProductFile).where(
+                ProductFile.tenant_id == record.tenant_id,
+                ProductFile.filename == record.filename,
+                ProductFile.sha256 == record.sha256,
+            )
+        )
         status, error = (seen.status, seen.error) if seen else ("received", None)
     else:
-        seen = tx.scalar(select(CatalogImport).where(CatalogImport.tenant_id == record.tenant_id,
-                                                     CatalogImport.filename == record.filename,
-                                                     CatalogImport.sha256 == record.sha256)
-                         .order_by(CatalogImport.id.desc()).limit(1))
-        status, error = ((("ok" if seen.status == "ok" else "rejected"), seen.error) if seen else ("received", None))
-    return UploadOut(id=record.id, filename=record.filename, kind=record.kind, size_bytes=record.size_bytes,
-                     sha256=record.sha256, created_at=record.created_at, status=status, error=error)
+        seen = tx.scalar(
+            select(CatalogImport)
+            .where(
+                CatalogImport.tenant_id == record.tenant_id,
+                CatalogImport.filename == record.filename,
+                CatalogImport.sha256 == record.sha256,
+            )
+            .order_by(CatalogImport.id.desc())
+            .limit(1)
+        )
+        status, error = (("ok" if seen.status == "ok" else "rejected"), seen.error) if seen else ("received", None)
+    return UploadOut(
+        id=record.id,
+        filename=record.filename,
+        kind=record.kind,
+        size_bytes=record.size_bytes,
+        sha256=record.sha256,
+        created_at=record.created_at,
+        status=status,
+        error=error,
+    )

@@ -6,7 +6,7 @@ API's launcher loop (``launch_pending``) once it is back when it does not: nothi
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal
 
 from fastapi import APIRouter, HTTPException, Request
@@ -14,13 +14,13 @@ from pydantic import BaseModel, Field
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from automat_pipeline import workflows
+from automat_pipeline.api.catalog import has_cad
 from automat_pipeline.api.context import Caller, Id, Tx, Who, owned
 from automat_pipeline.api.dagster_client import DagsterClient, DagsterUnavailable
 from automat_pipeline.api.security import Permission
-from automat_pipeline import workflows
 from automat_pipeline.api.workflows import saved
 from automat_pipeline.db import repository
-from automat_pipeline.api.catalog import has_cad
 from automat_pipeline.db.models import MediaAsset, Order, OrderLine, Product, Tenant
 from automat_pipeline.partitions import product_key
 from automat_pipeline.tenant_settings import TenantSettings
@@ -28,22 +28,36 @@ from automat_pipeline.tenant_settings import TenantSettings
 router = APIRouter(prefix="/orders", tags=["orders"])
 NOT_FOUND = {404: {"description": "No such order in your tenant (or not yours)."}}
 CONFLICT = {409: {"description": "The order is not in a state that allows this."}}
-RUN_STATES = {"QUEUED": "queued", "NOT_STARTED": "queued", "STARTING": "queued", "MANAGED": "queued",
-              "STARTED": "running", "SUCCESS": "completed", "FAILURE": "failed", "CANCELING": "cancelled",
-              "CANCELED": "cancelled"}
+RUN_STATES = {
+    "QUEUED": "queued",
+    "NOT_STARTED": "queued",
+    "STARTING": "queued",
+    "MANAGED": "queued",
+    "STARTED": "running",
+    "SUCCESS": "completed",
+    "FAILURE": "failed",
+    "CANCELING": "cancelled",
+    "CANCELED": "cancelled",
+}
 LineState = Literal["pending", "queued", "running", "completed", "failed", "cancelled", "unknown"]
 
 
 class LineIn(BaseModel):
     product_id: int = Field(ge=1, le=2**31 - 1, description="A product of your tenant.", examples=[1])
-    output_type: str = Field(min_length=1, max_length=64, description="An output type of your tenant.",
-                             examples=["still-web"])
+    output_type: str = Field(
+        min_length=1, max_length=64, description="An output type of your tenant.", examples=["still-web"]
+    )
 
 
 class OrderIn(BaseModel):
-    workflow: str | None = Field(None, min_length=1, max_length=64, description="A workflow of your tenant to run "
-                                 "for each line (GET /workflows); none: each line renders its output type alone.",
-                                 examples=["default"])
+    workflow: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="A workflow of your tenant to run "
+        "for each line (GET /workflows); none: each line renders its output type alone.",
+        examples=["default"],
+    )
 
 
 class Reject(BaseModel):
@@ -63,8 +77,10 @@ class LineOut(BaseModel):
     product_id: int = Field(description="The product.")
     output_type: str = Field(description="The output type.")
     run_id: str | None = Field(description="The Dagster run, once launched.")
-    state: LineState = Field(description="pending (not launched yet), queued, running, completed, failed, "
-                                         "cancelled; unknown while Dagster does not answer.")
+    state: LineState = Field(
+        description="pending (not launched yet), queued, running, completed, failed, "
+        "cancelled; unknown while Dagster does not answer."
+    )
     launch_error: str | None = Field(description="Why the last launch attempt failed.")
     steps: list[Step] = Field(description="The run's steps with their times.")
     outputs: list[dict] = Field(description="The renders it made: path, engine, device, seconds, bytes.")
@@ -95,34 +111,82 @@ def _order(tx: Session, who: Caller, order_id: int) -> Order:
 
 
 def _document(tx: Session, order: Order, dagster: DagsterClient) -> OrderOut:
-    lines = list(tx.scalars(select(OrderLine).where(OrderLine.order_id == order.id, OrderLine.tenant_id ==
-                                                    order.tenant_id).order_by(OrderLine.id)))
+    lines = list(
+        tx.scalars(
+            select(OrderLine)
+            .where(OrderLine.order_id == order.id, OrderLine.tenant_id == order.tenant_id)
+            .order_by(OrderLine.id)
+        )
+    )
     try:
         runs = dagster.runs([line.run_id for line in lines if line.run_id])
     except DagsterUnavailable:
         runs = None
-    media = {(m.product_id, m.output_type): m for m in tx.scalars(
-        select(MediaAsset).where(MediaAsset.tenant_id == order.tenant_id,
-                                 MediaAsset.product_id.in_([line.product_id for line in lines])))}
+    media = {
+        (m.product_id, m.output_type): m
+        for m in tx.scalars(
+            select(MediaAsset).where(
+                MediaAsset.tenant_id == order.tenant_id, MediaAsset.product_id.in_([line.product_id for line in lines])
+            )
+        )
+    }
     out = []
     for line in lines:
         run = (runs or {}).get(line.run_id)
-        state = ("pending" if not line.run_id else "unknown" if runs is None or run is None
-                 else RUN_STATES.get(run["status"], "unknown"))
-        steps = [Step(step=s["stepKey"], status=s["status"], started=s["startTime"], ended=s["endTime"],
-                      seconds=round(s["endTime"] - s["startTime"], 3) if s["startTime"] and s["endTime"] else None)
-                 for s in (run or {}).get("stepStats", [])]
+        state = (
+            "pending"
+            if not line.run_id
+            else "unknown"
+            if runs is None or run is None
+            else RUN_STATES.get(run["status"], "unknown")
+        )
+        steps = [
+            Step(
+                step=s["stepKey"],
+                status=s["status"],
+                started=s["startTime"],
+                ended=s["endTime"],
+                seconds=round(s["endTime"] - s["startTime"], 3) if s["startTime"] and s["endTime"] else None,
+            )
+            for s in (run or {}).get("stepStats", [])
+        ]
         made = media.get((line.product_id, line.output_type))
         outputs = [{"media_id": made.id, "status": made.status, "path": made.path, **made.details}] if made else []
-        out.append(LineOut(id=line.id, product_id=line.product_id, output_type=line.output_type, run_id=line.run_id,
-                           state=state, launch_error=line.launch_error, steps=steps, outputs=outputs))
-    order_state = "draft" if order.status == "draft" else next(
-        (s for s in ("unknown", "pending", "queued", "running", "failed", "cancelled")
-         if any(line.state == s for line in out)), "completed")
-    return OrderOut(id=order.id, status=order.status, workflow=order.workflow, state=order_state,
-                    created_by=order.created_by,
-                    reject_reason=order.reject_reason, rejected_at=order.rejected_at,
-                    submitted_at=order.submitted_at, lines=out)
+        out.append(
+            LineOut(
+                id=line.id,
+                product_id=line.product_id,
+                output_type=line.output_type,
+                run_id=line.run_id,
+                state=state,
+                launch_error=line.launch_error,
+                steps=steps,
+                outputs=outputs,
+            )
+        )
+    order_state = (
+        "draft"
+        if order.status == "draft"
+        else next(
+            (
+                s
+                for s in ("unknown", "pending", "queued", "running", "failed", "cancelled")
+                if any(line.state == s for line in out)
+            ),
+            "completed",
+        )
+    )
+    return OrderOut(
+        id=order.id,
+        status=order.status,
+        workflow=order.workflow,
+        state=order_state,
+        created_by=order.created_by,
+        reject_reason=order.reject_reason,
+        rejected_at=order.rejected_at,
+        submitted_at=order.submitted_at,
+        lines=out,
+    )
 
 
 def dagster(request: Request) -> DagsterClient:
@@ -158,20 +222,40 @@ def get_order(order_id: Id, request: Request, who: Who, tx: Tx) -> OrderOut:
     return _document(tx, _order(tx, who, order_id), dagster(request))
 
 
-@router.post("/{order_id}/lines", status_code=201,
-             responses={**NOT_FOUND, **CONFLICT, 422: {"description": "Unknown product or output type."}})
+@router.post(
+    "/{order_id}/lines",
+    status_code=201,
+    responses={**NOT_FOUND, **CONFLICT, 422: {"description": "Unknown product or output type."}},
+)
 def add_line(order_id: Id, body: LineIn, request: Request, who: Who, tx: Tx) -> OrderOut:
     """Add a product × output type line to a draft."""
     order = _draft(tx, who, order_id)
-    if tx.scalar(select(Product.id).where(Product.id == body.product_id, Product.tenant_id == order.tenant_id,
-                                          Product.active)) is None:
+    if (
+        tx.scalar(
+            select(Product.id).where(
+                Product.id == body.product_id, Product.tenant_id == order.tenant_id, Product.active
+            )
+        )
+        is None
+    ):
         raise HTTPException(422, f"no active product {body.product_id} in your tenant")
     if body.output_type not in {t.name for t in repository.output_types_of(tx, order.tenant_id)}:
         raise HTTPException(422, f"no output type {body.output_type!r} in your tenant")
-    if tx.scalar(select(OrderLine.id).where(OrderLine.order_id == order.id, OrderLine.product_id == body.product_id,
-                                            OrderLine.output_type == body.output_type)) is None:
-        tx.add(OrderLine(tenant_id=order.tenant_id, order_id=order.id, product_id=body.product_id,
-                         output_type=body.output_type))
+    if (
+        tx.scalar(
+            select(OrderLine.id).where(
+                OrderLine.order_id == order.id,
+                OrderLine.product_id == body.product_id,
+                OrderLine.output_type == body.output_type,
+            )
+        )
+        is None
+    ):
+        tx.add(
+            OrderLine(
+                tenant_id=order.tenant_id, order_id=order.id, product_id=body.product_id, output_type=body.output_type
+            )
+        )
         tx.flush()
     return _document(tx, order, dagster(request))
 
@@ -186,8 +270,9 @@ def remove_line(order_id: Id, line_id: Id, request: Request, who: Who, tx: Tx) -
     return _document(tx, order, dagster(request))
 
 
-@router.post("/{order_id}/submit", responses={**NOT_FOUND, **CONFLICT,
-                                              422: {"description": "The order breaks a tenant rule."}})
+@router.post(
+    "/{order_id}/submit", responses={**NOT_FOUND, **CONFLICT, 422: {"description": "The order breaks a tenant rule."}}
+)
 def submit(order_id: Id, request: Request, who: Who, tx: Tx) -> OrderOut:
     """Check the order against the tenant's rules, then launch one Dagster run per line."""
     order = _draft(tx, who, order_id)
@@ -206,18 +291,24 @@ def submit(order_id: Id, request: Request, who: Who, tx: Tx) -> OrderOut:
         elif kind.engine not in settings.render_engines_allowed:
             problems.append(f"line {line.id}: engine {kind.engine} is not allowed for this tenant")
     with_cad = has_cad(tx, order.tenant_id, [line.product_id for line in lines])
-    problems += [f"line {line.id}: product {line.product_id} has no converted CAD file" for line in lines
-                 if line.product_id not in with_cad]
+    problems += [
+        f"line {line.id}: product {line.product_id} has no converted CAD file"
+        for line in lines
+        if line.product_id not in with_cad
+    ]
     if order.workflow:
         try:
             steps = set(_plan(tx, order).selection)
         except workflows.WorkflowError as error:
             raise HTTPException(422, f"workflow {order.workflow!r}: {'; '.join(error.errors)}") from error
-        problems += [f"line {line.id}: workflow {order.workflow!r} has no {types[line.output_type].kind} step"
-                     for line in lines if line.output_type in types and types[line.output_type].kind not in steps]
+        problems += [
+            f"line {line.id}: workflow {order.workflow!r} has no {types[line.output_type].kind} step"
+            for line in lines
+            if line.output_type in types and types[line.output_type].kind not in steps
+        ]
     if problems:
         raise HTTPException(422, "; ".join(problems))
-    order.status, order.submitted_at = "submitted", datetime.now(timezone.utc)
+    order.status, order.submitted_at = "submitted", datetime.now(UTC)
     for line in lines:
         line.run_id = line.launch_error = None
     launch_lines(tx, dagster(request), order, types)
@@ -243,7 +334,7 @@ def reject(order_id: Id, body: Reject, request: Request, who: Who, tx: Tx) -> Or
     if order.status in ("rejected", "cancelled"):
         raise HTTPException(409, f"order {order_id} is already {order.status}")
     _stop(tx, dagster(request), order)
-    order.status, order.reject_reason, order.rejected_at = "rejected", body.reason, datetime.now(timezone.utc)
+    order.status, order.reject_reason, order.rejected_at = "rejected", body.reason, datetime.now(UTC)
     return _document(tx, order, dagster(request))
 
 
@@ -265,8 +356,9 @@ def _draft(tx: Session, who: Caller, order_id: int) -> Order:
 
 
 def _stop(tx: Session, client: DagsterClient, order: Order) -> None:
-    run_ids = list(tx.scalars(select(OrderLine.run_id).where(OrderLine.order_id == order.id,
-                                                             OrderLine.run_id.is_not(None))))
+    run_ids = list(
+        tx.scalars(select(OrderLine.run_id).where(OrderLine.order_id == order.id, OrderLine.run_id.is_not(None)))
+    )
     try:
         client.terminate(run_ids)
     except DagsterUnavailable as error:
@@ -278,8 +370,15 @@ def _plan(tx: Session, order: Order) -> workflows.Plan:
     return workflows.compile_workflow(workflows.validate(saved(tx, order.tenant_id, order.workflow).document))
 
 
-def launch(client: DagsterClient, tenant: Tenant, product: Product, kind, order: Order, line: OrderLine,
-           plan: workflows.Plan | None) -> str:
+def launch(
+    client: DagsterClient,
+    tenant: Tenant,
+    product: Product,
+    kind,
+    order: Order,
+    line: OrderLine,
+    plan: workflows.Plan | None,
+) -> str:
     """Launch one order line: the order's workflow ``plan``, or the asset that renders output type
     ``kind`` alone; the render step renders just that output type. The run id."""
     assets, ops = [kind.kind], {}
@@ -290,8 +389,7 @@ def launch(client: DagsterClient, tenant: Tenant, product: Product, kind, order:
     tags = {"automat/order": str(order.id), "automat/order-line": str(line.id)}
     tags |= {"automat/workflow": order.workflow} if order.workflow else {}
     launch_key = f"{line.id}@{order.submitted_at.timestamp():.6f}"  # each submission launches once
-    return client.launch(assets, product_key(tenant.slug, product.key), {"ops": ops} if ops else {}, tags,
-                         launch_key)
+    return client.launch(assets, product_key(tenant.slug, product.key), {"ops": ops} if ops else {}, tags, launch_key)
 
 
 def launch_lines(tx: Session, client: DagsterClient, order: Order, types: dict | None = None) -> int:
@@ -303,8 +401,9 @@ def launch_lines(tx: Session, client: DagsterClient, order: Order, types: dict |
     launched = 0
     for line in tx.scalars(select(OrderLine).where(OrderLine.order_id == order.id, OrderLine.run_id.is_(None))):
         try:
-            line.run_id = launch(client, tenant, tx.get(Product, line.product_id), types[line.output_type],
-                                 order, line, plan)
+            line.run_id = launch(
+                client, tenant, tx.get(Product, line.product_id), types[line.output_type], order, line, plan
+            )
             line.launch_error = None
             launched += 1
         except DagsterUnavailable as error:
@@ -317,12 +416,16 @@ renders = APIRouter(tags=["orders"])
 
 
 class RenderIn(BaseModel):
-    output_type: str = Field(min_length=1, max_length=64, description="An output type of your tenant.",
-                             examples=["still-web"])
+    output_type: str = Field(
+        min_length=1, max_length=64, description="An output type of your tenant.", examples=["still-web"]
+    )
 
 
-@renders.post("/products/{product_id}/renders", status_code=202, responses={
-    422: {"description": "No CAD, or no such output type."}})
+@renders.post(
+    "/products/{product_id}/renders",
+    status_code=202,
+    responses={422: {"description": "No CAD, or no such output type."}},
+)
 def trigger_render(product_id: Id, body: RenderIn, request: Request, who: Who, tx: Tx) -> OrderOut:
     """Render one output type of one product now (project managers and above): a one-line order,
     submitted at once, so it is followed, cancelled and kept like any other (pending while Dagster
@@ -333,8 +436,9 @@ def trigger_render(product_id: Id, body: RenderIn, request: Request, who: Who, t
         raise HTTPException(422, f"no output type {body.output_type!r} in your tenant")
     if not has_cad(tx, product.tenant_id, [product.id]):
         raise HTTPException(422, f"product {product_id} has no converted CAD file")
-    order = Order(tenant_id=product.tenant_id, created_by=who.user_id, status="submitted",
-                  submitted_at=datetime.now(timezone.utc))
+    order = Order(
+        tenant_id=product.tenant_id, created_by=who.user_id, status="submitted", submitted_at=datetime.now(UTC)
+    )
     tx.add(order)
     tx.flush()
     tx.add(OrderLine(tenant_id=order.tenant_id, order_id=order.id, product_id=product.id, output_type=body.output_type))

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import datetime, timedelta, timezone
-from enum import Enum
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 
 import jwt
 from argon2 import PasswordHasher
@@ -21,14 +21,14 @@ REFRESH_DAYS = 14
 _hasher = PasswordHasher()
 
 
-class Role(str, Enum):
+class Role(StrEnum):
     global_admin = "global_admin"
     tenant_admin = "tenant_admin"
     project_manager = "project_manager"
     client = "client"
 
 
-class Permission(str, Enum):
+class Permission(StrEnum):
     manage_tenants = "manage_tenants"
     manage_all_users = "manage_all_users"
     manage_tenant_users = "manage_tenant_users"
@@ -72,7 +72,7 @@ def password_matches(password_hash: str, password: str) -> bool:
 
 
 def access_token(secret: str, user_id: int, role: Role, tenant_id: int | None, minutes: int = ACCESS_MINUTES) -> str:
-    expires = datetime.now(timezone.utc) + timedelta(minutes=minutes)
+    expires = datetime.now(UTC) + timedelta(minutes=minutes)
     claims = {"sub": str(user_id), "role": role.value, "tenant_id": tenant_id, "exp": expires}
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
@@ -85,7 +85,7 @@ def decode_access_token(secret: str, token: str) -> dict:
 def new_refresh_token() -> tuple[str, str, datetime]:
     """``(token for the client, its sha256 for the database, expiry)``."""
     token = secrets.token_urlsafe(32)
-    return token, refresh_hash(token), datetime.now(timezone.utc) + timedelta(days=REFRESH_DAYS)
+    return token, refresh_hash(token), datetime.now(UTC) + timedelta(days=REFRESH_DAYS)
 
 
 def refresh_hash(token: str) -> str:

@@ -6,7 +6,7 @@ passed at launch), tagged ``automat/workflow``: saving a workflow needs no code-
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
@@ -88,10 +88,10 @@ def validate(document: dict, who: Who) -> Validation:
 def list_workflows(who: Who, tx: Tx) -> list[SavedOut]:
     """The tenant's workflows, the built-in ``default`` (the full pipeline) first."""
     who.require(Permission.own_orders)
-    rows = tx.scalars(select(SavedWorkflow).where(SavedWorkflow.tenant_id == who.tenant())
-                      .order_by(SavedWorkflow.name))
-    return [saved(tx, who.tenant(), DEFAULT)] + [SavedOut(name=w.name, revision=w.revision, document=w.document)
-                                                 for w in rows]
+    rows = tx.scalars(select(SavedWorkflow).where(SavedWorkflow.tenant_id == who.tenant()).order_by(SavedWorkflow.name))
+    return [saved(tx, who.tenant(), DEFAULT)] + [
+        SavedOut(name=w.name, revision=w.revision, document=w.document) for w in rows
+    ]
 
 
 @router.get("/{name}")
@@ -116,7 +116,7 @@ def put_workflow(name: str, document: dict, who: Who, tx: Tx) -> SavedOut:
         tx.add(found)
     else:
         found.document, found.revision = document, found.revision + 1
-        found.updated_at = datetime.now(timezone.utc)
+        found.updated_at = datetime.now(UTC)
     tx.flush()
     return SavedOut(name=found.name, revision=found.revision, document=found.document)
 
@@ -132,15 +132,20 @@ def delete_workflow(name: str, who: Who, tx: Tx) -> None:
 
 
 class PlanIn(BaseModel):
-    product_id: int | None = Field(None, ge=1, le=2**31 - 1, description="Also check that every upstream step "
-                                   "outside the workflow is materialized for this product.")
+    product_id: int | None = Field(
+        None,
+        ge=1,
+        le=2**31 - 1,
+        description="Also check that every upstream step outside the workflow is materialized for this product.",
+    )
 
 
 def _ready(request: Request, workflow: workflows.Workflow, partition: str) -> None:
     """422 naming each node whose upstream step is neither in the workflow nor materialized."""
     try:
-        done = request.app.state.dagster.materialized([k.to_user_string() for k in workflows.upstream_keys(workflow)],
-                                                      partition)
+        done = request.app.state.dagster.materialized(
+            [k.to_user_string() for k in workflows.upstream_keys(workflow)], partition
+        )
     except DagsterUnavailable as error:
         raise HTTPException(503, f"Dagster does not answer: {error}") from error
     errors = workflows.missing_upstream(workflow, done)
@@ -179,14 +184,17 @@ def launch(name: str, body: Launch, request: Request, who: Who, tx: Tx) -> Launc
     keys = _partitions(tx, who, body.product_ids)
     for key in keys:
         _ready(request, checked, key)
-    started = datetime.now(timezone.utc).timestamp()
+    started = datetime.now(UTC).timestamp()
     runs = {}
     try:
         for key in keys:
             runs[key] = request.app.state.dagster.launch(
-                compiled.selection, key, compiled.run_config,
+                compiled.selection,
+                key,
+                compiled.run_config,
                 {"automat/workflow": name, "automat/workflow-revision": str(workflow.revision)},
-                f"workflow:{tenant.id}:{name}:{workflow.revision}:{key}@{started:.6f}")
+                f"workflow:{tenant.id}:{name}:{workflow.revision}:{key}@{started:.6f}",
+            )
     except DagsterUnavailable as error:
         raise HTTPException(503, f"Dagster does not answer ({len(runs)} of {len(keys)} launched): {error}") from error
     return Launched(runs=runs)

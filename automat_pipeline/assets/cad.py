@@ -46,15 +46,18 @@ def step_file(context: AssetExecutionContext, database: Database, media: MediaSt
             raise Failure(f"unknown_product: {context.partition_key} is not in the catalogue")
         path = step_file_for(media.inbox(tenant_slug), product)
         if path is None:
-            raise Failure(f"missing_step_file: no STEP upload for {product.pim_id} "
-                          f"({product.step_filename or product.key + '.step'}) in {media.inbox(tenant_slug)}")
+            raise Failure(
+                f"missing_step_file: no STEP upload for {product.pim_id} "
+                f"({product.step_filename or product.key + '.step'}) in {media.inbox(tenant_slug)}"
+            )
         digest = sha256(path)
         try:
             schema, error = sniff_step(path), None
         except InputError as rejected:
             schema, error = None, rejected
-        repository.record_file(session, tenant.id, path, "step", digest,
-                               error=str(error) if error else None, product_id=product.id)
+        repository.record_file(
+            session, tenant.id, path, "step", digest, error=str(error) if error else None, product_id=product.id
+        )
     if error:
         context.log.error(f"[step_file] {path.name} rejected: {error}")
         raise Failure(str(error), metadata={"error_class": error.error_class, "upload": str(path)})
@@ -74,10 +77,16 @@ def step_file(context: AssetExecutionContext, database: Database, media: MediaSt
 CHECKS = [
     AssetCheckSpec("glb_loads", asset="glb_geometry", description="trimesh loads the GLB and finds triangles"),
     AssetCheckSpec("part_count", asset="glb_geometry", description="one GLB mesh node per STEP part"),
-    AssetCheckSpec("bbox_matches", asset="glb_geometry",
-                   description="the GLB's bounding box (m, Y-up) is the STEP's (mm, Z-up) within tolerance"),
-    AssetCheckSpec("material_coverage", asset="glb_production",
-                   description="every part resolved to a library material (warns on fallbacks)"),
+    AssetCheckSpec(
+        "bbox_matches",
+        asset="glb_geometry",
+        description="the GLB's bounding box (m, Y-up) is the STEP's (mm, Z-up) within tolerance",
+    ),
+    AssetCheckSpec(
+        "material_coverage",
+        asset="glb_production",
+        description="every part resolved to a library material (warns on fallbacks)",
+    ),
 ]
 
 
@@ -102,15 +111,21 @@ def convert_step(context: AssetExecutionContext, database: Database, media: Medi
     started = time.perf_counter()
     try:
         result = convert_isolated(
-            folder / SOURCE, folder / "model.glb", ConvertOptions.from_tenant(tenant.settings), resolver,
-            folder / "production.glb", timeout_seconds=settings.get("timeout_seconds", 300),
-            memory_mb=settings.get("memory_mb", 4096))
+            folder / SOURCE,
+            folder / "model.glb",
+            ConvertOptions.from_tenant(tenant.settings),
+            resolver,
+            folder / "production.glb",
+            timeout_seconds=settings.get("timeout_seconds", 300),
+            memory_mb=settings.get("memory_mb", 4096),
+        )
     except InputError as error:
         context.log.error(f"[cad_metadata] {context.partition_key}: {error}")
         upload = step_file_for(media.inbox(tenant_slug), product) or folder / SOURCE
         with database.session() as session:  # stored with the product's upload, which stays in the inbox
-            repository.record_file(session, tenant.id, upload, "step", sha256(folder / SOURCE), error=str(error),
-                                   product_id=product.id)
+            repository.record_file(
+                session, tenant.id, upload, "step", sha256(folder / SOURCE), error=str(error), product_id=product.id
+            )
         raise Failure(str(error), metadata={"error_class": error.error_class}) from error
     wall = time.perf_counter() - started
     (folder / "cad_metadata.json").write_text(json.dumps(result.as_dict(), indent=1))
@@ -119,24 +134,38 @@ def convert_step(context: AssetExecutionContext, database: Database, media: Medi
     for warning in result.warnings:
         context.log.warning(f"[cad_metadata] {warning}")
     seconds = result.seconds
-    parts = "| part | colour | material | rule | solids | faces | volume mm³ |\n|---|---|---|---|---|---|---|\n" + "\n".join(
-        f"| {p.name} | {p.color or '-'} | {p.material} | {p.material_source} | {p.solids} | {p.faces} | "
-        f"{p.volume_mm3:.1f} |" for p in result.parts)
+    parts = (
+        "| part | colour | material | rule | solids | faces | volume mm³ |\n|---|---|---|---|---|---|---|\n"
+        + "\n".join(
+            f"| {p.name} | {p.color or '-'} | {p.material} | {p.material_source} | {p.solids} | {p.faces} | "
+            f"{p.volume_mm3:.1f} |"
+            for p in result.parts
+        )
+    )
     yield MaterializeResult(
         asset_key="cad_metadata",
         metadata={
-            "name": result.name, "parts": len(result.parts), "solids": result.solids, "faces": result.faces,
-            "schema": result.schema, "units": result.units, "bbox_mm": MetadataValue.json(result.bbox_mm),
-            "warnings": MetadataValue.json(result.warnings), "part_table": MetadataValue.md(parts),
+            "name": result.name,
+            "parts": len(result.parts),
+            "solids": result.solids,
+            "faces": result.faces,
+            "schema": result.schema,
+            "units": result.units,
+            "bbox_mm": MetadataValue.json(result.bbox_mm),
+            "warnings": MetadataValue.json(result.warnings),
+            "part_table": MetadataValue.md(parts),
             "seconds": round(seconds["read"] + seconds["transfer"] + seconds["metadata"], 3),
         },
     )
     yield MaterializeResult(
         asset_key="glb_geometry",
         metadata={
-            "path": MetadataValue.path(str(folder / "model.glb")), "triangles": result.triangles,
-            "bytes": result.glb_bytes, "linear_deflection_mm": result.linear_deflection_mm,
-            "angular_deflection_rad": result.angular_deflection_rad, "seconds": round(seconds["mesh"], 3),
+            "path": MetadataValue.path(str(folder / "model.glb")),
+            "triangles": result.triangles,
+            "bytes": result.glb_bytes,
+            "linear_deflection_mm": result.linear_deflection_mm,
+            "angular_deflection_rad": result.angular_deflection_rad,
+            "seconds": round(seconds["mesh"], 3),
             "isolation_overhead_seconds": round(wall - sum(seconds.values()), 3),
         },
     )
@@ -144,9 +173,11 @@ def convert_step(context: AssetExecutionContext, database: Database, media: Medi
     yield MaterializeResult(
         asset_key="glb_production",
         metadata={
-            "path": MetadataValue.path(str(folder / "production.glb")), "bytes": result.production_glb_bytes,
+            "path": MetadataValue.path(str(folder / "production.glb")),
+            "bytes": result.production_glb_bytes,
             "materials": MetadataValue.md("\n".join(f"- {line}" for line in result.materials)),
-            "fallback_parts": len(fallbacks), "seconds": round(seconds["write"], 3),
+            "fallback_parts": len(fallbacks),
+            "seconds": round(seconds["write"], 3),
         },
     )
     yield from check_glbs(result, folder / "model.glb", fallbacks)
@@ -156,17 +187,33 @@ def check_glbs(result: Conversion, glb: Path, fallbacks: list[str]):
     """The asset checks, on the files as written (trimesh reads them independently of OpenCascade)."""
     scene = trimesh.load(glb, force="scene")
     triangles = sum(len(g.faces) for g in scene.geometry.values())
-    yield AssetCheckResult(check_name="glb_loads", asset_key="glb_geometry", passed=triangles > 0 and triangles == result.triangles,
-                           metadata={"triangles": triangles, "expected": result.triangles})
+    yield AssetCheckResult(
+        check_name="glb_loads",
+        asset_key="glb_geometry",
+        passed=triangles > 0 and triangles == result.triangles,
+        metadata={"triangles": triangles, "expected": result.triangles},
+    )
     mesh_nodes = sum("mesh" in node for node in read_glb(glb)[0].get("nodes", []))  # a node per part instance
-    yield AssetCheckResult(check_name="part_count", asset_key="glb_geometry", passed=mesh_nodes == len(result.parts),
-                           metadata={"glb_mesh_nodes": mesh_nodes, "step_parts": len(result.parts)})
+    yield AssetCheckResult(
+        check_name="part_count",
+        asset_key="glb_geometry",
+        passed=mesh_nodes == len(result.parts),
+        metadata={"glb_mesh_nodes": mesh_nodes, "step_parts": len(result.parts)},
+    )
     xmin, ymin, zmin, xmax, ymax, zmax = (v / 1000 for v in result.bbox_mm)
     expected = np.array([[xmin, zmin, -ymax], [xmax, zmax, -ymin]])
     tolerance = 0.001 * float(np.linalg.norm(expected[1] - expected[0])) + result.linear_deflection_mm / 1000
     error = float(np.abs(scene.bounds - expected).max())
-    yield AssetCheckResult(check_name="bbox_matches", asset_key="glb_geometry", passed=error <= tolerance,
-                           metadata={"max_error_m": error, "tolerance_m": tolerance})
-    yield AssetCheckResult(check_name="material_coverage", asset_key="glb_production", passed=not fallbacks,
-                           severity=AssetCheckSeverity.WARN,
-                           metadata={"fallback_parts": MetadataValue.json(fallbacks)})
+    yield AssetCheckResult(
+        check_name="bbox_matches",
+        asset_key="glb_geometry",
+        passed=error <= tolerance,
+        metadata={"max_error_m": error, "tolerance_m": tolerance},
+    )
+    yield AssetCheckResult(
+        check_name="material_coverage",
+        asset_key="glb_production",
+        passed=not fallbacks,
+        severity=AssetCheckSeverity.WARN,
+        metadata={"fallback_parts": MetadataValue.json(fallbacks)},
+    )

@@ -1,4 +1,5 @@
-"""``product_catalog``: a tenant's Excel product lists imported into PostgreSQL; ``catalog_report``: what became of each row."""
+"""``product_catalog``: a tenant's Excel product lists imported into PostgreSQL; ``catalog_report``: what
+became of each row."""
 
 from dagster import (
     AssetCheckResult,
@@ -41,11 +42,13 @@ class CatalogImportConfig(Config):
     group_name="catalog",
     kinds={"excel", "postgres"},
     code_version="2",
-    check_specs=[AssetCheckSpec("workbooks_readable", asset="product_catalog",
-                                description="Every workbook of the import could be read.")],
+    check_specs=[
+        AssetCheckSpec(
+            "workbooks_readable", asset="product_catalog", description="Every workbook of the import could be read."
+        )
+    ],
 )
-def product_catalog(context: AssetExecutionContext, config: CatalogImportConfig, database: Database,
-                    media: MediaStore):
+def product_catalog(context: AssetExecutionContext, config: CatalogImportConfig, database: Database, media: MediaStore):
     """Each workbook is one recorded import in its own transaction; a bad one is reported and skipped."""
     slug = check_key_part("tenant", context.partition_key)
     inbox = media.inbox(slug)
@@ -71,11 +74,14 @@ def product_catalog(context: AssetExecutionContext, config: CatalogImportConfig,
     with database.session() as session:
         products = register_partitions(context.instance, session, repository.tenant(session, slug, create=False))
 
-    totals = {k: sum(r.counts.get(k, 0) for r in results) for k in
-              ("rows", "accepted", "rejected", "created", "updated", "unchanged", "deactivated")}
+    totals = {
+        k: sum(r.counts.get(k, 0) for r in results)
+        for k in ("rows", "accepted", "rejected", "created", "updated", "unchanged", "deactivated")
+    }
     rejections = [(r.filename, x) for r in results for x in r.rejected][:MAX_REJECTIONS_SHOWN]
     table = "| workbook | sheet | row | reason |\n|---|---|---|---|\n" + "\n".join(
-        f"| {name} | {x.sheet} | {x.row} | {x.reason} |" for name, x in rejections)
+        f"| {name} | {x.sheet} | {x.row} | {x.reason} |" for name, x in rejections
+    )
     yield MaterializeResult(
         metadata={
             **totals,
@@ -92,8 +98,9 @@ def product_catalog(context: AssetExecutionContext, config: CatalogImportConfig,
     )
 
 
-@asset(partitions_def=tenant_partitions, deps=[product_catalog], group_name="catalog", kinds={"excel"},
-       code_version="1")
+@asset(
+    partitions_def=tenant_partitions, deps=[product_catalog], group_name="catalog", kinds={"excel"}, code_version="1"
+)
 def catalog_report(context: AssetExecutionContext, database: Database, media: MediaStore) -> MaterializeResult:
     """Each workbook's rows with a status and a reason column, as .xlsx for the product manager.
 
@@ -106,8 +113,10 @@ def catalog_report(context: AssetExecutionContext, database: Database, media: Me
         for record in imports_without_report(session, tenant.id):
             workbook = media.inbox(slug) / record.filename
             if not workbook.is_file() or sha256(workbook) != record.sha256:
-                context.log.warning(f"[catalog_report] {record.filename} changed since import {record.id}; "
-                                    "its next import gets the report")
+                context.log.warning(
+                    f"[catalog_report] {record.filename} changed since import {record.id}; "
+                    "its next import gets the report"
+                )
                 continue
             reports[record.filename] = str(attach_report(session, record, workbook, media.reports_dir(slug)))
             context.log.info(f"[catalog_report] {record.filename}: {reports[record.filename]}")

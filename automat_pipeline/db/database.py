@@ -22,8 +22,13 @@ def engine(url: str, pool_size: int = 5) -> Engine:
     its values: psycopg's prepared statements turn generic after a few runs, and a generic plan
     cannot see that a search matches few products."""
     if pool_size > 5:
-        return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=3600,
-                             connect_args={"prepare_threshold": None})
+        return create_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_recycle=3600,
+            connect_args={"prepare_threshold": None},
+        )
     return create_engine(url, pool_pre_ping=True)
 
 

@@ -31,8 +31,9 @@ def tenant(session: Session, slug: str, create: bool = True) -> Tenant | None:
 
 
 def active_products(session: Session, tenant_id: int) -> list[Product]:
-    return list(session.scalars(
-        select(Product).where(Product.tenant_id == tenant_id, Product.active).order_by(Product.key)))
+    return list(
+        session.scalars(select(Product).where(Product.tenant_id == tenant_id, Product.active).order_by(Product.key))
+    )
 
 
 def product(session: Session, tenant_id: int, key: str) -> Product | None:
@@ -42,29 +43,46 @@ def product(session: Session, tenant_id: int, key: str) -> Product | None:
 def products_for_step(session: Session, tenant_id: int, filename: str) -> list[Product]:
     """Active products whose catalogue row names this STEP file, or whose PIM-ID or key is its stem."""
     stem = Path(filename).stem
-    return list(session.scalars(
-        select(Product)
-        .where(Product.tenant_id == tenant_id, Product.active)
-        .where(or_(Product.step_filename == filename,
-                   Product.step_filename.is_(None) & or_(Product.pim_id == stem, Product.key == stem)))
-        .order_by(Product.key)
-    ))
+    return list(
+        session.scalars(
+            select(Product)
+            .where(Product.tenant_id == tenant_id, Product.active)
+            .where(
+                or_(
+                    Product.step_filename == filename,
+                    Product.step_filename.is_(None) & or_(Product.pim_id == stem, Product.key == stem),
+                )
+            )
+            .order_by(Product.key)
+        )
+    )
 
 
 def dispatch_imports(session: Session) -> list[tuple[Tenant, list[Product]]]:
     """Products that new imports created or changed, per import; marks those imports dispatched."""
     imports = session.scalars(
-        select(CatalogImport).where(CatalogImport.status == "ok", ~CatalogImport.dispatched)
-        .order_by(CatalogImport.id).with_for_update(skip_locked=True)
+        select(CatalogImport)
+        .where(CatalogImport.status == "ok", ~CatalogImport.dispatched)
+        .order_by(CatalogImport.id)
+        .with_for_update(skip_locked=True)
     ).all()
     found = []
     for record in imports:
         record.dispatched = True
         pim_ids = record.outcomes.get("created", []) + record.outcomes.get("updated", [])
         if pim_ids:
-            found.append((session.get(Tenant, record.tenant_id), list(session.scalars(
-                select(Product).where(Product.tenant_id == record.tenant_id, Product.active,
-                                      Product.pim_id.in_(pim_ids)).order_by(Product.key)))))
+            found.append(
+                (
+                    session.get(Tenant, record.tenant_id),
+                    list(
+                        session.scalars(
+                            select(Product)
+                            .where(Product.tenant_id == record.tenant_id, Product.active, Product.pim_id.in_(pim_ids))
+                            .order_by(Product.key)
+                        )
+                    ),
+                )
+            )
     return found
 
 
@@ -79,8 +97,14 @@ def record_file(
 ) -> None:
     """Record what became of one version of an upload (the latest outcome wins)."""
     values = dict(
-        tenant_id=tenant_id, product_id=product_id, filename=Path(path).name, kind=kind, sha256=sha256,
-        size_bytes=Path(path).stat().st_size, status="rejected" if error else "ok", error=error,
+        tenant_id=tenant_id,
+        product_id=product_id,
+        filename=Path(path).name,
+        kind=kind,
+        sha256=sha256,
+        size_bytes=Path(path).stat().st_size,
+        status="rejected" if error else "ok",
+        error=error,
     )
     statement = insert(ProductFile).values(**values)
     session.execute(
@@ -107,16 +131,25 @@ def material_resolver(session: Session, tenant: Tenant, product: Product) -> Mat
     """The tenant's library, its aliases before the default ones, the product's catalogue
     assignments, and its fallback material."""
     library = material_library(session, tenant)
-    aliases = [(a.pattern, a.material_name) for a in session.scalars(
-        select(MaterialAlias).where(MaterialAlias.tenant_id == tenant.id).order_by(MaterialAlias.position,
-                                                                                   MaterialAlias.id))]
+    aliases = [
+        (a.pattern, a.material_name)
+        for a in session.scalars(
+            select(MaterialAlias)
+            .where(MaterialAlias.tenant_id == tenant.id)
+            .order_by(MaterialAlias.position, MaterialAlias.id)
+        )
+    ]
     return MaterialResolver(library, aliases + ALIASES, dict(product.materials or {}), fallback_material(tenant))
 
 
 def output_types_of(session: Session, tenant_id: int) -> list[output_types.OutputType]:
     """The tenant's output types: shipped defaults, its own added or overriding by name."""
-    own = [output_types.parse(t.name, t.settings) for t in session.scalars(
-        select(TenantOutputType).where(TenantOutputType.tenant_id == tenant_id).order_by(TenantOutputType.name))]
+    own = [
+        output_types.parse(t.name, t.settings)
+        for t in session.scalars(
+            select(TenantOutputType).where(TenantOutputType.tenant_id == tenant_id).order_by(TenantOutputType.name)
+        )
+    ]
     return output_types.merged(own)
 
 
@@ -125,16 +158,20 @@ def tenant_output_types(session: Session, tenant: Tenant, kind: str) -> list[out
     return [t for t in output_types_of(session, tenant.id) if t.kind == kind]
 
 
-def record_render(session: Session, tenant_id: int, product_id: int, asset: str, output_type: str, status: str,
-                  **values) -> None:
+def record_render(
+    session: Session, tenant_id: int, product_id: int, asset: str, output_type: str, status: str, **values
+) -> None:
     """Record the latest outcome of one render (``values``: path, error_class, reason, run_id, details)."""
-    statement = insert(MediaAsset).values(tenant_id=tenant_id, product_id=product_id, asset=asset,
-                                          output_type=output_type, status=status, **values)
+    statement = insert(MediaAsset).values(
+        tenant_id=tenant_id, product_id=product_id, asset=asset, output_type=output_type, status=status, **values
+    )
     changed = {"status", "path", "error_class", "reason", "run_id", "details"}
-    session.execute(statement.on_conflict_do_update(
-        index_elements=["tenant_id", "product_id", "asset", "output_type"],
-        set_={k: statement.excluded[k] for k in changed} | {"updated_at": func.now()},
-    ))
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["tenant_id", "product_id", "asset", "output_type"],
+            set_={k: statement.excluded[k] for k in changed} | {"updated_at": func.now()},
+        )
+    )
 
 
 def render_limits(session: Session, default: int) -> dict[str, int]:

@@ -25,15 +25,28 @@ class Blender(ConfigurableResource):
     executable: str
     scripts_dir: str
 
-    def render(self, context: AssetExecutionContext, glb: Path, output: Path, kind: OutputType,
-               materials: Path | None = None, template: Path | None = None) -> MaterializeResult:
+    def render(
+        self,
+        context: AssetExecutionContext,
+        glb: Path,
+        output: Path,
+        kind: OutputType,
+        materials: Path | None = None,
+        template: Path | None = None,
+    ) -> MaterializeResult:
         """Render ``glb`` as output type ``kind``; log lines and progress reach the run log as it renders."""
-        command = blender_command(self.executable, self.scripts_dir,
-                                  render_args(glb, output, kind, materials, template))
+        command = blender_command(
+            self.executable, self.scripts_dir, render_args(glb, output, kind, materials, template)
+        )
         with _pipes(context) as session:
             try:
-                run_blender(command, env=session.get_bootstrap_env_vars(), echo=True, timeout=kind.timeout_seconds,
-                            output=output)
+                run_blender(
+                    command,
+                    env=session.get_bootstrap_env_vars(),
+                    echo=True,
+                    timeout=kind.timeout_seconds,
+                    output=output,
+                )
             except InputError as error:
                 raise Failure(str(error), metadata={"error_class": error.error_class}) from error
         [result] = session.get_results()
@@ -55,5 +68,6 @@ class Blender(ConfigurableResource):
 
 def _pipes(context: AssetExecutionContext):
     """A Dagster Pipes session whose messages (log lines, progress, metadata) travel by temp file."""
-    return open_pipes_session(context=context, context_injector=PipesTempFileContextInjector(),
-                              message_reader=PipesTempFileMessageReader())
+    return open_pipes_session(
+        context=context, context_injector=PipesTempFileContextInjector(), message_reader=PipesTempFileMessageReader()
+    )

@@ -1,7 +1,7 @@
 """The domain database as a Dagster resource."""
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from dagster import ConfigurableResource
 from sqlalchemy.orm import Session

@@ -68,8 +68,11 @@ def media_run(tenant: str, product, digest: str) -> RunRequest:
     return RunRequest(run_key=f"{key}@{digest[:16]}", job_name=product_media_job.name, partition_key=key)
 
 
-@sensor(jobs=[import_catalog_job, product_media_job], minimum_interval_seconds=15,
-        default_status=DefaultSensorStatus.RUNNING)
+@sensor(
+    jobs=[import_catalog_job, product_media_job],
+    minimum_interval_seconds=15,
+    default_status=DefaultSensorStatus.RUNNING,
+)
 def upload_sensor(context: SensorEvaluationContext, database: Database, media: MediaStore):
     """Watch every tenant inbox for new or changed workbooks and STEP files, and the catalogue for new products."""
     cursor = Cursor.parse(context.cursor)

@@ -19,8 +19,10 @@ def import_glb(path: str, template: str | None = None) -> list:
         bpy.ops.wm.open_mainfile(filepath=template, load_ui=False)
         stale = [o for o in bpy.context.scene.objects if o.type == "MESH"]
         if stale:
-            raise RenderError(f"invalid_template: {os.path.basename(template)} holds meshes "
-                              f"({', '.join(o.name for o in stale[:3])}); a template is lights, world and settings")
+            raise RenderError(
+                f"invalid_template: {os.path.basename(template)} holds meshes "
+                f"({', '.join(o.name for o in stale[:3])}); a template is lights, world and settings"
+            )
     else:
         bpy.ops.wm.read_factory_settings(use_empty=True)
     bpy.ops.import_scene.gltf(filepath=path)

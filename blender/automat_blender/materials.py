@@ -29,8 +29,9 @@ def apply_library(meshes: list, library: dict, fallback: str, log: Log) -> dict:
             imported = slot.material.name if slot and slot.material else ""
             name = re.sub(r"\.\d{3}$", "", imported)  # Blender's suffix for a clashing name
             if name not in library:
-                log.info(f"[MATERIAL] part {obj.name!r}: {imported or 'no material'!r} is not in the library"
-                         f" → {fallback!r}")
+                log.info(
+                    f"[MATERIAL] part {obj.name!r}: {imported or 'no material'!r} is not in the library → {fallback!r}"
+                )
                 name = fallback
             if name not in built:
                 built[name] = _principled(name, library[name])

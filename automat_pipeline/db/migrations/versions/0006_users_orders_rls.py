@@ -18,10 +18,23 @@ branch_labels = None
 depends_on = None
 
 APP_ROLE = "automat_app"
-TENANT_TABLES = ["products", "product_files", "catalog_imports", "materials", "material_aliases", "output_types",
-                 "media_assets", "users", "orders", "order_lines", "uploads"]
-VISIBLE = ("current_setting('app.bypass_rls', true) = 'on' "
-           "OR tenant_id = NULLIF(current_setting('app.current_tenant_id', true), '')::int")
+TENANT_TABLES = [
+    "products",
+    "product_files",
+    "catalog_imports",
+    "materials",
+    "material_aliases",
+    "output_types",
+    "media_assets",
+    "users",
+    "orders",
+    "order_lines",
+    "uploads",
+]
+VISIBLE = (
+    "current_setting('app.bypass_rls', true) = 'on' "
+    "OR tenant_id = NULLIF(current_setting('app.current_tenant_id', true), '')::int"
+)
 
 
 def upgrade() -> None:
@@ -92,8 +105,10 @@ def upgrade() -> None:
         op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
         op.execute(f"CREATE POLICY tenant_isolation ON {table} USING ({VISIBLE}) WITH CHECK ({VISIBLE})")
     op.execute("ALTER TABLE tenants ENABLE ROW LEVEL SECURITY")
-    op.execute("CREATE POLICY tenant_isolation ON tenants USING (current_setting('app.bypass_rls', true) = 'on' "
-               "OR id = NULLIF(current_setting('app.current_tenant_id', true), '')::int)")
+    op.execute(
+        "CREATE POLICY tenant_isolation ON tenants USING (current_setting('app.bypass_rls', true) = 'on' "
+        "OR id = NULLIF(current_setting('app.current_tenant_id', true), '')::int)"
+    )
 
 
 def downgrade() -> None:

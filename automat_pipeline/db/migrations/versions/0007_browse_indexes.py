@@ -39,8 +39,13 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("DROP FUNCTION product_search(text)")
-    for index in ("products_name_trgm", "products_pim_id_trgm", "products_tenant_category",
-                  "products_tenant_lagertyp", "media_assets_product"):
+    for index in (
+        "products_name_trgm",
+        "products_pim_id_trgm",
+        "products_tenant_category",
+        "products_tenant_lagertyp",
+        "media_assets_product",
+    ):
         op.execute(f"DROP INDEX {index}")
     op.execute("DROP INDEX media_assets_tenant_newest")
     op.execute("CREATE INDEX media_assets_tenant_newest ON media_assets (tenant_id, updated_at DESC)")

@@ -14,8 +14,10 @@ down_revision = "0007"
 branch_labels = None
 depends_on = None
 
-VISIBLE = ("current_setting('app.bypass_rls', true) = 'on' "
-           "OR tenant_id = NULLIF(current_setting('app.current_tenant_id', true), '')::int")
+VISIBLE = (
+    "current_setting('app.bypass_rls', true) = 'on' "
+    "OR tenant_id = NULLIF(current_setting('app.current_tenant_id', true), '')::int"
+)
 
 
 def upgrade() -> None:
