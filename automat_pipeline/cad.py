@@ -61,7 +61,7 @@ from OCP.XCAFDoc import (
     XCAFDoc_VisMaterialPBR,
 )
 
-from automat_pipeline.errors import InputError
+from automat_pipeline.errors import AutomatError
 from automat_pipeline.materials import Material, MaterialResolver
 
 SUPPORTED_SCHEMAS = ("CONFIG_CONTROL_DESIGN", "AUTOMOTIVE_DESIGN", "AP203", "AP214", "AP242")
@@ -85,7 +85,7 @@ class ConvertOptions:
         values = dict((settings or {}).get("cad") or {})
         unknown = set(values) - set(cls.__dataclass_fields__) - {"timeout_seconds", "memory_mb"}
         if unknown:
-            raise InputError("invalid_settings", f"unknown cad settings: {', '.join(sorted(unknown))}")
+            raise AutomatError("invalid_settings", f"unknown cad settings: {', '.join(sorted(unknown))}")
         return cls(**{k: float(v) for k, v in values.items() if k in cls.__dataclass_fields__})
 
 
@@ -133,22 +133,22 @@ def sniff_step(path: Path) -> str:
     """
     size = path.stat().st_size
     if size == 0:
-        raise InputError("not_step", f"{path.name} is empty (0 bytes)")
+        raise AutomatError("not_step", f"{path.name} is empty (0 bytes)")
     if size > MAX_STEP_BYTES:
-        raise InputError("too_large", f"{path.name} is {size} bytes, over the {MAX_STEP_BYTES} limit")
+        raise AutomatError("too_large", f"{path.name} is {size} bytes, over the {MAX_STEP_BYTES} limit")
     with path.open("rb") as f:
         head = f.read(4096)
         f.seek(max(0, size - 256))
         tail = f.read()
     text = head.decode("latin-1").lstrip("\ufeff\xef\xbb\xbf \t\r\n")
     if not text.upper().startswith("ISO-10303-21;"):
-        raise InputError("not_step", f"{path.name} does not start with ISO-10303-21; (not a STEP file)")
+        raise AutomatError("not_step", f"{path.name} does not start with ISO-10303-21; (not a STEP file)")
     if "END-ISO-10303-21;" not in tail.decode("latin-1").upper():
-        raise InputError("truncated", f"{path.name} has no END-ISO-10303-21; (the file is cut off)")
+        raise AutomatError("truncated", f"{path.name} has no END-ISO-10303-21; (the file is cut off)")
     match = re.search(r"FILE_SCHEMA\s*\(\s*\(\s*'([^']*)'", head.decode("latin-1"), re.I | re.S)
     schema = " ".join(match.group(1).split()) if match else ""
     if not any(s in schema.upper().replace(" ", "_") for s in SUPPORTED_SCHEMAS):
-        raise InputError(
+        raise AutomatError(
             "unsupported_schema",
             f"{path.name} declares schema {schema or '(none)'!r}; expected AP203, AP214 or AP242",
         )
@@ -180,13 +180,13 @@ def convert_step(
     reader.SetColorMode(True)
     reader.SetLayerMode(False)
     if reader.ReadFile(str(step_path)) != IFSelect_RetDone:
-        raise InputError("damaged_geometry", f"OpenCascade could not parse {step_path.name}")
+        raise AutomatError("damaged_geometry", f"OpenCascade could not parse {step_path.name}")
     seconds["read"] = time.perf_counter() - t
 
     t = time.perf_counter()
     roots_to_transfer = reader.NbRootsForTransfer()
     if not reader.Transfer(doc, Message_ProgressRange()):
-        raise InputError("no_geometry", f"{step_path.name} holds no transferable shapes")
+        raise AutomatError("no_geometry", f"{step_path.name} holds no transferable shapes")
     seconds["transfer"] = time.perf_counter() - t
     units = _file_units(reader)
 
@@ -196,11 +196,11 @@ def convert_step(
     whole = _compound([shape_tool.GetShape_s(roots.Value(i)) for i in range(1, roots.Length() + 1)])
     solids, faces = _count(whole, TopAbs_SOLID), _count(whole, TopAbs_FACE)
     if faces == 0:
-        raise InputError("no_geometry", f"{step_path.name} contains no surfaces (no B-rep geometry)")
+        raise AutomatError("no_geometry", f"{step_path.name} contains no surfaces (no B-rep geometry)")
     rough = _bbox(whole, meshed=False)
     diagonal = math.dist(rough[:3], rough[3:])
     if not math.isfinite(diagonal) or diagonal <= 0:
-        raise InputError("no_geometry", f"{step_path.name} has an empty or infinite bounding box")
+        raise AutomatError("no_geometry", f"{step_path.name} has an empty or infinite bounding box")
 
     t = time.perf_counter()
     linear = min(options.max_deflection_mm, max(options.min_deflection_mm, options.relative_deflection * diagonal))
@@ -208,13 +208,13 @@ def convert_step(
     triangles, unmeshed = _triangles(whole)
     seconds["mesh"] = time.perf_counter() - t
     if unmeshed:
-        raise InputError(
+        raise AutomatError(
             "damaged_geometry",
             f"{step_path.name}: {unmeshed} of {faces} faces could not be meshed (their surfaces or trims are broken)",
         )
     bbox = _bbox(whole)
     if not all(map(math.isfinite, bbox)):
-        raise InputError("damaged_geometry", f"{step_path.name}: the mesh has an infinite bounding box")
+        raise AutomatError("damaged_geometry", f"{step_path.name}: the mesh has an infinite bounding box")
 
     t = time.perf_counter()
     labels = _leaf_parts(shape_tool, roots)
@@ -292,20 +292,20 @@ def convert_isolated(
         watched = psutil.Process(child.pid)
         while not receive.poll(0.05):
             if time.monotonic() > deadline:
-                raise InputError("timeout", f"{name}: conversion took over {timeout_seconds:g} s")
+                raise AutomatError("timeout", f"{name}: conversion took over {timeout_seconds:g} s")
             if watched.memory_info().rss > memory_mb * 1024 * 1024:
-                raise InputError("out_of_memory", f"{name}: conversion used over {memory_mb} MB")
+                raise AutomatError("out_of_memory", f"{name}: conversion used over {memory_mb} MB")
         outcome, payload = receive.recv()
     except (EOFError, psutil.NoSuchProcess):  # died without a word: a native crash
         child.join()
-        raise InputError("damaged_geometry", f"{name}: OpenCascade crashed (exit {child.exitcode})") from None
+        raise AutomatError("damaged_geometry", f"{name}: OpenCascade crashed (exit {child.exitcode})") from None
     finally:
         receive.close()
         if child.is_alive():
             child.kill()
         child.join()
     if outcome == "error":
-        raise InputError(*payload)
+        raise AutomatError(*payload)
     return payload
 
 
@@ -314,7 +314,7 @@ def _child(send, memory_mb: int, *args) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (backstop, backstop))
     try:
         send.send(("ok", convert_step(*args)))
-    except InputError as error:
+    except AutomatError as error:
         send.send(("error", (error.error_class, error.reason)))
     except MemoryError:
         send.send(("error", ("out_of_memory", f"{Path(args[0]).name}: ran out of memory while converting")))
@@ -359,7 +359,7 @@ def _write_glb(doc: TDocStd_Document, path: Path) -> int:
     writer.SetParallel(True)
     writer.SetMergeFaces(True)
     if not writer.Perform(doc, FileInfo(), Message_ProgressRange()):
-        raise InputError("damaged_geometry", f"OpenCascade could not write {path.name}")
+        raise AutomatError("damaged_geometry", f"OpenCascade could not write {path.name}")
     return path.stat().st_size
 
 
@@ -407,7 +407,7 @@ def read_glb(path: Path) -> tuple[dict, bytes]:
     """The JSON document and the binary chunk of a .glb file."""
     data = Path(path).read_bytes()
     if data[:4] != b"glTF":
-        raise InputError("not_glb", f"{Path(path).name} is not a binary glTF file")
+        raise AutomatError("not_glb", f"{Path(path).name} is not a binary glTF file")
     length = struct.unpack_from("<I", data, 12)[0]
     document = json.loads(data[20 : 20 + length])
     rest = data[20 + length :]

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from python_calamine import CalamineError, CalamineWorkbook
 
-from automat_pipeline.errors import InputError
-from automat_pipeline.partitions import key_for
+from automat_pipeline.errors import AutomatError
+from automat_pipeline.keys import product_key
 
 HEADER_SCAN_ROWS = 30
 MAX_NAME = 500
@@ -75,11 +75,11 @@ class CatalogSettings:
         values = dict((settings or {}).get("catalog") or {})
         unknown = set(values) - set(cls.__dataclass_fields__)
         if unknown:
-            raise InputError("invalid_settings", f"unknown catalog settings: {', '.join(sorted(unknown))}")
+            raise AutomatError("invalid_settings", f"unknown catalog settings: {', '.join(sorted(unknown))}")
         for header, target in values.get("columns", {}).items():
             targets = [target] if isinstance(target, str) else target
             if not targets or any(t not in FIELDS for t in targets):
-                raise InputError(
+                raise AutomatError(
                     "invalid_settings", f"column {header!r} maps to {target!r}; fields are {', '.join(FIELDS)}"
                 )
         return cls(**values)
@@ -148,33 +148,35 @@ def check_container(path: Path, max_uncompressed_bytes: int) -> None:
         head = f.read(8)
         if head == CFB_MAGIC:
             if ENCRYPTION_INFO in f.read(8 << 20):
-                raise InputError("encrypted_workbook", f"{path.name} is password-protected; save it without a password")
-            raise InputError("legacy_xls", f"{path.name} is a legacy .xls (Excel 97-2003) workbook; save it as .xlsx")
+                raise AutomatError(
+                    "encrypted_workbook", f"{path.name} is password-protected; save it without a password"
+                )
+            raise AutomatError("legacy_xls", f"{path.name} is a legacy .xls (Excel 97-2003) workbook; save it as .xlsx")
     if not head.startswith(b"PK\x03\x04"):
         kind = "legacy_xls" if path.suffix.lower() == ".xls" else "not_a_workbook"
-        raise InputError(kind, f"{path.name} is not an .xlsx workbook (no zip container)")
+        raise AutomatError(kind, f"{path.name} is not an .xlsx workbook (no zip container)")
     try:
         with zipfile.ZipFile(path) as archive:
             members = archive.infolist()
             declared = sum(m.file_size for m in members)
             if declared > max_uncompressed_bytes:
-                raise InputError(
+                raise AutomatError(
                     "zip_bomb",
                     f"{path.name} declares {declared} bytes uncompressed, over the {max_uncompressed_bytes} limit",
                 )
             if "xl/workbook.xml" not in {m.filename for m in members}:
-                raise InputError("not_a_workbook", f"{path.name} is a zip file but not an Excel workbook")
+                raise AutomatError("not_a_workbook", f"{path.name} is a zip file but not an Excel workbook")
             inflated = 0
             for member in members:  # declared sizes can lie: count what actually inflates
                 with archive.open(member) as stream:
                     while block := stream.read(1 << 20):
                         inflated += len(block)
                         if inflated > max_uncompressed_bytes:
-                            raise InputError(
+                            raise AutomatError(
                                 "zip_bomb", f"{path.name} inflates past the {max_uncompressed_bytes}-byte limit"
                             )
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as error:
-        raise InputError("corrupt_zip", f"{path.name} is a damaged zip container: {error}") from error
+        raise AutomatError("corrupt_zip", f"{path.name} is a damaged zip container: {error}") from error
 
 
 def read_tables(path: Path, settings: CatalogSettings) -> list[Table]:
@@ -188,7 +190,7 @@ def read_catalog(path: Path, settings: CatalogSettings | None = None) -> Catalog
     tables = read_tables(path, settings)
     total = sum(len(t.rows) for t in tables)
     if total > settings.max_rows:
-        raise InputError("too_many_rows", f"{path.name} has {total} rows, over the limit of {settings.max_rows}")
+        raise AutomatError("too_many_rows", f"{path.name} has {total} rows, over the limit of {settings.max_rows}")
     accepted, rejected = [], []
     for table in tables:
         layout = _Layout.of(table)
@@ -198,7 +200,7 @@ def read_catalog(path: Path, settings: CatalogSettings | None = None) -> Catalog
                 accepted.append(row)
     accepted = _reject_duplicates(accepted, rejected)
     if not accepted and not rejected:
-        raise InputError(
+        raise AutomatError(
             "no_data_rows", f"{path.name}: {', '.join(repr(t.sheet) for t in tables)} has a header but no data rows"
         )
     rejected.sort(key=lambda r: ([t.sheet for t in tables].index(r.sheet), r.row))
@@ -216,7 +218,7 @@ def _find_tables(path: Path, settings: CatalogSettings) -> list[Table]:
     try:
         workbook = CalamineWorkbook.from_path(str(path))
     except (CalamineError, ValueError) as error:
-        raise InputError("unreadable_workbook", f"{path.name}: {error}") from error
+        raise AutomatError("unreadable_workbook", f"{path.name}: {error}") from error
     field_map, tables, seen = _field_map(settings), [], {}
     for meta in workbook.sheets_metadata:
         visible = str(meta.visible).endswith(".Visible")
@@ -249,7 +251,7 @@ def _find_tables(path: Path, settings: CatalogSettings) -> list[Table]:
             seen[meta.name] = [h for h in best if h]
     if not tables:
         found = "; ".join(f"{sheet!r}: {', '.join(h)[:200] or '(empty)'}" for sheet, h in seen.items())
-        raise InputError(
+        raise AutomatError(
             "no_header",
             f"{path.name}: no sheet has a header naming a PIM-ID and a name column "
             f"(headers found: {found or 'no readable sheet'})",
@@ -327,7 +329,7 @@ def _parse_row(
         row,
         pim_id,
         name,
-        key_for(pim_id),
+        product_key(pim_id),
         category or None,
         cell(fields.get("lagertyp")) or None,
         step_file or None,

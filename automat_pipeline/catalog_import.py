@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dagster import DagsterInstance
 from openpyxl import Workbook
 from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import distinct_on
@@ -22,9 +21,8 @@ from sqlalchemy.orm import Session
 from automat_pipeline.catalog import CatalogCheck, CatalogRow, CatalogSettings, Rejection, read_catalog, read_tables
 from automat_pipeline.db import repository
 from automat_pipeline.db.models import CatalogImport, Product, Tenant
-from automat_pipeline.errors import InputError
+from automat_pipeline.errors import AutomatError
 from automat_pipeline.inbox import sha256
-from automat_pipeline.partitions import product_key, product_partitions
 
 PRODUCT_COLUMNS = ("pim_id", "key", "name", "category_key", "lagertyp", "step_filename", "materials", "attributes")
 
@@ -34,7 +32,7 @@ class ImportResult:
     import_id: int
     filename: str
     status: str  # "ok" | "failed"
-    error: InputError | None = None
+    error: AutomatError | None = None
     counts: dict[str, int] = field(default_factory=dict)
     rejected: list[Rejection] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
@@ -47,7 +45,7 @@ def import_workbook(session: Session, tenant: Tenant, path: Path, trigger: str) 
     started = time.perf_counter()
     try:
         check = read_catalog(path, CatalogSettings.from_tenant(tenant.settings))
-    except InputError as error:
+    except AutomatError as error:
         record = _record(session, tenant, path.name, digest, trigger, "failed", error=str(error))
         repository.record_file(session, tenant.id, path, "catalog", digest, error=str(error))
         return ImportResult(record.id, path.name, "failed", error=error)
@@ -75,14 +73,6 @@ def import_workbook(session: Session, tenant: Tenant, path: Path, trigger: str) 
         rejected=check.rejected,
         seconds={k: round(v, 3) for k, v in seconds.items()},
     )
-
-
-def register_partitions(instance: DagsterInstance, session: Session, tenant: Tenant) -> int:
-    """Add a ``tenant|product`` partition for every active product that lacks one; return how many exist."""
-    keys = [product_key(tenant.slug, p.key) for p in repository.active_products(session, tenant.id)]
-    known = set(instance.get_dynamic_partitions(product_partitions.name))
-    instance.add_dynamic_partitions(product_partitions.name, [k for k in keys if k not in known])
-    return len(keys)
 
 
 def write_products(

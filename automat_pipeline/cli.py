@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from automat_pipeline.errors import InputError
+from automat_pipeline.errors import AutomatError
 
 
 def cad_convert(args: argparse.Namespace) -> dict:
@@ -41,14 +41,14 @@ def cad_convert(args: argparse.Namespace) -> dict:
 
 
 def render(args: argparse.Namespace) -> dict:
+    from automat_pipeline.blender import blender_command, render_args, run_blender
     from automat_pipeline.embedded import REPO
-    from automat_pipeline.render import blender_command, render_args, run_blender
 
     glb, output = Path(args.glb), Path(args.output)
     if not glb.is_file() or glb.stat().st_size == 0:
-        raise InputError("missing_file" if not glb.exists() else "empty_file", f"{glb} is missing or empty")
+        raise AutomatError("missing_file" if not glb.exists() else "empty_file", f"{glb} is missing or empty")
     if glb.read_bytes()[:4] != b"glTF":
-        raise InputError("not_glb", f"{glb.name} is not a binary glTF (.glb) file")
+        raise AutomatError("not_glb", f"{glb.name} is not a binary glTF (.glb) file")
     executable = os.environ.get("AUTOMAT_BLENDER", str(REPO / ".venv-render" / "bin" / "python"))
     scripts = os.environ.get("AUTOMAT_BLENDER_SCRIPTS", str(REPO / "blender"))
     with tempfile.TemporaryDirectory() as workdir:
@@ -85,18 +85,18 @@ def _render_setup(args: argparse.Namespace, workdir: Path):
         if args.kind == "still":
             kind = _named_output_type([t for t in output_types.DEFAULTS if t.kind == "still"], args.output_type)
         if kind.template:
-            raise InputError("missing_template", f"output type {kind.name!r} names a template: give --tenant")
+            raise AutomatError("missing_template", f"output type {kind.name!r} names a template: give --tenant")
         return kind, None, None
     from automat_pipeline.db import repository
     from automat_pipeline.db.database import session
+    from automat_pipeline.defs.resources import MediaStore
     from automat_pipeline.embedded import prepare
-    from automat_pipeline.resources import MediaStore
 
     prepare()
     with session(os.environ["AUTOMAT_DATABASE_URL"]) as s:
         tenant = repository.tenant(s, args.tenant, create=False)
         if tenant is None:
-            raise InputError("unknown_tenant", f"tenant {args.tenant!r} does not exist (automat tenant create)")
+            raise AutomatError("unknown_tenant", f"tenant {args.tenant!r} does not exist (automat tenant create)")
         if args.kind == "still":
             kind = _named_output_type(repository.tenant_output_types(s, tenant, "still"), args.output_type)
         library = workdir / "materials.json"
@@ -110,14 +110,14 @@ def _render_setup(args: argparse.Namespace, workdir: Path):
         media = MediaStore(uploads_dir=os.environ["AUTOMAT_UPLOADS_DIR"], media_dir=os.environ["AUTOMAT_MEDIA_DIR"])
         template = media.templates_dir(args.tenant) / kind.template
         if not template.is_file():
-            raise InputError("missing_template", f"output type {kind.name!r} names {template}, which does not exist")
+            raise AutomatError("missing_template", f"output type {kind.name!r} names {template}, which does not exist")
     return kind, library, template
 
 
 def _named_output_type(known: list, name: str):
     found = {t.name: t for t in known}
     if name not in found:
-        raise InputError("unknown_output_type", f"no still output type {name!r}; known: {', '.join(sorted(found))}")
+        raise AutomatError("unknown_output_type", f"no still output type {name!r}; known: {', '.join(sorted(found))}")
     return found[name]
 
 
@@ -138,27 +138,28 @@ def catalog_check(args: argparse.Namespace) -> dict:
 def catalog_import(args: argparse.Namespace) -> dict:
     from dagster import DagsterInstance
 
-    from automat_pipeline.catalog_import import attach_report, import_workbook, register_partitions
+    from automat_pipeline.catalog_import import attach_report, import_workbook
     from automat_pipeline.db import repository
     from automat_pipeline.db.database import session
     from automat_pipeline.db.models import CatalogImport
+    from automat_pipeline.defs.partitions import register_products
+    from automat_pipeline.defs.resources import MediaStore
     from automat_pipeline.embedded import prepare
-    from automat_pipeline.resources import MediaStore
 
     path = Path(args.xlsx)
     if not path.is_file():
-        raise InputError("missing_file", f"{path} does not exist")
+        raise AutomatError("missing_file", f"{path} does not exist")
     prepare()
     media = MediaStore(uploads_dir=os.environ["AUTOMAT_UPLOADS_DIR"], media_dir=os.environ["AUTOMAT_MEDIA_DIR"])
     with session(os.environ["AUTOMAT_DATABASE_URL"]) as s, s.begin():
         tenant = repository.tenant(s, args.tenant, create=False)
         if tenant is None:
-            raise InputError("unknown_tenant", f"tenant {args.tenant!r} does not exist (automat tenant create)")
+            raise AutomatError("unknown_tenant", f"tenant {args.tenant!r} does not exist (automat tenant create)")
         result = import_workbook(s, tenant, path, "cli")
     if result.error:
         raise result.error
     with session(os.environ["AUTOMAT_DATABASE_URL"]) as s, s.begin(), DagsterInstance.get() as instance:
-        register_partitions(instance, s, repository.tenant(s, args.tenant, create=False))
+        register_products(instance, s, repository.tenant(s, args.tenant, create=False))
         report = attach_report(s, s.get(CatalogImport, result.import_id), path, media.reports_dir(args.tenant))
     return {
         "import_id": result.import_id,
@@ -174,8 +175,9 @@ def tenant_create(args: argparse.Namespace) -> dict:
 
     from automat_pipeline.db import repository
     from automat_pipeline.db.database import session
+    from automat_pipeline.defs.partitions import tenant_partitions
     from automat_pipeline.embedded import prepare
-    from automat_pipeline.partitions import check_key_part, tenant_partitions
+    from automat_pipeline.keys import check_key_part
 
     slug = check_key_part("tenant", args.name)
     prepare()
@@ -198,16 +200,16 @@ def user_create(args: argparse.Namespace) -> dict:
 
     password = os.environ.get("AUTOMAT_USER_PASSWORD") or sys.stdin.readline().rstrip("\n")
     if len(password) < 12:
-        raise InputError("weak_password", "the password (stdin or AUTOMAT_USER_PASSWORD) needs 12 characters or more")
+        raise AutomatError("weak_password", "the password (stdin or AUTOMAT_USER_PASSWORD) needs 12 characters or more")
     if (args.role == Role.global_admin.value) != (args.tenant is None):
-        raise InputError("invalid_user", "a global_admin has no --tenant; every other role needs one")
+        raise AutomatError("invalid_user", "a global_admin has no --tenant; every other role needs one")
     prepare()
     with session(os.environ["AUTOMAT_DATABASE_URL"]) as s, s.begin():
         tenant = args.tenant and repository.tenant(s, args.tenant, create=False)
         if args.tenant and tenant is None:
-            raise InputError("unknown_tenant", f"tenant {args.tenant!r} does not exist (automat tenant create)")
+            raise AutomatError("unknown_tenant", f"tenant {args.tenant!r} does not exist (automat tenant create)")
         if s.scalar(select(User.id).where(func.lower(User.email) == args.email.lower())):
-            raise InputError("email_taken", f"{args.email} already has a user")
+            raise AutomatError("email_taken", f"{args.email} already has a user")
         user = User(
             email=args.email,
             password_hash=hash_password(password),
@@ -250,11 +252,11 @@ def _workflow(args: argparse.Namespace):
     try:
         document = json.loads(Path(args.file).read_text())
     except OSError as error:
-        raise InputError("missing_file", f"{args.file}: {error.strerror}") from error
+        raise AutomatError("missing_file", f"{args.file}: {error.strerror}") from error
     except json.JSONDecodeError as error:
-        raise InputError("not_json", f"{args.file}: {error}") from error
+        raise AutomatError("not_json", f"{args.file}: {error}") from error
     if not isinstance(document, dict):
-        raise InputError("invalid_workflow", f"{args.file}: a workflow is a JSON object")
+        raise AutomatError("invalid_workflow", f"{args.file}: a workflow is a JSON object")
     try:
         return workflows.validate(document), []
     except workflows.WorkflowError as error:
@@ -281,9 +283,9 @@ def workflow_plan(args: argparse.Namespace) -> dict | int:
 
     from automat_pipeline import workflows
     from automat_pipeline.embedded import prepare
-    from automat_pipeline.partitions import split_product_key
+    from automat_pipeline.keys import split_partition_key
 
-    split_product_key(args.partition)
+    split_partition_key(args.partition)
     workflow, errors = _workflow(args)
     if errors:
         return _workflow_errors(args, errors)
@@ -438,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted: stopped by a signal", file=sys.stderr)
         return 130
-    except InputError as error:
+    except AutomatError as error:
         print(f"error: {error.error_class}: {error.reason}", file=sys.stderr)
         return 2
     except Exception as error:  # the contract: a one-line reason, never a traceback

@@ -1,18 +1,21 @@
 """The code location: every asset, job, sensor and resource, in one place.
 
-Resources read their configuration from the environment, so the same definitions serve local
-runs (``automat_pipeline.embedded`` sets the variables) and production.
+The Dagster glue lives under ``defs/``, a folder per domain (``catalog``, ``cad``, ``render``,
+``uploads``); resources read their configuration from the environment (``EnvVar``), so the same
+definitions serve local runs and production.
 """
 
 from dagster import Definitions, EnvVar
 
-from automat_pipeline.assets import ALL_ASSETS
-from automat_pipeline.jobs import import_catalog_job, product_media_job, product_renders_job
-from automat_pipeline.resources import Blender, Database, MediaStore
-from automat_pipeline.sensors import upload_sensor
+from automat_pipeline.defs.cad.assets import cad_conversion, step_file
+from automat_pipeline.defs.catalog.assets import catalog_report, product_catalog
+from automat_pipeline.defs.jobs import import_catalog_job, product_media_job, product_renders_job
+from automat_pipeline.defs.render.assets import blend_export, still, thumbnail, turntable
+from automat_pipeline.defs.resources import Blender, Database, MediaStore
+from automat_pipeline.defs.uploads.sensor import upload_sensor
 
 defs = Definitions(
-    assets=ALL_ASSETS,
+    assets=[product_catalog, catalog_report, step_file, cad_conversion, thumbnail, still, turntable, blend_export],
     jobs=[import_catalog_job, product_media_job, product_renders_job],
     sensors=[upload_sensor],
     resources={

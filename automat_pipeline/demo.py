@@ -28,11 +28,12 @@ from automat_pipeline.bearings import CATALOGUE, write_step
 from automat_pipeline.db import repository
 from automat_pipeline.db.database import session
 from automat_pipeline.definitions import defs
+from automat_pipeline.defs.partitions import tenant_partitions
+from automat_pipeline.defs.resources import Database, MediaStore
+from automat_pipeline.defs.uploads.sensor import upload_sensor
 from automat_pipeline.embedded import REPO, prepare
-from automat_pipeline.partitions import product_key, split_product_key, tenant_partitions
+from automat_pipeline.keys import partition_key, split_partition_key
 from automat_pipeline.redirect import redirected
-from automat_pipeline.resources import Database, MediaStore
-from automat_pipeline.sensors import upload_sensor
 
 TENANT = "demo"
 FIXTURES = REPO.parent / "shared" / "fixtures" / "step"
@@ -136,7 +137,7 @@ def report(instance: DagsterInstance, keys: list[str]) -> list[dict]:
         meta = {step: latest_metadata(instance, step, key) for step in STEPS}
         rows.append(
             {
-                "product": split_product_key(key)[1],
+                "product": split_partition_key(key)[1],
                 "parts": (meta["cad_metadata"] or {}).get("parts"),
                 "triangles": (meta["glb_geometry"] or {}).get("triangles"),
                 "glb": (meta["glb_geometry"] or {}).get("path"),
@@ -182,7 +183,7 @@ def run_demo() -> int:
             ran += batch
         with session(url) as s:
             tenant = repository.tenant(s, TENANT, create=False)
-            keys = [product_key(TENANT, p.key) for p in repository.active_products(s, tenant.id)]
+            keys = [partition_key(TENANT, p.key) for p in repository.active_products(s, tenant.id)]
         rows = report(instance, keys)
     print_table(rows)
     wall = time.perf_counter() - started

@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 
 from automat_pipeline.db.database import ensure_database, migrate, set_role_password
-from automat_pipeline.errors import InputError
+from automat_pipeline.errors import AutomatError
 
 REPO = Path(__file__).resolve().parents[1]
 DOMAIN_DB, DAGSTER_DB = "automat", "dagster"
@@ -45,7 +45,7 @@ def deployment() -> str:
     """``AUTOMAT_DEPLOYMENT``: local (the default), ci or production."""
     name = os.environ.get("AUTOMAT_DEPLOYMENT", "local")
     if name not in INSTANCES:
-        raise InputError("invalid_deployment", f"AUTOMAT_DEPLOYMENT={name!r}: use one of {', '.join(INSTANCES)}")
+        raise AutomatError("invalid_deployment", f"AUTOMAT_DEPLOYMENT={name!r}: use one of {', '.join(INSTANCES)}")
     return name
 
 
@@ -99,7 +99,7 @@ def prepare(home: Path | None = None) -> object | None:
     if deployment() == "production":
         missing = [name for name in PRODUCTION_SETTINGS if not os.environ.get(name)]
         if missing:
-            raise InputError(
+            raise AutomatError(
                 "missing_settings",
                 f"AUTOMAT_DEPLOYMENT=production takes its settings from the environment; not set: {', '.join(missing)}",
             )

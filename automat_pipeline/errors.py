@@ -1,12 +1,13 @@
-"""One error type for bad input, so every entry point reports it the same way.
+"""The domain error: one type for every failure with a class, so every entry point reports it alike.
 
-CLI commands print ``error: <class>: <reason>`` and exit 2; assets fail with the same text and
-the upload stays where it was.
+CLI commands print ``error: <class>: <reason>`` and exit 2; pipeline steps fail with the class in
+their metadata (``automat_pipeline.defs.failures``), the upload staying where it was; the API
+answers with the class and the reason (``automat_pipeline.api.errors``).
 """
 
 
-class InputError(Exception):
-    """Input that cannot be processed; ``error_class`` is a stable, machine-readable name."""
+class AutomatError(Exception):
+    """A failure with a stable, machine-readable ``error_class`` and a one-line ``reason``."""
 
     def __init__(self, error_class: str, reason: str):
         super().__init__(f"{error_class}: {reason}")

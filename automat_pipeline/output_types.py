@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from automat_pipeline.errors import InputError
+from automat_pipeline.errors import AutomatError
 
 
 class OutputType(BaseModel):
@@ -75,7 +75,7 @@ def parse(name: str, settings: dict) -> OutputType:
         return OutputType(name=name, **settings)
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
-        raise InputError("invalid_output_type", f"output type {name!r}: {problems}") from error
+        raise AutomatError("invalid_output_type", f"output type {name!r}: {problems}") from error
 
 
 def merged(tenant_types: list[OutputType]) -> list[OutputType]:

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from automat_pipeline.cad import ConvertOptions
 from automat_pipeline.catalog import CatalogSettings
-from automat_pipeline.errors import InputError
+from automat_pipeline.errors import AutomatError
 from automat_pipeline.materials import FALLBACK
 
 
@@ -35,6 +35,6 @@ class TenantSettings(BaseModel):
         try:
             CatalogSettings.from_tenant({"catalog": self.catalog})
             ConvertOptions.from_tenant({"cad": self.cad})
-        except (InputError, AttributeError, TypeError, ValueError) as error:  # whatever the readers refuse
+        except (AutomatError, AttributeError, TypeError, ValueError) as error:  # whatever the readers refuse
             raise ValueError(getattr(error, "reason", str(error))) from error
         return self

@@ -19,8 +19,8 @@ from functools import cache
 from dagster import AssetKey, Config
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from automat_pipeline.assets.catalog import CatalogImportConfig
-from automat_pipeline.assets.render import RenderConfig
+from automat_pipeline.defs.catalog.assets import CatalogImportConfig
+from automat_pipeline.defs.render.assets import RenderConfig
 
 VERSION = 1
 PARAMETERS: dict[str, type[Config]] = {  # the steps that take parameters: their assets' run config

@@ -32,10 +32,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from automat_pipeline.blender import blender_command, render_args, run_blender  # noqa: E402
 from automat_pipeline.cad import convert_isolated, convert_step  # noqa: E402
-from automat_pipeline.errors import InputError  # noqa: E402
+from automat_pipeline.errors import AutomatError  # noqa: E402
 from automat_pipeline.output_types import OutputType  # noqa: E402
-from automat_pipeline.render import blender_command, render_args, run_blender  # noqa: E402
 
 FIXTURES = REPO.parent / "shared" / "fixtures" / "step"
 RESULTS = REPO / "bench" / "results"
@@ -80,7 +80,7 @@ def convert_one(tool: str, step: str, out: str, deflection: str) -> None:
     started = time.perf_counter()
     try:
         result = convert_step(Path(step), Path(out), resolver=resolver, production_path=Path(out + ".prod.glb"))
-    except InputError as error:
+    except AutomatError as error:
         print(json.dumps({"error": error.error_class}))
         return
     print(

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from automat_pipeline.api.app import create_app
-from automat_pipeline.api.context import ApiSettings, scoped_session
+from automat_pipeline.api.deps import ApiSettings, scoped_session
 from automat_pipeline.api.security import MATRIX, Permission, Role, access_token, hash_password
 from automat_pipeline.db import repository
 from automat_pipeline.db.database import session

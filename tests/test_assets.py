@@ -18,16 +18,6 @@ from PIL import Image
 from sqlalchemy import select
 
 from automat_pipeline import cad
-from automat_pipeline.assets import (
-    blend_export,
-    catalog_report,
-    convert_step,
-    product_catalog,
-    step_file,
-    still,
-    thumbnail,
-    turntable,
-)
 from automat_pipeline.db import repository
 from automat_pipeline.db.database import session
 from automat_pipeline.db.models import (
@@ -38,11 +28,14 @@ from automat_pipeline.db.models import (
     TenantMaterial,
     TenantOutputType,
 )
-from automat_pipeline.partitions import product_partitions, tenant_partitions
-from automat_pipeline.resources import Blender, Database, MediaStore
+from automat_pipeline.defs.cad.assets import cad_conversion, step_file
+from automat_pipeline.defs.catalog.assets import catalog_report, product_catalog
+from automat_pipeline.defs.partitions import product_partitions, tenant_partitions
+from automat_pipeline.defs.render.assets import blend_export, still, thumbnail, turntable
+from automat_pipeline.defs.resources import Blender, Database, MediaStore
 
 CATALOG = [product_catalog, catalog_report]
-MEDIA = [step_file, convert_step, thumbnail]
+MEDIA = [step_file, cad_conversion, thumbnail]
 
 
 @pytest.fixture
@@ -324,7 +317,7 @@ CANCELLED_RUN = """
 import sys
 from dagster import DagsterInstance, materialize
 from automat_pipeline import cad
-from automat_pipeline.assets import still
+from automat_pipeline.defs.render.assets import still
 from automat_pipeline.definitions import defs
 instance = DagsterInstance.ephemeral()
 instance.add_dynamic_partitions("products", ["acme|AS1"])

@@ -5,10 +5,10 @@ import pytest
 import trimesh
 from conftest import STEP_FIXTURES
 
-from automat_pipeline.assets.cad import check_glbs
 from automat_pipeline.bearings import CATALOGUE, write_step
 from automat_pipeline.cad import _write_production_glb, convert_isolated, convert_step, read_glb, sniff_step, write_glb
-from automat_pipeline.errors import InputError
+from automat_pipeline.defs.cad.assets import check_glbs
+from automat_pipeline.errors import AutomatError
 from automat_pipeline.materials import ALIASES, LIBRARY, MaterialResolver
 
 SCREW = STEP_FIXTURES / "occt" / "screw.step"
@@ -29,20 +29,20 @@ def test_sniff_accepts_mixed_case_keywords():
 def test_sniff_rejects_bad_files(tmp_path, content, error_class):
     path = tmp_path / "bad.step"
     path.write_bytes(content)
-    with pytest.raises(InputError) as error:
+    with pytest.raises(AutomatError) as error:
         sniff_step(path)
     assert error.value.error_class == error_class
     assert "bad.step" in error.value.reason
 
 
 def test_sniff_rejects_analysis_schema():
-    with pytest.raises(InputError, match="AP209") as error:
+    with pytest.raises(AutomatError, match="AP209") as error:
         sniff_step(STEP_FIXTURES / "stepcode" / "ATS1-out.stp")
     assert error.value.error_class == "unsupported_schema"
 
 
 def test_external_reference_assembly_without_geometry_is_refused(tmp_path):
-    with pytest.raises(InputError) as error:
+    with pytest.raises(AutomatError) as error:
         convert_step(STEP_FIXTURES / "occt-import-js" / "s1-c5-214.stp", tmp_path / "x.glb")
     assert error.value.error_class == "no_geometry"
 
@@ -83,7 +83,7 @@ def test_generated_bearing_is_a_named_coloured_assembly(tmp_path):
 
 def test_unmeshable_face_is_damaged_geometry(tmp_path):
     """The cone of this Autodesk file reads fine but cannot be meshed: silent damage, refused."""
-    with pytest.raises(InputError, match="1 of 5 faces could not be meshed") as error:
+    with pytest.raises(AutomatError, match="1 of 5 faces could not be meshed") as error:
         convert_step(STEP_FIXTURES / "occt-import-js" / "conical-surface.step", tmp_path / "c.glb")
     assert error.value.error_class == "damaged_geometry"
 
@@ -140,10 +140,10 @@ def test_production_glb_splits_a_mesh_shared_by_parts_on_different_materials(tmp
 
 def test_isolated_conversion_limits_time_and_memory(tmp_path):
     big = STEP_FIXTURES / "analysis-situs" / "repatch-hpdc.stp"
-    with pytest.raises(InputError) as slow:
+    with pytest.raises(AutomatError) as slow:
         convert_isolated(big, tmp_path / "t.glb", timeout_seconds=0.05)
     assert slow.value.error_class == "timeout"
-    with pytest.raises(InputError) as hungry:
+    with pytest.raises(AutomatError) as hungry:
         convert_isolated(big, tmp_path / "m.glb", memory_mb=64)
     assert hungry.value.error_class == "out_of_memory"
     ok = convert_isolated(SCREW, tmp_path / "s.glb")
@@ -163,7 +163,7 @@ def test_every_fixture_converts_and_passes_the_checks_or_is_refused_with_its_cla
     resolver = MaterialResolver({m.name: m for m in LIBRARY}, ALIASES)
     try:
         result = convert_isolated(path, tmp_path / "v.glb", resolver=resolver, production_path=tmp_path / "p.glb")
-    except InputError as error:
+    except AutomatError as error:
         assert error.error_class == EXPECTED_REFUSALS.get(path.name), str(error)
         return
     assert path.name not in EXPECTED_REFUSALS

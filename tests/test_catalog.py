@@ -12,7 +12,7 @@ from openpyxl import Workbook
 from openpyxl.utils.datetime import CALENDAR_MAC_1904
 
 from automat_pipeline.catalog import CatalogSettings, read_catalog
-from automat_pipeline.errors import InputError
+from automat_pipeline.errors import AutomatError
 
 
 def workbook(
@@ -145,9 +145,9 @@ def test_tenant_column_overrides(tmp_path):
     path = workbook(tmp_path / "o.xlsx", [["Nr.", "Text"], ["N-1", "renamed headers"]])
     settings = CatalogSettings.from_tenant({"catalog": {"columns": {"Nr.": "pim_id", "Text": "name"}}})
     assert [r.pim_id for r in read_catalog(path, settings).accepted] == ["N-1"]
-    with pytest.raises(InputError, match="fields are"):
+    with pytest.raises(AutomatError, match="fields are"):
         CatalogSettings.from_tenant({"catalog": {"columns": {"Nr.": "colour"}}})
-    with pytest.raises(InputError, match="unknown catalog settings: shets"):
+    with pytest.raises(AutomatError, match="unknown catalog settings: shets"):
         CatalogSettings.from_tenant({"catalog": {"shets": ["x"]}})
 
 
@@ -178,7 +178,7 @@ def zipped(members: dict[str, bytes], compression=zipfile.ZIP_DEFLATED) -> bytes
 )
 def test_containers_refused_before_parsing(tmp_path, name, content, error_class):
     (tmp_path / name).write_bytes(content)
-    with pytest.raises(InputError) as error:
+    with pytest.raises(AutomatError) as error:
         read_catalog(tmp_path / name, CatalogSettings(max_uncompressed_bytes=2 << 20))
     assert error.value.error_class == error_class
     assert name in error.value.reason
@@ -194,27 +194,27 @@ def test_zip_bomb_with_lying_sizes(tmp_path):
                 data[at + size_offset : at + size_offset + 4] = (100).to_bytes(4, "little")
             at = data.find(signature, at + 4)
     (tmp_path / "liar.xlsx").write_bytes(bytes(data))
-    with pytest.raises(InputError) as error:
+    with pytest.raises(AutomatError) as error:
         read_catalog(tmp_path / "liar.xlsx", CatalogSettings(max_uncompressed_bytes=2 << 20))
     assert error.value.error_class in {"zip_bomb", "corrupt_zip"}
 
 
 def test_too_many_rows(tmp_path):
     path = workbook(tmp_path / "big.xlsx", [["PIM-ID", "Name"]] + [[f"P{i}", "x"] for i in range(11)])
-    with pytest.raises(InputError, match="11 rows, over the limit of 10") as error:
+    with pytest.raises(AutomatError, match="11 rows, over the limit of 10") as error:
         read_catalog(path, CatalogSettings(max_rows=10))
     assert error.value.error_class == "too_many_rows"
 
 
 def test_no_header_lists_what_it_found(tmp_path):
     path = workbook(tmp_path / "x.xlsx", [["Foo", "Bar"], [1, 2]])
-    with pytest.raises(InputError, match="headers found: 'Produkte': Foo, Bar") as error:
+    with pytest.raises(AutomatError, match="headers found: 'Produkte': Foo, Bar") as error:
         read_catalog(path)
     assert error.value.error_class == "no_header"
 
 
 def test_header_without_rows(tmp_path):
-    with pytest.raises(InputError) as error:
+    with pytest.raises(AutomatError) as error:
         read_catalog(workbook(tmp_path / "e.xlsx", [["PIM-ID", "Name"]]))
     assert error.value.error_class == "no_data_rows"
 
@@ -231,7 +231,7 @@ REAL_WORKBOOKS = {
 
 @pytest.mark.parametrize("path", sorted((FIXTURES / "xlsx").rglob("*.xlsx")), ids=lambda p: p.name)
 def test_real_workbooks_are_refused_with_the_headers_they_have(path):
-    with pytest.raises(InputError) as error:
+    with pytest.raises(AutomatError) as error:
         read_catalog(path)
     assert error.value.error_class == "no_header"
     assert REAL_WORKBOOKS[path.name] in error.value.reason

@@ -1,6 +1,6 @@
 import pytest
 
-from automat_pipeline.errors import InputError
+from automat_pipeline.errors import AutomatError
 from automat_pipeline.output_types import DEFAULTS, OutputType, merged, parse
 
 
@@ -30,6 +30,6 @@ def test_tenant_types_override_defaults_by_name_and_add_their_own():
     ],
 )
 def test_bad_settings_name_the_field(settings, problem):
-    with pytest.raises(InputError, match=problem) as error:
+    with pytest.raises(AutomatError, match=problem) as error:
         parse("x", settings)
     assert error.value.error_class == "invalid_output_type"

@@ -9,7 +9,7 @@ from dagster._core.launcher import LaunchRunContext, RunLauncher, WorkerStatus
 from dagster._serdes import ConfigurableClass
 
 from automat_pipeline.definitions import defs
-from automat_pipeline.run_launcher import DockerHostRunLauncher, RoutingRunLauncher
+from automat_pipeline.instance.run_launcher import DockerHostRunLauncher, RoutingRunLauncher
 
 
 class Recorder(RunLauncher, ConfigurableClass):
@@ -46,7 +46,7 @@ def recorder(name: str) -> dict:
 
 
 ROUTING = {
-    "module": "automat_pipeline.run_launcher",
+    "module": "automat_pipeline.instance.run_launcher",
     "class": "RoutingRunLauncher",
     "config": {
         "default": recorder("local"),
@@ -98,7 +98,7 @@ def test_a_launcher_that_cannot_check_workers_leaves_its_runs_to_the_run_timeout
 
 def test_a_render_host_route_is_a_docker_launcher_on_that_host():
     docker = {
-        "module": "automat_pipeline.run_launcher",
+        "module": "automat_pipeline.instance.run_launcher",
         "class": "DockerHostRunLauncher",
         "config": {
             "image": "automat/render:1",

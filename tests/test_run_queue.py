@@ -12,7 +12,7 @@ from automat_pipeline.db import repository
 from automat_pipeline.db.database import session
 from automat_pipeline.db.models import Tenant
 from automat_pipeline.definitions import defs
-from automat_pipeline.run_queue import RENDER_STEPS, run_tags
+from automat_pipeline.tags import RENDER_STEPS, queue_tags
 
 
 def test_render_steps_are_the_render_group():
@@ -22,18 +22,18 @@ def test_render_steps_are_the_render_group():
 
 
 def test_run_tags_name_the_tenant_and_mark_renders():
-    assert run_tags("acme|AS1", ["step_file", "convert_step", "thumbnail"]) == {
+    assert queue_tags("acme|AS1", ["step_file", "cad_conversion", "thumbnail"]) == {
         "automat/tenant": "acme",
         "automat/renders": "acme",
     }
-    assert run_tags("acme", ["product_catalog"]) == {"automat/tenant": "acme"}
-    assert run_tags(None, ["thumbnail"]) == {}
+    assert queue_tags("acme", ["product_catalog"]) == {"automat/tenant": "acme"}
+    assert queue_tags(None, ["thumbnail"]) == {}
 
 
 def coordinator(env, **config) -> dict:
     return {
         "run_coordinator": {
-            "module": "automat_pipeline.run_queue",
+            "module": "automat_pipeline.instance.run_queue",
             "class": "TenantRunCoordinator",
             "config": {
                 "database_url": env["AUTOMAT_DATABASE_URL"],

@@ -13,8 +13,8 @@ from openpyxl import Workbook
 from automat_pipeline.catalog_import import import_workbook
 from automat_pipeline.db import repository
 from automat_pipeline.db.database import session
-from automat_pipeline.resources import Database, MediaStore
-from automat_pipeline.sensors import upload_sensor
+from automat_pipeline.defs.resources import Database, MediaStore
+from automat_pipeline.defs.uploads.sensor import upload_sensor
 
 SCREW = STEP_FIXTURES / "occt" / "screw.step"
 

@@ -6,10 +6,10 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
-from automat_pipeline.api.context import Tx, Who
+from automat_pipeline.api.deps import Tx, Who
 from automat_pipeline.api.security import Permission, Role, hash_password
 from automat_pipeline.db.models import Tenant, User
-from automat_pipeline.partitions import KEY_PART
+from automat_pipeline.keys import KEY_PART
 from automat_pipeline.tenant_settings import TenantSettings
 
 router = APIRouter(tags=["administration"])

@@ -13,8 +13,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import DataError, SQLAlchemyError
 
 from automat_pipeline.api import admin, auth, catalog, media, orders, workflows
-from automat_pipeline.api.context import ApiSettings, Tx, Who, scoped_session
 from automat_pipeline.api.dagster_client import DagsterClient
+from automat_pipeline.api.deps import ApiSettings, Tx, Who, scoped_session
 from automat_pipeline.api.security import Permission
 from automat_pipeline.db.models import MediaAsset, Order, OrderLine
 

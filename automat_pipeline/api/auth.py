@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
-from automat_pipeline.api.context import ApiSettings, scoped_session, settings
+from automat_pipeline.api.deps import ApiSettings, scoped_session, settings
 from automat_pipeline.api.security import Role, access_token, new_refresh_token, password_matches, refresh_hash
 from automat_pipeline.db.models import RefreshToken, User
 

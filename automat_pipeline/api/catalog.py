@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import delete, func, select
 
 from automat_pipeline import output_types
-from automat_pipeline.api.context import Id, Tx, Who, owned
+from automat_pipeline.api.deps import Id, Tx, Who, owned
 from automat_pipeline.api.security import Permission
 from automat_pipeline.db import repository
 from automat_pipeline.db.models import MediaAsset, Product, ProductFile, TenantOutputType

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import and_, delete, select, tuple_
 
 from automat_pipeline.api.catalog import MediaOut, search
-from automat_pipeline.api.context import Id, Tx, Who, owned, settings
+from automat_pipeline.api.deps import Id, Tx, Who, owned, settings
 from automat_pipeline.api.security import Permission
 from automat_pipeline.db.models import CatalogImport, MediaAsset, Product, ProductFile, Tenant, Upload
 

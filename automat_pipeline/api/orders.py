@@ -16,13 +16,13 @@ from sqlalchemy.orm import Session
 
 from automat_pipeline import workflows
 from automat_pipeline.api.catalog import has_cad
-from automat_pipeline.api.context import Caller, Id, Tx, Who, owned
 from automat_pipeline.api.dagster_client import DagsterClient, DagsterUnavailable
+from automat_pipeline.api.deps import Caller, Id, Tx, Who, owned
 from automat_pipeline.api.security import Permission
 from automat_pipeline.api.workflows import saved
 from automat_pipeline.db import repository
 from automat_pipeline.db.models import MediaAsset, Order, OrderLine, Product, Tenant
-from automat_pipeline.partitions import product_key
+from automat_pipeline.keys import partition_key
 from automat_pipeline.tenant_settings import TenantSettings
 
 router = APIRouter(prefix="/orders", tags=["orders"])
@@ -389,7 +389,7 @@ def launch(
     tags = {"automat/order": str(order.id), "automat/order-line": str(line.id)}
     tags |= {"automat/workflow": order.workflow} if order.workflow else {}
     launch_key = f"{line.id}@{order.submitted_at.timestamp():.6f}"  # each submission launches once
-    return client.launch(assets, product_key(tenant.slug, product.key), {"ops": ops} if ops else {}, tags, launch_key)
+    return client.launch(assets, partition_key(tenant.slug, product.key), {"ops": ops} if ops else {}, tags, launch_key)
 
 
 def launch_lines(tx: Session, client: DagsterClient, order: Order, types: dict | None = None) -> int:

@@ -13,11 +13,11 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from automat_pipeline import workflows
-from automat_pipeline.api.context import Tx, Who
 from automat_pipeline.api.dagster_client import DagsterUnavailable
+from automat_pipeline.api.deps import Tx, Who
 from automat_pipeline.api.security import Permission
 from automat_pipeline.db.models import Product, SavedWorkflow, Tenant
-from automat_pipeline.partitions import KEY_PART, product_key
+from automat_pipeline.keys import KEY_PART, partition_key
 
 router = APIRouter(prefix="/workflows", tags=["workflows"])
 NAME = {"pattern": KEY_PART.pattern, "description": "The workflow's name, unique per tenant."}
@@ -156,7 +156,7 @@ def _ready(request: Request, workflow: workflows.Workflow, partition: str) -> No
 def _partitions(tx, who, product_ids: list[int]) -> list[str]:
     tenant = tx.get(Tenant, who.tenant())
     products = tx.scalars(select(Product).where(Product.tenant_id == who.tenant(), Product.id.in_(product_ids)))
-    keys = sorted({product_key(tenant.slug, p.key) for p in products})
+    keys = sorted({partition_key(tenant.slug, p.key) for p in products})
     if len(keys) != len(set(product_ids)):
         raise HTTPException(404, "some of those products are not in your tenant")
     return keys

@@ -26,7 +26,7 @@ class Tenant(Base):
 class Product(Base):
     """A catalogue entry: (tenant, pim_id) is its identity, ``tenant|key`` its partition key.
 
-    ``key`` is the PIM-ID made safe for partition keys, paths and tags (see ``partitions.key_for``).
+    ``key`` is the PIM-ID made safe for partition keys, paths and tags (see ``keys.product_key``).
     """
 
     __tablename__ = "products"

@@ -19,12 +19,12 @@ from automat_pipeline.catalog_import import (
     attach_report,
     import_workbook,
     imports_without_report,
-    register_partitions,
 )
 from automat_pipeline.db import repository
+from automat_pipeline.defs.partitions import register_products, tenant_partitions
+from automat_pipeline.defs.resources import Database, MediaStore
 from automat_pipeline.inbox import KINDS, sha256
-from automat_pipeline.partitions import check_key_part, tenant_partitions
-from automat_pipeline.resources import Database, MediaStore
+from automat_pipeline.keys import check_key_part
 
 MAX_REJECTIONS_SHOWN = 200
 
@@ -72,7 +72,7 @@ def product_catalog(context: AssetExecutionContext, config: CatalogImportConfig,
         raise Failure("; ".join(str(r.error) for r in failed), metadata={"import_ids": [r.import_id for r in failed]})
 
     with database.session() as session:
-        products = register_partitions(context.instance, session, repository.tenant(session, slug, create=False))
+        products = register_products(context.instance, session, repository.tenant(session, slug, create=False))
 
     totals = {
         k: sum(r.counts.get(k, 0) for r in results)

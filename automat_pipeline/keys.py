@@ -1,7 +1,7 @@
-"""Partitions: one dynamic set of tenants, one of products keyed ``<tenant>|<product>``.
+"""Names that go into paths, partition keys and run tags: tenant slugs, product keys, partition keys.
 
-A single product set keeps exactly the products that exist; a 2-D dynamic multi-partition would
-be the cross-product of every tenant with every product.
+A *product key* is a PIM-ID made safe (``6201-2RS/C3`` → ``6201-2RS_C3``, ``Product.key``); a
+*partition key* names one product of one tenant, ``<tenant>|<product key>``.
 """
 
 from __future__ import annotations
@@ -10,31 +10,23 @@ import hashlib
 import re
 import unicodedata
 
-from dagster import DynamicPartitionsDefinition
-
-from automat_pipeline.errors import InputError
-
-tenant_partitions = DynamicPartitionsDefinition(name="tenants")
-product_partitions = DynamicPartitionsDefinition(name="products")
+from automat_pipeline.errors import AutomatError
 
 KEY_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 SEPARATOR = "|"
-TENANT_TAG = "automat/tenant"  # every run of a tenant (set by run_queue.TenantRunCoordinator)
-RENDER_TAG = "automat/renders"  # a tenant's runs with a Blender step
-RENDER_HOST_TAG = "automat/render-host"  # the render host a render run goes to (run_launcher routes by it)
 
 
 def check_key_part(kind: str, value: str) -> str:
-    """A tenant slug or product id usable in a partition key, file path and run tag."""
-    if not KEY_PART.fullmatch(value):
-        raise InputError(
+    """A tenant slug or product key usable in a partition key, file path and run tag (full match)."""
+    if not isinstance(value, str) or not KEY_PART.fullmatch(value):
+        raise AutomatError(
             "invalid_key",
             f"{kind} {value!r} must be 1-64 characters of A-Z a-z 0-9 . _ - starting with a letter or digit",
         )
     return value
 
 
-def key_for(pim_id: str) -> str:
+def product_key(pim_id: str) -> str:
     """A PIM-ID as a product key: other characters become ``_``; over-long ids keep a hash suffix.
 
     Real PIM-IDs hold spaces and slashes ("6201-2RS/C3"); keys go into partition keys, paths and tags.
@@ -46,12 +38,14 @@ def key_for(pim_id: str) -> str:
     return key
 
 
-def product_key(tenant: str, product: str) -> str:
+def partition_key(tenant: str, product: str) -> str:
+    """``<tenant>|<product key>``, each part checked."""
     return f"{check_key_part('tenant', tenant)}{SEPARATOR}{check_key_part('product', product)}"
 
 
-def split_product_key(key: str) -> tuple[str, str]:
+def split_partition_key(key: str) -> tuple[str, str]:
+    """``(tenant, product key)`` of a partition key, each part checked."""
     tenant, sep, product = key.partition(SEPARATOR)
     if not sep:
-        raise InputError("invalid_key", f"product partition key {key!r} is not <tenant>|<product>")
+        raise AutomatError("invalid_key", f"product partition key {key!r} is not <tenant>|<product>")
     return check_key_part("tenant", tenant), check_key_part("product", product)

@@ -22,19 +22,9 @@ from dagster._core.run_coordinator.queued_run_coordinator import RunQueueConfig
 from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES, DagsterRun, RunsFilter
 from sqlalchemy.exc import SQLAlchemyError
 
-from automat_pipeline.partitions import RENDER_HOST_TAG, RENDER_TAG, SEPARATOR, TENANT_TAG
-
-RENDER_STEPS = frozenset({"thumbnail", "still", "turntable", "blend_export"})  # the assets in group "render"
+from automat_pipeline import tags
 
 log = logging.getLogger(__name__)
-
-
-def run_tags(partition: str | None, step_keys: list[str]) -> dict[str, str]:
-    """The tenant tags of a run over ``partition`` (``tenant`` or ``tenant|product``) running ``step_keys``."""
-    if not partition:
-        return {}
-    tenant = partition.split(SEPARATOR, 1)[0]
-    return {TENANT_TAG: tenant} | ({RENDER_TAG: tenant} if RENDER_STEPS.intersection(step_keys) else {})
 
 
 class TenantRunCoordinator(QueuedRunCoordinator):
@@ -74,11 +64,11 @@ class TenantRunCoordinator(QueuedRunCoordinator):
         run = context.dagster_run
         plan = self._instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
         steps = plan.step_keys_to_execute or [step.key for step in plan.steps]
-        tags = run_tags(run.tags.get("dagster/partition"), steps)
-        if RENDER_TAG in tags and self.render_hosts and RENDER_HOST_TAG not in run.tags:
-            tags[RENDER_HOST_TAG] = self.least_busy_render_host()
-        if tags:
-            self._instance.add_run_tags(run.run_id, tags)
+        run_tags = tags.queue_tags(run.tags.get(tags.PARTITION), steps)
+        if tags.RENDERS in run_tags and self.render_hosts and tags.RENDER_HOST not in run.tags:
+            run_tags[tags.RENDER_HOST] = self.least_busy_render_host()
+        if run_tags:
+            self._instance.add_run_tags(run.run_id, run_tags)
         return super().submit_run(context)
 
     def least_busy_render_host(self) -> str:
@@ -86,7 +76,7 @@ class TenantRunCoordinator(QueuedRunCoordinator):
 
         def load(host: str) -> int:
             return self._instance.get_runs_count(
-                RunsFilter(tags={RENDER_HOST_TAG: host}, statuses=list(NOT_FINISHED_STATUSES))
+                RunsFilter(tags={tags.RENDER_HOST: host}, statuses=list(NOT_FINISHED_STATUSES))
             )
 
         return min(self.render_hosts, key=load)
@@ -105,5 +95,5 @@ class TenantRunCoordinator(QueuedRunCoordinator):
                 limits = repository.render_limits(s, default)
         except SQLAlchemyError as error:  # the queue goes on with the default for every tenant
             log.warning("tenant render limits unavailable (%s); using %d per tenant", error, default)
-            return [{"key": RENDER_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": default}]
-        return [{"key": RENDER_TAG, "value": slug, "limit": limit} for slug, limit in sorted(limits.items())]
+            return [{"key": tags.RENDERS, "value": {"applyLimitPerUniqueValue": True}, "limit": default}]
+        return [{"key": tags.RENDERS, "value": slug, "limit": limit} for slug, limit in sorted(limits.items())]

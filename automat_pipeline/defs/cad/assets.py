@@ -23,10 +23,11 @@ from dagster import (
 
 from automat_pipeline.cad import Conversion, ConvertOptions, convert_isolated, read_glb, sniff_step
 from automat_pipeline.db import repository
-from automat_pipeline.errors import InputError
+from automat_pipeline.defs.partitions import product_partitions
+from automat_pipeline.defs.resources import Database, MediaStore
+from automat_pipeline.errors import AutomatError
 from automat_pipeline.inbox import sha256, step_file_for
-from automat_pipeline.partitions import product_partitions, split_product_key
-from automat_pipeline.resources import Database, MediaStore
+from automat_pipeline.keys import split_partition_key
 
 SOURCE = "source.step"
 
@@ -38,7 +39,7 @@ def step_file(context: AssetExecutionContext, database: Database, media: MediaSt
     Its data version is the file's sha256, so an unchanged re-upload leaves downstream fresh.
     """
     started = time.perf_counter()
-    tenant_slug, key = split_product_key(context.partition_key)
+    tenant_slug, key = split_partition_key(context.partition_key)
     with database.session() as session:
         tenant = repository.tenant(session, tenant_slug, create=False)
         product = repository.product(session, tenant.id, key) if tenant else None
@@ -53,7 +54,7 @@ def step_file(context: AssetExecutionContext, database: Database, media: MediaSt
         digest = sha256(path)
         try:
             schema, error = sniff_step(path), None
-        except InputError as rejected:
+        except AutomatError as rejected:
             schema, error = None, rejected
         repository.record_file(
             session, tenant.id, path, "step", digest, error=str(error) if error else None, product_id=product.id
@@ -99,9 +100,9 @@ CHECKS = [
     check_specs=CHECKS,
     partitions_def=product_partitions,
 )
-def convert_step(context: AssetExecutionContext, database: Database, media: MediaStore):
+def cad_conversion(context: AssetExecutionContext, database: Database, media: MediaStore):
     """Metadata, viewer GLB and production GLB in one isolated step: the STEP is read once."""
-    tenant_slug, key = split_product_key(context.partition_key)
+    tenant_slug, key = split_partition_key(context.partition_key)
     folder = media.product_dir(tenant_slug, key)
     with database.session() as session:
         tenant = repository.tenant(session, tenant_slug, create=False)
@@ -119,7 +120,7 @@ def convert_step(context: AssetExecutionContext, database: Database, media: Medi
             timeout_seconds=settings.get("timeout_seconds", 300),
             memory_mb=settings.get("memory_mb", 4096),
         )
-    except InputError as error:
+    except AutomatError as error:
         context.log.error(f"[cad_metadata] {context.partition_key}: {error}")
         upload = step_file_for(media.inbox(tenant_slug), product) or folder / SOURCE
         with database.session() as session:  # stored with the product's upload, which stays in the inbox

@@ -25,11 +25,12 @@ from dagster import (
 from pydantic import Field
 
 from automat_pipeline import materials
+from automat_pipeline.blender import render_args
 from automat_pipeline.db import repository
+from automat_pipeline.defs.partitions import product_partitions
+from automat_pipeline.defs.resources import Blender, Database, MediaStore
+from automat_pipeline.keys import split_partition_key
 from automat_pipeline.output_types import OutputType
-from automat_pipeline.partitions import product_partitions, split_product_key
-from automat_pipeline.render import render_args
-from automat_pipeline.resources import Blender, Database, MediaStore
 
 # The warm thumbnail path rests on single-run backfills, which Dagster 1.13 still calls beta.
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=BetaWarning)
@@ -48,7 +49,7 @@ class Renders:
         partition_key: str | None = None,
     ):
         self.context, self.blender, self.database = context, blender, database
-        tenant_slug, key = split_product_key(partition_key or context.partition_key)
+        tenant_slug, key = split_partition_key(partition_key or context.partition_key)
         self.folder = media.product_dir(tenant_slug, key)
         self.glb = self.folder / "production.glb"
         self.templates = media.templates_dir(tenant_slug)

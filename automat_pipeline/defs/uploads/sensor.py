@@ -26,15 +26,11 @@ from dagster import (
 )
 
 from automat_pipeline.db import repository
+from automat_pipeline.defs.jobs import import_catalog_job, product_media_job
+from automat_pipeline.defs.partitions import product_partitions, tenant_partitions
+from automat_pipeline.defs.resources import Database, MediaStore
 from automat_pipeline.inbox import Upload, scan, sha256, step_file_for
-from automat_pipeline.jobs import import_catalog_job, product_media_job
-from automat_pipeline.partitions import (
-    KEY_PART,
-    product_key,
-    product_partitions,
-    tenant_partitions,
-)
-from automat_pipeline.resources import Database, MediaStore
+from automat_pipeline.keys import KEY_PART, partition_key
 
 
 @dataclass
@@ -64,7 +60,7 @@ class Cursor:
 
 
 def media_run(tenant: str, product, digest: str) -> RunRequest:
-    key = product_key(tenant, product.key)
+    key = partition_key(tenant, product.key)
     return RunRequest(run_key=f"{key}@{digest[:16]}", job_name=product_media_job.name, partition_key=key)
 
 

@@ -17,7 +17,7 @@ import time
 from collections import deque
 from pathlib import Path
 
-from automat_pipeline.errors import InputError
+from automat_pipeline.errors import AutomatError
 from automat_pipeline.output_types import OutputType
 
 RESULT_PREFIX = "AUTOMAT_RESULT "
@@ -69,7 +69,7 @@ def run_blender(
     output: Path | None = None,
 ) -> list[dict]:
     """Run Blender; return the script's results (one per render, a batch's in order) or raise
-    InputError with Blender's reason.
+    AutomatError with Blender's reason.
 
     Blender runs in its own process group. Past ``timeout`` seconds, or when this process is
     interrupted (a terminated Dagster run), the whole group gets SIGTERM, then SIGKILL after a
@@ -87,7 +87,7 @@ def run_blender(
             start_new_session=True,
         )
     except (FileNotFoundError, PermissionError) as error:
-        raise InputError(
+        raise AutomatError(
             "missing_blender", f"cannot start Blender {command[0]!r} (AUTOMAT_BLENDER): {error.strerror}"
         ) from error
     timed_out = threading.Event()
@@ -112,10 +112,10 @@ def run_blender(
         if not (finished and code == 0 and results) and output is not None:
             Path(output).unlink(missing_ok=True)
     if timed_out.is_set():
-        raise InputError("timeout", f"Blender did not finish in {timeout:g} s and was stopped")
+        raise AutomatError("timeout", f"Blender did not finish in {timeout:g} s and was stopped")
     if code != 0 or not results:
         reason = next((line for line in reversed(lines) if line.startswith("error:")), None)
-        raise InputError(
+        raise AutomatError(
             "render_failed", (reason or (lines[-1] if lines else f"exit code {code}")).removeprefix("error: ")
         )
     return results

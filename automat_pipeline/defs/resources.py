@@ -1,7 +1,13 @@
-"""Blender as a Dagster resource: a child process speaking Dagster Pipes."""
+"""Each external system behind one ConfigurableResource: the domain database, the media folders, Blender.
+
+The definitions configure them from the environment (``EnvVar``); ``resources_from`` builds them
+from the settings object for code that runs the definitions in-process (the demo, the CLI).
+"""
 
 import json
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from dagster import (
@@ -13,10 +19,51 @@ from dagster import (
     PipesTempFileMessageReader,
     open_pipes_session,
 )
+from sqlalchemy.orm import Session
 
-from automat_pipeline.errors import InputError
+from automat_pipeline.blender import blender_command, render_args, run_blender
+from automat_pipeline.db.database import session
+from automat_pipeline.errors import AutomatError
 from automat_pipeline.output_types import OutputType
-from automat_pipeline.render import blender_command, render_args, run_blender
+
+
+class Database(ConfigurableResource):
+    """PostgreSQL holding tenants, products and product files (``AUTOMAT_DATABASE_URL``)."""
+
+    url: str
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        s = session(self.url)
+        try:
+            with s.begin():
+                yield s
+        finally:
+            s.close()
+
+
+class MediaStore(ConfigurableResource):
+    """Uploads (``AUTOMAT_UPLOADS_DIR``, read-only to the pipeline) and media (``AUTOMAT_MEDIA_DIR``)."""
+
+    uploads_dir: str
+    media_dir: str
+
+    def inbox(self, tenant: str) -> Path:
+        return Path(self.uploads_dir) / tenant
+
+    def reports_dir(self, tenant: str) -> Path:
+        """Catalogue import reports (.xlsx) for the tenant's operators to download."""
+        return Path(self.media_dir) / tenant / "_catalog_reports"
+
+    def templates_dir(self, tenant: str) -> Path:
+        """The tenant's .blend template scenes, named by its output types."""
+        return Path(self.media_dir) / tenant / "_templates"
+
+    def product_dir(self, tenant: str, product: str) -> Path:
+        path = Path(self.media_dir) / tenant / product
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
 
 class Blender(ConfigurableResource):
@@ -47,7 +94,7 @@ class Blender(ConfigurableResource):
                     timeout=kind.timeout_seconds,
                     output=output,
                 )
-            except InputError as error:
+            except AutomatError as error:
                 raise Failure(str(error), metadata={"error_class": error.error_class}) from error
         [result] = session.get_results()
         return result
@@ -62,7 +109,7 @@ class Blender(ConfigurableResource):
             with _pipes(context) as session:
                 try:
                     return run_blender(command, env=session.get_bootstrap_env_vars(), echo=True, timeout=timeout)
-                except InputError as error:
+                except AutomatError as error:
                     raise Failure(str(error), metadata={"error_class": error.error_class}) from error
 
 
