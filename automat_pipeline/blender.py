@@ -35,28 +35,34 @@ def blender_command(executable: str, scripts_dir: str, args: list[str]) -> list[
 
 
 def render_args(
-    glb: Path, output: Path, kind: OutputType, materials: Path | None = None, template: Path | None = None
+    glb: Path,
+    output: Path,
+    output_type: OutputType,
+    materials: Path | None = None,
+    template: Path | None = None,
+    label: str | None = None,
 ) -> list[str]:
     """Arguments of ``blender/render.py`` for one output type (a PNG, an MP4, or a .blend by
-    ``output``'s suffix); ``materials`` is a library JSON file, ``template`` a .blend scene."""
+    ``output``'s suffix); ``materials`` is a library JSON file, ``template`` a .blend scene, ``label``
+    the step that prefixes Blender's log lines (default: the output type's kind)."""
     args = [
         str(glb),
         str(output),
         "--size",
-        str(kind.resolution),
+        str(output_type.resolution),
         "--engine",
-        kind.engine,
+        output_type.engine,
         "--samples",
-        str(kind.samples),
+        str(output_type.samples),
         "--camera",
-        kind.camera,
+        output_type.camera,
         "--frames",
-        str(kind.frames if kind.kind == "turntable" else 0),
+        str(output_type.frames if output_type.kind == "turntable" else 0),
         "--label",
-        kind.kind,
+        label or output_type.kind,
     ]
-    args += [] if kind.denoising else ["--no-denoise"]
-    args += [] if kind.transparent else ["--opaque"]
+    args += [] if output_type.denoising else ["--no-denoise"]
+    args += [] if output_type.transparent else ["--opaque"]
     args += ["--materials", str(materials)] if materials else []
     return args + (["--template", str(template)] if template else [])
 

@@ -63,30 +63,13 @@ from OCP.XCAFDoc import (
 
 from automat_pipeline.errors import AutomatError
 from automat_pipeline.materials import Material, MaterialResolver
+from automat_pipeline.tenant_settings import CadSettings
 
 SUPPORTED_SCHEMAS = ("CONFIG_CONTROL_DESIGN", "AUTOMOTIVE_DESIGN", "AP203", "AP214", "AP242")
 # Names some writers give every product; we fall back to the file name instead.
 GENERIC_NAMES = re.compile(r"^(open[ _]cascade[ _]step[ _]translator.*|the product name|\(unsaved\)|)$", re.I)
 MAX_STEP_BYTES = 512 * 1024 * 1024
 VIEWER_DEFAULT = Material("cad_default_grey", (0.6, 0.6, 0.6), 0.0, 0.5)
-
-
-@dataclass(frozen=True)
-class ConvertOptions:
-    """Tessellation settings; a tenant may override them (``tenants.settings["cad"]``)."""
-
-    relative_deflection: float = 0.001  # of the bounding-box diagonal
-    angular_deflection: float = 0.5  # radians
-    min_deflection_mm: float = 0.01
-    max_deflection_mm: float = 5.0
-
-    @classmethod
-    def from_tenant(cls, settings: dict | None) -> ConvertOptions:
-        values = dict((settings or {}).get("cad") or {})
-        unknown = set(values) - set(cls.__dataclass_fields__) - {"timeout_seconds", "memory_mb"}
-        if unknown:
-            raise AutomatError("invalid_settings", f"unknown cad settings: {', '.join(sorted(unknown))}")
-        return cls(**{k: float(v) for k, v in values.items() if k in cls.__dataclass_fields__})
 
 
 @dataclass
@@ -158,7 +141,7 @@ def sniff_step(path: Path) -> str:
 def convert_step(
     step_path: Path,
     glb_path: Path,
-    options: ConvertOptions = ConvertOptions(),
+    options: CadSettings | None = None,
     resolver: MaterialResolver | None = None,
     production_path: Path | None = None,
 ) -> Conversion:
@@ -168,7 +151,7 @@ def convert_step(
     CAD colours (as dielectric materials: OpenCascade would write metallic = roughness = 1); the
     production GLB names each part's material after the library material it resolves to.
     """
-    step_path, glb_path = Path(step_path), Path(glb_path)
+    step_path, glb_path, options = Path(step_path), Path(glb_path), options or CadSettings()
     seconds: dict[str, float] = {}
     schema = sniff_step(step_path)
 
@@ -266,7 +249,7 @@ def convert_step(
 def convert_isolated(
     step_path: Path,
     glb_path: Path,
-    options: ConvertOptions = ConvertOptions(),
+    options: CadSettings | None = None,
     resolver: MaterialResolver | None = None,
     production_path: Path | None = None,
     timeout_seconds: float = 300,

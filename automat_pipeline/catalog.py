@@ -13,11 +13,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
+from typing import get_args
 
 from python_calamine import CalamineError, CalamineWorkbook
 
 from automat_pipeline.errors import AutomatError
 from automat_pipeline.keys import product_key
+from automat_pipeline.tenant_settings import CatalogField, CatalogSettings
 
 HEADER_SCAN_ROWS = 30
 MAX_NAME = 500
@@ -52,37 +54,12 @@ SYNONYMS = {
         "materialzuordnung",
     ],
 }
-FIELDS = tuple(SYNONYMS)
+FIELDS = get_args(CatalogField)
+assert set(FIELDS) == set(SYNONYMS), "every field a column can fill has its header names"
 UNUSUAL_SPACE = re.compile(r"\s\s|[^\S ]|\xa0")
 PER_PART_MATERIAL = re.compile(r"^\s*(?:material|werkstoff)\s*:\s*(.+?)\s*$", re.I)
 CFB_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # OLE container: legacy .xls, or an encrypted .xlsx
 ENCRYPTION_INFO = "EncryptionInfo".encode("utf-16-le")
-
-
-@dataclass
-class CatalogSettings:
-    """Per-tenant reading rules (``tenants.settings["catalog"]``); every field has a safe default."""
-
-    sheets: list[str] | None = None  # None: every visible sheet whose header maps
-    include_hidden: bool = False
-    columns: dict[str, str | list[str]] = field(default_factory=dict)  # header as written → field(s)
-    categories: list[str] | None = None  # when set, category_key must be one of them
-    max_rows: int = 1_000_000
-    max_uncompressed_bytes: int = 1 << 30
-
-    @classmethod
-    def from_tenant(cls, settings: dict | None) -> CatalogSettings:
-        values = dict((settings or {}).get("catalog") or {})
-        unknown = set(values) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise AutomatError("invalid_settings", f"unknown catalog settings: {', '.join(sorted(unknown))}")
-        for header, target in values.get("columns", {}).items():
-            targets = [target] if isinstance(target, str) else target
-            if not targets or any(t not in FIELDS for t in targets):
-                raise AutomatError(
-                    "invalid_settings", f"column {header!r} maps to {target!r}; fields are {', '.join(FIELDS)}"
-                )
-        return cls(**values)
 
 
 @dataclass

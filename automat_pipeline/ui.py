@@ -8,7 +8,6 @@ flight), then the embedded PostgreSQL this process started.
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import sys
 import time
@@ -16,7 +15,8 @@ from pathlib import Path
 
 import psutil
 
-from automat_pipeline.embedded import REPO, prepare
+from automat_pipeline.embedded import load_settings, prepare
+from automat_pipeline.settings import REPO
 
 GRACE_SECONDS = 10
 
@@ -40,8 +40,8 @@ def _stop(processes: list[subprocess.Popen]) -> None:
 
 
 def serve(port: int = 3000, host: str = "127.0.0.1", api_port: int = 8000) -> int:
-    server = prepare()  # noqa: F841 - holding the handle keeps the embedded server up
-    os.environ.setdefault("AUTOMAT_DAGSTER_GRAPHQL_URL", f"http://{host}:{port}/graphql")
+    # The embedded PostgreSQL it may start stops when this process exits; the children inherit the settings.
+    prepare(load_settings().model_copy(update={"dagster_graphql_url": f"http://{host}:{port}/graphql"}))
     bin_dir = Path(sys.executable).parent
     workspace = str(REPO / "workspace.yaml")
     commands = [

@@ -13,21 +13,17 @@ Every error names the node or edge it is about.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 
-from dagster import AssetKey, Config
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from automat_pipeline.defs.catalog.assets import CatalogImportConfig
-from automat_pipeline.defs.render.assets import RenderConfig
+from automat_pipeline.step_params import PARAMETERS
 
 VERSION = 1
-PARAMETERS: dict[str, type[Config]] = {  # the steps that take parameters: their assets' run config
-    "product_catalog": CatalogImportConfig,
-    "still": RenderConfig,
-    "turntable": RenderConfig,
-}
+STEP_GRAPH = Path(__file__).with_name("step_graph.json")  # written from the definitions: defs/step_graph.py
 
 
 class Node(BaseModel):
@@ -59,6 +55,18 @@ class Step:
 
 
 @dataclass(frozen=True)
+class Saved:
+    """A tenant's workflow as stored (``revision`` counts its saves; 0 for the built-in default)."""
+
+    name: str
+    revision: int
+    document: dict
+
+
+DEFAULT = "default"  # every tenant's built-in workflow: the full product pipeline
+
+
+@dataclass(frozen=True)
 class Plan:
     selection: list[str]  # asset keys
     run_config: dict
@@ -72,19 +80,11 @@ class WorkflowError(Exception):
 
 @cache
 def steps() -> dict[str, Step]:
-    """Every step, from the asset graph of the code location's definitions."""
-    from automat_pipeline.definitions import defs
-
-    graph = defs.resolve_asset_graph()
+    """Every step, as the code location's asset graph defines it (``step_graph.json``)."""
+    described = json.loads(STEP_GRAPH.read_text())["steps"]
     return {
-        node.key.to_user_string(): Step(
-            name=node.key.to_user_string(),
-            partitions=node.partitions_def.name,
-            upstream=frozenset(k.to_user_string() for k in node.parent_keys),
-            made_with=frozenset(k.to_user_string() for k in node.execution_set_asset_keys)
-            - {node.key.to_user_string()},
-        )
-        for node in graph.asset_nodes
+        name: Step(name, s["partitions"], frozenset(s["upstream"]), frozenset(s["made_with"]))
+        for name, s in described.items()
     }
 
 
@@ -189,10 +189,10 @@ def missing_upstream(workflow: Workflow, materialized: set[str]) -> list[str]:
     ]
 
 
-def upstream_keys(workflow: Workflow) -> list[AssetKey]:
-    """The assets outside the workflow that its steps read."""
+def upstream_steps(workflow: Workflow) -> list[str]:
+    """The steps (asset keys) outside the workflow that its steps read."""
     present = {n.step for n in workflow.nodes}
-    return [AssetKey(up) for up in sorted({u for n in workflow.nodes for u in steps()[n.step].upstream} - present)]
+    return sorted({u for n in workflow.nodes for u in steps()[n.step].upstream} - present)
 
 
 def default_workflow() -> dict:

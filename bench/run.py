@@ -415,12 +415,13 @@ def bench_catalog(out: Path, rows: int = 100_000) -> None:
     from openpyxl import load_workbook
     from python_calamine import CalamineWorkbook
 
-    from automat_pipeline.catalog import CatalogSettings, check_container, read_catalog
+    from automat_pipeline.catalog import check_container, read_catalog
     from automat_pipeline.catalog_import import attach_report, import_workbook
     from automat_pipeline.db import repository
     from automat_pipeline.db.database import migrate, session
     from automat_pipeline.db.models import CatalogImport
     from automat_pipeline.embedded import database_url, start_server
+    from automat_pipeline.tenant_settings import CatalogSettings
 
     path, changed = out / "products.xlsx", out / "products-changed.xlsx"
     started = time.perf_counter()

@@ -14,12 +14,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from automat_pipeline.api.app import create_app
-from automat_pipeline.api.deps import ApiSettings, scoped_session
+from automat_pipeline.api.deps import scoped_session
 from automat_pipeline.api.security import MATRIX, Permission, Role, access_token, hash_password
 from automat_pipeline.db import repository
 from automat_pipeline.db.database import session
 from automat_pipeline.db.models import MediaAsset, Product, ProductFile, Tenant, User
 from automat_pipeline.embedded import api_url
+from automat_pipeline.settings import Settings
 
 SECRET = "test-secret-that-is-long-enough-for-hs256"
 PASSWORD = "correct horse battery"
@@ -78,8 +79,9 @@ def world(env):
 
 @pytest.fixture
 def api(env, world, tmp_path):
-    config = ApiSettings(
-        database_url=api_url(env["AUTOMAT_DATABASE_URL"]),
+    config = Settings(
+        database_url=env["AUTOMAT_DATABASE_URL"],
+        api_database_url=api_url(env["AUTOMAT_DATABASE_URL"]),
         jwt_secret=SECRET,
         dagster_graphql_url="http://127.0.0.1:9/graphql",  # nothing listens: Dagster is down
         uploads_dir=env["AUTOMAT_UPLOADS_DIR"],

@@ -362,7 +362,7 @@ def test_thumbnail_backfill_is_one_run_that_reports_each_failure(env, resources,
     )
     [failure] = [e for e in result.all_events if e.is_step_failure]
     description = failure.step_failure_data.user_failure_data.description
-    assert description.startswith("2 of 3 thumbnails failed: acme|FEA: missing_input: ")
+    assert description.startswith("thumbnails_failed: 2 of 3 thumbnails failed: acme|FEA: missing_input: ")
     assert "acme|GONE: render_failed: " in description and "Bad GLB" in description
     assert Image.open(converted / "thumbnail.png").size == (64, 64)
     with session(env["AUTOMAT_DATABASE_URL"]) as s:

@@ -11,8 +11,9 @@ from conftest import FIXTURES
 from openpyxl import Workbook
 from openpyxl.utils.datetime import CALENDAR_MAC_1904
 
-from automat_pipeline.catalog import CatalogSettings, read_catalog
+from automat_pipeline.catalog import read_catalog
 from automat_pipeline.errors import AutomatError
+from automat_pipeline.tenant_settings import CatalogSettings, TenantSettings
 
 
 def workbook(
@@ -143,12 +144,12 @@ def test_hidden_sheets_are_skipped_unless_configured(tmp_path):
 
 def test_tenant_column_overrides(tmp_path):
     path = workbook(tmp_path / "o.xlsx", [["Nr.", "Text"], ["N-1", "renamed headers"]])
-    settings = CatalogSettings.from_tenant({"catalog": {"columns": {"Nr.": "pim_id", "Text": "name"}}})
+    settings = TenantSettings.of({"catalog": {"columns": {"Nr.": "pim_id", "Text": "name"}}}).catalog
     assert [r.pim_id for r in read_catalog(path, settings).accepted] == ["N-1"]
-    with pytest.raises(AutomatError, match="fields are"):
-        CatalogSettings.from_tenant({"catalog": {"columns": {"Nr.": "colour"}}})
-    with pytest.raises(AutomatError, match="unknown catalog settings: shets"):
-        CatalogSettings.from_tenant({"catalog": {"shets": ["x"]}})
+    with pytest.raises(AutomatError, match=r"invalid_settings: catalog\.columns\.Nr\..*'pim_id', 'name'"):
+        TenantSettings.of({"catalog": {"columns": {"Nr.": "colour"}}})
+    with pytest.raises(AutomatError, match=r"invalid_settings: catalog\.shets: Extra inputs are not permitted"):
+        TenantSettings.of({"catalog": {"shets": ["x"]}})
 
 
 def zipped(members: dict[str, bytes], compression=zipfile.ZIP_DEFLATED) -> bytes:

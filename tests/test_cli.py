@@ -30,6 +30,7 @@ def automat(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         (b"", "not_step"),
         (b"%PDF-1.7\n", "not_step"),
     ],
+    ids=["half-a-step-file", "empty", "a-pdf"],
 )
 def test_cad_convert_bad_input(tmp_path, content, error_class):
     (tmp_path / "in.step").write_bytes(content)

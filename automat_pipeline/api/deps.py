@@ -7,7 +7,6 @@ explicit bypass and picks the tenant it acts on with the ``X-Tenant-Id`` header.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
@@ -20,29 +19,9 @@ from sqlalchemy.orm import Session
 
 from automat_pipeline.api.security import Permission, Role, allowed, decode_access_token
 from automat_pipeline.db.database import session
+from automat_pipeline.settings import Settings
 
 POOL_SIZE = 40  # one connection per thread of the server's thread pool (anyio's default: 40)
-
-
-@dataclass(frozen=True)
-class ApiSettings:
-    database_url: str  # as the API role (automat_app)
-    jwt_secret: str
-    dagster_graphql_url: str
-    uploads_dir: str
-    media_dir: str
-    max_upload_mb: int = 512
-
-    @classmethod
-    def from_env(cls) -> ApiSettings:
-        return cls(
-            database_url=os.environ["AUTOMAT_API_DATABASE_URL"],
-            jwt_secret=os.environ["AUTOMAT_JWT_SECRET"],
-            dagster_graphql_url=os.environ.get("AUTOMAT_DAGSTER_GRAPHQL_URL", "http://127.0.0.1:3000/graphql"),
-            uploads_dir=os.environ["AUTOMAT_UPLOADS_DIR"],
-            media_dir=os.environ["AUTOMAT_MEDIA_DIR"],
-            max_upload_mb=int(os.environ.get("AUTOMAT_MAX_UPLOAD_MB", "512")),
-        )
 
 
 @dataclass(frozen=True)
@@ -64,7 +43,7 @@ class Caller:
         return self.tenant_id
 
 
-def settings(request: Request) -> ApiSettings:
+def settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
@@ -82,7 +61,7 @@ def caller(
     if credentials is None:
         raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
     try:
-        claims = decode_access_token(settings(request).jwt_secret, credentials.credentials)
+        claims = decode_access_token(settings(request).jwt_secret.get_secret_value(), credentials.credentials)
         role = Role(claims["role"])
     except (jwt.InvalidTokenError, ValueError) as error:
         raise HTTPException(401, f"invalid token: {error}", headers={"WWW-Authenticate": "Bearer"}) from error
@@ -92,7 +71,7 @@ def caller(
 
 def transaction(request: Request, who: Annotated[Caller, Depends(caller)]) -> Iterator[Session]:
     """The request's transaction, scoped to the caller's tenant for row-level security."""
-    with scoped_session(settings(request).database_url, who.tenant_id, bypass=who.role is Role.global_admin) as s:
+    with scoped_session(settings(request).api_database_url, who.tenant_id, bypass=who.role is Role.global_admin) as s:
         if (
             who.role is Role.global_admin
             and who.tenant_id is not None

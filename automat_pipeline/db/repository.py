@@ -8,17 +8,20 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from automat_pipeline import output_types
+from automat_pipeline import output_types, workflows
 from automat_pipeline.db.models import (
     CatalogImport,
     MaterialAlias,
     MediaAsset,
     Product,
     ProductFile,
+    SavedWorkflow,
     Tenant,
     TenantMaterial,
     TenantOutputType,
 )
+from automat_pipeline.errors import AutomatError, NotFound
+from automat_pipeline.keys import check_key_part, split_partition_key
 from automat_pipeline.materials import ALIASES, FALLBACK, LIBRARY, Material, MaterialResolver
 
 
@@ -28,6 +31,24 @@ def tenant(session: Session, slug: str, create: bool = True) -> Tenant | None:
         session.execute(insert(Tenant).values(slug=slug, name=slug).on_conflict_do_nothing())
         found = session.scalar(select(Tenant).where(Tenant.slug == slug))
     return found
+
+
+def known_tenant(session: Session, slug: str) -> Tenant:
+    """The tenant of a partition key or command; an unknown one is a classified error."""
+    found = tenant(session, check_key_part("tenant", slug), create=False)
+    if found is None:
+        raise AutomatError("unknown_tenant", f"tenant {slug!r} does not exist (automat tenant create)")
+    return found
+
+
+def tenant_and_product(session: Session, partition: str) -> tuple[Tenant, Product]:
+    """The tenant and product of a ``tenant|product`` partition key; unknown ones are classified errors."""
+    slug, key = split_partition_key(partition)
+    found = known_tenant(session, slug)
+    item = product(session, found.id, key)
+    if item is None:
+        raise AutomatError("unknown_product", f"{partition} is not in the catalogue")
+    return found, item
 
 
 def active_products(session: Session, tenant_id: int) -> list[Product]:
@@ -84,6 +105,39 @@ def dispatch_imports(session: Session) -> list[tuple[Tenant, list[Product]]]:
                 )
             )
     return found
+
+
+def has_cad(session: Session, tenant_id: int, product_ids: list[int]) -> set[int]:
+    """Those of the tenant's ``product_ids`` whose CAD conversion succeeded."""
+    return set(
+        session.scalars(
+            select(ProductFile.product_id).where(
+                ProductFile.tenant_id == tenant_id,
+                ProductFile.product_id.in_(product_ids),
+                ProductFile.kind == "step",
+                ProductFile.status == "ok",
+            )
+        )
+    )
+
+
+def product_search(words: str):
+    """Ids of the session tenant's products whose name or PIM-ID contains ``words`` (migration 0007's
+    ``product_search``: the trigram indexes, which row-level security would keep unused)."""
+    pattern = "%" + words.replace("\\", "").replace("%", "").replace("_", "") + "%"
+    return select(func.product_search(pattern))
+
+
+def saved_workflow(session: Session, tenant_id: int, name: str) -> workflows.Saved:
+    """A tenant's workflow by name (``default``: the built-in full pipeline)."""
+    if name == workflows.DEFAULT:
+        return workflows.Saved(workflows.DEFAULT, 0, workflows.default_workflow())
+    found = session.scalar(
+        select(SavedWorkflow).where(SavedWorkflow.tenant_id == tenant_id, SavedWorkflow.name == name)
+    )
+    if found is None:
+        raise NotFound(f"no workflow {name!r}")
+    return workflows.Saved(found.name, found.revision, found.document)
 
 
 def record_file(

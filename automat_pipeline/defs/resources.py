@@ -13,8 +13,6 @@ from pathlib import Path
 from dagster import (
     AssetExecutionContext,
     ConfigurableResource,
-    Failure,
-    MaterializeResult,
     PipesTempFileContextInjector,
     PipesTempFileMessageReader,
     open_pipes_session,
@@ -23,8 +21,8 @@ from sqlalchemy.orm import Session
 
 from automat_pipeline.blender import blender_command, render_args, run_blender
 from automat_pipeline.db.database import session
-from automat_pipeline.errors import AutomatError
 from automat_pipeline.output_types import OutputType
+from automat_pipeline.settings import Settings
 
 
 class Database(ConfigurableResource):
@@ -67,7 +65,11 @@ class MediaStore(ConfigurableResource):
 
 
 class Blender(ConfigurableResource):
-    """``executable``: a Blender 5.0.1 binary, or the render environment's Python (bpy module)."""
+    """``executable``: a Blender 5.0.1 binary, or the render environment's Python (bpy module).
+
+    Failures are ``AutomatError``s (``timeout``, ``render_failed``, ``missing_blender``): the step
+    that asked records them and fails through ``defs.failures``.
+    """
 
     executable: str
     scripts_dir: str
@@ -77,27 +79,24 @@ class Blender(ConfigurableResource):
         context: AssetExecutionContext,
         glb: Path,
         output: Path,
-        kind: OutputType,
+        output_type: OutputType,
         materials: Path | None = None,
         template: Path | None = None,
-    ) -> MaterializeResult:
-        """Render ``glb`` as output type ``kind``; log lines and progress reach the run log as it renders."""
-        command = blender_command(
-            self.executable, self.scripts_dir, render_args(glb, output, kind, materials, template)
-        )
+        label: str | None = None,
+    ) -> dict:
+        """Render ``glb`` as ``output_type``; log lines and progress reach the run log as it renders.
+        Returns what Blender reported (engine, device, seconds, bytes, materials)."""
+        args = render_args(glb, output, output_type, materials, template, label)
         with _pipes(context) as session:
-            try:
-                run_blender(
-                    command,
-                    env=session.get_bootstrap_env_vars(),
-                    echo=True,
-                    timeout=kind.timeout_seconds,
-                    output=output,
-                )
-            except AutomatError as error:
-                raise Failure(str(error), metadata={"error_class": error.error_class}) from error
+            run_blender(
+                blender_command(self.executable, self.scripts_dir, args),
+                env=session.get_bootstrap_env_vars(),
+                echo=True,
+                timeout=output_type.timeout_seconds,
+                output=output,
+            )
         [result] = session.get_results()
-        return result
+        return {key: value.value for key, value in (result.metadata or {}).items()}
 
     def render_batch(self, context: AssetExecutionContext, jobs: list[list[str]], timeout: float) -> list[dict]:
         """Render every job (``render_args``) in one warm Blender process; one result per job, in order,
@@ -107,10 +106,7 @@ class Blender(ConfigurableResource):
             batch.write_text(json.dumps(jobs))
             command = blender_command(self.executable, self.scripts_dir, ["--batch", str(batch)])
             with _pipes(context) as session:
-                try:
-                    return run_blender(command, env=session.get_bootstrap_env_vars(), echo=True, timeout=timeout)
-                except AutomatError as error:
-                    raise Failure(str(error), metadata={"error_class": error.error_class}) from error
+                return run_blender(command, env=session.get_bootstrap_env_vars(), echo=True, timeout=timeout)
 
 
 def _pipes(context: AssetExecutionContext):
@@ -118,3 +114,13 @@ def _pipes(context: AssetExecutionContext):
     return open_pipes_session(
         context=context, context_injector=PipesTempFileContextInjector(), message_reader=PipesTempFileMessageReader()
     )
+
+
+def resources_from(settings: Settings) -> dict[str, ConfigurableResource]:
+    """The resources the definitions bind, built from ``settings``: for code that uses them outside a
+    run (the CLI, the demo's sensor ticks, tests)."""
+    return {
+        "database": Database(url=settings.database_url),
+        "media": MediaStore(uploads_dir=str(settings.uploads_dir), media_dir=str(settings.media_dir)),
+        "blender": Blender(executable=settings.blender, scripts_dir=str(settings.blender_scripts)),
+    }

@@ -14,20 +14,20 @@ from dagster import (
     AssetExecutionContext,
     AssetSpec,
     DataVersion,
-    Failure,
     MaterializeResult,
     MetadataValue,
     asset,
     multi_asset,
 )
 
-from automat_pipeline.cad import Conversion, ConvertOptions, convert_isolated, read_glb, sniff_step
+from automat_pipeline.cad import Conversion, convert_isolated, read_glb, sniff_step
 from automat_pipeline.db import repository
+from automat_pipeline.defs.failures import classified
 from automat_pipeline.defs.partitions import product_partitions
 from automat_pipeline.defs.resources import Database, MediaStore
 from automat_pipeline.errors import AutomatError
 from automat_pipeline.inbox import sha256, step_file_for
-from automat_pipeline.keys import split_partition_key
+from automat_pipeline.tenant_settings import TenantSettings
 
 SOURCE = "source.step"
 
@@ -39,30 +39,27 @@ def step_file(context: AssetExecutionContext, database: Database, media: MediaSt
     Its data version is the file's sha256, so an unchanged re-upload leaves downstream fresh.
     """
     started = time.perf_counter()
-    tenant_slug, key = split_partition_key(context.partition_key)
-    with database.session() as session:
-        tenant = repository.tenant(session, tenant_slug, create=False)
-        product = repository.product(session, tenant.id, key) if tenant else None
-        if product is None:
-            raise Failure(f"unknown_product: {context.partition_key} is not in the catalogue")
-        path = step_file_for(media.inbox(tenant_slug), product)
-        if path is None:
-            raise Failure(
-                f"missing_step_file: no STEP upload for {product.pim_id} "
-                f"({product.step_filename or product.key + '.step'}) in {media.inbox(tenant_slug)}"
+    with classified(context, "step_file"):
+        with database.session() as session:
+            tenant, product = repository.tenant_and_product(session, context.partition_key)
+            path = step_file_for(media.inbox(tenant.slug), product)
+            if path is None:
+                raise AutomatError(
+                    "missing_step_file",
+                    f"no STEP upload for {product.pim_id} ({product.step_filename or product.key + '.step'}) "
+                    f"in {media.inbox(tenant.slug)}",
+                )
+            digest = sha256(path)
+            try:
+                schema, rejected = sniff_step(path), None
+            except AutomatError as error:
+                schema, rejected = None, error
+            repository.record_file(
+                session, tenant.id, path, "step", digest, error=rejected and str(rejected), product_id=product.id
             )
-        digest = sha256(path)
-        try:
-            schema, error = sniff_step(path), None
-        except AutomatError as rejected:
-            schema, error = None, rejected
-        repository.record_file(
-            session, tenant.id, path, "step", digest, error=str(error) if error else None, product_id=product.id
-        )
-    if error:
-        context.log.error(f"[step_file] {path.name} rejected: {error}")
-        raise Failure(str(error), metadata={"error_class": error.error_class, "upload": str(path)})
-    shutil.copyfile(path, media.product_dir(tenant_slug, key) / SOURCE)
+        if rejected:  # recorded with the upload, which stays in the inbox
+            raise rejected
+    shutil.copyfile(path, media.product_dir(tenant.slug, product.key) / SOURCE)
     return MaterializeResult(
         metadata={
             "upload": MetadataValue.path(str(path)),
@@ -102,32 +99,30 @@ CHECKS = [
 )
 def cad_conversion(context: AssetExecutionContext, database: Database, media: MediaStore):
     """Metadata, viewer GLB and production GLB in one isolated step: the STEP is read once."""
-    tenant_slug, key = split_partition_key(context.partition_key)
-    folder = media.product_dir(tenant_slug, key)
-    with database.session() as session:
-        tenant = repository.tenant(session, tenant_slug, create=False)
-        product = repository.product(session, tenant.id, key)
-        resolver = repository.material_resolver(session, tenant, product)
-        settings = tenant.settings.get("cad", {})
-    started = time.perf_counter()
-    try:
-        result = convert_isolated(
-            folder / SOURCE,
-            folder / "model.glb",
-            ConvertOptions.from_tenant(tenant.settings),
-            resolver,
-            folder / "production.glb",
-            timeout_seconds=settings.get("timeout_seconds", 300),
-            memory_mb=settings.get("memory_mb", 4096),
-        )
-    except AutomatError as error:
-        context.log.error(f"[cad_metadata] {context.partition_key}: {error}")
-        upload = step_file_for(media.inbox(tenant_slug), product) or folder / SOURCE
-        with database.session() as session:  # stored with the product's upload, which stays in the inbox
-            repository.record_file(
-                session, tenant.id, upload, "step", sha256(folder / SOURCE), error=str(error), product_id=product.id
+    with classified(context, "cad_metadata"):
+        with database.session() as session:
+            tenant, product = repository.tenant_and_product(session, context.partition_key)
+            resolver = repository.material_resolver(session, tenant, product)
+            settings = TenantSettings.of(tenant.settings).cad
+        folder = media.product_dir(tenant.slug, product.key)
+        started = time.perf_counter()
+        try:
+            result = convert_isolated(
+                folder / SOURCE,
+                folder / "model.glb",
+                settings,
+                resolver,
+                folder / "production.glb",
+                timeout_seconds=settings.timeout_seconds,
+                memory_mb=settings.memory_mb,
             )
-        raise Failure(str(error), metadata={"error_class": error.error_class}) from error
+        except AutomatError as error:
+            upload = step_file_for(media.inbox(tenant.slug), product) or folder / SOURCE
+            with database.session() as session:  # stored with the product's upload, which stays in the inbox
+                repository.record_file(
+                    session, tenant.id, upload, "step", sha256(folder / SOURCE), error=str(error), product_id=product.id
+                )
+            raise
     wall = time.perf_counter() - started
     (folder / "cad_metadata.json").write_text(json.dumps(result.as_dict(), indent=1))
     for line in result.materials:

@@ -7,12 +7,10 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     Config,
-    Failure,
     MaterializeResult,
     MetadataValue,
     asset,
 )
-from pydantic import Field
 
 from automat_pipeline.catalog_import import (
     ImportResult,
@@ -21,20 +19,19 @@ from automat_pipeline.catalog_import import (
     imports_without_report,
 )
 from automat_pipeline.db import repository
+from automat_pipeline.defs.failures import classified
 from automat_pipeline.defs.partitions import register_products, tenant_partitions
 from automat_pipeline.defs.resources import Database, MediaStore
+from automat_pipeline.errors import AutomatError
 from automat_pipeline.inbox import KINDS, sha256
 from automat_pipeline.keys import check_key_part
+from automat_pipeline.step_params import CatalogImportParams
 
 MAX_REJECTIONS_SHOWN = 200
 
 
-class CatalogImportConfig(Config):
-    workbooks: list[str] = Field(
-        default_factory=list,
-        description="File names in the tenant's inbox to import; empty imports every workbook there.",
-    )
-    trigger: str = Field(default="manual", description="What asked for the import (sensor, cli, manual).")
+class CatalogImportConfig(Config, CatalogImportParams):
+    """The step's parameters (``step_params.CatalogImportParams``) as Dagster run config."""
 
 
 @asset(
@@ -50,26 +47,29 @@ class CatalogImportConfig(Config):
 )
 def product_catalog(context: AssetExecutionContext, config: CatalogImportConfig, database: Database, media: MediaStore):
     """Each workbook is one recorded import in its own transaction; a bad one is reported and skipped."""
-    slug = check_key_part("tenant", context.partition_key)
-    inbox = media.inbox(slug)
-    names = config.workbooks or sorted(p.name for p in inbox.glob("*") if KINDS.get(p.suffix.lower()) == "catalog")
-    if not names:
-        raise Failure(f"no_workbook: {inbox} holds no .xlsx product list")
-    results: list[ImportResult] = []
-    for name in names:
-        with database.session() as session:
-            tenant = repository.tenant(session, slug, create=False)
-            if tenant is None:
-                raise Failure(f"unknown_tenant: {slug!r} does not exist; create it first")
-            result = import_workbook(session, tenant, inbox / name, f"{config.trigger}:{context.run.run_id}")
-        results.append(result)
-        if result.error:
-            context.log.error(f"[product_catalog] {name} rejected: {result.error}")
-        else:
-            context.log.info(f"[product_catalog] {name}: {result.counts} in {result.seconds} s")
-    failed = [r for r in results if r.error]
-    if len(failed) == len(results):
-        raise Failure("; ".join(str(r.error) for r in failed), metadata={"import_ids": [r.import_id for r in failed]})
+    with classified(context, "product_catalog"):
+        slug = check_key_part("tenant", context.partition_key)
+        inbox = media.inbox(slug)
+        names = config.workbooks or sorted(p.name for p in inbox.glob("*") if KINDS.get(p.suffix.lower()) == "catalog")
+        if not names:
+            raise AutomatError("no_workbook", f"{inbox} holds no .xlsx product list")
+        results: list[ImportResult] = []
+        for name in names:
+            with database.session() as session:
+                tenant = repository.known_tenant(session, slug)
+                result = import_workbook(session, tenant, inbox / name, f"{config.trigger}:{context.run.run_id}")
+            results.append(result)
+            if result.error:
+                context.log.error(f"[product_catalog] {name} rejected: {result.error}")
+            else:
+                context.log.info(f"[product_catalog] {name}: {result.counts} in {result.seconds} s")
+        failed = [r for r in results if r.error]
+        if len(failed) == len(results):
+            raise (
+                failed[0].error
+                if len(failed) == 1
+                else AutomatError("import_failed", "; ".join(str(r.error) for r in failed))
+            )
 
     with database.session() as session:
         products = register_products(context.instance, session, repository.tenant(session, slug, create=False))
@@ -106,10 +106,10 @@ def catalog_report(context: AssetExecutionContext, database: Database, media: Me
 
     A step of its own: writing 100k rows with openpyxl takes ~20 s, which the import need not wait for.
     """
-    slug = check_key_part("tenant", context.partition_key)
+    slug = context.partition_key
     reports = {}
-    with database.session() as session:
-        tenant = repository.tenant(session, slug, create=False)
+    with classified(context, "catalog_report"), database.session() as session:
+        tenant = repository.known_tenant(session, slug)
         for record in imports_without_report(session, tenant.id):
             workbook = media.inbox(slug) / record.filename
             if not workbook.is_file() or sha256(workbook) != record.sha256:

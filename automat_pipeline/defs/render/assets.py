@@ -9,6 +9,7 @@ import json
 import tempfile
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 from dagster import (
@@ -17,23 +18,32 @@ from dagster import (
     BetaWarning,
     Config,
     DagsterExecutionInterruptedError,
-    Failure,
     MaterializeResult,
     MetadataValue,
     asset,
 )
-from pydantic import Field
 
 from automat_pipeline import materials
 from automat_pipeline.blender import render_args
 from automat_pipeline.db import repository
+from automat_pipeline.defs.failures import classified, failure
 from automat_pipeline.defs.partitions import product_partitions
 from automat_pipeline.defs.resources import Blender, Database, MediaStore
-from automat_pipeline.keys import split_partition_key
+from automat_pipeline.errors import AutomatError
 from automat_pipeline.output_types import OutputType
+from automat_pipeline.step_params import RenderParams
 
 # The warm thumbnail path rests on single-run backfills, which Dagster 1.13 still calls beta.
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=BetaWarning)
+
+
+@dataclass(frozen=True)
+class RenderOutcome:
+    """One render of a batch: its output, and what Blender reported or why it failed."""
+
+    output: Path
+    details: dict | None = None
+    error: AutomatError | None = None
 
 
 class Renders:
@@ -49,17 +59,8 @@ class Renders:
         partition_key: str | None = None,
     ):
         self.context, self.blender, self.database = context, blender, database
-        tenant_slug, key = split_partition_key(partition_key or context.partition_key)
-        self.folder = media.product_dir(tenant_slug, key)
-        self.glb = self.folder / "production.glb"
-        self.templates = media.templates_dir(tenant_slug)
-        if not self.glb.is_file():
-            raise Failure(f"missing_input: {self.glb} does not exist; materialize glb_production first")
         with database.session() as session:
-            tenant = repository.tenant(session, tenant_slug, create=False)
-            product = repository.product(session, tenant.id, key)
-            if product is None:
-                raise Failure(f"unknown_product: {key} is not in {tenant_slug}'s catalogue")
+            tenant, product = repository.tenant_and_product(session, partition_key or context.partition_key)
             self.tenant_id, self.product_id = tenant.id, product.id
             self.output_types = {
                 kind: repository.tenant_output_types(session, tenant, kind)
@@ -68,46 +69,47 @@ class Renders:
             library = materials.for_blender(
                 repository.material_library(session, tenant), repository.fallback_material(tenant)
             )
-        self.library = workdir / f"materials-{tenant_slug}-{key}.json"
+        self.folder = media.product_dir(tenant.slug, product.key)
+        self.glb = self.folder / "production.glb"
+        self.templates = media.templates_dir(tenant.slug)
+        if not self.glb.is_file():
+            raise AutomatError("missing_input", f"{self.glb} does not exist; materialize glb_production first")
+        self.library = workdir / f"materials-{tenant.slug}-{product.key}.json"
         self.library.write_text(json.dumps(library))
 
-    def render(self, asset_name: str, kind: OutputType, output: Path) -> dict:
+    def render(self, step: str, output_type: OutputType, output: Path) -> dict:
         """Render one output; its outcome is recorded whether it completes, fails or is cancelled."""
         try:
-            template = self.template(kind)
-            rendered = self.blender.render(self.context, self.glb, output, kind, self.library, template)
-        except Failure as failure:
-            error_class = (failure.metadata or {}).get("error_class")
-            self.record(
-                asset_name, kind, "failed", error_class=error_class and error_class.value, reason=failure.description
-            )
+            template = self.template(output_type)
+            details = self.blender.render(self.context, self.glb, output, output_type, self.library, template, step)
+        except AutomatError as error:
+            self.record(step, output_type, "failed", error_class=error.error_class, reason=error.reason)
             raise
         except (DagsterExecutionInterruptedError, KeyboardInterrupt):
-            self.record(asset_name, kind, "cancelled", reason=CANCELLED)
+            self.record(step, output_type, "cancelled", reason=CANCELLED)
             raise
-        details = {k: v.value for k, v in (rendered.metadata or {}).items()}
-        self.record(asset_name, kind, "completed", path=str(output), details=details)
+        self.record(step, output_type, "completed", path=str(output), details=details)
         return details
 
-    def template(self, kind: OutputType) -> Path | None:
-        if kind.template is None:
+    def template(self, output_type: OutputType) -> Path | None:
+        if output_type.template is None:
             return None
-        path = self.templates / kind.template
+        path = self.templates / output_type.template
         if not path.is_file():
-            raise Failure(
-                f"missing_template: output type {kind.name!r} names {kind.template}, which is not in {self.templates}",
-                metadata={"error_class": "missing_template"},
+            raise AutomatError(
+                "missing_template",
+                f"output type {output_type.name!r} names {output_type.template}, which is not in {self.templates}",
             )
         return path
 
-    def record(self, asset_name: str, kind: OutputType, status: str, **values) -> None:
+    def record(self, step: str, output_type: OutputType, status: str, **values) -> None:
         with self.database.session() as session:
             repository.record_render(
                 session,
                 self.tenant_id,
                 self.product_id,
-                asset=asset_name,
-                output_type=kind.name,
+                asset=step,
+                output_type=output_type.name,
                 status=status,
                 run_id=self.context.run.run_id,
                 **values,
@@ -118,62 +120,53 @@ CANCELLED = "the run was terminated while Blender rendered"
 
 
 def render_warm(
-    context: AssetExecutionContext, blender: Blender, asset_name: str, jobs: list[tuple[Renders, OutputType, Path]]
-) -> dict[Path, dict | str]:
-    """Render many products in one warm Blender process and record each outcome.
-
-    Returns each output's details, or the reason it failed; one product's failure does not stop
-    the others.
-    """
-    outcomes: dict[Path, dict | str] = {}
+    context: AssetExecutionContext, blender: Blender, step: str, jobs: list[tuple[Renders, OutputType, Path]]
+) -> list[RenderOutcome]:
+    """Render many products in one warm Blender process and record each outcome; one product's
+    failure does not stop the others."""
+    outcomes: list[RenderOutcome] = []
     batch = []
-    for renders, kind, output in jobs:
+    for renders, output_type, output in jobs:
         try:
-            batch.append(
-                (renders, kind, output, render_args(renders.glb, output, kind, renders.library, renders.template(kind)))
-            )
-        except Failure as failure:
-            renders.record(asset_name, kind, "failed", error_class="missing_template", reason=failure.description)
-            outcomes[output] = failure.description
+            args = render_args(renders.glb, output, output_type, renders.library, renders.template(output_type), step)
+            batch.append((renders, output_type, output, args))
+        except AutomatError as error:
+            renders.record(step, output_type, "failed", error_class=error.error_class, reason=error.reason)
+            outcomes.append(RenderOutcome(output, error=error))
     try:
         results = blender.render_batch(
-            context, [args for *_, args in batch], timeout=sum(kind.timeout_seconds for _, kind, _, _ in batch)
+            context, [args for *_, args in batch], timeout=sum(t.timeout_seconds for _, t, _, _ in batch)
         )
-    except Failure as failure:  # Blender could not start, or the batch ran out of time
-        for renders, kind, output, _ in batch:
+    except AutomatError as error:  # Blender could not start, or the batch ran out of time
+        for renders, output_type, output, _ in batch:
             output.unlink(missing_ok=True)
-            renders.record(
-                asset_name,
-                kind,
-                "failed",
-                error_class=failure.metadata["error_class"].value,
-                reason=failure.description,
-            )
+            renders.record(step, output_type, "failed", error_class=error.error_class, reason=error.reason)
         raise
     except (DagsterExecutionInterruptedError, KeyboardInterrupt):
-        for renders, kind, output, _ in batch:
+        for renders, output_type, output, _ in batch:
             output.unlink(missing_ok=True)
-            renders.record(asset_name, kind, "cancelled", reason=CANCELLED)
+            renders.record(step, output_type, "cancelled", reason=CANCELLED)
         raise
     by_output = {r.get("output"): r for r in results}
-    for renders, kind, output, _ in batch:
+    for renders, output_type, output, _ in batch:
         result = by_output.get(str(output), {"error": "render_failed: Blender reported no result"})
         if "error" in result:
-            error_class, _, reason = result["error"].partition(": ")
-            renders.record(asset_name, kind, "failed", error_class=error_class, reason=result["error"])
+            error = (
+                AutomatError(*result["error"].split(": ", 1))
+                if ": " in result["error"]
+                else AutomatError("render_failed", result["error"])
+            )
+            renders.record(step, output_type, "failed", error_class=error.error_class, reason=error.reason)
             output.unlink(missing_ok=True)
-            outcomes[output] = result["error"]
+            outcomes.append(RenderOutcome(output, error=error))
         else:
-            renders.record(asset_name, kind, "completed", path=str(output), details=result)
-            outcomes[output] = result
+            renders.record(step, output_type, "completed", path=str(output), details=result)
+            outcomes.append(RenderOutcome(output, details=result))
     return outcomes
 
 
-class RenderConfig(Config):
-    output_types: list[str] = Field(
-        default_factory=list,
-        description="The output types to render (an order line names one); empty: every one of this kind.",
-    )
+class RenderConfig(Config, RenderParams):
+    """The step's parameters (``step_params.RenderParams``) as Dagster run config."""
 
 
 def _render_each(
@@ -186,14 +179,14 @@ def _render_each(
 ) -> MaterializeResult:
     """One file per output type of ``kind`` of the tenant (or per one named), named after the output type."""
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as workdir:
+    with classified(context, kind), tempfile.TemporaryDirectory() as workdir:
         renders = Renders(context, blender, database, media, Path(workdir))
         known = {t.name: t for t in renders.output_types[kind]}
         unknown = sorted(set(config.output_types) - set(known))
         if unknown:
-            raise Failure(
-                f"unknown_output_type: {', '.join(unknown)} is not a {kind} output type of this tenant "
-                f"(known: {', '.join(sorted(known))})"
+            raise AutomatError(
+                "unknown_output_type",
+                f"{', '.join(unknown)} is not a {kind} output type of this tenant (known: {', '.join(sorted(known))})",
             )
         outputs = {}
         for output_type in [known[n] for n in config.output_types] or known.values():
@@ -226,36 +219,39 @@ def thumbnail(
     throughput of a process per product with Workbench, bench/results/render.json).
     """
     started = time.perf_counter()
-    failed: dict[str, str] = {}
+    failed: dict[str, AutomatError] = {}
     keys: dict[Path, str] = {}
     with tempfile.TemporaryDirectory() as workdir:
         jobs = []
         for key in context.partition_keys:
             try:
                 renders = Renders(context, blender, database, media, Path(workdir), key)
-            except Failure as failure:
-                failed[key] = failure.description
+            except AutomatError as error:
+                failed[key] = error
                 continue
             keys[renders.folder / "thumbnail.png"] = key
             jobs.append((renders, renders.output_types["thumbnail"][0], renders.folder / "thumbnail.png"))
-        outcomes = render_warm(context, blender, "thumbnail", jobs) if jobs else {}
-    failed |= {keys[output]: outcome for output, outcome in outcomes.items() if isinstance(outcome, str)}
+        with classified(context, "thumbnail"):
+            outcomes = render_warm(context, blender, "thumbnail", jobs) if jobs else []
+    failed |= {keys[o.output]: o.error for o in outcomes if o.error}
+    if len(context.partition_keys) == 1 and failed:
+        with classified(context, "thumbnail"):
+            raise next(iter(failed.values()))
     if failed:
-        raise Failure(
-            next(iter(failed.values()))
-            if len(context.partition_keys) == 1
-            else f"{len(failed)} of {len(context.partition_keys)} thumbnails failed: "
-            + "; ".join(f"{key}: {reason}" for key, reason in failed.items()),
-            metadata={"failed": MetadataValue.json(failed)},
+        summary = AutomatError(
+            "thumbnails_failed",
+            f"{len(failed)} of {len(context.partition_keys)} thumbnails failed: "
+            + "; ".join(f"{key}: {error}" for key, error in failed.items()),
         )
+        raise failure(summary, failed=MetadataValue.json({key: str(error) for key, error in failed.items()}))
     metadata = {"count": len(outcomes), "seconds": round(time.perf_counter() - started, 3)}
     if len(outcomes) == 1:
-        [(output, details)] = outcomes.items()
-        preview = base64.b64encode(output.read_bytes()).decode()
+        [outcome] = outcomes
+        preview = base64.b64encode(outcome.output.read_bytes()).decode()
         metadata |= {
-            **details,
+            **outcome.details,
             "output_type": jobs[0][1].name,
-            "path": MetadataValue.path(str(output)),
+            "path": MetadataValue.path(str(outcome.output)),
             "preview": MetadataValue.md(f"![thumbnail](data:image/png;base64,{preview})"),
         }
     return MaterializeResult(metadata=metadata)
@@ -292,14 +288,19 @@ def turntable(
 
 
 @asset(
-    partitions_def=product_partitions, deps=["glb_production"], group_name="render", kinds={"blender"}, code_version="2"
+    partitions_def=product_partitions,
+    deps=["glb_production"],
+    group_name="render",
+    kinds={"blender"},
+    code_version="2",
+    pool="blender",
 )
 def blend_export(
     context: AssetExecutionContext, blender: Blender, database: Database, media: MediaStore
 ) -> MaterializeResult:
     """The scene a still is rendered from (model, materials, camera, lights), saved as .blend."""
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as workdir:
+    with classified(context, "blend_export"), tempfile.TemporaryDirectory() as workdir:
         renders = Renders(context, blender, database, media, Path(workdir))
         output = renders.folder / "scene.blend"
         details = renders.render("blend_export", renders.output_types["still"][0], output)

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import delete, func, select
 
 from automat_pipeline import output_types
 from automat_pipeline.api.deps import Id, Tx, Who, owned
+from automat_pipeline.api.schemas import MediaOut, media_out
 from automat_pipeline.api.security import Permission
 from automat_pipeline.db import repository
-from automat_pipeline.db.models import MediaAsset, Product, ProductFile, TenantOutputType
+from automat_pipeline.db.models import MediaAsset, Product, TenantOutputType
 
 router = APIRouter(tags=["catalogue"])
 
@@ -27,17 +26,6 @@ class ProductOut(BaseModel):
     has_cad: bool = Field(description="Whether its STEP file has been converted (a production GLB exists).")
 
 
-class MediaOut(BaseModel):
-    id: int = Field(description="The media asset's id (GET /media/{id}/file).")
-    product_id: int = Field(description="The product it shows.")
-    asset: str = Field(description="The pipeline step that made it: thumbnail, still, turntable, blend_export.")
-    output_type: str = Field(description="The output type it followed.")
-    status: str = Field(description="completed, failed or cancelled.")
-    error_class: str | None = Field(description="Why it failed, as a class.")
-    reason: str | None = Field(description="Why it failed or was cancelled, in one line.")
-    updated_at: datetime = Field(description="When this outcome was recorded.")
-
-
 class ProductDetail(ProductOut):
     media: list[MediaOut] = Field(description="Its renders, newest first.")
 
@@ -45,13 +33,6 @@ class ProductDetail(ProductOut):
 class Page(BaseModel):
     total: int = Field(description="Matching products.")
     items: list[ProductOut] = Field(description="This page.")
-
-
-def search(words: str):
-    """Ids of the caller's tenant's products whose name or PIM-ID contains ``words`` (migration
-    0007's product_search: the trigram indexes, which row-level security would keep unused)."""
-    pattern = "%" + words.replace("\\", "").replace("%", "").replace("_", "") + "%"
-    return select(func.product_search(pattern))
 
 
 def product_out(p: Product, has_cad: bool) -> ProductOut:
@@ -63,33 +44,6 @@ def product_out(p: Product, has_cad: bool) -> ProductOut:
         category_key=p.category_key,
         lagertyp=p.lagertyp,
         has_cad=has_cad,
-    )
-
-
-def media_out(m: MediaAsset) -> MediaOut:
-    return MediaOut(
-        id=m.id,
-        product_id=m.product_id,
-        asset=m.asset,
-        output_type=m.output_type,
-        status=m.status,
-        error_class=m.error_class,
-        reason=m.reason,
-        updated_at=m.updated_at,
-    )
-
-
-def has_cad(tx, tenant_id: int, product_ids: list[int]) -> set[int]:
-    """Those of the tenant's ``product_ids`` whose CAD conversion succeeded."""
-    return set(
-        tx.scalars(
-            select(ProductFile.product_id).where(
-                ProductFile.tenant_id == tenant_id,
-                ProductFile.product_id.in_(product_ids),
-                ProductFile.kind == "step",
-                ProductFile.status == "ok",
-            )
-        )
     )
 
 
@@ -107,14 +61,14 @@ def list_products(
     who.require(Permission.own_orders)
     query = select(Product).where(Product.tenant_id == who.tenant(), Product.active)
     if q:
-        query = query.where(Product.id.in_(search(q)))
+        query = query.where(Product.id.in_(repository.product_search(q)))
     if category_key:
         query = query.where(Product.category_key == category_key)
     if lagertyp:
         query = query.where(Product.lagertyp == lagertyp)
     total = tx.scalar(select(func.count()).select_from(query.subquery()))
     products = list(tx.scalars(query.order_by(Product.pim_id).limit(limit).offset(offset)))
-    cad = has_cad(tx, who.tenant(), [p.id for p in products])
+    cad = repository.has_cad(tx, who.tenant(), [p.id for p in products])
     return Page(total=total, items=[product_out(p, p.id in cad) for p in products])
 
 
@@ -129,7 +83,7 @@ def product_detail(product_id: Id, who: Who, tx: Tx) -> ProductDetail:
         .order_by(MediaAsset.updated_at.desc())
     )
     return ProductDetail(
-        **product_out(product, bool(has_cad(tx, product.tenant_id, [product.id]))).model_dump(),
+        **product_out(product, bool(repository.has_cad(tx, product.tenant_id, [product.id]))).model_dump(),
         media=[media_out(m) for m in media],
     )
 

@@ -9,9 +9,10 @@ from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
-from automat_pipeline.api.deps import ApiSettings, scoped_session, settings
+from automat_pipeline.api.deps import scoped_session, settings
 from automat_pipeline.api.security import Role, access_token, new_refresh_token, password_matches, refresh_hash
 from automat_pipeline.db.models import RefreshToken, User
+from automat_pipeline.settings import Settings
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -37,12 +38,12 @@ class Tokens(BaseModel):
     tenant_id: int | None = Field(description="The user's tenant; null for a global admin.")
 
 
-def _tokens(config: ApiSettings, s, user: User) -> Tokens:
+def _tokens(config: Settings, s, user: User) -> Tokens:
     token, digest, expires = new_refresh_token()
     s.add(RefreshToken(user_id=user.id, token_sha256=digest, expires_at=expires))
     role = Role(user.role)
     return Tokens(
-        access_token=access_token(config.jwt_secret, user.id, role, user.tenant_id),
+        access_token=access_token(config.jwt_secret.get_secret_value(), user.id, role, user.tenant_id),
         refresh_token=token,
         role=role,
         tenant_id=user.tenant_id,
@@ -50,9 +51,9 @@ def _tokens(config: ApiSettings, s, user: User) -> Tokens:
 
 
 @router.post("/login", responses={401: {"description": "Unknown e-mail or wrong password."}})
-def login(body: Login, config: Annotated[ApiSettings, Depends(settings)]) -> Tokens:
+def login(body: Login, config: Annotated[Settings, Depends(settings)]) -> Tokens:
     """Exchange e-mail and password for an access token and a refresh token."""
-    with scoped_session(config.database_url, None, bypass=True) as s:  # no tenant is known before login
+    with scoped_session(config.api_database_url, None, bypass=True) as s:  # no tenant is known before login
         user = s.scalar(select(User).where(func.lower(User.email) == body.email.lower(), User.active))
         if user is None or not password_matches(user.password_hash, body.password):
             raise HTTPException(401, "unknown e-mail or wrong password")
@@ -60,9 +61,9 @@ def login(body: Login, config: Annotated[ApiSettings, Depends(settings)]) -> Tok
 
 
 @router.post("/refresh", responses={401: {"description": "Unknown, used or expired refresh token."}})
-def refresh(body: Refresh, config: Annotated[ApiSettings, Depends(settings)]) -> Tokens:
+def refresh(body: Refresh, config: Annotated[Settings, Depends(settings)]) -> Tokens:
     """Exchange a refresh token (once) for new tokens."""
-    with scoped_session(config.database_url, None, bypass=True) as s:
+    with scoped_session(config.api_database_url, None, bypass=True) as s:
         stored = s.scalar(
             select(RefreshToken).where(RefreshToken.token_sha256 == refresh_hash(body.refresh_token)).with_for_update()
         )

@@ -1,7 +1,7 @@
 """Orders: drafts of product × output type lines, submitted as Dagster runs, followed to the end.
 
-A submitted order's lines are launched at once when the Dagster webserver answers, and by the
-API's launcher loop (``launch_pending``) once it is back when it does not: nothing is lost.
+Launching is ``automat_pipeline.api.launcher``'s: at submission when Dagster answers, else by its
+loop once Dagster is back.
 """
 
 from __future__ import annotations
@@ -15,17 +15,15 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from automat_pipeline import workflows
-from automat_pipeline.api.catalog import has_cad
 from automat_pipeline.api.dagster_client import DagsterClient, DagsterUnavailable
 from automat_pipeline.api.deps import Caller, Id, Tx, Who, owned
+from automat_pipeline.api.launcher import compiled, launch_lines
 from automat_pipeline.api.security import Permission
-from automat_pipeline.api.workflows import saved
 from automat_pipeline.db import repository
 from automat_pipeline.db.models import MediaAsset, Order, OrderLine, Product, Tenant
-from automat_pipeline.keys import partition_key
 from automat_pipeline.tenant_settings import TenantSettings
 
-router = APIRouter(prefix="/orders", tags=["orders"])
+router = APIRouter(tags=["orders"])
 NOT_FOUND = {404: {"description": "No such order in your tenant (or not yours)."}}
 CONFLICT = {409: {"description": "The order is not in a state that allows this."}}
 RUN_STATES = {
@@ -193,20 +191,20 @@ def dagster(request: Request) -> DagsterClient:
     return request.app.state.dagster
 
 
-@router.post("", status_code=201)
+@router.post("/orders", status_code=201)
 def create_order(request: Request, who: Who, tx: Tx, body: OrderIn | None = None) -> OrderOut:
     """Start a draft order, optionally naming the workflow its lines run."""
     who.require(Permission.own_orders)
     workflow = body.workflow if body else None
     if workflow:
-        saved(tx, who.tenant(), workflow)  # 404 if the tenant has no such workflow
+        repository.saved_workflow(tx, who.tenant(), workflow)  # 404 if the tenant has no such workflow
     order = Order(tenant_id=who.tenant(), created_by=who.user_id, status="draft", workflow=workflow)
     tx.add(order)
     tx.flush()
     return _document(tx, order, dagster(request))
 
 
-@router.get("")
+@router.get("/orders")
 def list_orders(request: Request, who: Who, tx: Tx) -> list[OrderOut]:
     """Your orders; all of the tenant's for project managers and above. Newest first, at most 100."""
     who.require(Permission.own_orders)
@@ -216,14 +214,14 @@ def list_orders(request: Request, who: Who, tx: Tx) -> list[OrderOut]:
     return [_document(tx, o, dagster(request)) for o in tx.scalars(query.order_by(Order.id.desc()).limit(100))]
 
 
-@router.get("/{order_id}", responses=NOT_FOUND)
+@router.get("/orders/{order_id}", responses=NOT_FOUND)
 def get_order(order_id: Id, request: Request, who: Who, tx: Tx) -> OrderOut:
     """The order with every line's state, steps and outputs."""
     return _document(tx, _order(tx, who, order_id), dagster(request))
 
 
 @router.post(
-    "/{order_id}/lines",
+    "/orders/{order_id}/lines",
     status_code=201,
     responses={**NOT_FOUND, **CONFLICT, 422: {"description": "Unknown product or output type."}},
 )
@@ -260,7 +258,7 @@ def add_line(order_id: Id, body: LineIn, request: Request, who: Who, tx: Tx) -> 
     return _document(tx, order, dagster(request))
 
 
-@router.delete("/{order_id}/lines/{line_id}", responses={**NOT_FOUND, **CONFLICT})
+@router.delete("/orders/{order_id}/lines/{line_id}", responses={**NOT_FOUND, **CONFLICT})
 def remove_line(order_id: Id, line_id: Id, request: Request, who: Who, tx: Tx) -> OrderOut:
     """Remove a line from a draft."""
     order = _draft(tx, who, order_id)
@@ -271,7 +269,8 @@ def remove_line(order_id: Id, line_id: Id, request: Request, who: Who, tx: Tx) -
 
 
 @router.post(
-    "/{order_id}/submit", responses={**NOT_FOUND, **CONFLICT, 422: {"description": "The order breaks a tenant rule."}}
+    "/orders/{order_id}/submit",
+    responses={**NOT_FOUND, **CONFLICT, 422: {"description": "The order breaks a tenant rule."}},
 )
 def submit(order_id: Id, request: Request, who: Who, tx: Tx) -> OrderOut:
     """Check the order against the tenant's rules, then launch one Dagster run per line."""
@@ -290,7 +289,7 @@ def submit(order_id: Id, request: Request, who: Who, tx: Tx) -> OrderOut:
             problems.append(f"line {line.id}: output type {line.output_type!r} no longer exists")
         elif kind.engine not in settings.render_engines_allowed:
             problems.append(f"line {line.id}: engine {kind.engine} is not allowed for this tenant")
-    with_cad = has_cad(tx, order.tenant_id, [line.product_id for line in lines])
+    with_cad = repository.has_cad(tx, order.tenant_id, [line.product_id for line in lines])
     problems += [
         f"line {line.id}: product {line.product_id} has no converted CAD file"
         for line in lines
@@ -298,7 +297,7 @@ def submit(order_id: Id, request: Request, who: Who, tx: Tx) -> OrderOut:
     ]
     if order.workflow:
         try:
-            steps = set(_plan(tx, order).selection)
+            steps = set(compiled(tx, order)[1].selection)
         except workflows.WorkflowError as error:
             raise HTTPException(422, f"workflow {order.workflow!r}: {'; '.join(error.errors)}") from error
         problems += [
@@ -315,7 +314,7 @@ def submit(order_id: Id, request: Request, who: Who, tx: Tx) -> OrderOut:
     return _document(tx, order, dagster(request))
 
 
-@router.post("/{order_id}/cancel", responses={**NOT_FOUND, **CONFLICT})
+@router.post("/orders/{order_id}/cancel", responses={**NOT_FOUND, **CONFLICT})
 def cancel(order_id: Id, request: Request, who: Who, tx: Tx) -> OrderOut:
     """Cancel a submitted order: its runs are terminated, unlaunched lines never launch."""
     order = _order(tx, who, order_id)
@@ -326,7 +325,7 @@ def cancel(order_id: Id, request: Request, who: Who, tx: Tx) -> OrderOut:
     return _document(tx, order, dagster(request))
 
 
-@router.post("/{order_id}/reject", responses={**NOT_FOUND, **CONFLICT})
+@router.post("/orders/{order_id}/reject", responses={**NOT_FOUND, **CONFLICT})
 def reject(order_id: Id, body: Reject, request: Request, who: Who, tx: Tx) -> OrderOut:
     """Reject an order with a reason (project managers and above); pending work is cancelled."""
     who.require(Permission.reject_orders)
@@ -338,7 +337,7 @@ def reject(order_id: Id, body: Reject, request: Request, who: Who, tx: Tx) -> Or
     return _document(tx, order, dagster(request))
 
 
-@router.post("/{order_id}/resubmit", responses={**NOT_FOUND, **CONFLICT})
+@router.post("/orders/{order_id}/resubmit", responses={**NOT_FOUND, **CONFLICT})
 def resubmit(order_id: Id, request: Request, who: Who, tx: Tx) -> OrderOut:
     """Take a rejected or cancelled order back to draft, to edit and submit again."""
     order = _order(tx, who, order_id)
@@ -365,63 +364,13 @@ def _stop(tx: Session, client: DagsterClient, order: Order) -> None:
         raise HTTPException(503, f"Dagster does not answer, so the runs cannot be stopped: {error}") from error
 
 
-def _plan(tx: Session, order: Order) -> workflows.Plan:
-    """The order's saved workflow, validated and compiled (raises WorkflowError)."""
-    return workflows.compile_workflow(workflows.validate(saved(tx, order.tenant_id, order.workflow).document))
-
-
-def launch(
-    client: DagsterClient,
-    tenant: Tenant,
-    product: Product,
-    kind,
-    order: Order,
-    line: OrderLine,
-    plan: workflows.Plan | None,
-) -> str:
-    """Launch one order line: the order's workflow ``plan``, or the asset that renders output type
-    ``kind`` alone; the render step renders just that output type. The run id."""
-    assets, ops = [kind.kind], {}
-    if plan:
-        assets, ops = plan.selection, dict(plan.run_config.get("ops", {}))
-    if kind.kind != "thumbnail":
-        ops[kind.kind] = {"config": {"output_types": [kind.name]}}
-    tags = {"automat/order": str(order.id), "automat/order-line": str(line.id)}
-    tags |= {"automat/workflow": order.workflow} if order.workflow else {}
-    launch_key = f"{line.id}@{order.submitted_at.timestamp():.6f}"  # each submission launches once
-    return client.launch(assets, partition_key(tenant.slug, product.key), {"ops": ops} if ops else {}, tags, launch_key)
-
-
-def launch_lines(tx: Session, client: DagsterClient, order: Order, types: dict | None = None) -> int:
-    """Launch the order's unlaunched lines; a line whose launch fails stays pending. Returns launched.
-    ``types``: the tenant's output types by name, where the caller has them already."""
-    tenant = tx.get(Tenant, order.tenant_id)
-    types = types or {t.name: t for t in repository.output_types_of(tx, order.tenant_id)}
-    plan = _plan(tx, order) if order.workflow else None  # once per order, not per line
-    launched = 0
-    for line in tx.scalars(select(OrderLine).where(OrderLine.order_id == order.id, OrderLine.run_id.is_(None))):
-        try:
-            line.run_id = launch(
-                client, tenant, tx.get(Product, line.product_id), types[line.output_type], order, line, plan
-            )
-            line.launch_error = None
-            launched += 1
-        except DagsterUnavailable as error:
-            line.launch_error = str(error)[:2000]
-            break  # the webserver is down or refusing: the launcher loop tries again
-    return launched
-
-
-renders = APIRouter(tags=["orders"])
-
-
 class RenderIn(BaseModel):
     output_type: str = Field(
         min_length=1, max_length=64, description="An output type of your tenant.", examples=["still-web"]
     )
 
 
-@renders.post(
+@router.post(
     "/products/{product_id}/renders",
     status_code=202,
     responses={422: {"description": "No CAD, or no such output type."}},
@@ -434,7 +383,7 @@ def trigger_render(product_id: Id, body: RenderIn, request: Request, who: Who, t
     product = owned(tx, Product, product_id, who, "product")
     if body.output_type not in {t.name for t in repository.output_types_of(tx, product.tenant_id)}:
         raise HTTPException(422, f"no output type {body.output_type!r} in your tenant")
-    if not has_cad(tx, product.tenant_id, [product.id]):
+    if not repository.has_cad(tx, product.tenant_id, [product.id]):
         raise HTTPException(422, f"product {product_id} has no converted CAD file")
     order = Order(
         tenant_id=product.tenant_id, created_by=who.user_id, status="submitted", submitted_at=datetime.now(UTC)

@@ -15,13 +15,14 @@ from sqlalchemy import select
 from automat_pipeline import workflows
 from automat_pipeline.api.dagster_client import DagsterUnavailable
 from automat_pipeline.api.deps import Tx, Who
+from automat_pipeline.api.launcher import launch_workflow
 from automat_pipeline.api.security import Permission
+from automat_pipeline.db import repository
 from automat_pipeline.db.models import Product, SavedWorkflow, Tenant
 from automat_pipeline.keys import KEY_PART, partition_key
 
 router = APIRouter(prefix="/workflows", tags=["workflows"])
 NAME = {"pattern": KEY_PART.pattern, "description": "The workflow's name, unique per tenant."}
-DEFAULT = "default"
 
 
 class Validation(BaseModel):
@@ -55,14 +56,8 @@ def check(document: dict) -> workflows.Workflow:
         raise HTTPException(422, error.errors) from error
 
 
-def saved(tx, tenant_id: int, name: str) -> SavedOut:
-    """A tenant's workflow by name (``default``: the built-in full pipeline); 404 if it has none."""
-    if name == DEFAULT:
-        return SavedOut(name=DEFAULT, revision=0, document=workflows.default_workflow())
-    found = tx.scalar(select(SavedWorkflow).where(SavedWorkflow.tenant_id == tenant_id, SavedWorkflow.name == name))
-    if found is None:
-        raise HTTPException(404, f"no workflow {name!r}")
-    return SavedOut(name=found.name, revision=found.revision, document=found.document)
+def saved_out(saved: workflows.Saved) -> SavedOut:
+    return SavedOut(name=saved.name, revision=saved.revision, document=saved.document)
 
 
 @router.get("/steps")
@@ -89,16 +84,15 @@ def list_workflows(who: Who, tx: Tx) -> list[SavedOut]:
     """The tenant's workflows, the built-in ``default`` (the full pipeline) first."""
     who.require(Permission.own_orders)
     rows = tx.scalars(select(SavedWorkflow).where(SavedWorkflow.tenant_id == who.tenant()).order_by(SavedWorkflow.name))
-    return [saved(tx, who.tenant(), DEFAULT)] + [
-        SavedOut(name=w.name, revision=w.revision, document=w.document) for w in rows
-    ]
+    default = repository.saved_workflow(tx, who.tenant(), workflows.DEFAULT)
+    return [saved_out(default)] + [SavedOut(name=w.name, revision=w.revision, document=w.document) for w in rows]
 
 
 @router.get("/{name}")
 def get_workflow(name: str, who: Who, tx: Tx) -> SavedOut:
     """One workflow."""
     who.require(Permission.own_orders)
-    return saved(tx, who.tenant(), name)
+    return saved_out(repository.saved_workflow(tx, who.tenant(), name))
 
 
 @router.put("/{name}", responses={409: {"description": "The built-in default cannot be replaced."}})
@@ -107,7 +101,7 @@ def put_workflow(name: str, document: dict, who: Who, tx: Tx) -> SavedOut:
     who.require(Permission.settings)
     if not KEY_PART.fullmatch(name):
         raise HTTPException(422, f"workflow name {name!r}: {NAME['pattern']}")
-    if name == DEFAULT:
+    if name == workflows.DEFAULT:
         raise HTTPException(409, "the default workflow is built in")
     check(document)
     found = tx.scalar(select(SavedWorkflow).where(SavedWorkflow.tenant_id == who.tenant(), SavedWorkflow.name == name))
@@ -143,9 +137,7 @@ class PlanIn(BaseModel):
 def _ready(request: Request, workflow: workflows.Workflow, partition: str) -> None:
     """422 naming each node whose upstream step is neither in the workflow nor materialized."""
     try:
-        done = request.app.state.dagster.materialized(
-            [k.to_user_string() for k in workflows.upstream_keys(workflow)], partition
-        )
+        done = request.app.state.dagster.materialized(workflows.upstream_steps(workflow), partition)
     except DagsterUnavailable as error:
         raise HTTPException(503, f"Dagster does not answer: {error}") from error
     errors = workflows.missing_upstream(workflow, done)
@@ -166,7 +158,7 @@ def _partitions(tx, who, product_ids: list[int]) -> list[str]:
 def plan(name: str, request: Request, who: Who, tx: Tx, body: PlanIn | None = None) -> PlanOut:
     """The dry run: the asset selection and run config a launch would use. Nothing is launched."""
     who.require(Permission.own_orders)
-    workflow = check(saved(tx, who.tenant(), name).document)
+    workflow = check(repository.saved_workflow(tx, who.tenant(), name).document)
     if body and body.product_id:
         _ready(request, workflow, _partitions(tx, who, [body.product_id])[0])
     compiled = workflows.compile_workflow(workflow)
@@ -177,24 +169,17 @@ def plan(name: str, request: Request, who: Who, tx: Tx, body: PlanIn | None = No
 def launch(name: str, body: Launch, request: Request, who: Who, tx: Tx) -> Launched:
     """Run the workflow for products (project managers and above): one Dagster run per product."""
     who.require(Permission.trigger_renders)
-    workflow = saved(tx, who.tenant(), name)
+    workflow = repository.saved_workflow(tx, who.tenant(), name)
     checked = check(workflow.document)
-    compiled = workflows.compile_workflow(checked)
     tenant = tx.get(Tenant, who.tenant())
     keys = _partitions(tx, who, body.product_ids)
     for key in keys:
         _ready(request, checked, key)
     started = datetime.now(UTC).timestamp()
-    runs = {}
     try:
-        for key in keys:
-            runs[key] = request.app.state.dagster.launch(
-                compiled.selection,
-                key,
-                compiled.run_config,
-                {"automat/workflow": name, "automat/workflow-revision": str(workflow.revision)},
-                f"workflow:{tenant.id}:{name}:{workflow.revision}:{key}@{started:.6f}",
-            )
+        runs = launch_workflow(
+            request.app.state.dagster, tenant, workflow, workflows.compile_workflow(checked), keys, started
+        )
     except DagsterUnavailable as error:
-        raise HTTPException(503, f"Dagster does not answer ({len(runs)} of {len(keys)} launched): {error}") from error
+        raise HTTPException(503, f"Dagster does not answer ({error})") from error
     return Launched(runs=runs)

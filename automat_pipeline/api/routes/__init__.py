@@ -1,0 +1,1 @@
+"""The routes: each module one router, thin over the repository and the launcher."""

@@ -1,0 +1,33 @@
+"""Response models more than one router answers with."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from automat_pipeline.db.models import MediaAsset
+
+
+class MediaOut(BaseModel):
+    id: int = Field(description="The media asset's id (GET /media/{id}/file).")
+    product_id: int = Field(description="The product it shows.")
+    asset: str = Field(description="The pipeline step that made it: thumbnail, still, turntable, blend_export.")
+    output_type: str = Field(description="The output type it followed.")
+    status: str = Field(description="completed, failed or cancelled.")
+    error_class: str | None = Field(description="Why it failed, as a class.")
+    reason: str | None = Field(description="Why it failed or was cancelled, in one line.")
+    updated_at: datetime = Field(description="When this outcome was recorded.")
+
+
+def media_out(m: MediaAsset) -> MediaOut:
+    return MediaOut(
+        id=m.id,
+        product_id=m.product_id,
+        asset=m.asset,
+        output_type=m.output_type,
+        status=m.status,
+        error_class=m.error_class,
+        reason=m.reason,
+        updated_at=m.updated_at,
+    )
