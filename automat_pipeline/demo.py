@@ -32,10 +32,10 @@ from automat_pipeline.defs.uploads.sensor import upload_sensor
 from automat_pipeline.embedded import prepare
 from automat_pipeline.keys import partition_key, split_partition_key
 from automat_pipeline.redirect import redirected
-from automat_pipeline.settings import REPO
+from automat_pipeline.settings import Settings
 
 TENANT = "demo"
-FIXTURES = REPO.parent / "shared" / "fixtures" / "step"
+FIXTURES = Settings().fixtures_dir / "step"
 # Real files from real CAD systems, and one a CAD pipeline must refuse (an AP209 FEA model).
 REAL_FILES = [
     ("FC-6201-2RS", "Ball bearing 6201-2RS (FreeCAD library)", "freecad-library/6201-2RS_Ball_Bearing.step"),

@@ -78,6 +78,11 @@ class Settings(BaseSettings):
         json_schema_extra=REQUIRED_IN_PRODUCTION,
     )
     max_upload_mb: int = Field(512, ge=1, le=65536, description="largest API upload, in MiB")
+    fixtures_dir: Path = Field(
+        REPO.parent / "shared" / "fixtures",
+        description="real STEP files and workbooks from public projects (`step/`, `xlsx/`): the tests need them, "
+        "the demo adds four when present",
+    )
 
     @model_validator(mode="after")
     def _folders_under_home(self) -> Settings:

@@ -36,8 +36,9 @@ from automat_pipeline.blender import blender_command, render_args, run_blender  
 from automat_pipeline.cad import convert_isolated, convert_step  # noqa: E402
 from automat_pipeline.errors import AutomatError  # noqa: E402
 from automat_pipeline.output_types import OutputType  # noqa: E402
+from automat_pipeline.settings import Settings  # noqa: E402
 
-FIXTURES = REPO.parent / "shared" / "fixtures" / "step"
+FIXTURES = Settings().fixtures_dir / "step"
 RESULTS = REPO / "bench" / "results"
 REPEATS = 3
 STAGES = ("read", "transfer", "mesh", "metadata", "write")  # Conversion.seconds

@@ -12,9 +12,22 @@ from sqlalchemy import text
 
 from automat_pipeline.db.database import engine, migrate
 from automat_pipeline.embedded import REPO, database_url, start_server
+from automat_pipeline.settings import Settings
 
-FIXTURES = REPO.parent / "shared" / "fixtures"
+FIXTURES = Settings().fixtures_dir  # AUTOMAT_FIXTURES_DIR
 STEP_FIXTURES = FIXTURES / "step"
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test of a module that uses the fixtures is skipped, saying where they were looked for, when
+    they are absent (and fails under AUTOMAT_DEPLOYMENT=ci, where they must be)."""
+    if FIXTURES.is_dir() or not {"FIXTURES", "STEP_FIXTURES"} & set(vars(item.module)):
+        return
+    reason = f"the real fixtures are not at {FIXTURES} (set AUTOMAT_FIXTURES_DIR, or put ../shared/fixtures beside"
+    reason += " the repository)"
+    if Settings().deployment == "ci":
+        pytest.fail(f"AUTOMAT_DEPLOYMENT=ci needs them: {reason}")
+    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

@@ -26,14 +26,14 @@ def automat(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 @pytest.mark.parametrize(
     "content,error_class",
     [
-        (SCREW.read_bytes()[: SCREW.stat().st_size // 2], "truncated"),
-        (b"", "not_step"),
-        (b"%PDF-1.7\n", "not_step"),
+        (lambda: SCREW.read_bytes()[: SCREW.stat().st_size // 2], "truncated"),
+        (lambda: b"", "not_step"),
+        (lambda: b"%PDF-1.7\n", "not_step"),
     ],
     ids=["half-a-step-file", "empty", "a-pdf"],
 )
 def test_cad_convert_bad_input(tmp_path, content, error_class):
-    (tmp_path / "in.step").write_bytes(content)
+    (tmp_path / "in.step").write_bytes(content())
     done = automat("cad", "convert", str(tmp_path / "in.step"), "-o", str(tmp_path / "out.glb"), "--json")
     assert done.returncode == 2
     assert done.stdout == ""

@@ -9,6 +9,7 @@ from conftest import fresh_home_env
 
 from automat_pipeline.bearings import CATALOGUE
 from automat_pipeline.embedded import REPO
+from automat_pipeline.settings import Settings
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +24,7 @@ def test_demo_runs_everything_once(tmp_path: Path):
         row = next(line for line in first.stdout.splitlines() if line.startswith(bearing.pim_id))
         assert f"media/demo/{bearing.pim_id}/thumbnail.png" in row
         assert (tmp_path / "home" / "media" / "demo" / bearing.pim_id / "thumbnail.png").stat().st_size > 1000
-    if (REPO.parent / "shared" / "fixtures").is_dir():  # 3 real files convert, the AP209 model is refused
+    if Settings().fixtures_dir.is_dir():  # 3 real files convert, the AP209 model is refused
         assert "ERROR unsupported_schema: ATS1-out.stp" in first.stdout
         assert "\n10 runs this time (1 failed)" in first.stdout
     else:
