@@ -51,11 +51,11 @@ def render(args: argparse.Namespace) -> dict:
         raise AutomatError("not_glb", f"{glb.name} is not a binary glTF (.glb) file")
     settings = load_settings()
     with tempfile.TemporaryDirectory() as workdir:
-        kind, library, template = _render_setup(args, Path(workdir))
+        output_type, library, template = _render_setup(args, Path(workdir))
         command = blender_command(
-            settings.blender, settings.blender_scripts, render_args(glb, output, kind, library, template)
+            settings.blender, settings.blender_scripts, render_args(glb, output, output_type, library, template)
         )
-        [result] = run_blender(command, timeout=kind.timeout_seconds, output=output)
+        [result] = run_blender(command, timeout=output_type.timeout_seconds, output=output)
         return result
 
 
@@ -69,7 +69,7 @@ def _render_setup(args: argparse.Namespace, workdir: Path):
     from automat_pipeline import materials, output_types
 
     if args.kind != "still":
-        kind = output_types.parse(
+        output_type = output_types.parse(
             args.kind,
             dict(
                 kind=args.kind,
@@ -84,10 +84,10 @@ def _render_setup(args: argparse.Namespace, workdir: Path):
         )
     if not args.tenant:
         if args.kind == "still":
-            kind = _named_output_type([t for t in output_types.DEFAULTS if t.kind == "still"], args.output_type)
-        if kind.template:
-            raise AutomatError("missing_template", f"output type {kind.name!r} names a template: give --tenant")
-        return kind, None, None
+            output_type = _named_output_type([t for t in output_types.DEFAULTS if t.kind == "still"], args.output_type)
+        if output_type.template:
+            raise AutomatError("missing_template", f"output type {output_type.name!r} names a template: give --tenant")
+        return output_type, None, None
     from automat_pipeline.db import repository
     from automat_pipeline.db.database import session
     from automat_pipeline.defs.resources import resources_from
@@ -99,7 +99,7 @@ def _render_setup(args: argparse.Namespace, workdir: Path):
         if tenant is None:
             raise AutomatError("unknown_tenant", f"tenant {args.tenant!r} does not exist (automat tenant create)")
         if args.kind == "still":
-            kind = _named_output_type(repository.tenant_output_types(s, tenant, "still"), args.output_type)
+            output_type = _named_output_type(repository.tenant_output_types(s, tenant, "still"), args.output_type)
         library = workdir / "materials.json"
         library.write_text(
             json.dumps(
@@ -107,11 +107,13 @@ def _render_setup(args: argparse.Namespace, workdir: Path):
             )
         )
     template = None
-    if kind.template:
-        template = resources_from(settings)["media"].templates_dir(args.tenant) / kind.template
+    if output_type.template:
+        template = resources_from(settings)["media"].templates_dir(args.tenant) / output_type.template
         if not template.is_file():
-            raise AutomatError("missing_template", f"output type {kind.name!r} names {template}, which does not exist")
-    return kind, library, template
+            raise AutomatError(
+                "missing_template", f"output type {output_type.name!r} names {template}, which does not exist"
+            )
+    return output_type, library, template
 
 
 def _named_output_type(known: list, name: str):

@@ -9,6 +9,7 @@ configuration table is ``markdown_table()``'s output, and a test keeps them equa
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -57,8 +58,7 @@ class Settings(BaseSettings):
     )
     blender: str = Field(
         str(REPO / ".venv-render" / "bin" / "python"),
-        description="the Blender executable: a Blender 5.0.1 binary, or a Python with the bpy module "
-        "(default: `.venv-render/bin/python`)",
+        description="the Blender executable: a Blender 5.0.1 binary, or a Python with the bpy module",
         json_schema_extra=REQUIRED_IN_PRODUCTION,
     )
     blender_scripts: Path = Field(
@@ -120,13 +120,12 @@ def markdown_table() -> str:
     rows = ["| variable | meaning | local default |", "| --- | --- | --- |"]
     for name, info in Settings.model_fields.items():
         default = info.default
-        shown = (
-            "—"
-            if default is None
-            else f"`{Path(default).relative_to(REPO)}`"
-            if str(default).startswith(str(REPO))
-            else f"`{default}`"
-        )
+        if default is None:
+            shown = "—"
+        elif isinstance(default, Path) or str(default).startswith(str(REPO)):
+            shown = f"`{os.path.relpath(default, REPO)}`"  # as the repository's README shows paths
+        else:
+            shown = f"`{default}`"
         required = " (required in production)" if (info.json_schema_extra or {}).get("required_in_production") else ""
         rows.append(f"| `{Settings.env_name(name)}` | {info.description}{required} | {shown} |")
     return "\n".join(rows)

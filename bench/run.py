@@ -694,10 +694,78 @@ def bench_api(
     save("api", rows, summary)
 
 
+BARE_API = """from fastapi import FastAPI
+
+app = FastAPI()
+
+
+@app.get("/health")
+def health() -> dict:
+    return {}
+"""
+
+
+def bench_api_worker(out: Path, rounds: int = 7) -> None:
+    """One API worker process from its start to its first answer, and its memory then (RSS), beside a
+    bare FastAPI app on the same uvicorn, taken in turns: what our imports and wiring add."""
+    import urllib.request
+
+    import psutil
+
+    from automat_pipeline.embedded import prepare
+
+    settings = prepare(Settings(home=out / "api-home")).settings
+    (out / "bare_api.py").write_text(BARE_API)
+    commands = {
+        "automat": ["automat_pipeline.api.app:create_app", "--factory"],
+        "bare": ["bare_api:app"],
+    }
+    rows = []
+    for round_ in range(rounds):
+        for name, target in commands.items():
+            port = 18700 + round_ * 2 + (name == "bare")
+            started = time.perf_counter()
+            server = subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", *target, "--port", str(port), "--log-level", "warning"],
+                cwd=out,
+                env={**os.environ, **settings.environment()},
+            )
+            try:
+                while True:
+                    try:
+                        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).read()
+                        break
+                    except OSError:
+                        time.sleep(0.01)
+                seconds = time.perf_counter() - started
+                rss = psutil.Process(server.pid).memory_info().rss / 2**20
+            finally:
+                server.terminate()
+                server.wait()
+            rows.append({"app": name, "round": round_, "start_s": round(seconds, 3), "rss_mb": round(rss, 1)})
+    table(rows, ["app", "round", "start_s", "rss_mb"])
+
+    def median(app: str, column: str) -> float:
+        values = sorted(r[column] for r in rows if r["app"] == app)
+        return values[len(values) // 2]
+
+    summary = {
+        "automat_start_s": median("automat", "start_s"),
+        "automat_rss_mb": median("automat", "rss_mb"),
+        "bare_start_s": median("bare", "start_s"),
+        "bare_rss_mb": median("bare", "rss_mb"),
+        "goal": "API worker RSS under 150 MB and start under 1.5 s",
+    }
+    summary["start_ratio"] = round(summary["automat_start_s"] / summary["bare_start_s"], 2)
+    summary["rss_ratio"] = round(summary["automat_rss_mb"] / summary["bare_rss_mb"], 2)
+    print(summary)
+    save("api_worker", rows, summary)
+
+
 def main() -> None:
     if sys.argv[1:2] == ["_one"]:
         return convert_one(*sys.argv[2:])
-    wanted = set(sys.argv[1:]) or {"convert", "render", "demo", "catalog", "api"}
+    wanted = set(sys.argv[1:]) or {"convert", "render", "demo", "catalog", "api", "api_worker"}
     with tempfile.TemporaryDirectory(prefix="automat-bench-") as tmp:
         out = Path(tmp)
         glbs = bench_convert(out) if wanted & {"convert", "render"} else []
@@ -709,6 +777,8 @@ def main() -> None:
             bench_catalog(out)
         if "api" in wanted:
             bench_api(out)
+        if "api_worker" in wanted:
+            bench_api_worker(out)
 
 
 if __name__ == "__main__":

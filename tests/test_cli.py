@@ -1,7 +1,13 @@
-"""The CLI contract: exit 2 with one ``error: <class>: <reason>`` line on bad input, never a traceback."""
+"""The CLI contract: exit 2 with one ``error: <class>: <reason>`` line on bad input, never a traceback.
+
+Most cases call ``cli.main`` in this process (``run``); one case per command group runs the real
+``automat`` command in a child process (``automat``), so the entry point, signals and file
+descriptors are covered too.
+"""
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +17,7 @@ from conftest import STEP_FIXTURES, fresh_home_env
 from openpyxl import Workbook
 from sqlalchemy import text
 
+from automat_pipeline import cli
 from automat_pipeline.db.database import engine
 from automat_pipeline.embedded import REPO
 
@@ -18,9 +25,29 @@ SCREW = STEP_FIXTURES / "occt" / "screw.step"
 
 
 def automat(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The command in a child process."""
     return subprocess.run(
         [sys.executable, "-m", "automat_pipeline.cli", *args], capture_output=True, text=True, env=env
     )
+
+
+@pytest.fixture
+def run(capfd):
+    """The command in this process: (exit code, stdout, stderr). The environment and the signal
+    handlers ``main`` installs are restored afterwards."""
+    saved_env, saved_signals = dict(os.environ), {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def call(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+        os.environ.update(env or {})
+        code = cli.main(list(args))
+        out, err = capfd.readouterr()
+        return code, out, err
+
+    yield call
+    os.environ.clear()
+    os.environ.update(saved_env)
+    for number, handler in saved_signals.items():
+        signal.signal(number, handler)
 
 
 @pytest.mark.parametrize(
@@ -32,12 +59,12 @@ def automat(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     ],
     ids=["half-a-step-file", "empty", "a-pdf"],
 )
-def test_cad_convert_bad_input(tmp_path, content, error_class):
+def test_cad_convert_bad_input(run, tmp_path, content, error_class):
     (tmp_path / "in.step").write_bytes(content())
-    done = automat("cad", "convert", str(tmp_path / "in.step"), "-o", str(tmp_path / "out.glb"), "--json")
-    assert done.returncode == 2
-    assert done.stdout == ""
-    assert done.stderr.startswith(f"error: {error_class}: ") and done.stderr.count("\n") == 1
+    code, out, err = run("cad", "convert", str(tmp_path / "in.step"), "-o", str(tmp_path / "out.glb"), "--json")
+    assert code == 2
+    assert out == ""
+    assert err.startswith(f"error: {error_class}: ") and err.count("\n") == 1
     assert not (tmp_path / "out.glb").exists()
 
 
@@ -49,10 +76,10 @@ def test_cad_convert_json_is_one_object(tmp_path):
     assert set(result["seconds"]) == {"read", "transfer", "mesh", "metadata", "write"}
 
 
-def test_cad_convert_timeout_is_a_classified_error(tmp_path):
+def test_cad_convert_timeout_is_a_classified_error(run, tmp_path):
     big = STEP_FIXTURES / "analysis-situs" / "repatch-hpdc.stp"
-    done = automat("cad", "convert", str(big), "-o", str(tmp_path / "b.glb"), "--timeout", "0.05")
-    assert done.returncode == 2 and done.stderr.startswith("error: timeout: repatch-hpdc.stp")
+    code, _, err = run("cad", "convert", str(big), "-o", str(tmp_path / "b.glb"), "--timeout", "0.05")
+    assert code == 2 and err.startswith("error: timeout: repatch-hpdc.stp")
 
 
 def test_render_thumbnail_bad_input(tmp_path):
@@ -61,35 +88,30 @@ def test_render_thumbnail_bad_input(tmp_path):
     assert done.stderr == "error: not_glb: screw.step is not a binary glTF (.glb) file\n"
 
 
-def test_render_without_blender_names_the_executable(tmp_path):
+def test_render_without_blender_names_the_executable(run, tmp_path):
     (tmp_path / "m.glb").write_bytes(b"glTF\x02\x00\x00\x00" + bytes(40))
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "automat_pipeline.cli",
-            "render",
-            "thumbnail",
-            str(tmp_path / "m.glb"),
-            "-o",
-            str(tmp_path / "t.png"),
-        ],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "AUTOMAT_BLENDER": str(tmp_path / "no-blender")},
+    code, _, err = run(
+        "render",
+        "thumbnail",
+        str(tmp_path / "m.glb"),
+        "-o",
+        str(tmp_path / "t.png"),
+        env={"AUTOMAT_BLENDER": str(tmp_path / "no-blender")},
     )
-    assert done.returncode == 2
-    assert done.stderr == (
+    assert code == 2
+    assert err == (
         f"error: missing_blender: cannot start Blender '{tmp_path / 'no-blender'}' "
         "(AUTOMAT_BLENDER): No such file or directory\n"
     )
 
 
-def test_render_still_names_the_output_types_it_knows(tmp_path):
+def test_render_still_names_the_output_types_it_knows(run, tmp_path):
     (tmp_path / "m.glb").write_bytes(b"glTF\x02\x00\x00\x00" + bytes(40))
-    done = automat("render", "still", str(tmp_path / "m.glb"), "--output-type", "poster", "-o", str(tmp_path / "s.png"))
-    assert done.returncode == 2
-    assert done.stderr == "error: unknown_output_type: no still output type 'poster'; known: still-web\n"
+    code, _, err = run(
+        "render", "still", str(tmp_path / "m.glb"), "--output-type", "poster", "-o", str(tmp_path / "s.png")
+    )
+    assert code == 2
+    assert err == "error: unknown_output_type: no still output type 'poster'; known: still-web\n"
 
 
 def test_catalog_check_reports_rows_and_writes_nothing(tmp_path):
@@ -106,10 +128,10 @@ def test_catalog_check_reports_rows_and_writes_nothing(tmp_path):
     assert sorted(tmp_path.iterdir()) == before
 
 
-def test_catalog_check_unreadable_workbook(tmp_path):
+def test_catalog_check_unreadable_workbook(run, tmp_path):
     (tmp_path / "x.xlsx").write_text("not a zip")
-    done = automat("catalog", "check", str(tmp_path / "x.xlsx"))
-    assert done.returncode == 2 and done.stderr.startswith("error: not_a_workbook: x.xlsx")
+    code, _, err = run("catalog", "check", str(tmp_path / "x.xlsx"))
+    assert code == 2 and err.startswith("error: not_a_workbook: x.xlsx")
 
 
 def test_tenant_create_then_catalog_import(tmp_path):
@@ -137,6 +159,8 @@ def test_tenant_create_then_catalog_import(tmp_path):
     result = json.loads(imported.stdout)
     assert (result["counts"]["created"], result["counts"]["rejected"]) == (1, 1)
     assert Path(result["report"]).is_file()
+    user = run("user", "create", "--role", "tenant_admin", "--email", "ta@acme.example", "--tenant", "acme", "--json")
+    assert user.returncode == 2 and user.stderr.startswith("error: weak_password: ")  # stdin was empty
     unknown = run("catalog", "import", str(tmp_path / "liste.xlsx"), "--tenant", "nobody")
     assert unknown.returncode == 2 and unknown.stderr.startswith("error: unknown_tenant: ")
 
@@ -180,3 +204,35 @@ def test_migrate_in_production_takes_every_setting_from_the_environment(tmp_path
         assert conn.execute(
             text("SELECT rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid WHERE rolname = 'automat_app'")
         ).scalar()
+
+
+def test_user_create_checks_its_input_and_refuses_a_taken_address(run, tmp_path, env):
+    home = {"AUTOMAT_HOME": str(tmp_path / "home"), "AUTOMAT_JWT_SECRET": "s" * 40}
+    with engine(env["AUTOMAT_DATABASE_URL"]).begin() as conn:
+        conn.execute(text("INSERT INTO tenants (slug, name, settings) VALUES ('acme', 'ACME', '{}')"))
+    weak = run(
+        "user",
+        "create",
+        "--role",
+        "client",
+        "--email",
+        "c@acme.example",
+        "--tenant",
+        "acme",
+        env=home | {"AUTOMAT_USER_PASSWORD": "short"},
+    )
+    assert weak[0] == 2 and weak[2].startswith("error: weak_password: ")
+    strong = home | {"AUTOMAT_USER_PASSWORD": "correct horse battery"}
+    admin_with_tenant = run(
+        "user", "create", "--role", "global_admin", "--email", "g@x.example", "--tenant", "acme", env=strong
+    )
+    assert admin_with_tenant[0] == 2 and admin_with_tenant[2].startswith("error: invalid_user: ")
+    nobody = run("user", "create", "--role", "client", "--email", "c@x.example", "--tenant", "nobody", env=strong)
+    assert nobody[0] == 2 and nobody[2].startswith("error: unknown_tenant: ")
+    code, out, err = run(
+        "user", "create", "--role", "client", "--email", "C@acme.example", "--tenant", "acme", "--json", env=strong
+    )
+    assert code == 0, err
+    assert json.loads(out) | {"user": 0} == {"user": 0, "email": "C@acme.example", "role": "client", "tenant": "acme"}
+    taken = run("user", "create", "--role", "client", "--email", "c@ACME.example", "--tenant", "acme", env=strong)
+    assert taken[0] == 2 and taken[2].startswith("error: email_taken: ")

@@ -284,11 +284,11 @@ def submit(order_id: Id, request: Request, who: Who, tx: Tx) -> OrderOut:
     if len(lines) > settings.max_order_size:
         problems.append(f"{len(lines)} lines exceed the tenant's max_order_size of {settings.max_order_size}")
     for line in lines:
-        kind = types.get(line.output_type)
-        if kind is None:
+        output_type = types.get(line.output_type)
+        if output_type is None:
             problems.append(f"line {line.id}: output type {line.output_type!r} no longer exists")
-        elif kind.engine not in settings.render_engines_allowed:
-            problems.append(f"line {line.id}: engine {kind.engine} is not allowed for this tenant")
+        elif output_type.engine not in settings.render_engines_allowed:
+            problems.append(f"line {line.id}: engine {output_type.engine} is not allowed for this tenant")
     with_cad = repository.has_cad(tx, order.tenant_id, [line.product_id for line in lines])
     problems += [
         f"line {line.id}: product {line.product_id} has no converted CAD file"
