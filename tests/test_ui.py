@@ -236,6 +236,9 @@ def test_ui_serves_runs_and_orders_and_ctrl_c_stops_everything(tmp_path: Path):
         later = order_while_dagster_is_down(api, webserver)  # it names the saved workflow
         assert later["state"] == "completed" and later["lines"][0]["launch_error"] is None, later
         assert sorted(s["step"] for s in later["lines"][0]["steps"]) == ["blend_export", "thumbnail"]
+        tags = {t["key"]: t["value"] for t in graphql(port, RUN, id=later["lines"][0]["run_id"])["runOrError"]["tags"]}
+        assert (tags["automat/workflow"], tags["automat/workflow-revision"]) == ("preview", "1")  # as documented
+        assert tags["automat/order"] == str(later["id"]) and tags["automat/order-line"] == str(later["lines"][0]["id"])
         started = psutil.Process(ui.pid).children(recursive=True)
         postgres = [
             p

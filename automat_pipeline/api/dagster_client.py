@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import httpx
 
+from automat_pipeline import tags
+
 LOCATION = "automat"  # workspace.yaml and docker/workspace.yaml name it so
-LAUNCH_KEY = "automat/launch-key"
 REPOSITORY = {"repositoryLocationName": LOCATION, "repositoryName": "__repository__"}
 
 LAUNCH = """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
@@ -53,12 +54,14 @@ class DagsterClient:
         except DagsterUnavailable:
             return False
 
-    def launch(self, assets: list[str], partition: str, run_config: dict, tags: dict[str, str], launch_key: str) -> str:
+    def launch(
+        self, assets: list[str], partition: str, run_config: dict, run_tags: dict[str, str], launch_key: str
+    ) -> str:
         """Launch assets for one tenant|product partition (added first if new); the run id.
 
         Idempotent by ``launch_key``: a launch whose answer was lost (a timeout) is found by its
         tag instead of launched twice."""
-        found = self._query(RUN_WITH_TAG, key=LAUNCH_KEY, value=launch_key)["runsOrError"].get("results")
+        found = self._query(RUN_WITH_TAG, key=tags.LAUNCH_KEY, value=launch_key)["runsOrError"].get("results")
         if found:
             return found[0]["runId"]
         added = self._query(ADD_PARTITION, selector=REPOSITORY, key=partition)["addDynamicPartition"]
@@ -74,7 +77,7 @@ class DagsterClient:
             "executionMetadata": {
                 "tags": [
                     {"key": k, "value": v}
-                    for k, v in {**tags, LAUNCH_KEY: launch_key, "dagster/partition": partition}.items()
+                    for k, v in {**run_tags, tags.LAUNCH_KEY: launch_key, tags.PARTITION: partition}.items()
                 ]
             },
         }
