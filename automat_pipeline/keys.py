@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from pathlib import Path
 
 from automat_pipeline.errors import AutomatError
 
@@ -49,3 +50,13 @@ def split_partition_key(key: str) -> tuple[str, str]:
     if not sep:
         raise AutomatError("invalid_key", f"product partition key {key!r} is not <tenant>|<product>")
     return check_key_part("tenant", tenant), check_key_part("product", product)
+
+
+def path_under(root: Path | str, *parts: str) -> Path:
+    """``root/part/…`` resolved, which must lie inside ``root``: a name from a request, a catalogue or
+    a partition key never walks out of its folder (``..``, an absolute path, a symbolic link)."""
+    base = Path(root).resolve()
+    path = base.joinpath(*parts).resolve()
+    if path != base and base not in path.parents:
+        raise AutomatError("invalid_path", f"{'/'.join(parts)!r} does not lie inside {base}")
+    return path

@@ -78,6 +78,9 @@ class Settings(BaseSettings):
         json_schema_extra=REQUIRED_IN_PRODUCTION,
     )
     max_upload_mb: int = Field(512, ge=1, le=65536, description="largest API upload, in MiB")
+    max_body_kb: int = Field(
+        1024, ge=16, le=65536, description="largest API request body other than an upload (JSON), in KiB"
+    )
     fixtures_dir: Path = Field(
         REPO.parent / "shared" / "fixtures",
         description="real STEP files and workbooks from public projects (`step/`, `xlsx/`): the tests need them, "

@@ -10,97 +10,15 @@ from pathlib import Path
 
 import jwt
 import pytest
-from fastapi.testclient import TestClient
+from conftest import PASSWORD, ROLES, SECRET, as_role, login
 from sqlalchemy import text
 
-from automat_pipeline.api.app import create_app
 from automat_pipeline.api.deps import scoped_session
-from automat_pipeline.api.security import MATRIX, Permission, Role, access_token, hash_password
+from automat_pipeline.api.security import MATRIX, Permission, Role, access_token
 from automat_pipeline.db import repository
 from automat_pipeline.db.database import session
-from automat_pipeline.db.models import MediaAsset, Product, ProductFile, Tenant, User
+from automat_pipeline.db.models import MediaAsset, Tenant
 from automat_pipeline.embedded import api_url
-from automat_pipeline.settings import Settings
-
-SECRET = "test-secret-that-is-long-enough-for-hs256"
-PASSWORD = "correct horse battery"
-PASSWORD_HASH = hash_password(PASSWORD)  # argon2 is slow by design: hash once
-ROLES = {"ga": Role.global_admin, "ta": Role.tenant_admin, "pm": Role.project_manager, "client": Role.client}
-
-
-@pytest.fixture
-def world(env):
-    """Tenants acme and beta, a user of every role in acme, one client in beta, a product each."""
-    url = env["AUTOMAT_DATABASE_URL"]
-    with session(url) as s, s.begin():
-        acme, beta = repository.tenant(s, "acme"), repository.tenant(s, "beta")
-        ids = {"acme": acme.id, "beta": beta.id}
-        for name, role in ROLES.items():
-            s.add(
-                User(
-                    email=f"{name}@acme.example",
-                    password_hash=PASSWORD_HASH,
-                    role=role.value,
-                    tenant_id=None if role is Role.global_admin else acme.id,
-                )
-            )
-        s.add(User(email="client2@acme.example", password_hash=PASSWORD_HASH, role="client", tenant_id=acme.id))
-        s.add(User(email="client@beta.example", password_hash=PASSWORD_HASH, role="client", tenant_id=beta.id))
-        for tenant, pim in ((acme, "6204-2RS"), (beta, "B-1")):
-            s.add(
-                Product(
-                    tenant_id=tenant.id,
-                    pim_id=pim,
-                    key=pim,
-                    name=f"Bearing {pim}",
-                    category_key="ball",
-                    lagertyp="Rillenkugellager",
-                    materials={},
-                    attributes={},
-                    active=True,
-                )
-            )
-        s.flush()
-        products = {p.pim_id: p.id for p in s.query(Product)}
-        for pim, tenant in (("6204-2RS", acme), ("B-1", beta)):
-            s.add(
-                ProductFile(
-                    tenant_id=tenant.id,
-                    product_id=products[pim],
-                    filename=f"{pim}.stp",
-                    kind="step",
-                    sha256="0" * 64,
-                    size_bytes=1,
-                    status="ok",
-                )
-            )
-    return {"tenants": ids, "products": products}
-
-
-@pytest.fixture
-def api(env, world, tmp_path):
-    config = Settings(
-        database_url=env["AUTOMAT_DATABASE_URL"],
-        api_database_url=api_url(env["AUTOMAT_DATABASE_URL"]),
-        jwt_secret=SECRET,
-        dagster_graphql_url="http://127.0.0.1:9/graphql",  # nothing listens: Dagster is down
-        uploads_dir=env["AUTOMAT_UPLOADS_DIR"],
-        media_dir=env["AUTOMAT_MEDIA_DIR"],
-        max_upload_mb=1,
-    )
-    with TestClient(create_app(config, launcher=False)) as client:
-        yield client
-
-
-def login(api, email: str) -> dict[str, str]:
-    response = api.post("/auth/login", json={"email": email, "password": PASSWORD})
-    assert response.status_code == 200, response.text
-    return {"Authorization": f"Bearer {response.json()['access_token']}"}
-
-
-def as_role(api, world, name: str) -> dict[str, str]:
-    headers = login(api, f"{name}@acme.example")
-    return headers | ({"X-Tenant-Id": str(world["tenants"]["acme"])} if name == "ga" else {})
 
 
 def test_login_refresh_and_rejected_tokens(api, world):

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from automat_pipeline.api import errors
 from automat_pipeline.api.dagster_client import DagsterClient
+from automat_pipeline.api.guards import BodyLimit
 from automat_pipeline.api.launcher import LaunchLoop
 from automat_pipeline.api.routes import admin, analytics, auth, catalog, health, media, orders, uploads, workflows
 from automat_pipeline.settings import Settings
@@ -37,6 +38,7 @@ def create_app(settings: Settings | None = None, launcher: bool = True) -> FastA
 
     app = FastAPI(
         title="Automat orders API",
+        default_response_class=errors.SafeJSONResponse,
         version="1",
         lifespan=lifespan,
         responses=COMMON_RESPONSES,
@@ -49,6 +51,7 @@ def create_app(settings: Settings | None = None, launcher: bool = True) -> FastA
     app.state.settings = settings
     app.state.dagster = dagster
     errors.install(app)
+    app.add_middleware(BodyLimit, settings=settings)
     for module in ROUTERS:
         app.include_router(module.router)
     return app

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from automat_pipeline.blender import blender_command, render_args, run_blender
 from automat_pipeline.db.database import session
+from automat_pipeline.keys import check_key_part, path_under
 from automat_pipeline.output_types import OutputType
 from automat_pipeline.settings import Settings
 
@@ -48,18 +49,18 @@ class MediaStore(ConfigurableResource):
     media_dir: str
 
     def inbox(self, tenant: str) -> Path:
-        return Path(self.uploads_dir) / tenant
+        return path_under(self.uploads_dir, check_key_part("tenant", tenant))
 
     def reports_dir(self, tenant: str) -> Path:
         """Catalogue import reports (.xlsx) for the tenant's operators to download."""
-        return Path(self.media_dir) / tenant / "_catalog_reports"
+        return path_under(self.media_dir, check_key_part("tenant", tenant), "_catalog_reports")
 
     def templates_dir(self, tenant: str) -> Path:
         """The tenant's .blend template scenes, named by its output types."""
-        return Path(self.media_dir) / tenant / "_templates"
+        return path_under(self.media_dir, check_key_part("tenant", tenant), "_templates")
 
     def product_dir(self, tenant: str, product: str) -> Path:
-        path = Path(self.media_dir) / tenant / product
+        path = path_under(self.media_dir, check_key_part("tenant", tenant), check_key_part("product", product))
         path.mkdir(parents=True, exist_ok=True)
         return path
 

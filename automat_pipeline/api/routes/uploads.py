@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import re
+import secrets
+import unicodedata
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from fastapi import APIRouter, HTTPException, Request, UploadFile
+from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
 from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
 
-from automat_pipeline.api.deps import Id, Tx, Who, owned, settings
+from automat_pipeline.api.deps import Caller, Id, Tx, Who, owned, scoped_session, settings
 from automat_pipeline.api.security import Permission
 from automat_pipeline.db.models import CatalogImport, ProductFile, Tenant, Upload
+from automat_pipeline.keys import path_under
 
 router = APIRouter(tags=["uploads"])
 
@@ -32,62 +38,168 @@ class UploadOut(BaseModel):
     error: str | None = Field(description="Why the pipeline rejected it.")
 
 
-SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "An .xlsx product list or a STEP file (.stp, .step).",
+                        }
+                    },
+                }
+            }
+        },
+    }
+}
+SAFE_PART = re.compile(r"[^A-Za-z0-9_-]+")
+SUFFIXES = {".xlsx": "catalog", ".stp": "step", ".step": "step"}
 
 
-def _sniff(head: bytes, name: str) -> str:
-    if head.startswith(b"PK\x03\x04") and name.lower().endswith(".xlsx"):
-        return "catalog"
-    if head.lstrip().startswith(b"ISO-10303-21") and name.lower().endswith((".stp", ".step")):
-        return "step"
-    raise HTTPException(415, f"{name}: neither an .xlsx workbook (zip) nor a STEP file (ISO-10303-21)")
+def safe_name(given: str) -> str:
+    """A file name for the inbox: no folders, ASCII letters, digits, ``_`` and ``-``, the extension kept."""
+    base = given.replace("\\", "/").rsplit("/", 1)[-1]
+    stem, dot, suffix = base.rpartition(".")
+    stem, suffix = (stem, suffix) if dot else (suffix, "")
+    ascii_stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
+    stem = SAFE_PART.sub("_", ascii_stem).strip("_-")[:150] or "upload"
+    suffix = SAFE_PART.sub("", suffix)[:10]
+    return f"{stem}.{suffix}" if suffix else stem
+
+
+def sniff(head: bytes, name: str) -> str:
+    """What the content is, by its first bytes and its extension together."""
+    kind = SUFFIXES.get(Path(name).suffix.lower())
+    if kind == "catalog" and head.startswith(b"PK\x03\x04"):
+        return kind
+    if kind == "step" and head.lstrip().startswith(b"ISO-10303-21"):
+        return kind
+    raise HTTPException(415, f"{name}: neither an .xlsx workbook (zip) nor a STEP file (.stp, .step: ISO-10303-21)")
+
+
+class InboxFile:
+    """The ``file`` part of a multipart body, written as it streams to a partial file of its own in
+    the inbox (a dot file, which the sensor ignores), then moved into place whole."""
+
+    def __init__(self, inbox: Path):
+        self.inbox, self.name, self.partial, self.out = inbox, None, None, None
+        self.size, self.digest, self.head, self.done = 0, hashlib.sha256(), b"", False
+        self._field, self._value, self._headers = b"", b"", {}
+
+    def callbacks(self) -> dict:
+        return {
+            "on_part_begin": self._part_begin,
+            "on_header_field": lambda data, start, end: setattr(self, "_field", self._field + data[start:end]),
+            "on_header_value": lambda data, start, end: setattr(self, "_value", self._value + data[start:end]),
+            "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished,
+            "on_part_data": self._data,
+            "on_part_end": self._part_end,
+        }
+
+    def _part_begin(self) -> None:
+        self._headers = {}
+
+    def _header_end(self) -> None:
+        self._headers[self._field.decode("latin-1").lower()] = self._value.decode("latin-1")
+        self._field, self._value = b"", b""
+
+    def _headers_finished(self) -> None:
+        _, options = parse_options_header(self._headers.get("content-disposition", ""))
+        if self.done or self.out or options.get(b"name") != b"file" or b"filename" not in options:
+            return
+        self.name = safe_name(options[b"filename"].decode("utf-8", "replace"))
+        self.partial = self.inbox / f".{self.name}.{secrets.token_hex(8)}.part"
+        self.out = self.partial.open("wb")
+
+    def _data(self, data: bytes, start: int, end: int) -> None:
+        if self.out is not None:
+            chunk = data[start:end]
+            if len(self.head) < 64:
+                self.head += chunk[: 64 - len(self.head)]
+            self.out.write(chunk)
+            self.digest.update(chunk)
+            self.size += len(chunk)
+
+    def _part_end(self) -> None:
+        if self.out is not None:
+            self.out.close()
+            self.out, self.done = None, True
+
+    def discard(self) -> None:
+        if self.out is not None:
+            self.out.close()
+        if self.partial is not None:
+            self.partial.unlink(missing_ok=True)
+
+
+def _tenant(database_url: str, who: Caller) -> Tenant:
+    with scoped_session(database_url, who.tenant()) as tx:
+        tenant = tx.get(Tenant, who.tenant())
+        if tenant is None:
+            raise HTTPException(404, "no such tenant")
+        return tenant
+
+
+def _record(database_url: str, who: Caller, tenant: Tenant, received: InboxFile, kind: str) -> UploadOut:
+    with scoped_session(database_url, who.tenant()) as tx:
+        record = Upload(
+            tenant_id=tenant.id,
+            created_by=who.user_id,
+            filename=received.name,
+            kind=kind,
+            size_bytes=received.size,
+            sha256=received.digest.hexdigest(),
+        )
+        tx.add(record)
+        tx.flush()
+        return _upload_out(tx, record)
 
 
 @router.post(
     "/uploads",
     status_code=201,
+    openapi_extra=UPLOAD_BODY,
     responses={
         413: {"description": "Larger than the upload limit."},
         415: {"description": "Not a workbook or STEP file."},
     },
 )
-def upload(file: UploadFile, request: Request, who: Who, tx: Tx) -> UploadOut:
-    """Stream a product list (.xlsx) or a STEP file into the tenant's inbox; the sensor picks it up."""
+async def upload(request: Request, who: Who) -> UploadOut:
+    """Stream a product list (.xlsx) or a STEP file into the tenant's inbox; the sensor picks it up.
+
+    The body is read only once the caller is known and allowed, straight into the inbox, never
+    whole into memory or a temporary folder; a request over the limit is refused (413) by its
+    ``Content-Length`` or as soon as it passes it."""
     who.require(Permission.own_orders)
-    tenant = tx.get(Tenant, who.tenant())
-    if tenant is None:
-        raise HTTPException(404, "no such tenant")
-    name = SAFE_NAME.sub("_", Path(file.filename or "upload").name).lstrip("._-")[:200] or "upload"
-    head = file.file.read(64)
-    kind = _sniff(head, name)
-    inbox = Path(settings(request).uploads_dir) / tenant.slug
+    config = settings(request)
+    content_type, options = parse_options_header(request.headers.get("content-type", ""))
+    if content_type != b"multipart/form-data" or not options.get(b"boundary"):
+        raise HTTPException(422, "send the file as multipart/form-data, in a part named file")
+    tenant = await run_in_threadpool(_tenant, config.api_database_url, who)
+    inbox = path_under(config.uploads_dir, tenant.slug)
     inbox.mkdir(parents=True, exist_ok=True)
-    partial = inbox / f".{name}.part"  # the sensor ignores dot files
-    limit, size, digest = settings(request).max_upload_mb << 20, 0, hashlib.sha256()
+    received = InboxFile(inbox)
+    parser = MultipartParser(options[b"boundary"], received.callbacks())
     try:
-        with partial.open("wb") as out:
-            chunk = head
-            while chunk:
-                size += len(chunk)
-                if size > limit:
-                    raise HTTPException(413, f"{name} is larger than {limit >> 20} MiB")
-                digest.update(chunk)
-                out.write(chunk)
-                chunk = file.file.read(1 << 20)
-        partial.replace(inbox / name)
+        async for chunk in request.stream():
+            await run_in_threadpool(parser.write, chunk)
+        parser.finalize()
+        if not received.done:
+            raise HTTPException(422, "the body has no complete part named file with a filename")
+        kind = sniff(received.head, received.name)
+        received.partial.replace(inbox / received.name)
+    except MultipartParseError as error:
+        raise HTTPException(422, f"the multipart body cannot be read: {error}") from error
     finally:
-        partial.unlink(missing_ok=True)
-    record = Upload(
-        tenant_id=tenant.id,
-        created_by=who.user_id,
-        filename=name,
-        kind=kind,
-        size_bytes=size,
-        sha256=digest.hexdigest(),
-    )
-    tx.add(record)
-    tx.flush()
-    return _upload_out(tx, record)
+        received.discard()
+    return await run_in_threadpool(_record, config.api_database_url, who, tenant, received, kind)
 
 
 @router.get("/uploads/{upload_id}", responses={404: {"description": "No such upload in your tenant."}})
