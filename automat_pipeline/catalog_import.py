@@ -23,6 +23,7 @@ from automat_pipeline.db import repository
 from automat_pipeline.db.models import CatalogImport, Product, Tenant
 from automat_pipeline.errors import AutomatError
 from automat_pipeline.inbox import sha256
+from automat_pipeline.settings import deployment_limits
 from automat_pipeline.tenant_settings import CatalogSettings, TenantSettings
 
 PRODUCT_COLUMNS = ("pim_id", "key", "name", "category_key", "lagertyp", "step_filename", "materials", "attributes")
@@ -45,7 +46,7 @@ def import_workbook(session: Session, tenant: Tenant, path: Path, trigger: str) 
     digest = sha256(path)
     started = time.perf_counter()
     try:
-        check = read_catalog(path, TenantSettings.of(tenant.settings).catalog)
+        check = read_catalog(path, TenantSettings.of(tenant.settings).within(deployment_limits()).catalog)
     except AutomatError as error:
         record = _record(session, tenant, path.name, digest, trigger, "failed", error=str(error))
         repository.record_file(session, tenant.id, path, "catalog", digest, error=str(error))

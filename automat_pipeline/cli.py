@@ -194,9 +194,9 @@ def tenant_create(args: argparse.Namespace) -> dict:
 
 
 def user_create(args: argparse.Namespace) -> dict:
-    from sqlalchemy import func, select
+    from sqlalchemy import select
 
-    from automat_pipeline.api.security import Role, hash_password
+    from automat_pipeline.api.security import Role, new_user, normalize_email
     from automat_pipeline.db import repository
     from automat_pipeline.db.database import session
     from automat_pipeline.db.models import User
@@ -212,14 +212,9 @@ def user_create(args: argparse.Namespace) -> dict:
         tenant = args.tenant and repository.tenant(s, args.tenant, create=False)
         if args.tenant and tenant is None:
             raise AutomatError("unknown_tenant", f"tenant {args.tenant!r} does not exist (automat tenant create)")
-        if s.scalar(select(User.id).where(func.lower(User.email) == args.email.lower())):
+        if s.scalar(select(User.id).where(User.email_normalized == normalize_email(args.email))):
             raise AutomatError("email_taken", f"{args.email} already has a user")
-        user = User(
-            email=args.email,
-            password_hash=hash_password(password),
-            role=args.role,
-            tenant_id=tenant.id if tenant else None,
-        )
+        user = new_user(args.email, password, Role(args.role), tenant.id if tenant else None)
         s.add(user)
         s.flush()
         return {"user": user.id, "email": user.email, "role": user.role, "tenant": args.tenant}

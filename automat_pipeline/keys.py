@@ -14,6 +14,7 @@ from pathlib import Path
 from automat_pipeline.errors import AutomatError
 
 KEY_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+KEY_PATTERN = f"^{KEY_PART.pattern}$"  # for pydantic, whose pattern is a search, not a full match
 SEPARATOR = "|"
 
 

@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from automat_pipeline.errors import AutomatError
+from automat_pipeline.settings import Settings
 
 
 class OutputType(BaseModel):
@@ -67,6 +68,30 @@ DEFAULTS = [
         name="turntable-web", kind="turntable", resolution=512, transparent=False, frames=36, timeout_seconds=3600
     ),
 ]
+
+
+def over_limits(output_type: OutputType, limits: Settings) -> list[str]:
+    """What in ``output_type`` asks more of the shared render hosts than this deployment allows."""
+    asked = [
+        ("resolution", output_type.resolution, limits.max_render_resolution, "AUTOMAT_MAX_RENDER_RESOLUTION"),
+        ("samples", output_type.samples, limits.max_render_samples, "AUTOMAT_MAX_RENDER_SAMPLES"),
+        ("timeout_seconds", output_type.timeout_seconds, limits.max_render_seconds, "AUTOMAT_MAX_RENDER_SECONDS"),
+    ]
+    if output_type.kind == "turntable":
+        asked.append(("frames", output_type.frames, limits.max_turntable_frames, "AUTOMAT_MAX_TURNTABLE_FRAMES"))
+    return [
+        f"{field} {value:g} is over this deployment's maximum of {maximum:g} ({variable})"
+        for field, value, maximum, variable in asked
+        if value > maximum
+    ]
+
+
+def check_limits(output_type: OutputType, limits: Settings) -> OutputType:
+    """``output_type``, or a classified error naming each setting over the deployment's maxima."""
+    problems = over_limits(output_type, limits)
+    if problems:
+        raise AutomatError("over_limit", f"output type {output_type.name!r}: {'; '.join(problems)}")
+    return output_type
 
 
 def parse(name: str, settings: dict) -> OutputType:

@@ -10,6 +10,7 @@ configuration table is ``markdown_table()``'s output, and a test keeps them equa
 from __future__ import annotations
 
 import os
+from functools import cache
 from pathlib import Path
 from typing import Literal
 
@@ -81,6 +82,15 @@ class Settings(BaseSettings):
     max_body_kb: int = Field(
         1024, ge=16, le=65536, description="largest API request body other than an upload (JSON), in KiB"
     )
+    # Deployment maxima: what one tenant's settings may ask of the shared workers (tenants choose below them).
+    max_render_resolution: int = Field(4096, ge=16, le=8192, description="largest render a tenant may ask for, in px")
+    max_render_samples: int = Field(1024, ge=1, le=4096, description="most samples per pixel a tenant may ask for")
+    max_turntable_frames: int = Field(720, ge=2, le=3600, description="most frames of one turntable")
+    max_render_seconds: int = Field(7200, ge=10, le=86400, description="longest time limit of one render, in s")
+    max_cad_seconds: int = Field(1800, ge=10, le=3600, description="longest time limit of one STEP conversion, in s")
+    max_cad_memory_mb: int = Field(8192, ge=256, le=16384, description="most memory one STEP conversion may use, MB")
+    max_catalog_rows: int = Field(1_000_000, ge=1, le=1_000_000, description="most data rows of one workbook")
+    max_workbook_mb: int = Field(1024, ge=1, le=1024, description="largest inflated workbook (zip-bomb guard), in MiB")
     fixtures_dir: Path = Field(
         REPO.parent / "shared" / "fixtures",
         description="real STEP files and workbooks from public projects (`step/`, `xlsx/`): the tests need them, "
@@ -116,6 +126,12 @@ class Settings(BaseSettings):
             if value is not None:
                 values[self.env_name(name)] = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
         return values
+
+
+@cache
+def deployment_limits() -> Settings:
+    """This process's settings, read once: the maxima tenant settings and output types are checked against."""
+    return Settings()
 
 
 def markdown_table() -> str:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from automat_pipeline.errors import AutomatError
 from automat_pipeline.materials import FALLBACK
+from automat_pipeline.settings import Settings
 
 Engine = Literal["cycles", "eevee", "workbench"]
 CatalogField = Literal["pim_id", "name", "category_key", "lagertyp", "step_file", "materials"]
@@ -77,6 +78,42 @@ class TenantSettings(BaseModel):
     notifications_enabled: bool = Field(True, description="Notify the tenant's users when orders finish.")
     catalog: CatalogSettings = Field(default_factory=CatalogSettings, description="Product list reading.")
     cad: CadSettings = Field(default_factory=CadSettings, description="STEP conversion.")
+
+    def _guards(self, limits: Settings) -> list[tuple[str, float, float, str]]:
+        return [
+            ("cad.timeout_seconds", self.cad.timeout_seconds, limits.max_cad_seconds, "AUTOMAT_MAX_CAD_SECONDS"),
+            ("cad.memory_mb", self.cad.memory_mb, limits.max_cad_memory_mb, "AUTOMAT_MAX_CAD_MEMORY_MB"),
+            ("catalog.max_rows", self.catalog.max_rows, limits.max_catalog_rows, "AUTOMAT_MAX_CATALOG_ROWS"),
+            (
+                "catalog.max_uncompressed_bytes",
+                self.catalog.max_uncompressed_bytes,
+                limits.max_workbook_mb << 20,
+                "AUTOMAT_MAX_WORKBOOK_MB",
+            ),
+        ]
+
+    def over_limits(self, limits: Settings) -> list[str]:
+        """The resource guards these settings would lift above this deployment's maxima."""
+        return [
+            f"{field} {value:g} is over this deployment's maximum of {maximum:g} ({variable})"
+            for field, value, maximum, variable in self._guards(limits)
+            if value > maximum
+        ]
+
+    def within(self, limits: Settings) -> TenantSettings:
+        """These settings with every resource guard at most the deployment's maximum (the workers use
+        these: a maximum lowered after a tenant chose more still holds)."""
+        cad = {
+            "timeout_seconds": min(self.cad.timeout_seconds, limits.max_cad_seconds),
+            "memory_mb": min(self.cad.memory_mb, limits.max_cad_memory_mb),
+        }
+        catalog = {
+            "max_rows": min(self.catalog.max_rows, limits.max_catalog_rows),
+            "max_uncompressed_bytes": min(self.catalog.max_uncompressed_bytes, limits.max_workbook_mb << 20),
+        }
+        return self.model_copy(
+            update={"cad": self.cad.model_copy(update=cad), "catalog": self.catalog.model_copy(update=catalog)}
+        )
 
     @classmethod
     def of(cls, stored: dict | None) -> TenantSettings:

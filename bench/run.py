@@ -339,7 +339,7 @@ def bench_demo(home: Path) -> None:
     from automat_pipeline.embedded import prepare
 
     os.environ.update(env)
-    prepare(home)
+    prepare(Settings(home=home))
     rows = []
     with DagsterInstance.get() as instance:
         for record in instance.get_run_records():
@@ -603,7 +603,7 @@ def bench_api(
     home = out / "api-home"
     for key in [k for k in os.environ if k.startswith("AUTOMAT_")]:
         del os.environ[key]
-    server = prepare(home)  # noqa: F841 - keeps the embedded PostgreSQL up
+    prepare(Settings(home=home))  # the embedded PostgreSQL stops when this process exits
     started = time.perf_counter()
     with engine(os.environ["AUTOMAT_DATABASE_URL"]).begin() as conn:
         for statement in SEED.split(";\n"):
@@ -611,8 +611,8 @@ def bench_api(
                 conn.execute(text(statement), {"products": products, "media": media})
         conn.execute(
             text(
-                "INSERT INTO users (tenant_id, email, password_hash, role) VALUES "
-                "(1, 'pm@acme.example', :h, 'project_manager')"
+                "INSERT INTO users (tenant_id, email, email_normalized, password_hash, role) VALUES "
+                "(1, 'pm@acme.example', 'pm@acme.example', :h, 'project_manager')"
             ),
             {"h": hash_password("bench password")},
         )

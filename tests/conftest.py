@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import psutil
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
@@ -49,7 +53,7 @@ def domain_database() -> str:
 def env(tmp_path: Path, domain_database: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """The AUTOMAT_* environment the definitions read, over empty tables and folders."""
     with engine(domain_database).begin() as conn:
-        conn.execute(text("TRUNCATE tenants, products, product_files RESTART IDENTITY CASCADE"))
+        conn.execute(text("TRUNCATE tenants, products, product_files, login_failures RESTART IDENTITY CASCADE"))
     values = {
         "AUTOMAT_DATABASE_URL": domain_database,
         "AUTOMAT_UPLOADS_DIR": str(tmp_path / "uploads"),
@@ -93,17 +97,21 @@ def world(env):
     with session(url) as s, s.begin():
         acme, beta = repository.tenant(s, "acme"), repository.tenant(s, "beta")
         ids = {"acme": acme.id, "beta": beta.id}
-        for name, role in ROLES.items():
+        users = [
+            (f"{name}@acme.example", role, None if role is Role.global_admin else acme.id)
+            for name, role in ROLES.items()
+        ]
+        users += [("client2@acme.example", Role.client, acme.id), ("client@beta.example", Role.client, beta.id)]
+        for email, role, tenant_id in users:
             s.add(
                 User(
-                    email=f"{name}@acme.example",
+                    email=email,
+                    email_normalized=email,
                     password_hash=PASSWORD_HASH,
                     role=role.value,
-                    tenant_id=None if role is Role.global_admin else acme.id,
+                    tenant_id=tenant_id,
                 )
             )
-        s.add(User(email="client2@acme.example", password_hash=PASSWORD_HASH, role="client", tenant_id=acme.id))
-        s.add(User(email="client@beta.example", password_hash=PASSWORD_HASH, role="client", tenant_id=beta.id))
         for tenant, pim in ((acme, "6204-2RS"), (beta, "B-1")):
             s.add(
                 Product(
@@ -159,3 +167,31 @@ def login(api, email: str) -> dict[str, str]:
 def as_role(api, world, name: str) -> dict[str, str]:
     headers = login(api, f"{name}@acme.example")
     return headers | ({"X-Tenant-Id": str(world["tenants"]["acme"])} if name == "ga" else {})
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def live(env, world):
+    """The API served by uvicorn in a thread of this process; its base URL."""
+    settings = Settings(
+        database_url=env["AUTOMAT_DATABASE_URL"],
+        api_database_url=api_url(env["AUTOMAT_DATABASE_URL"]),
+        jwt_secret=SECRET,
+        dagster_graphql_url="http://127.0.0.1:9/graphql",
+        uploads_dir=env["AUTOMAT_UPLOADS_DIR"],
+        media_dir=env["AUTOMAT_MEDIA_DIR"],
+    )
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, launcher=False), port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)

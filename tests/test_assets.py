@@ -333,7 +333,7 @@ def test_terminated_render_stops_blender_removes_output_and_is_recorded_cancelle
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, **env},
+        env={**os.environ, **env, "AUTOMAT_MAX_RENDER_SAMPLES": "4096"},  # a render long enough to stop
     )
     output = str(converted / "still-still-web.png")
     deadline = time.monotonic() + 120

@@ -15,8 +15,8 @@ REPOSITORY = {"repositoryLocationName": LOCATION, "repositoryName": "__repositor
 
 LAUNCH = """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
   __typename ... on LaunchRunSuccess { run { runId } } ... on Error { message } } }"""
-ADD_PARTITION = """mutation($selector: RepositorySelector!, $key: String!) {
-  addDynamicPartition(repositorySelector: $selector, partitionsDefName: "products", partitionKey: $key) {
+ADD_PARTITION = """mutation($selector: RepositorySelector!, $name: String!, $key: String!) {
+  addDynamicPartition(repositorySelector: $selector, partitionsDefName: $name, partitionKey: $key) {
   __typename ... on Error { message } } }"""
 TERMINATE = """mutation($ids: [String!]!) { terminateRuns(runIds: $ids) { __typename } }"""
 RUN_WITH_TAG = """query($key: String!, $value: String!) { runsOrError(filter: {tags: [{key: $key, value: $value}]},
@@ -64,9 +64,7 @@ class DagsterClient:
         found = self._query(RUN_WITH_TAG, key=tags.LAUNCH_KEY, value=launch_key)["runsOrError"].get("results")
         if found:
             return found[0]["runId"]
-        added = self._query(ADD_PARTITION, selector=REPOSITORY, key=partition)["addDynamicPartition"]
-        if added["__typename"] not in ("AddDynamicPartitionSuccess", "DuplicateDynamicPartitionError"):
-            raise DagsterUnavailable(added.get("message", added["__typename"]))
+        self.add_partition("products", partition)
         params = {
             "selector": {
                 **REPOSITORY,
@@ -85,6 +83,12 @@ class DagsterClient:
         if launched["__typename"] != "LaunchRunSuccess":
             raise DagsterUnavailable(launched.get("message", launched["__typename"]))
         return launched["run"]["runId"]
+
+    def add_partition(self, partitions: str, key: str) -> None:
+        """Add ``key`` to the dynamic partitions ``partitions`` (tenants or products), if it is new."""
+        added = self._query(ADD_PARTITION, selector=REPOSITORY, name=partitions, key=key)["addDynamicPartition"]
+        if added["__typename"] not in ("AddDynamicPartitionSuccess", "DuplicateDynamicPartitionError"):
+            raise DagsterUnavailable(added.get("message", added["__typename"]))
 
     def materialized(self, asset_keys: list[str], partition: str) -> set[str]:
         """Those of ``asset_keys`` materialized for ``partition``."""

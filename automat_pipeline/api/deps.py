@@ -1,8 +1,11 @@
 """Who is calling and the database transaction they work in.
 
-Every request's transaction runs as the API role with ``app.current_tenant_id`` set (SET LOCAL),
-so row-level security holds even where a query forgot its tenant filter. A global admin gets the
-explicit bypass and picks the tenant it acts on with the ``X-Tenant-Id`` header.
+A token is checked on every request against the user's current state (one indexed read): a
+deactivated user, a changed role or a signed-out token is refused at once, not when the token
+expires. Every request's transaction runs as the API role with ``app.current_tenant_id`` set (SET
+LOCAL), so row-level security holds even where a query forgot its tenant filter; there is no
+bypass. A global admin acts on the tenant it names in the ``X-Tenant-Id`` header, under the same
+policies; what crosses tenants goes through the database's own functions (migration 0010).
 """
 
 from __future__ import annotations
@@ -65,16 +68,24 @@ def caller(
         role = Role(claims["role"])
     except (jwt.InvalidTokenError, ValueError) as error:
         raise HTTPException(401, f"invalid token: {error}", headers={"WWW-Authenticate": "Bearer"}) from error
+    user_id = int(claims["sub"])
+    with scoped_session(settings(request).api_database_url, None) as s:
+        state = s.execute(text("SELECT * FROM automat_user_state(:u)"), {"u": user_id}).one_or_none()
+    if state is None or not state.active or not state.tenant_active:
+        raise HTTPException(401, "this account is deactivated", headers={"WWW-Authenticate": "Bearer"})
+    if (state.role, state.tenant_id) != (role.value, claims.get("tenant_id")):
+        raise HTTPException(401, "your role changed: log in again", headers={"WWW-Authenticate": "Bearer"})
+    if state.token_version != claims.get("ver", 0):
+        raise HTTPException(401, "this token was signed out", headers={"WWW-Authenticate": "Bearer"})
     tenant_id = x_tenant_id if role is Role.global_admin else claims.get("tenant_id")
-    return Caller(int(claims["sub"]), role, tenant_id)
+    return Caller(user_id, role, tenant_id)
 
 
 def transaction(request: Request, who: Annotated[Caller, Depends(caller)]) -> Iterator[Session]:
     """The request's transaction, scoped to the caller's tenant for row-level security."""
-    with scoped_session(settings(request).api_database_url, who.tenant_id, bypass=who.role is Role.global_admin) as s:
+    with scoped_session(settings(request).api_database_url, who.tenant_id) as s:
         if (
-            who.role is Role.global_admin
-            and who.tenant_id is not None
+            who.tenant_id is not None
             and s.scalar(text("SELECT 1 FROM tenants WHERE id = :t"), {"t": who.tenant_id}) is None
         ):
             raise HTTPException(404, f"no tenant {who.tenant_id}")
@@ -90,17 +101,18 @@ def owned(tx: Session, model, row_id: int, who: Caller, what: str):
 
 
 class scoped_session:
-    """``with scoped_session(url, tenant_id) as s:`` one transaction with the RLS settings applied."""
+    """``with scoped_session(url, tenant_id) as s:`` one transaction that sees ``tenant_id``'s rows
+    only (none for ``None``)."""
 
-    def __init__(self, url: str, tenant_id: int | None, bypass: bool = False):
+    def __init__(self, url: str, tenant_id: int | None):
         self.session = session(url, POOL_SIZE)
-        self.tenant_id, self.bypass = tenant_id, bypass
+        self.tenant_id = tenant_id
 
     def __enter__(self) -> Session:
         self.session.begin()
         self.session.execute(
-            text("SELECT set_config('app.current_tenant_id', :t, true), set_config('app.bypass_rls', :b, true)"),
-            {"t": "" if self.tenant_id is None else str(self.tenant_id), "b": "on" if self.bypass else "off"},
+            text("SELECT set_config('app.current_tenant_id', :t, true)"),
+            {"t": "" if self.tenant_id is None else str(self.tenant_id)},
         )
         return self.session
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -112,25 +112,21 @@ def launch_workflow(
     return runs
 
 
-def pending_orders(database_url: str) -> list[int]:
-    """Submitted orders with a line not launched yet (every tenant's: the loop runs for all)."""
-    with scoped_session(database_url, None, bypass=True) as s:
-        return list(
-            s.scalars(
-                select(Order.id)
-                .where(Order.status == "submitted")
-                .where(select(OrderLine.id).where(OrderLine.order_id == Order.id, OrderLine.run_id.is_(None)).exists())
-            )
-        )
+def pending_orders(database_url: str) -> list[tuple[int, int]]:
+    """Submitted orders with a line not launched yet, of every tenant (the loop runs for all):
+    ``(order id, tenant id)``, through the database's one function that may see them all."""
+    with scoped_session(database_url, None) as s:
+        return [tuple(row) for row in s.execute(text("SELECT order_id, tenant_id FROM automat_pending_orders()"))]
 
 
 def launch_pending(database_url: str, client: DagsterClient) -> int:
-    """Launch every submitted line that is still waiting (the webserver was down at submission)."""
+    """Launch every submitted line that is still waiting (the webserver was down at submission),
+    each order in its own tenant's transaction."""
     if not client.healthy():
         return 0
     launched = 0
-    for order_id in pending_orders(database_url):
-        with scoped_session(database_url, None, bypass=True) as s:
+    for order_id, tenant_id in pending_orders(database_url):
+        with scoped_session(database_url, tenant_id) as s:
             order = s.get(Order, order_id, with_for_update=True)
             if order.status == "submitted":
                 launched += launch_lines(s, client, order)

@@ -1,19 +1,28 @@
-"""Passwords, tokens, roles and the permission matrix.
+"""Passwords, e-mail addresses, tokens, roles and the permission matrix.
 
-Access tokens are short-lived HS256 JWTs (sub, role, tenant_id, exp); refresh tokens are random,
-stored as hashes and used once. Only HS256 is accepted: ``alg: none`` and any other algorithm fail.
+Access tokens are short-lived HS256 JWTs (sub, role, tenant_id, ver, exp), checked on every request
+against the user's current state; refresh tokens are random, stored as hashes and used once. Only
+HS256 is accepted: ``alg: none`` and any other algorithm fail. Passwords are argon2id; at login the
+API computes the digest from the stored hash's parameters and salt and the database compares it, so
+the API's role never reads a password hash (migration 0010).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import secrets
+import unicodedata
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 import jwt
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
+from argon2.low_level import ARGON2_VERSION, hash_secret_raw
+
+from automat_pipeline.db.models import User
 
 ALGORITHM = "HS256"
 ACCESS_MINUTES = 15
@@ -60,6 +69,50 @@ def allowed(role: Role, permission: Permission) -> bool:
     return role in MATRIX[permission]
 
 
+def normalize_email(email: str) -> str:
+    """The one form e-mail addresses are stored and compared in: NFKC, case-folded (so that "İ…",
+    "ß" or a final sigma compare the same however they were typed, in Python and in PostgreSQL)."""
+    return unicodedata.normalize("NFKC", email.strip()).casefold()
+
+
+_DUMMY_KEY = secrets.token_bytes(32)
+
+
+def login_digest(stored_prefix: str | None, password: str, email: str) -> str:
+    """The argon2 digest of ``password`` under a stored hash's parameters and salt (``stored_prefix``:
+    the encoded hash without its digest). An unknown address gets the parameters of a new hash and a
+    salt of its own, so a wrong address costs exactly what a wrong password costs."""
+    if stored_prefix:
+        _, variant, version, params, salt = stored_prefix.split("$")
+    else:
+        variant, version = "argon2id", f"v={ARGON2_VERSION}"
+        params = f"m={_hasher.memory_cost},t={_hasher.time_cost},p={_hasher.parallelism}"
+        salt = base64.b64encode(hmac.digest(_DUMMY_KEY, email.encode(), "sha256")[:16]).decode().rstrip("=")
+    costs = dict(item.split("=") for item in params.split(","))
+    digest = hash_secret_raw(
+        password.encode(),
+        base64.b64decode(salt + "=" * (-len(salt) % 4)),
+        time_cost=int(costs["t"]),
+        memory_cost=int(costs["m"]),
+        parallelism=int(costs["p"]),
+        hash_len=_hasher.hash_len,
+        type={"argon2id": Type.ID, "argon2i": Type.I, "argon2d": Type.D}[variant],
+        version=int(version.removeprefix("v=")),
+    )
+    return base64.b64encode(digest).decode().rstrip("=")
+
+
+def new_user(email: str, password: str, role: Role, tenant_id: int | None) -> User:
+    """A user row, its address normalised and its password hashed."""
+    return User(
+        email=email,
+        email_normalized=normalize_email(email),
+        password_hash=hash_password(password),
+        role=Role(role).value,
+        tenant_id=tenant_id,
+    )
+
+
 def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
@@ -71,9 +124,11 @@ def password_matches(password_hash: str, password: str) -> bool:
         return False
 
 
-def access_token(secret: str, user_id: int, role: Role, tenant_id: int | None, minutes: int = ACCESS_MINUTES) -> str:
+def access_token(
+    secret: str, user_id: int, role: Role, tenant_id: int | None, version: int = 0, minutes: int = ACCESS_MINUTES
+) -> str:
     expires = datetime.now(UTC) + timedelta(minutes=minutes)
-    claims = {"sub": str(user_id), "role": role.value, "tenant_id": tenant_id, "exp": expires}
+    claims = {"sub": str(user_id), "role": role.value, "tenant_id": tenant_id, "ver": version, "exp": expires}
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 

@@ -20,6 +20,7 @@ class Tenant(Base):
     slug: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     settings: Mapped[dict] = mapped_column(default=dict)  # validated by the code that reads each part
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
@@ -163,23 +164,29 @@ class User(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
-    email: Mapped[str] = mapped_column(String(320))
-    password_hash: Mapped[str] = mapped_column(Text)  # argon2id
+    email: Mapped[str] = mapped_column(String(320))  # as the user wrote it
+    email_normalized: Mapped[str] = mapped_column(String(320), unique=True)  # security.normalize_email
+    # argon2id; the API's role may write it but never read it (migration 0010): loaded only when asked
+    password_hash: Mapped[str] = mapped_column(Text, deferred=True)
     role: Mapped[str] = mapped_column(String(32))  # global_admin | tenant_admin | project_manager | client
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    token_version: Mapped[int] = mapped_column(default=0)  # raised to refuse every token issued before
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class RefreshToken(Base):
-    """A refresh token, stored as its hash; each is used once (rotation)."""
+    """A refresh token, stored as its hash; each is used once (rotation), and a used one that comes
+    back revokes its whole family (every token rotated from the same login)."""
 
     __tablename__ = "refresh_tokens"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    family: Mapped[str] = mapped_column(String(64))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Order(Base):

@@ -2,35 +2,46 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
-from pydantic import BaseModel, Field
-from sqlalchemy import func, select
+import logging
 
-from automat_pipeline.api.deps import Tx, Who
-from automat_pipeline.api.security import Permission, Role, hash_password
+from fastapi import APIRouter, HTTPException, Request
+from pydantic import BaseModel, Field
+from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
+
+from automat_pipeline.api.dagster_client import DagsterUnavailable
+from automat_pipeline.api.deps import Tx, Who, scoped_session, settings
+from automat_pipeline.api.security import Permission, Role, hash_password, new_user, normalize_email
 from automat_pipeline.db.models import Tenant, User
-from automat_pipeline.keys import KEY_PART
+from automat_pipeline.errors import AutomatError, Conflict, NotFound
+from automat_pipeline.keys import KEY_PATTERN, path_under
 from automat_pipeline.tenant_settings import TenantSettings
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["administration"])
 
 
 class TenantIn(BaseModel):
     slug: str = Field(
-        pattern=KEY_PART.pattern, description="Short name used in partition keys, paths and tags.", examples=["acme"]
+        pattern=KEY_PATTERN,
+        description="Short name used in partition keys, paths and tags: 1-64 of A-Z a-z 0-9 . _ -, "
+        "starting with a letter or digit.",
+        examples=["acme"],
     )
     name: str = Field(min_length=1, max_length=200, description="Display name.", examples=["ACME Bearings"])
 
 
 class TenantOut(TenantIn):
     id: int = Field(description="The tenant's id (X-Tenant-Id for global admins).")
+    active: bool = Field(description="Whether its users may log in and its uploads are processed.")
 
 
 class UserIn(BaseModel):
     email: str = Field(
         pattern=r"^[^@\s]+@[^@\s]+$",
         max_length=320,
-        description="Login name; unique.",
+        description="Login name; unique across all tenants, compared case-insensitively.",
         examples=["client@acme.example"],
     )
     password: str = Field(min_length=12, max_length=1024, description="At least 12 characters; stored argon2id.")
@@ -48,29 +59,35 @@ class UserOut(BaseModel):
 
 
 NOT_FOUND = {404: {"description": "No such tenant (or not yours)."}}
+TAKEN = "this e-mail address cannot be used: it is taken"  # the same answer whichever tenant holds it
 
 
 @router.post("/tenants", status_code=201, responses={409: {"description": "The slug is taken."}})
-def create_tenant(body: TenantIn, who: Who, tx: Tx) -> TenantOut:
-    """Create a tenant (global admins)."""
+def create_tenant(body: TenantIn, request: Request, who: Who, tx: Tx) -> TenantOut:
+    """Create a tenant (global admins): its row, its upload inbox and its partition."""
     who.require(Permission.manage_tenants)
-    if tx.scalar(select(Tenant.id).where(Tenant.slug == body.slug)):
-        raise HTTPException(409, f"tenant {body.slug!r} exists")
-    tenant = Tenant(slug=body.slug, name=body.name, settings={})
-    tx.add(tenant)
-    tx.flush()
-    return TenantOut(id=tenant.id, slug=tenant.slug, name=tenant.name)
+    try:
+        with tx.begin_nested():
+            tenant_id = tx.scalar(text("SELECT automat_create_tenant(:s, :n)"), {"s": body.slug, "n": body.name})
+    except IntegrityError as error:
+        raise Conflict(f"tenant {body.slug!r} exists") from error
+    path_under(settings(request).uploads_dir, body.slug).mkdir(parents=True, exist_ok=True)
+    try:  # the sensor adds it too, with the tenant's first import
+        request.app.state.dagster.add_partition("tenants", body.slug)
+    except DagsterUnavailable as error:
+        log.warning("tenant %s: partition not added yet (%s)", body.slug, error)
+    return TenantOut(id=tenant_id, slug=body.slug, name=body.name, active=True)
 
 
 @router.get("/tenants")
 def list_tenants(who: Who, tx: Tx) -> list[TenantOut]:
     """Every tenant (global admins)."""
     who.require(Permission.manage_tenants)
-    return [TenantOut(id=t.id, slug=t.slug, name=t.name) for t in tx.scalars(select(Tenant).order_by(Tenant.id))]
+    return [TenantOut(**row._asdict()) for row in tx.execute(text("SELECT * FROM automat_tenants()"))]
 
 
 @router.post("/users", status_code=201, responses={**NOT_FOUND, 409: {"description": "The e-mail is taken."}})
-def create_user(body: UserIn, who: Who, tx: Tx) -> UserOut:
+def create_user(body: UserIn, request: Request, who: Who, tx: Tx) -> UserOut:
     """Create a user: tenant admins in their own tenant, global admins anywhere."""
     tenant_id = body.tenant_id if body.tenant_id is not None or who.role is Role.global_admin else who.tenant_id
     if tenant_id != who.tenant_id or body.role is Role.global_admin:
@@ -79,14 +96,24 @@ def create_user(body: UserIn, who: Who, tx: Tx) -> UserOut:
         who.require(Permission.manage_tenant_users)
     if (tenant_id is None) != (body.role is Role.global_admin):
         raise HTTPException(422, "a global admin has no tenant; every other role has one")
-    if tenant_id is not None and tx.get(Tenant, tenant_id) is None:
-        raise HTTPException(404, f"no tenant {tenant_id}")
-    if tx.scalar(select(User.id).where(func.lower(User.email) == body.email.lower())):
-        raise HTTPException(409, f"{body.email} is taken")
-    user = User(email=body.email, password_hash=hash_password(body.password), role=body.role.value, tenant_id=tenant_id)
-    tx.add(user)
-    tx.flush()
-    return UserOut(id=user.id, email=user.email, role=body.role, tenant_id=tenant_id)
+    try:
+        if tenant_id is None:
+            with tx.begin_nested():
+                user_id = tx.scalar(
+                    text("SELECT automat_create_global_admin(:e, :n, :h)"),
+                    {"e": body.email, "n": normalize_email(body.email), "h": hash_password(body.password)},
+                )
+        else:  # in the tenant's own transaction: the policies check it as they check the caller's
+            with scoped_session(settings(request).api_database_url, tenant_id) as s:
+                if s.get(Tenant, tenant_id) is None:
+                    raise NotFound(f"no tenant {tenant_id}")
+                user = new_user(body.email, body.password, body.role, tenant_id)
+                s.add(user)
+                s.flush()
+                user_id = user.id
+    except IntegrityError as error:
+        raise Conflict(TAKEN) from error
+    return UserOut(id=user_id, email=body.email, role=body.role, tenant_id=tenant_id)
 
 
 @router.get("/users")
@@ -104,15 +131,18 @@ def get_settings(who: Who, tx: Tx) -> TenantSettings:
     tenant = tx.get(Tenant, who.tenant())
     if tenant is None:
         raise HTTPException(404, "no such tenant")
-    return TenantSettings(**tenant.settings)
+    return TenantSettings.of(tenant.settings)
 
 
 @router.put("/settings", responses=NOT_FOUND)
-def put_settings(body: TenantSettings, who: Who, tx: Tx) -> TenantSettings:
+def put_settings(body: TenantSettings, request: Request, who: Who, tx: Tx) -> TenantSettings:
     """Replace the tenant's settings (validated as a whole)."""
     who.require(Permission.settings)
     tenant = tx.get(Tenant, who.tenant())
     if tenant is None:
         raise HTTPException(404, "no such tenant")
+    over = body.over_limits(settings(request))
+    if over:
+        raise AutomatError("over_limit", "; ".join(over))
     tenant.settings = body.model_dump()
     return body

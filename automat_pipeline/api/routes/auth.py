@@ -1,17 +1,32 @@
-"""Login and token refresh."""
+"""Login, token refresh and sign-out.
+
+Login costs the same for an unknown address as for a wrong password (the same argon2 work, the same
+round trips) and answers the same; failures are recorded (the audit of failed logins) and throttled
+per account and per client address. The database's functions do what crosses tenants (migration 0010).
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import logging
+import math
+import secrets
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select
+from sqlalchemy import text
+from sqlalchemy.orm import Session
 
-from automat_pipeline.api.deps import scoped_session, settings
-from automat_pipeline.api.security import Role, access_token, new_refresh_token, password_matches, refresh_hash
-from automat_pipeline.db.models import RefreshToken, User
+from automat_pipeline.api.deps import Who, scoped_session, settings
+from automat_pipeline.api.security import (
+    Role,
+    access_token,
+    login_digest,
+    new_refresh_token,
+    normalize_email,
+    refresh_hash,
+)
 from automat_pipeline.settings import Settings
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -38,40 +53,92 @@ class Tokens(BaseModel):
     tenant_id: int | None = Field(description="The user's tenant; null for a global admin.")
 
 
-def _tokens(config: Settings, s, user: User) -> Tokens:
+FAILURE_WINDOW = timedelta(minutes=15)
+MAX_FAILURES_PER_ACCOUNT = 10  # in the window: then 429 until the oldest failure leaves it
+MAX_FAILURES_PER_ADDRESS = 50
+UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
+log = logging.getLogger(__name__)
+
+
+def _tokens(config: Settings, s: Session, user, family: str | None = None) -> Tokens:
+    """New tokens for ``user`` (a row of ``automat_login`` or ``automat_user_state``); a refresh
+    token continues its ``family`` or starts one."""
     token, digest, expires = new_refresh_token()
-    s.add(RefreshToken(user_id=user.id, token_sha256=digest, expires_at=expires))
+    s.execute(
+        text("SELECT automat_refresh_issue(:u, :h, :f, :e)"),
+        {"u": user.id, "h": digest, "f": family or secrets.token_hex(16), "e": expires},
+    )
     role = Role(user.role)
     return Tokens(
-        access_token=access_token(config.jwt_secret.get_secret_value(), user.id, role, user.tenant_id),
+        access_token=access_token(
+            config.jwt_secret.get_secret_value(), user.id, role, user.tenant_id, user.token_version
+        ),
         refresh_token=token,
         role=role,
         tenant_id=user.tenant_id,
     )
 
 
-@router.post("/login", responses={401: {"description": "Unknown e-mail or wrong password."}})
-def login(body: Login, config: Annotated[Settings, Depends(settings)]) -> Tokens:
-    """Exchange e-mail and password for an access token and a refresh token."""
-    with scoped_session(config.api_database_url, None, bypass=True) as s:  # no tenant is known before login
-        user = s.scalar(select(User).where(func.lower(User.email) == body.email.lower(), User.active))
-        if user is None or not password_matches(user.password_hash, body.password):
-            raise HTTPException(401, "unknown e-mail or wrong password")
-        return _tokens(config, s, user)
-
-
-@router.post("/refresh", responses={401: {"description": "Unknown, used or expired refresh token."}})
-def refresh(body: Refresh, config: Annotated[Settings, Depends(settings)]) -> Tokens:
-    """Exchange a refresh token (once) for new tokens."""
-    with scoped_session(config.api_database_url, None, bypass=True) as s:
-        stored = s.scalar(
-            select(RefreshToken).where(RefreshToken.token_sha256 == refresh_hash(body.refresh_token)).with_for_update()
+def _throttled(s: Session, email: str, address: str) -> None:
+    """429 while the account or the client address has failed too often within the window."""
+    failures = s.execute(
+        text("SELECT * FROM automat_login_failures(:e, :a, :w)"), {"e": email, "a": address, "w": FAILURE_WINDOW}
+    ).one()
+    since = [
+        at
+        for count, limit, at in (
+            (failures.by_account, MAX_FAILURES_PER_ACCOUNT, failures.account_since),
+            (failures.by_address, MAX_FAILURES_PER_ADDRESS, failures.address_since),
         )
-        now = datetime.now(UTC)
-        if stored is None or stored.used_at is not None or stored.expires_at <= now:
-            raise HTTPException(401, "unknown, used or expired refresh token")
-        stored.used_at = now
-        user = s.get(User, stored.user_id)
-        if user is None or not user.active:
-            raise HTTPException(401, "the user no longer exists or is inactive")
-        return _tokens(config, s, user)
+        if count >= limit
+    ]
+    if since:
+        wait = max(1, math.ceil((min(since) + FAILURE_WINDOW - datetime.now(UTC)).total_seconds()))
+        raise HTTPException(429, "too many failed logins: wait and try again", headers={"Retry-After": str(wait)})
+
+
+@router.post(
+    "/login",
+    responses={
+        401: {"description": "Unknown e-mail or wrong password (the same answer, in the same time)."},
+        429: {"description": "Too many failed logins for this account or from this address; see Retry-After."},
+    },
+)
+def login(body: Login, request: Request, config: Annotated[Settings, Depends(settings)]) -> Tokens:
+    """Exchange e-mail and password for an access token and a refresh token."""
+    email, address = normalize_email(body.email), request.client.host if request.client else "unknown"
+    with scoped_session(config.api_database_url, None) as s:
+        _throttled(s, email, address)
+        prefix = s.scalar(text("SELECT automat_login_salt(:e)"), {"e": email})
+    digest = login_digest(prefix, body.password, email)  # as costly for an unknown address
+    with scoped_session(config.api_database_url, None) as s:
+        user = s.execute(text("SELECT * FROM automat_login(:e, :d)"), {"e": email, "d": digest}).one_or_none()
+        if user is not None and user.active and user.tenant_active:
+            s.execute(text("SELECT automat_login_succeeded(:e)"), {"e": email})
+            return _tokens(config, s, user)
+        s.execute(text("SELECT automat_login_failed(:e, :a)"), {"e": email, "a": address})
+    log.warning("[AUTH] failed login for %r from %s", email, address)
+    raise HTTPException(401, "unknown e-mail or wrong password", headers=UNAUTHORIZED)
+
+
+@router.post("/refresh", responses={401: {"description": "Unknown, used, revoked or expired refresh token."}})
+def refresh(body: Refresh, config: Annotated[Settings, Depends(settings)]) -> Tokens:
+    """Exchange a refresh token (once) for new tokens. A used token that comes back (stolen, or
+    replayed) revokes every token of its login, its successors included."""
+    with scoped_session(config.api_database_url, None) as s:
+        used = s.execute(text("SELECT * FROM automat_refresh_use(:h)"), {"h": refresh_hash(body.refresh_token)}).one()
+        if used.status != "ok":
+            reason = {"reused": "this refresh token was used before: every token of its login is revoked"}
+            s.commit()  # the family's revocation stands although the request fails
+            raise HTTPException(401, reason.get(used.status, f"{used.status} refresh token"), headers=UNAUTHORIZED)
+        user = s.execute(text("SELECT *, :u AS id FROM automat_user_state(:u)"), {"u": used.user_id}).one_or_none()
+        if user is None or not user.active or not user.tenant_active:
+            raise HTTPException(401, "this account is deactivated", headers=UNAUTHORIZED)
+        return _tokens(config, s, user, used.family)
+
+
+@router.post("/logout", status_code=204)
+def logout(who: Who, config: Annotated[Settings, Depends(settings)]) -> None:
+    """Sign out everywhere: every refresh token of yours is revoked and every access token refused."""
+    with scoped_session(config.api_database_url, None) as s:
+        s.execute(text("SELECT automat_sign_out(:u)"), {"u": who.user_id})

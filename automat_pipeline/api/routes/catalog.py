@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.postgresql import insert
 
 from automat_pipeline import output_types
-from automat_pipeline.api.deps import Id, Tx, Who, owned
+from automat_pipeline.api.deps import Id, Tx, Who, owned, settings
 from automat_pipeline.api.schemas import MediaOut, media_out
 from automat_pipeline.api.security import Permission
 from automat_pipeline.db import repository
@@ -96,19 +97,20 @@ def list_output_types(who: Who, tx: Tx) -> list[output_types.OutputType]:
 
 
 @router.put("/output-types/{name}", responses={422: {"description": "Invalid settings."}})
-def put_output_type(name: str, body: output_types.OutputType, who: Who, tx: Tx) -> output_types.OutputType:
+def put_output_type(
+    name: str, body: output_types.OutputType, request: Request, who: Who, tx: Tx
+) -> output_types.OutputType:
     """Create or replace one of the tenant's output types (tenant admins and above)."""
     who.require(Permission.settings)
     if body.name != name:
         raise HTTPException(422, f"the body names {body.name!r}, the path {name!r}")
-    stored = tx.scalar(
-        select(TenantOutputType).where(TenantOutputType.tenant_id == who.tenant(), TenantOutputType.name == name)
+    output_types.check_limits(body, settings(request))
+    upsert = insert(TenantOutputType).values(
+        tenant_id=who.tenant(), name=name, settings=body.model_dump(exclude={"name"})
     )
-    settings = body.model_dump(exclude={"name"})
-    if stored is None:
-        tx.add(TenantOutputType(tenant_id=who.tenant(), name=name, settings=settings))
-    else:
-        stored.settings = settings
+    tx.execute(
+        upsert.on_conflict_do_update(index_elements=["tenant_id", "name"], set_={"settings": upsert.excluded.settings})
+    )
     return body
 
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from automat_pipeline import workflows
+from automat_pipeline import output_types, workflows
 from automat_pipeline.api.dagster_client import DagsterClient, DagsterUnavailable
 from automat_pipeline.api.deps import Caller, Id, Tx, Who, owned
 from automat_pipeline.api.launcher import compiled, launch_lines
@@ -96,6 +96,12 @@ class OrderOut(BaseModel):
     lines: list[LineOut] = Field(description="Its lines: the render job document.")
 
 
+def output_of(made: MediaAsset) -> dict:
+    """A render as an order line shows it: where to download it, never where it lies on the server."""
+    details = {k: v for k, v in made.details.items() if k not in ("output", "path")}
+    return {"media_id": made.id, "status": made.status, "file": f"/media/{made.id}/file", **details}
+
+
 def _order(tx: Session, who: Caller, order_id: int) -> Order:
     """The order if the caller may see it: their own, or any of the tenant's with view_all_orders."""
     who.require(Permission.own_orders)
@@ -149,7 +155,7 @@ def _document(tx: Session, order: Order, dagster: DagsterClient) -> OrderOut:
             for s in (run or {}).get("stepStats", [])
         ]
         made = media.get((line.product_id, line.output_type))
-        outputs = [{"media_id": made.id, "status": made.status, "path": made.path, **made.details}] if made else []
+        outputs = [output_of(made)] if made else []
         out.append(
             LineOut(
                 id=line.id,
@@ -276,7 +282,7 @@ def submit(order_id: Id, request: Request, who: Who, tx: Tx) -> OrderOut:
     """Check the order against the tenant's rules, then launch one Dagster run per line."""
     order = _draft(tx, who, order_id)
     lines = list(tx.scalars(select(OrderLine).where(OrderLine.order_id == order.id)))
-    settings = TenantSettings(**tx.get(Tenant, order.tenant_id).settings)
+    settings = TenantSettings.of(tx.get(Tenant, order.tenant_id).settings)
     types = {t.name: t for t in repository.output_types_of(tx, order.tenant_id)}
     problems = []
     if not lines:
@@ -289,6 +295,9 @@ def submit(order_id: Id, request: Request, who: Who, tx: Tx) -> OrderOut:
             problems.append(f"line {line.id}: output type {line.output_type!r} no longer exists")
         elif output_type.engine not in settings.render_engines_allowed:
             problems.append(f"line {line.id}: engine {output_type.engine} is not allowed for this tenant")
+        else:
+            limits = request.app.state.settings
+            problems += [f"line {line.id}: {problem}" for problem in output_types.over_limits(output_type, limits)]
     with_cad = repository.has_cad(tx, order.tenant_id, [line.product_id for line in lines])
     problems += [
         f"line {line.id}: product {line.product_id} has no converted CAD file"
@@ -339,16 +348,24 @@ def reject(order_id: Id, body: Reject, request: Request, who: Who, tx: Tx) -> Or
 
 @router.post("/orders/{order_id}/resubmit", responses={**NOT_FOUND, **CONFLICT})
 def resubmit(order_id: Id, request: Request, who: Who, tx: Tx) -> OrderOut:
-    """Take a rejected or cancelled order back to draft, to edit and submit again."""
-    order = _order(tx, who, order_id)
+    """Take a rejected or cancelled order back to draft, to edit and submit again (its creator)."""
+    order = _own(_order(tx, who, order_id), who)
     if order.status not in ("rejected", "cancelled"):
         raise HTTPException(409, f"order {order_id} is {order.status}, not rejected or cancelled")
     order.status = "draft"
     return _document(tx, order, dagster(request))
 
 
+def _own(order: Order, who: Caller) -> Order:
+    """The order, if the caller created it: only its creator edits, submits and resubmits an order;
+    project managers and above see every order of the tenant, reject and cancel them."""
+    if order.created_by != who.user_id:
+        raise HTTPException(403, f"order {order.id} is another user's: only its creator edits or submits it")
+    return order
+
+
 def _draft(tx: Session, who: Caller, order_id: int) -> Order:
-    order = _order(tx, who, order_id)
+    order = _own(_order(tx, who, order_id), who)
     if order.status != "draft":
         raise HTTPException(409, f"order {order_id} is {order.status}; only drafts change")
     return order

@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
 
 from automat_pipeline import workflows
 from automat_pipeline.api.dagster_client import DagsterUnavailable
@@ -19,10 +20,10 @@ from automat_pipeline.api.launcher import launch_workflow
 from automat_pipeline.api.security import Permission
 from automat_pipeline.db import repository
 from automat_pipeline.db.models import Product, SavedWorkflow, Tenant
-from automat_pipeline.keys import KEY_PART, partition_key
+from automat_pipeline.keys import KEY_PART, KEY_PATTERN, partition_key
 
 router = APIRouter(prefix="/workflows", tags=["workflows"])
-NAME = {"pattern": KEY_PART.pattern, "description": "The workflow's name, unique per tenant."}
+NAME = {"pattern": KEY_PATTERN, "description": "The workflow's name, unique per tenant."}
 
 
 class Validation(BaseModel):
@@ -104,15 +105,18 @@ def put_workflow(name: str, document: dict, who: Who, tx: Tx) -> SavedOut:
     if name == workflows.DEFAULT:
         raise HTTPException(409, "the default workflow is built in")
     check(document)
-    found = tx.scalar(select(SavedWorkflow).where(SavedWorkflow.tenant_id == who.tenant(), SavedWorkflow.name == name))
-    if found is None:
-        found = SavedWorkflow(tenant_id=who.tenant(), name=name, revision=1, document=document)
-        tx.add(found)
-    else:
-        found.document, found.revision = document, found.revision + 1
-        found.updated_at = datetime.now(UTC)
-    tx.flush()
-    return SavedOut(name=found.name, revision=found.revision, document=found.document)
+    upsert = insert(SavedWorkflow).values(tenant_id=who.tenant(), name=name, revision=1, document=document)
+    revision = tx.scalar(
+        upsert.on_conflict_do_update(
+            index_elements=["tenant_id", "name"],
+            set_={
+                "document": upsert.excluded.document,
+                "revision": SavedWorkflow.revision + 1,
+                "updated_at": func.now(),
+            },
+        ).returning(SavedWorkflow.revision)
+    )
+    return SavedOut(name=name, revision=revision, document=document)
 
 
 @router.delete("/{name}", status_code=204)

@@ -27,6 +27,7 @@ from automat_pipeline.defs.partitions import product_partitions
 from automat_pipeline.defs.resources import Database, MediaStore
 from automat_pipeline.errors import AutomatError
 from automat_pipeline.inbox import sha256, step_file_for
+from automat_pipeline.settings import deployment_limits
 from automat_pipeline.tenant_settings import TenantSettings
 
 SOURCE = "source.step"
@@ -103,7 +104,7 @@ def cad_conversion(context: AssetExecutionContext, database: Database, media: Me
         with database.session() as session:
             tenant, product = repository.tenant_and_product(session, context.partition_key)
             resolver = repository.material_resolver(session, tenant, product)
-            settings = TenantSettings.of(tenant.settings).cad
+            settings = TenantSettings.of(tenant.settings).within(deployment_limits()).cad
         folder = media.product_dir(tenant.slug, product.key)
         started = time.perf_counter()
         try:

@@ -30,7 +30,8 @@ from automat_pipeline.defs.failures import classified, failure
 from automat_pipeline.defs.partitions import product_partitions
 from automat_pipeline.defs.resources import Blender, Database, MediaStore
 from automat_pipeline.errors import AutomatError
-from automat_pipeline.output_types import OutputType
+from automat_pipeline.output_types import OutputType, check_limits
+from automat_pipeline.settings import deployment_limits
 from automat_pipeline.step_params import RenderParams
 
 # The warm thumbnail path rests on single-run backfills, which Dagster 1.13 still calls beta.
@@ -80,6 +81,7 @@ class Renders:
     def render(self, step: str, output_type: OutputType, output: Path) -> dict:
         """Render one output; its outcome is recorded whether it completes, fails or is cancelled."""
         try:
+            check_limits(output_type, deployment_limits())
             template = self.template(output_type)
             details = self.blender.render(self.context, self.glb, output, output_type, self.library, template, step)
         except AutomatError as error:
@@ -128,6 +130,7 @@ def render_warm(
     batch = []
     for renders, output_type, output in jobs:
         try:
+            check_limits(output_type, deployment_limits())
             args = render_args(renders.glb, output, output_type, renders.library, renders.template(output_type), step)
             batch.append((renders, output_type, output, args))
         except AutomatError as error:
