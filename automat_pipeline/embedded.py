@@ -10,16 +10,19 @@ environment (``Settings.missing``), nothing starts a server or makes a key, and 
 
 from __future__ import annotations
 
+import hmac
 import os
 import secrets
 import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from pydantic import ValidationError
+from sqlalchemy import make_url
 
-from automat_pipeline.db.database import ensure_database, migrate, set_role_password
+from automat_pipeline.db.database import ensure_database, migrate, reload, set_role_password
 from automat_pipeline.errors import AutomatError
 from automat_pipeline.settings import REPO, Settings
 
@@ -58,7 +61,8 @@ def deployment() -> str:
 
 
 def start_server(data_dir: Path, cleanup_mode: str = "stop") -> tuple[object, str]:
-    """An embedded PostgreSQL serving ``data_dir`` (created if new); its handle and admin URL.
+    """An embedded PostgreSQL serving ``data_dir`` (created if new), which asks every connection for
+    a password; its handle and admin URL.
 
     ``cleanup_mode``: "stop" stops it when the last process holding a handle exits, "delete"
     also removes the data.
@@ -69,18 +73,44 @@ def start_server(data_dir: Path, cleanup_mode: str = "stop") -> tuple[object, st
 
     server = get_server(data_dir, cleanup_mode=cleanup_mode)
     info = server.get_postmaster_info()
-    return server, f"postgresql+psycopg://postgres@/postgres?host={info.socket_dir}&port={info.port}"
+    password = _require_passwords(Path(data_dir), info)
+    return server, f"postgresql+psycopg://postgres:{quote(password)}@/postgres?host={info.socket_dir}&port={info.port}"
+
+
+def _require_passwords(data_dir: Path, info) -> str:
+    """The superuser's password (``postgres_password`` beside the data, mode 600). The wheel's
+    ``initdb`` trusts every local connection, as superuser too, over a socket any local user may
+    reach: the first start gives the superuser a password and makes the server ask for it
+    (scram-sha-256)."""
+    secret = data_dir.parent / "postgres_password"
+    if not secret.exists():
+        secret.touch(mode=0o600)
+        secret.write_text(secrets.token_urlsafe(32))
+    password = secret.read_text().strip()
+    hba = data_dir / "pg_hba.conf"
+    if "trust" in hba.read_text():
+        trusted = f"postgresql+psycopg://postgres@/postgres?host={info.socket_dir}&port={info.port}"
+        set_role_password(trusted, f"postgresql://postgres:{quote(password)}@x/postgres")
+        hba.write_text(
+            "# Automat: every connection with a password (embedded.start_server)\n"
+            "local all all scram-sha-256\nhost all all 127.0.0.1/32 scram-sha-256\nhost all all ::1/128 scram-sha-256\n"
+        )
+        reload(trusted)
+    return password
 
 
 def database_url(admin_url: str, name: str) -> str:
     """The URL of database ``name`` on the server of ``admin_url``, created if missing."""
     ensure_database(admin_url, name)
-    return admin_url.replace("/postgres?", f"/{name}?")
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
 
 
 def api_url(domain_url: str) -> str:
-    """The domain database as the API's role (the embedded server trusts local connections)."""
-    return domain_url.replace("://postgres@", f"://{APP_ROLE}@", 1)
+    """The domain database as the API's role, with its password (derived from the owner's, so every
+    process of a local stack finds the same; ``set_role_password`` gives it to the role)."""
+    owner = make_url(domain_url)
+    password = hmac.new((owner.password or "").encode(), APP_ROLE.encode(), "sha256").hexdigest()
+    return owner.set(username=APP_ROLE, password=password).render_as_string(hide_password=False)
 
 
 def _local_secret(path: Path) -> str:
@@ -124,10 +154,13 @@ def prepare(settings: Settings | None = None) -> Stack:
             "dagster_storage_url": database_url(admin_url, DAGSTER_DB).replace("+psycopg:", "+psycopg2:"),
             "api_database_url": api_url(domain),
         }
+    elif settings.api_database_url is None:
+        update["api_database_url"] = api_url(settings.database_url)
     if settings.jwt_secret is None:
         update["jwt_secret"] = _local_secret(home / "jwt_secret")
     settings = Settings(**{**settings.model_dump(exclude_none=True), **update}) if update else settings
     migrate(settings.database_url)
+    set_role_password(settings.database_url, settings.api_database_url)
     activate(settings)
     return Stack(settings, server)
 

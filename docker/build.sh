@@ -21,7 +21,7 @@ else  # dagster-pipes only, for Blender's own Python
         "$(grep '^dagster-pipes' blender/requirements.txt)"
     executable=/opt/blender/blender
 fi
-for target in pipeline webserver daemon api render; do
+for target in pipeline webserver daemon api render proxy; do
     echo "automat/$target:$tag"
     DOCKER_BUILDKIT=0 docker build --quiet --network host --file docker/Dockerfile --target "$target" \
         --build-arg BLENDER_SOURCE="$blender_source" --build-arg BLENDER_EXECUTABLE="$executable" \

@@ -18,7 +18,7 @@ from sqlalchemy import text
 from automat_pipeline.api.app import create_app
 from automat_pipeline.api.security import Role, hash_password
 from automat_pipeline.db import repository
-from automat_pipeline.db.database import engine, migrate, session
+from automat_pipeline.db.database import engine, migrate, session, set_role_password
 from automat_pipeline.db.models import Product, ProductFile, User
 from automat_pipeline.embedded import REPO, api_url, database_url, start_server
 from automat_pipeline.settings import Settings
@@ -45,6 +45,7 @@ def domain_database() -> str:
     server, admin_url = start_server(Path(tempfile.mkdtemp(prefix="automat-pg-")) / "data", cleanup_mode="delete")
     url = database_url(admin_url, "automat_test")
     migrate(url)
+    set_role_password(url, api_url(url))
     yield url
     del server
 

@@ -233,3 +233,39 @@ def test_order_documents_show_no_server_paths(api, world, env):
         )
     document = api.get(f"/orders/{order}", headers=client).text
     assert "/srv/media" not in document and '"engine":"workbench"' in document
+
+
+def test_the_operator_gate_admits_active_global_admins_only(api, world, env):
+    assert api.get("/auth/operator").status_code == 401  # no session
+    form = api.get("/auth/operator/login", params={"next": "//evil.example/x"})
+    assert form.status_code == 200 and 'value="/"' in form.text  # no open redirect
+    client = api.post(
+        "/auth/operator/login", data={"email": "client@acme.example", "password": PASSWORD}, follow_redirects=False
+    )
+    assert client.status_code == 403 and "automat_operator" not in client.cookies
+    wrong = api.post(
+        "/auth/operator/login", data={"email": "ga@acme.example", "password": "wrong"}, follow_redirects=False
+    )
+    assert wrong.status_code == 401
+    admitted = api.post(
+        "/auth/operator/login",
+        data={"email": "ga@acme.example", "password": PASSWORD, "next": "/runs"},
+        follow_redirects=False,
+    )
+    assert admitted.status_code == 303 and admitted.headers["location"] == "/runs"
+    session = admitted.cookies["automat_operator"]
+    assert (
+        "httponly" in admitted.headers["set-cookie"].lower()
+        and "samesite=strict" in admitted.headers["set-cookie"].lower()
+    )
+    assert api.get("/auth/operator", cookies={"automat_operator": session}).status_code == 204
+    bearer = api.get(
+        "/orders", headers={"Authorization": f"Bearer {session}", "X-Tenant-Id": str(world["tenants"]["acme"])}
+    )
+    assert bearer.status_code == 401  # a session is no API token
+    with owner(env).begin() as conn:
+        conn.execute(
+            text("UPDATE users SET role = 'tenant_admin', tenant_id = :t WHERE email = 'ga@acme.example'"),
+            {"t": world["tenants"]["acme"]},
+        )
+    assert api.get("/auth/operator", cookies={"automat_operator": session}).status_code == 401

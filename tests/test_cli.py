@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import STEP_FIXTURES, fresh_home_env
 from openpyxl import Workbook
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 
 from automat_pipeline import cli
 from automat_pipeline.db.database import engine
@@ -187,7 +187,9 @@ def test_migrate_in_production_takes_every_setting_from_the_environment(tmp_path
     production |= {
         "AUTOMAT_DAGSTER_STORAGE_URL": "postgresql+psycopg2://unused",
         "AUTOMAT_JWT_SECRET": "s" * 48,
-        "AUTOMAT_API_DATABASE_URL": domain_database.replace("://postgres@", "://automat_app:sesame@"),
+        "AUTOMAT_API_DATABASE_URL": make_url(domain_database)
+        .set(username="automat_app", password="sesame")
+        .render_as_string(hide_password=False),
         "AUTOMAT_DAGSTER_GRAPHQL_URL": "http://webserver:3000/graphql",
         "AUTOMAT_UPLOADS_DIR": "/u",
         "AUTOMAT_MEDIA_DIR": "/m",

@@ -10,19 +10,26 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
+import uvicorn
 import yaml
-from conftest import STEP_FIXTURES
+from conftest import PASSWORD, STEP_FIXTURES
+from sqlalchemy import text
 from test_ui import RUN, WORKSPACE, free_port, graphql, wait_for
 
+from automat_pipeline.api.app import create_app
 from automat_pipeline.api.dagster_client import DagsterClient
+from automat_pipeline.api.security import Role, new_user
 from automat_pipeline.db import repository
-from automat_pipeline.db.database import migrate, session
+from automat_pipeline.db.database import migrate, session, set_role_password
 from automat_pipeline.db.models import Product
-from automat_pipeline.embedded import REPO, database_url, deployment, start_server
+from automat_pipeline.embedded import REPO, api_url, database_url, deployment, start_server
+from automat_pipeline.settings import Settings
 
 TAG = "test"
 DATA = "/var/lib/automat/data"  # the shared volume inside every container (docker/dagster.yaml)
@@ -83,8 +90,11 @@ def test_compose_file_is_valid_with_the_example_settings(tmp_path):
     )
     assert checked.returncode == 0, checked.stderr
     services = yaml.safe_load(checked.stdout)["services"]
-    assert set(services) == {"postgres", "migrate", "code-location", "webserver", "daemon", "api"}
-    assert all(s["environment"]["AUTOMAT_DEPLOYMENT"] == "production" for n, s in services.items() if n != "postgres")
+    assert set(services) == {"postgres", "migrate", "code-location", "webserver", "daemon", "api", "proxy"}
+    automat = {n: s for n, s in services.items() if n not in ("postgres", "proxy")}
+    assert all(s["environment"]["AUTOMAT_DEPLOYMENT"] == "production" for s in automat.values())
+    published = {name for name, service in services.items() if service.get("ports")}
+    assert published == {"api", "proxy"}  # the webserver only through the proxy's login
 
 
 @pytest.mark.slow
@@ -308,3 +318,60 @@ def test_render_runs_launch_into_render_containers_and_terminate_with_them(stack
     client.terminate([turntable])
     assert finished(client, turntable)["status"] == "CANCELED"
     wait_for("the terminated run's container to go", lambda: not container_exists(container), 120)
+
+
+@pytest.mark.slow
+def test_the_operator_ui_admits_global_admins_only(stack, images, tmp_path):
+    """The proxy image in front of the real webserver, asking a real API: no session, no UI; a client
+    is refused; a global admin gets in, and is out again once deactivated."""
+    _, web_port, _, domain_url = stack
+    with session(domain_url) as s, s.begin():
+        tenant = repository.tenant(s, "operators")
+        s.add(new_user("ga@ops.example", PASSWORD, Role.global_admin, None))
+        s.add(new_user("client@ops.example", PASSWORD, Role.client, tenant.id))
+    set_role_password(domain_url, api_url(domain_url))
+    settings = Settings(
+        database_url=domain_url,
+        api_database_url=api_url(domain_url),
+        jwt_secret="j" * 40,
+        uploads_dir=tmp_path / "u",
+        media_dir=tmp_path / "m",
+    )
+    api_port, proxy_port = free_port(), free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, launcher=False), port=api_port, log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    name = f"automat-test-proxy-{uuid.uuid4().hex[:8]}"
+    started = docker(
+        "run", "--detach", "--rm", "--name", name, "--network", "host",
+        f"--env=API_UPSTREAM=127.0.0.1:{api_port}", f"--env=UI_UPSTREAM=127.0.0.1:{web_port}",
+        f"--env=LISTEN_PORT={proxy_port}", f"automat/proxy:{images}",
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    try:
+        wait_for("the proxy", lambda: accepts(proxy_port), 60)
+        ui = f"http://127.0.0.1:{proxy_port}"
+        for path in ("/", "/graphql"):
+            anonymous = httpx.get(ui + path)
+            assert anonymous.status_code == 302 and anonymous.headers["location"].startswith("/automat-login?next=")
+        wiped = httpx.post(
+            f"{ui}/graphql", json={"query": "mutation { wipeAssets(assetPartitionRanges: []) { __typename } }"}
+        )
+        assert wiped.status_code == 302  # nothing reaches Dagster without a session
+        form = httpx.get(f"{ui}/automat-login?next=/runs")
+        assert form.status_code == 200 and 'name="password"' in form.text
+        refused = httpx.post(f"{ui}/automat-login", data={"email": "client@ops.example", "password": PASSWORD})
+        assert refused.status_code == 403 and "automat_operator" not in refused.headers.get("set-cookie", "")
+        with httpx.Client(base_url=ui) as browser:
+            admitted = browser.post(
+                "/automat-login", data={"email": "ga@ops.example", "password": PASSWORD, "next": "/runs"}
+            )
+            assert admitted.status_code == 303 and admitted.headers["location"] == "/runs"
+            page = browser.get("/runs")
+            assert page.status_code == 200 and "Dagster" in page.text
+            assert browser.post("/graphql", json={"query": "{ version }"}).json()["data"]["version"]
+            with session(domain_url) as s, s.begin():
+                s.execute(text("UPDATE users SET active = false WHERE email = 'ga@ops.example'"))
+            assert browser.get("/runs").status_code == 302
+    finally:
+        docker("rm", "--force", name)
+        server.should_exit = True

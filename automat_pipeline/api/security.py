@@ -125,10 +125,18 @@ def password_matches(password_hash: str, password: str) -> bool:
 
 
 def access_token(
-    secret: str, user_id: int, role: Role, tenant_id: int | None, version: int = 0, minutes: int = ACCESS_MINUTES
+    secret: str,
+    user_id: int,
+    role: Role,
+    tenant_id: int | None,
+    version: int = 0,
+    minutes: int = ACCESS_MINUTES,
+    audience: str | None = None,
 ) -> str:
+    """A signed token; one for another ``audience`` (the operator UI's session) is no API token."""
     expires = datetime.now(UTC) + timedelta(minutes=minutes)
     claims = {"sub": str(user_id), "role": role.value, "tenant_id": tenant_id, "ver": version, "exp": expires}
+    claims |= {"aud": audience} if audience else {}
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 

@@ -56,6 +56,16 @@ def set_role_password(url: str, role_url: str) -> None:
         connection.connection.driver_connection.execute(statement)
 
 
+def reload(url: str) -> None:
+    """Make the server re-read its configuration (pg_hba.conf)."""
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text("SELECT pg_reload_conf()"))
+    finally:
+        admin.dispose()
+
+
 def ensure_database(server_url: str, name: str) -> None:
     """Create database ``name`` on the server if it is missing (CREATE DATABASE cannot run in a transaction)."""
     admin = create_engine(server_url, isolation_level="AUTOCOMMIT")

@@ -1,16 +1,8 @@
-"""Login, token refresh and sign-out.
-
-Login costs the same for an unknown address as for a wrong password (the same argon2 work, the same
-round trips) and answers the same; failures are recorded (the audit of failed logins) and throttled
-per account and per client address. The database's functions do what crosses tenants (migration 0010).
-"""
+"""Login, token refresh and sign-out (``accounts.authenticate`` checks the password)."""
 
 from __future__ import annotations
 
-import logging
-import math
 import secrets
-from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -18,13 +10,12 @@ from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from automat_pipeline.api.accounts import UNAUTHORIZED, authenticate, client_address
 from automat_pipeline.api.deps import Who, scoped_session, settings
 from automat_pipeline.api.security import (
     Role,
     access_token,
-    login_digest,
     new_refresh_token,
-    normalize_email,
     refresh_hash,
 )
 from automat_pipeline.settings import Settings
@@ -53,13 +44,6 @@ class Tokens(BaseModel):
     tenant_id: int | None = Field(description="The user's tenant; null for a global admin.")
 
 
-FAILURE_WINDOW = timedelta(minutes=15)
-MAX_FAILURES_PER_ACCOUNT = 10  # in the window: then 429 until the oldest failure leaves it
-MAX_FAILURES_PER_ADDRESS = 50
-UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
-log = logging.getLogger(__name__)
-
-
 def _tokens(config: Settings, s: Session, user, family: str | None = None) -> Tokens:
     """New tokens for ``user`` (a row of ``automat_login`` or ``automat_user_state``); a refresh
     token continues its ``family`` or starts one."""
@@ -79,24 +63,6 @@ def _tokens(config: Settings, s: Session, user, family: str | None = None) -> To
     )
 
 
-def _throttled(s: Session, email: str, address: str) -> None:
-    """429 while the account or the client address has failed too often within the window."""
-    failures = s.execute(
-        text("SELECT * FROM automat_login_failures(:e, :a, :w)"), {"e": email, "a": address, "w": FAILURE_WINDOW}
-    ).one()
-    since = [
-        at
-        for count, limit, at in (
-            (failures.by_account, MAX_FAILURES_PER_ACCOUNT, failures.account_since),
-            (failures.by_address, MAX_FAILURES_PER_ADDRESS, failures.address_since),
-        )
-        if count >= limit
-    ]
-    if since:
-        wait = max(1, math.ceil((min(since) + FAILURE_WINDOW - datetime.now(UTC)).total_seconds()))
-        raise HTTPException(429, "too many failed logins: wait and try again", headers={"Retry-After": str(wait)})
-
-
 @router.post(
     "/login",
     responses={
@@ -106,19 +72,9 @@ def _throttled(s: Session, email: str, address: str) -> None:
 )
 def login(body: Login, request: Request, config: Annotated[Settings, Depends(settings)]) -> Tokens:
     """Exchange e-mail and password for an access token and a refresh token."""
-    email, address = normalize_email(body.email), request.client.host if request.client else "unknown"
+    user = authenticate(config.api_database_url, body.email, body.password, client_address(request))
     with scoped_session(config.api_database_url, None) as s:
-        _throttled(s, email, address)
-        prefix = s.scalar(text("SELECT automat_login_salt(:e)"), {"e": email})
-    digest = login_digest(prefix, body.password, email)  # as costly for an unknown address
-    with scoped_session(config.api_database_url, None) as s:
-        user = s.execute(text("SELECT * FROM automat_login(:e, :d)"), {"e": email, "d": digest}).one_or_none()
-        if user is not None and user.active and user.tenant_active:
-            s.execute(text("SELECT automat_login_succeeded(:e)"), {"e": email})
-            return _tokens(config, s, user)
-        s.execute(text("SELECT automat_login_failed(:e, :a)"), {"e": email, "a": address})
-    log.warning("[AUTH] failed login for %r from %s", email, address)
-    raise HTTPException(401, "unknown e-mail or wrong password", headers=UNAUTHORIZED)
+        return _tokens(config, s, user)
 
 
 @router.post("/refresh", responses={401: {"description": "Unknown, used, revoked or expired refresh token."}})
