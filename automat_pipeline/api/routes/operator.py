@@ -73,7 +73,17 @@ def login_form(next: str = "/") -> HTMLResponse:
     return _form(next)
 
 
-@router.post("/login", response_class=HTMLResponse, status_code=303)
+@router.post(
+    "/login",
+    response_class=HTMLResponse,
+    status_code=303,
+    responses={
+        303: {"description": "Logged in: on to where the browser wanted to go, with the session cookie."},
+        401: {"description": "The form again: unknown e-mail or wrong password.", "content": {"text/html": {}}},
+        403: {"description": "The form again: not a global admin.", "content": {"text/html": {}}},
+        429: {"description": "The form again: too many failed logins.", "content": {"text/html": {}}},
+    },
+)
 def login(
     request: Request,
     config: Annotated[Settings, Depends(settings)],
@@ -112,7 +122,9 @@ def login(
     return response
 
 
-@router.post("/logout", status_code=303)
+@router.post(
+    "/logout", status_code=303, response_class=RedirectResponse, responses={303: {"description": "To the form."}}
+)
 def logout() -> RedirectResponse:
     """End the operator session in this browser."""
     response = RedirectResponse("/automat-login", status_code=303)
