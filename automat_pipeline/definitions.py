@@ -10,6 +10,7 @@ from dagster import Definitions, EnvVar
 from automat_pipeline.defs.cad.assets import cad_conversion, step_file
 from automat_pipeline.defs.catalog.assets import catalog_report, product_catalog
 from automat_pipeline.defs.jobs import import_catalog_job, product_media_job, product_renders_job
+from automat_pipeline.defs.orders.sensor import order_lines
 from automat_pipeline.defs.render.assets import blend_export, still, thumbnail, turntable
 from automat_pipeline.defs.resources import Blender, Database, MediaStore
 from automat_pipeline.defs.uploads.sensor import upload_sensor
@@ -17,7 +18,7 @@ from automat_pipeline.defs.uploads.sensor import upload_sensor
 defs = Definitions(
     assets=[product_catalog, catalog_report, step_file, cad_conversion, thumbnail, still, turntable, blend_export],
     jobs=[import_catalog_job, product_media_job, product_renders_job],
-    sensors=[upload_sensor],
+    sensors=[upload_sensor, order_lines],
     resources={
         "database": Database(url=EnvVar("AUTOMAT_DATABASE_URL")),
         "media": MediaStore(uploads_dir=EnvVar("AUTOMAT_UPLOADS_DIR"), media_dir=EnvVar("AUTOMAT_MEDIA_DIR")),

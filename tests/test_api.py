@@ -180,7 +180,8 @@ def test_order_waits_for_dagster_and_checks_tenant_rules(api, world, env):
         f"/orders/{order['id']}/reject", headers=as_role(api, world, "pm"), json={"reason": "wrong bearing"}
     ).json()
     assert (rejected["status"], rejected["reject_reason"]) == ("rejected", "wrong bearing")
-    assert [line["state"] for line in rejected["lines"]] == ["pending"]
+    [line] = rejected["lines"]  # never launched: cancelled with the order, saying why
+    assert (line["state"], line["reason"], rejected["state"]) == ("cancelled", "the order was rejected", "rejected")
     assert api.post(f"/orders/{order['id']}/resubmit", headers=client).json()["status"] == "draft"
 
 

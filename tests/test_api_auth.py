@@ -14,7 +14,8 @@ import pytest
 from conftest import PASSWORD, as_role, login
 from sqlalchemy import text
 
-from automat_pipeline.db.database import engine
+from automat_pipeline.db import repository
+from automat_pipeline.db.database import engine, session
 
 
 def owner(env):
@@ -217,22 +218,21 @@ def test_order_documents_show_no_server_paths(api, world, env):
     client = login(api, "client@acme.example")
     order = api.post("/orders", headers=client).json()["id"]
     line = {"product_id": world["products"]["6204-2RS"], "output_type": "thumbnail"}
-    api.post(f"/orders/{order}/lines", headers=client, json=line)
-    with owner(env).begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO media_assets (tenant_id, product_id, asset, output_type, status, path, details) "
-                "VALUES (:t, :p, 'thumbnail', 'thumbnail', 'completed', :path, :details)"
-            ),
-            {
-                "t": world["tenants"]["acme"],
-                "p": world["products"]["6204-2RS"],
-                "path": "/srv/media/acme/x.png",
-                "details": '{"output": "/srv/media/acme/x.png", "engine": "workbench"}',
-            },
+    line_id = api.post(f"/orders/{order}/lines", headers=client, json=line).json()["lines"][0]["id"]
+    with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():  # what a render and the order_lines sensor leave
+        details = {"output": "/srv/media/acme/x.png", "engine": "workbench"}
+        repository.record_render(
+            s, world["tenants"]["acme"], world["products"]["6204-2RS"], "thumbnail", "thumbnail", "completed",
+            path="/srv/media/acme/x.png", run_id="run-1", details=details,
+        )  # fmt: skip
+        s.execute(text("UPDATE order_lines SET run_id = 'run-1', state = 'queued' WHERE id = :l"), {"l": line_id})
+        repository.record_line_outcome(
+            s, line_id, "run-1", state="completed", outputs=repository.runs_outputs(s, ["run-1"])["run-1"]
         )
-    document = api.get(f"/orders/{order}", headers=client).text
-    assert "/srv/media" not in document and '"engine":"workbench"' in document
+    document = api.get(f"/orders/{order}", headers=client)
+    assert "/srv/media" not in document.text and '"engine":"workbench"' in document.text
+    [output] = document.json()["lines"][0]["outputs"]
+    assert output["file"] == f"/media/{output['media_id']}/file"
 
 
 def test_the_operator_gate_admits_active_global_admins_only(api, world, env):

@@ -12,17 +12,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import STEP_FIXTURES, blender_processes
-from dagster import AssetKey, DagsterInstance, materialize
+from dagster import AssetKey, DagsterInstance, build_sensor_context, materialize
 from openpyxl import Workbook, load_workbook
 from PIL import Image
 from sqlalchemy import select
 
-from automat_pipeline import cad
+from automat_pipeline import cad, tags
 from automat_pipeline.db import repository
 from automat_pipeline.db.database import session
 from automat_pipeline.db.models import (
     MaterialAlias,
     MediaAsset,
+    Order,
+    OrderLine,
     Product,
     ProductFile,
     TenantMaterial,
@@ -30,6 +32,7 @@ from automat_pipeline.db.models import (
 )
 from automat_pipeline.defs.cad.assets import cad_conversion, step_file
 from automat_pipeline.defs.catalog.assets import catalog_report, product_catalog
+from automat_pipeline.defs.orders.sensor import order_lines
 from automat_pipeline.defs.partitions import product_partitions, tenant_partitions
 from automat_pipeline.defs.render.assets import blend_export, still, thumbnail, turntable
 from automat_pipeline.defs.resources import Blender, Database, MediaStore
@@ -373,3 +376,39 @@ def test_thumbnail_backfill_is_one_run_that_reports_each_failure(env, resources,
             )
         }
     assert outcomes == {"AS1": "completed", "GONE": "failed"}  # FEA never reached Blender
+
+
+def test_order_lines_keep_what_their_runs_came_to(env, resources, imported, converted):
+    """The ``order_lines`` sensor writes each line's outcome from its run: the outputs of a completed
+    one, the class and reason of a failed one; a second look changes nothing."""
+    with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
+        tenant = repository.tenant(s, "acme", create=False)
+        order = Order(tenant_id=tenant.id, number="ORD-2026-000001", status="submitted")
+        s.add(order)
+        s.flush()
+        products = {p.key: p.id for p in s.scalars(select(Product))}
+        lines = {key: OrderLine(tenant_id=tenant.id, order_id=order.id, product_id=products[key],
+                                output_type="thumbnail", state="queued") for key in ("AS1", "FEA")}  # fmt: skip
+        s.add_all(lines.values())
+        s.flush()
+        line_ids = {key: line.id for key, line in lines.items()}
+    runs = {}
+    for key, line_id in line_ids.items():
+        result = materialize([thumbnail], partition_key=f"acme|{key}", instance=imported, resources=resources,
+                             tags={tags.ORDER: "1", tags.ORDER_LINE: str(line_id)}, raise_on_error=False)  # fmt: skip
+        runs[key] = result.run_id
+    with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
+        for key, line_id in line_ids.items():
+            s.get(OrderLine, line_id).run_id = runs[key]  # as the launcher records it
+    context = build_sensor_context(instance=imported, resources={"database": resources["database"]})
+    order_lines(context)
+    with session(env["AUTOMAT_DATABASE_URL"]) as s:
+        done, failed = (s.get(OrderLine, line_ids[key]) for key in ("AS1", "FEA"))
+        [thumbnail_media] = s.scalars(select(MediaAsset).where(MediaAsset.run_id == runs["AS1"]))
+    assert (done.state, done.error_class, done.seconds > 0) == ("completed", None, True)
+    assert [o["media_id"] for o in done.outputs] == [thumbnail_media.id] and "output" not in done.outputs[0]["details"]
+    assert (failed.state, failed.error_class) == ("failed", "missing_input")
+    assert "materialize glb_production first" in failed.reason and failed.outputs == []
+    again = order_lines(build_sensor_context(instance=imported, cursor=context.cursor,
+                                             resources={"database": resources["database"]}))  # fmt: skip
+    assert again.skip_message.startswith("0 order lines changed")

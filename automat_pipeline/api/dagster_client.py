@@ -28,7 +28,12 @@ RUNS = """query($ids: [String!]) { runsOrError(filter: {runIds: $ids}) { ... on 
 
 
 class DagsterUnavailable(Exception):
-    """The webserver did not answer, or answered with an error."""
+    """The webserver did not answer, or answered with an error: worth trying again later."""
+
+
+class DagsterRefused(DagsterUnavailable):
+    """The webserver answered and refused the launch (an unknown asset, invalid run config): trying
+    again will not help unless the code location changes."""
 
 
 class DagsterClient:
@@ -81,7 +86,7 @@ class DagsterClient:
         }
         launched = self._query(LAUNCH, params=params)["launchRun"]
         if launched["__typename"] != "LaunchRunSuccess":
-            raise DagsterUnavailable(launched.get("message", launched["__typename"]))
+            raise DagsterRefused(f"{launched['__typename']}: {launched.get('message', '')}".rstrip(": "))
         return launched["run"]["runId"]
 
     def add_partition(self, partitions: str, key: str) -> None:

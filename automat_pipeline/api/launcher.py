@@ -16,15 +16,17 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from automat_pipeline import tags, workflows
-from automat_pipeline.api.dagster_client import DagsterClient, DagsterUnavailable
+from automat_pipeline.api.dagster_client import DagsterClient, DagsterRefused, DagsterUnavailable
 from automat_pipeline.api.deps import scoped_session
 from automat_pipeline.db import repository
 from automat_pipeline.db.models import Order, OrderLine, Product, Tenant
+from automat_pipeline.errors import NotFound
 from automat_pipeline.keys import partition_key
 from automat_pipeline.output_types import OutputType
 
 log = logging.getLogger(__name__)
 INTERVAL_SECONDS = 5.0
+MAX_REFUSALS = 3  # launches Dagster refused before the line fails: a code location reloading refuses briefly
 
 
 def run_tags(
@@ -75,22 +77,44 @@ def launch_line(
 
 
 def launch_lines(tx: Session, client: DagsterClient, order: Order, types: dict[str, OutputType] | None = None) -> int:
-    """Launch the order's unlaunched lines; a line whose launch fails stays pending with the reason.
+    """Launch the order's unlaunched lines. A line Dagster accepts is queued; one that can never
+    launch (its output type or workflow is gone, or Dagster refused it ``MAX_REFUSALS`` times) fails
+    with the reason, and the others go on; while Dagster does not answer, the rest stay pending.
     Returns how many launched. ``types``: the tenant's output types by name, where the caller has them."""
     tenant = tx.get(Tenant, order.tenant_id)
     types = types or {t.name: t for t in repository.output_types_of(tx, order.tenant_id)}
-    workflow = compiled(tx, order) if order.workflow else None  # once per order, not per line
+    pending = list(tx.scalars(
+        select(OrderLine).where(OrderLine.order_id == order.id, OrderLine.state == "pending").order_by(OrderLine.id)
+    ))  # fmt: skip
+    try:
+        workflow = compiled(tx, order) if order.workflow else None  # once per order, not per line
+    except (NotFound, workflows.WorkflowError) as error:
+        for line in pending:
+            _refused(line, f"workflow {order.workflow!r} cannot run: {error}")
+        return 0
     launched = 0
-    for line in tx.scalars(select(OrderLine).where(OrderLine.order_id == order.id, OrderLine.run_id.is_(None))):
+    for line in pending:
+        if line.output_type not in types:
+            _refused(line, f"output type {line.output_type!r} no longer exists")
+            continue
         try:
             product = tx.get(Product, line.product_id)
             line.run_id = launch_line(client, tenant, product, types[line.output_type], order, line, workflow)
-            line.launch_error = None
+            line.state, line.launch_error = "queued", None
             launched += 1
+        except DagsterRefused as error:
+            line.launch_attempts += 1
+            line.launch_error = str(error)[:2000]
+            if line.launch_attempts >= MAX_REFUSALS:
+                _refused(line, f"Dagster refused the launch {line.launch_attempts} times: {error}")
         except DagsterUnavailable as error:
             line.launch_error = str(error)[:2000]
-            break  # the webserver is down or refusing: the loop tries again
+            break  # the webserver is down: the loop tries again
     return launched
+
+
+def _refused(line: OrderLine, reason: str) -> None:
+    line.state, line.error_class, line.reason = "failed", "launch_refused", reason[:2000]
 
 
 def launch_workflow(
@@ -126,10 +150,15 @@ def launch_pending(database_url: str, client: DagsterClient) -> int:
         return 0
     launched = 0
     for order_id, tenant_id in pending_orders(database_url):
-        with scoped_session(database_url, tenant_id) as s:
-            order = s.get(Order, order_id, with_for_update=True)
-            if order.status == "submitted":
-                launched += launch_lines(s, client, order)
+        try:
+            with scoped_session(database_url, tenant_id) as s:
+                order = s.get(Order, order_id, with_for_update=True)
+                if order.status == "submitted":
+                    launched += launch_lines(s, client, order)
+        except SQLAlchemyError:
+            raise
+        except Exception:  # one order that cannot be launched must not hold up the others
+            log.exception("launcher: order %s could not be launched", order_id)
     return launched
 
 
@@ -151,5 +180,7 @@ class LaunchLoop:
         while not self.stopped.wait(INTERVAL_SECONDS):
             try:
                 launch_pending(self.database_url, self.client)
-            except SQLAlchemyError as error:
+            except SQLAlchemyError as error:  # the database is away: next time
                 log.warning("launcher: %s", error)
+            except Exception:  # one bad order must never end the loop for every other one
+                log.exception("launcher: an order could not be launched; the loop goes on")

@@ -196,6 +196,7 @@ class Order(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    number: Mapped[str] = mapped_column(String(32))  # ORD-<year>-<six digits>, per tenant (repository.order_number)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     status: Mapped[str] = mapped_column(String(16), default="draft")
     workflow: Mapped[str | None] = mapped_column(String(64))  # None: each line renders its output type alone
@@ -206,7 +207,10 @@ class Order(Base):
 
 
 class OrderLine(Base):
-    """One product × output type of an order; ``run_id`` once its Dagster run is launched."""
+    """One product × output type of an order; ``run_id`` once its Dagster run is launched. Its state
+    and outcome are kept here (the API sets pending, queued, cancelled; the pipeline's
+    ``order_lines`` sensor running, completed, failed, cancelled), so the job document needs no
+    Dagster to answer."""
 
     __tablename__ = "order_lines"
     __table_args__ = (UniqueConstraint("order_id", "product_id", "output_type"),)
@@ -218,6 +222,42 @@ class OrderLine(Base):
     output_type: Mapped[str] = mapped_column(String(64))
     run_id: Mapped[str | None] = mapped_column(String(64))
     launch_error: Mapped[str | None] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    error_class: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(Text)
+    progress: Mapped[int | None] = mapped_column()  # percent, while a render runs
+    outputs: Mapped[list] = mapped_column(JSON().with_variant(JSONB(), "postgresql"), default=list)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    seconds: Mapped[float | None] = mapped_column(Float)
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    launch_attempts: Mapped[int] = mapped_column(default=0)  # launches Dagster refused
+
+
+class OrderNumber(Base):
+    """The last order number a tenant drew in a year."""
+
+    __tablename__ = "order_numbers"
+
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
+    year: Mapped[int] = mapped_column(primary_key=True)
+    last: Mapped[int] = mapped_column()
+
+
+class OrderHistory(Base):
+    """What happened to an order, appended: submitted (with its lines), rejected (with the reason),
+    resubmitted, cancelled, a line cancelled."""
+
+    __tablename__ = "order_history"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(16))
+    by_user: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    reason: Mapped[str | None] = mapped_column(Text)
+    lines: Mapped[list] = mapped_column(JSON().with_variant(JSONB(), "postgresql"), default=list)
 
 
 class Upload(Base):

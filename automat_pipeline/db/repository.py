@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -13,6 +13,8 @@ from automat_pipeline.db.models import (
     CatalogImport,
     MaterialAlias,
     MediaAsset,
+    OrderLine,
+    OrderNumber,
     Product,
     ProductFile,
     SavedWorkflow,
@@ -226,6 +228,39 @@ def record_render(
             set_={k: statement.excluded[k] for k in changed} | {"updated_at": func.now()},
         )
     )
+
+
+def next_order_number(session: Session, tenant_id: int, year: int) -> str:
+    """The tenant's next order number of ``year``: ``ORD-2026-000042``. The counter row is locked by
+    the upsert until the transaction ends, so concurrent orders never draw the same number."""
+    drawn = session.scalar(
+        insert(OrderNumber)
+        .values(tenant_id=tenant_id, year=year, last=1)
+        .on_conflict_do_update(index_elements=["tenant_id", "year"], set_={"last": OrderNumber.last + 1})
+        .returning(OrderNumber.last)
+    )
+    return f"ORD-{year}-{drawn:06d}"
+
+
+def record_line_outcome(session: Session, line_id: int, run_id: str, **values) -> bool:
+    """What a line's run came to (state, error_class, reason, outputs, times), if the line still
+    belongs to that run (a resubmitted order's line has a new one); a finished line stays finished."""
+    updated = session.execute(
+        update(OrderLine)
+        .where(OrderLine.id == line_id, OrderLine.run_id == run_id,
+               OrderLine.state.not_in(("completed", "failed", "cancelled")))
+        .values(**values, updated_at=func.now())
+    )  # fmt: skip
+    return bool(updated.rowcount)
+
+
+def runs_outputs(session: Session, run_ids: list[str]) -> dict[str, list[dict]]:
+    """What each run made: its media rows, as an order line lists them."""
+    made: dict[str, list[dict]] = {run_id: [] for run_id in run_ids}
+    for m in session.scalars(select(MediaAsset).where(MediaAsset.run_id.in_(run_ids)).order_by(MediaAsset.id)):
+        details = {k: v for k, v in m.details.items() if k not in ("output", "path")}
+        made[m.run_id].append({"media_id": m.id, "asset": m.asset, "output_type": m.output_type, "details": details})
+    return made
 
 
 def render_limits(session: Session, default: int) -> dict[str, int]:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import zipfile
-from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -14,6 +11,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import and_, delete, select, tuple_
 
 from automat_pipeline.api.deps import Id, Tx, Who, owned, settings
+from automat_pipeline.api.files import media_path, zip_stream
 from automat_pipeline.api.schemas import MediaOut
 from automat_pipeline.api.security import Permission
 from automat_pipeline.db import repository
@@ -84,24 +82,15 @@ def _media(tx, who, media_id: int) -> MediaAsset:
     return owned(tx, MediaAsset, media_id, who, "media asset")
 
 
-def _file(request: Request, m: MediaAsset) -> Path:
-    """The media file, which must lie in the media folder and exist."""
-    root = Path(settings(request).media_dir).resolve()
-    path = Path(m.path or "").resolve()
-    if m.status != "completed" or root not in path.parents or not path.is_file():
-        raise HTTPException(404, f"media asset {m.id} has no file")
-    return path
-
-
 @router.get(
     "/media/{media_id}/file",
     response_class=FileResponse,
     responses={**NOT_FOUND, 200: {"description": "The file.", "content": {"application/octet-stream": {}}}},
 )
-def media_file(media_id: Id, request: Request, who: Who, tx: Tx):
+def download_one(media_id: Id, request: Request, who: Who, tx: Tx):
     """Download one media file."""
     who.require(Permission.own_orders)
-    return FileResponse(_file(request, _media(tx, who, media_id)))
+    return FileResponse(media_path(settings(request).media_dir, _media(tx, who, media_id)))
 
 
 @router.delete("/media/{media_id}", status_code=204, responses=NOT_FOUND)
@@ -110,7 +99,7 @@ def delete_media(media_id: Id, request: Request, who: Who, tx: Tx) -> None:
     who.require(Permission.delete_renders)
     m = _media(tx, who, media_id)
     if m.status == "completed":
-        _file(request, m).unlink(missing_ok=True)
+        media_path(settings(request).media_dir, m).unlink(missing_ok=True)
     tx.execute(delete(MediaAsset).where(MediaAsset.id == m.id))
 
 
@@ -122,39 +111,11 @@ def delete_media(media_id: Id, request: Request, who: Who, tx: Tx) -> None:
 def download(body: Download, request: Request, who: Who, tx: Tx):
     """Stream the chosen media files as one ZIP."""
     who.require(Permission.own_orders)
-    files = [(m, _file(request, m)) for m in (_media(tx, who, i) for i in dict.fromkeys(body.ids))]
+    chosen = (_media(tx, who, i) for i in dict.fromkeys(body.ids))
+    files = [(f"{m.product_id}/{m.asset}-{m.output_type}{path.suffix}", path) for m in chosen
+             for path in [media_path(settings(request).media_dir, m)]]  # fmt: skip
     return StreamingResponse(
-        _zip(files), media_type="application/zip", headers={"Content-Disposition": 'attachment; filename="media.zip"'}
+        zip_stream(files),
+        media_type="application/zip",
+        headers={"Content-Disposition": 'attachment; filename="media.zip"'},
     )
-
-
-class _Chunks:
-    """A write-only file for ZipFile whose bytes are handed out as they are written."""
-
-    def __init__(self):
-        self.parts: list[bytes] = []
-
-    def write(self, data: bytes) -> int:
-        self.parts.append(bytes(data))
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-    def take(self) -> bytes:
-        data, self.parts = b"".join(self.parts), []
-        return data
-
-
-def _zip(files: list[tuple[MediaAsset, Path]]) -> Iterator[bytes]:
-    sink = _Chunks()
-    with zipfile.ZipFile(sink, "w", zipfile.ZIP_STORED) as archive:  # renders are compressed already
-        for m, path in files:
-            with (
-                archive.open(f"{m.product_id}/{m.asset}-{m.output_type}{path.suffix}", "w") as entry,
-                path.open("rb") as source,
-            ):
-                while chunk := source.read(1 << 20):
-                    entry.write(chunk)
-                    yield sink.take()
-    yield sink.take()

@@ -7,37 +7,29 @@ loop once Dagster is back.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from automat_pipeline import output_types, workflows
 from automat_pipeline.api.dagster_client import DagsterClient, DagsterUnavailable
-from automat_pipeline.api.deps import Caller, Id, Tx, Who, owned
+from automat_pipeline.api.deps import Caller, Id, Tx, Who, owned, settings
+from automat_pipeline.api.files import media_path, zip_stream
 from automat_pipeline.api.launcher import compiled, launch_lines
+from automat_pipeline.api.order_service import FINISHED, OrderOut, OrderStatus, OrderSummary, board, document
 from automat_pipeline.api.security import Permission
 from automat_pipeline.db import repository
-from automat_pipeline.db.models import MediaAsset, Order, OrderLine, Product, Tenant
+from automat_pipeline.db.models import MediaAsset, Order, OrderHistory, OrderLine, Product, Tenant
 from automat_pipeline.tenant_settings import TenantSettings
 
 router = APIRouter(tags=["orders"])
 NOT_FOUND = {404: {"description": "No such order in your tenant (or not yours)."}}
 CONFLICT = {409: {"description": "The order is not in a state that allows this."}}
-RUN_STATES = {
-    "QUEUED": "queued",
-    "NOT_STARTED": "queued",
-    "STARTING": "queued",
-    "MANAGED": "queued",
-    "STARTED": "running",
-    "SUCCESS": "completed",
-    "FAILURE": "failed",
-    "CANCELING": "cancelled",
-    "CANCELED": "cancelled",
-}
-LineState = Literal["pending", "queued", "running", "completed", "failed", "cancelled", "unknown"]
 
 
 class LineIn(BaseModel):
@@ -62,44 +54,10 @@ class Reject(BaseModel):
     reason: str = Field(min_length=1, max_length=2000, description="Why the order is rejected; the client sees it.")
 
 
-class Step(BaseModel):
-    step: str = Field(description="The pipeline step (asset).")
-    status: str = Field(description="Dagster's step status.")
-    started: float | None = Field(description="Start, seconds since the epoch.")
-    ended: float | None = Field(description="End, seconds since the epoch.")
-    seconds: float | None = Field(description="Duration.")
-
-
-class LineOut(BaseModel):
-    id: int = Field(description="The line's id.")
-    product_id: int = Field(description="The product.")
-    output_type: str = Field(description="The output type.")
-    run_id: str | None = Field(description="The Dagster run, once launched.")
-    state: LineState = Field(
-        description="pending (not launched yet), queued, running, completed, failed, "
-        "cancelled; unknown while Dagster does not answer."
-    )
-    launch_error: str | None = Field(description="Why the last launch attempt failed.")
-    steps: list[Step] = Field(description="The run's steps with their times.")
-    outputs: list[dict] = Field(description="The renders it made: path, engine, device, seconds, bytes.")
-
-
-class OrderOut(BaseModel):
-    id: int = Field(description="The order's id.")
-    status: Literal["draft", "submitted", "cancelled", "rejected"] = Field(description="The order's own state.")
-    workflow: str | None = Field(description="The workflow each line runs; none: its output type's render alone.")
-    state: LineState | Literal["draft"] = Field(description="Derived from its lines: the least finished one.")
-    created_by: int | None = Field(description="The user who created it.")
-    reject_reason: str | None = Field(description="Why it was rejected.")
-    rejected_at: datetime | None = Field(description="When it was rejected.")
-    submitted_at: datetime | None = Field(description="When it was last submitted.")
-    lines: list[LineOut] = Field(description="Its lines: the render job document.")
-
-
-def output_of(made: MediaAsset) -> dict:
-    """A render as an order line shows it: where to download it, never where it lies on the server."""
-    details = {k: v for k, v in made.details.items() if k not in ("output", "path")}
-    return {"media_id": made.id, "status": made.status, "file": f"/media/{made.id}/file", **details}
+class Board(BaseModel):
+    items: list[OrderSummary] = Field(description="Newest first.")
+    next_cursor: int | None = Field(description="Pass as cursor for the next page; null on the last page.")
+    counts: dict[str, int] = Field(description="Orders per status under the same filters (but the status one).")
 
 
 def _order(tx: Session, who: Caller, order_id: int) -> Order:
@@ -114,116 +72,62 @@ def _order(tx: Session, who: Caller, order_id: int) -> Order:
     return order
 
 
-def _document(tx: Session, order: Order, dagster: DagsterClient) -> OrderOut:
-    lines = list(
-        tx.scalars(
-            select(OrderLine)
-            .where(OrderLine.order_id == order.id, OrderLine.tenant_id == order.tenant_id)
-            .order_by(OrderLine.id)
-        )
-    )
-    try:
-        runs = dagster.runs([line.run_id for line in lines if line.run_id])
-    except DagsterUnavailable:
-        runs = None
-    media = {
-        (m.product_id, m.output_type): m
-        for m in tx.scalars(
-            select(MediaAsset).where(
-                MediaAsset.tenant_id == order.tenant_id, MediaAsset.product_id.in_([line.product_id for line in lines])
-            )
-        )
-    }
-    out = []
-    for line in lines:
-        run = (runs or {}).get(line.run_id)
-        state = (
-            "pending"
-            if not line.run_id
-            else "unknown"
-            if runs is None or run is None
-            else RUN_STATES.get(run["status"], "unknown")
-        )
-        steps = [
-            Step(
-                step=s["stepKey"],
-                status=s["status"],
-                started=s["startTime"],
-                ended=s["endTime"],
-                seconds=round(s["endTime"] - s["startTime"], 3) if s["startTime"] and s["endTime"] else None,
-            )
-            for s in (run or {}).get("stepStats", [])
-        ]
-        made = media.get((line.product_id, line.output_type))
-        outputs = [output_of(made)] if made else []
-        out.append(
-            LineOut(
-                id=line.id,
-                product_id=line.product_id,
-                output_type=line.output_type,
-                run_id=line.run_id,
-                state=state,
-                launch_error=line.launch_error,
-                steps=steps,
-                outputs=outputs,
-            )
-        )
-    order_state = (
-        "draft"
-        if order.status == "draft"
-        else next(
-            (
-                s
-                for s in ("unknown", "pending", "queued", "running", "failed", "cancelled")
-                if any(line.state == s for line in out)
-            ),
-            "completed",
-        )
-    )
-    return OrderOut(
-        id=order.id,
-        status=order.status,
-        workflow=order.workflow,
-        state=order_state,
-        created_by=order.created_by,
-        reject_reason=order.reject_reason,
-        rejected_at=order.rejected_at,
-        submitted_at=order.submitted_at,
-        lines=out,
-    )
-
-
 def dagster(request: Request) -> DagsterClient:
     return request.app.state.dagster
 
 
+def _new_order(tx: Session, who: Caller, tenant_id: int, **values) -> Order:
+    now = datetime.now(UTC)
+    number = repository.next_order_number(tx, tenant_id, now.year)
+    order = Order(tenant_id=tenant_id, number=number, created_by=who.user_id, **values)
+    tx.add(order)
+    tx.flush()
+    return order
+
+
+def _history(tx: Session, order: Order, who: Caller, event: str, **values) -> None:
+    tx.add(OrderHistory(tenant_id=order.tenant_id, order_id=order.id, event=event, by_user=who.user_id, **values))
+
+
 @router.post("/orders", status_code=201)
 def create_order(request: Request, who: Who, tx: Tx, body: OrderIn | None = None) -> OrderOut:
-    """Start a draft order, optionally naming the workflow its lines run."""
+    """Start a draft order, optionally naming the workflow its lines run; it gets its number now."""
     who.require(Permission.own_orders)
     workflow = body.workflow if body else None
     if workflow:
         repository.saved_workflow(tx, who.tenant(), workflow)  # 404 if the tenant has no such workflow
-    order = Order(tenant_id=who.tenant(), created_by=who.user_id, status="draft", workflow=workflow)
-    tx.add(order)
-    tx.flush()
-    return _document(tx, order, dagster(request))
+    order = _new_order(tx, who, who.tenant(), status="draft", workflow=workflow)
+    return document(tx, order, dagster(request))
 
 
 @router.get("/orders")
-def list_orders(request: Request, who: Who, tx: Tx) -> list[OrderOut]:
-    """Your orders; all of the tenant's for project managers and above. Newest first, at most 100."""
+def order_board(
+    who: Who,
+    tx: Tx,
+    status: Annotated[
+        list[OrderStatus] | None, Query(description="Only orders in these states (several at once).")
+    ] = None,
+    created_by: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="Only this user's orders.")] = None,
+    number: Annotated[str | None, Query(max_length=32, description="The order with this number.")] = None,
+    cursor: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="From the previous page.")] = None,
+    limit: Annotated[int, Query(ge=1, le=200, description="Page size.")] = 50,
+) -> Board:
+    """The order board: your orders, or all of the tenant's for project managers and above, newest
+    first a page at a time, with the number of orders per status. Answered from PostgreSQL alone."""
     who.require(Permission.own_orders)
-    query = select(Order).where(Order.tenant_id == who.tenant())
     if not who.can(Permission.view_all_orders):
-        query = query.where(Order.created_by == who.user_id)
-    return [_document(tx, o, dagster(request)) for o in tx.scalars(query.order_by(Order.id.desc()).limit(100))]
+        if created_by not in (None, who.user_id):
+            raise HTTPException(403, "clients see their own orders only")
+        created_by = who.user_id
+    items, next_cursor, per_status = board(tx, who.tenant(), status or [], created_by, number, cursor, limit)
+    return Board(items=items, next_cursor=next_cursor, counts=per_status)
 
 
 @router.get("/orders/{order_id}", responses=NOT_FOUND)
 def get_order(order_id: Id, request: Request, who: Who, tx: Tx) -> OrderOut:
-    """The order with every line's state, steps and outputs."""
-    return _document(tx, _order(tx, who, order_id), dagster(request))
+    """The render job document: every line's state, progress, failure, steps and outputs, and the
+    order's history."""
+    return document(tx, _order(tx, who, order_id), dagster(request))
 
 
 @router.post(
@@ -234,34 +138,18 @@ def get_order(order_id: Id, request: Request, who: Who, tx: Tx) -> OrderOut:
 def add_line(order_id: Id, body: LineIn, request: Request, who: Who, tx: Tx) -> OrderOut:
     """Add a product × output type line to a draft."""
     order = _draft(tx, who, order_id)
-    if (
-        tx.scalar(
-            select(Product.id).where(
-                Product.id == body.product_id, Product.tenant_id == order.tenant_id, Product.active
-            )
-        )
-        is None
-    ):
+    product = select(Product.id).where(
+        Product.id == body.product_id, Product.tenant_id == order.tenant_id, Product.active
+    )
+    if tx.scalar(product) is None:
         raise HTTPException(422, f"no active product {body.product_id} in your tenant")
     if body.output_type not in {t.name for t in repository.output_types_of(tx, order.tenant_id)}:
         raise HTTPException(422, f"no output type {body.output_type!r} in your tenant")
-    if (
-        tx.scalar(
-            select(OrderLine.id).where(
-                OrderLine.order_id == order.id,
-                OrderLine.product_id == body.product_id,
-                OrderLine.output_type == body.output_type,
-            )
-        )
-        is None
-    ):
-        tx.add(
-            OrderLine(
-                tenant_id=order.tenant_id, order_id=order.id, product_id=body.product_id, output_type=body.output_type
-            )
-        )
-        tx.flush()
-    return _document(tx, order, dagster(request))
+    line = insert(OrderLine).values(
+        tenant_id=order.tenant_id, order_id=order.id, product_id=body.product_id, output_type=body.output_type
+    )
+    tx.execute(line.on_conflict_do_nothing(index_elements=["order_id", "product_id", "output_type"]))
+    return document(tx, order, dagster(request))
 
 
 @router.delete("/orders/{order_id}/lines/{line_id}", responses={**NOT_FOUND, **CONFLICT})
@@ -271,7 +159,7 @@ def remove_line(order_id: Id, line_id: Id, request: Request, who: Who, tx: Tx) -
     removed = tx.execute(delete(OrderLine).where(OrderLine.id == line_id, OrderLine.order_id == order.id))
     if not removed.rowcount:
         raise HTTPException(404, f"no line {line_id} in order {order_id}")
-    return _document(tx, order, dagster(request))
+    return document(tx, order, dagster(request))
 
 
 @router.post(
@@ -281,7 +169,7 @@ def remove_line(order_id: Id, line_id: Id, request: Request, who: Who, tx: Tx) -
 def submit(order_id: Id, request: Request, who: Who, tx: Tx) -> OrderOut:
     """Check the order against the tenant's rules, then launch one Dagster run per line."""
     order = _draft(tx, who, order_id)
-    lines = list(tx.scalars(select(OrderLine).where(OrderLine.order_id == order.id)))
+    lines = list(tx.scalars(select(OrderLine).where(OrderLine.order_id == order.id).order_by(OrderLine.id)))
     settings = TenantSettings.of(tx.get(Tenant, order.tenant_id).settings)
     types = {t.name: t for t in repository.output_types_of(tx, order.tenant_id)}
     problems = []
@@ -318,42 +206,108 @@ def submit(order_id: Id, request: Request, who: Who, tx: Tx) -> OrderOut:
         raise HTTPException(422, "; ".join(problems))
     order.status, order.submitted_at = "submitted", datetime.now(UTC)
     for line in lines:
-        line.run_id = line.launch_error = None
+        line.run_id = line.launch_error = line.error_class = line.reason = line.progress = None
+        line.state, line.outputs, line.started_at, line.ended_at, line.seconds = "pending", [], None, None, None
+    lines_sent = [{"line": line.id, "product_id": line.product_id, "output_type": line.output_type} for line in lines]
+    _history(tx, order, who, "submitted", lines=lines_sent)
     launch_lines(tx, dagster(request), order, types)
-    return _document(tx, order, dagster(request))
+    return document(tx, order, dagster(request))
 
 
 @router.post("/orders/{order_id}/cancel", responses={**NOT_FOUND, **CONFLICT})
 def cancel(order_id: Id, request: Request, who: Who, tx: Tx) -> OrderOut:
-    """Cancel a submitted order: its runs are terminated, unlaunched lines never launch."""
+    """Cancel a submitted order (its creator, or project managers and above): its runs are
+    terminated, unlaunched lines never launch."""
     order = _order(tx, who, order_id)
     if order.status != "submitted":
         raise HTTPException(409, f"order {order_id} is {order.status}, not submitted")
-    _stop(tx, dagster(request), order)
+    _stop(tx, dagster(request), order, "the order was cancelled")
     order.status = "cancelled"
-    return _document(tx, order, dagster(request))
+    _history(tx, order, who, "cancelled")
+    return document(tx, order, dagster(request))
+
+
+@router.post("/orders/{order_id}/lines/{line_id}/cancel", responses={**NOT_FOUND, **CONFLICT})
+def cancel_line(order_id: Id, line_id: Id, request: Request, who: Who, tx: Tx) -> OrderOut:
+    """Cancel one line of a submitted order; the others go on."""
+    order = _order(tx, who, order_id)
+    line = tx.scalar(select(OrderLine).where(OrderLine.id == line_id, OrderLine.order_id == order.id).with_for_update())
+    if line is None:
+        raise HTTPException(404, f"no line {line_id} in order {order_id}")
+    if order.status != "submitted" or line.state in FINISHED:
+        raise HTTPException(409, f"line {line_id} is {line.state} in a {order.status} order")
+    _stop(tx, dagster(request), order, "the line was cancelled", [line])
+    _history(tx, order, who, "line_cancelled", lines=[{"line": line.id}])
+    return document(tx, order, dagster(request))
 
 
 @router.post("/orders/{order_id}/reject", responses={**NOT_FOUND, **CONFLICT})
 def reject(order_id: Id, body: Reject, request: Request, who: Who, tx: Tx) -> OrderOut:
-    """Reject an order with a reason (project managers and above); pending work is cancelled."""
+    """Reject an order with a reason (project managers and above); its work is cancelled."""
     who.require(Permission.reject_orders)
     order = _order(tx, who, order_id)
     if order.status in ("rejected", "cancelled"):
         raise HTTPException(409, f"order {order_id} is already {order.status}")
-    _stop(tx, dagster(request), order)
+    _stop(tx, dagster(request), order, "the order was rejected")
     order.status, order.reject_reason, order.rejected_at = "rejected", body.reason, datetime.now(UTC)
-    return _document(tx, order, dagster(request))
+    _history(tx, order, who, "rejected", reason=body.reason)
+    return document(tx, order, dagster(request))
 
 
 @router.post("/orders/{order_id}/resubmit", responses={**NOT_FOUND, **CONFLICT})
 def resubmit(order_id: Id, request: Request, who: Who, tx: Tx) -> OrderOut:
-    """Take a rejected or cancelled order back to draft, to edit and submit again (its creator)."""
+    """Take a rejected or cancelled order back to draft, to edit and submit again (its creator); the
+    rejection moves into the history."""
     order = _own(_order(tx, who, order_id), who)
     if order.status not in ("rejected", "cancelled"):
         raise HTTPException(409, f"order {order_id} is {order.status}, not rejected or cancelled")
-    order.status = "draft"
-    return _document(tx, order, dagster(request))
+    order.status, order.reject_reason, order.rejected_at = "draft", None, None
+    _history(tx, order, who, "resubmitted")
+    return document(tx, order, dagster(request))
+
+
+@router.get(
+    "/orders/{order_id}/download",
+    response_class=StreamingResponse,
+    responses={**NOT_FOUND, 200: {"description": "A ZIP of the order's files.", "content": {"application/zip": {}}}},
+)
+def download(order_id: Id, request: Request, who: Who, tx: Tx):
+    """Every completed line's files in one ZIP, named by product and output type
+    (``<PIM-ID key>/<output type>-<step>.<ext>``); a file a later render replaced is left out and
+    named in ``MISSING.txt``."""
+    order = _order(tx, who, order_id)
+    lines = tx.scalars(select(OrderLine).where(OrderLine.order_id == order.id, OrderLine.state == "completed"))
+    keys = dict(tx.execute(select(Product.id, Product.key).where(Product.tenant_id == order.tenant_id)).all())
+    files, missing = [], []
+    for line in lines:
+        for output in line.outputs:
+            media = tx.get(MediaAsset, output["media_id"])
+            name = f"{keys.get(line.product_id, line.product_id)}/{line.output_type}-{output['asset']}"
+            if media is None or media.run_id != line.run_id or media.status != "completed":
+                missing.append(f"{name}: replaced by a later render or deleted")
+                continue
+            path = media_path(settings(request).media_dir, media)
+            files.append((f"{name}{path.suffix}", path))
+    if missing:
+        files.append(("MISSING.txt", "\n".join(missing) + "\n"))
+    filename = f"{order.number}.zip"
+    return StreamingResponse(
+        zip_stream(files),
+        media_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+def _order(tx: Session, who: Caller, order_id: int) -> Order:
+    """The order if the caller may see it: their own, or any of the tenant's with view_all_orders."""
+    who.require(Permission.own_orders)
+    query = select(Order).where(Order.id == order_id, Order.tenant_id == who.tenant())
+    if not who.can(Permission.view_all_orders):
+        query = query.where(Order.created_by == who.user_id)
+    order = tx.scalar(query.with_for_update())
+    if order is None:
+        raise HTTPException(404, f"no order {order_id}")
+    return order
 
 
 def _own(order: Order, who: Caller) -> Order:
@@ -371,14 +325,20 @@ def _draft(tx: Session, who: Caller, order_id: int) -> Order:
     return order
 
 
-def _stop(tx: Session, client: DagsterClient, order: Order) -> None:
-    run_ids = list(
-        tx.scalars(select(OrderLine.run_id).where(OrderLine.order_id == order.id, OrderLine.run_id.is_not(None)))
-    )
+def _stop(tx: Session, client: DagsterClient, order: Order, why: str, lines: list[OrderLine] | None = None) -> None:
+    """Terminate the runs of the order's unfinished lines (or of ``lines``); lines never launched are
+    cancelled at once, the others when their runs end (the pipeline's ``order_lines`` sensor)."""
+    if lines is None:
+        lines = list(
+            tx.scalars(select(OrderLine).where(OrderLine.order_id == order.id, OrderLine.state.not_in(FINISHED)))
+        )
     try:
-        client.terminate(run_ids)
+        client.terminate([line.run_id for line in lines if line.run_id])
     except DagsterUnavailable as error:
         raise HTTPException(503, f"Dagster does not answer, so the runs cannot be stopped: {error}") from error
+    for line in lines:
+        if line.run_id is None:
+            line.state, line.error_class, line.reason = "cancelled", "cancelled", why
 
 
 class RenderIn(BaseModel):
@@ -402,12 +362,16 @@ def trigger_render(product_id: Id, body: RenderIn, request: Request, who: Who, t
         raise HTTPException(422, f"no output type {body.output_type!r} in your tenant")
     if not repository.has_cad(tx, product.tenant_id, [product.id]):
         raise HTTPException(422, f"product {product_id} has no converted CAD file")
-    order = Order(
-        tenant_id=product.tenant_id, created_by=who.user_id, status="submitted", submitted_at=datetime.now(UTC)
+    order = _new_order(tx, who, product.tenant_id, status="submitted", submitted_at=datetime.now(UTC))
+    line = OrderLine(tenant_id=order.tenant_id, order_id=order.id, product_id=product.id, output_type=body.output_type)
+    tx.add(line)
+    tx.flush()
+    _history(
+        tx,
+        order,
+        who,
+        "submitted",
+        lines=[{"line": line.id, "product_id": product.id, "output_type": line.output_type}],
     )
-    tx.add(order)
-    tx.flush()
-    tx.add(OrderLine(tenant_id=order.tenant_id, order_id=order.id, product_id=product.id, output_type=body.output_type))
-    tx.flush()
     launch_lines(tx, dagster(request), order)
-    return _document(tx, order, dagster(request))
+    return document(tx, order, dagster(request))
