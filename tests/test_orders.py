@@ -1,0 +1,187 @@
+"""Orders that tell the truth: outputs of the line's own run, states through cancel and reject, the
+order board, numbers under concurrency, the history of a rejection, and the order's ZIP."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+from conftest import PASSWORD, as_role, login
+from sqlalchemy import select, text
+
+from automat_pipeline.api.launcher import launch_lines
+from automat_pipeline.api.order_service import counts, order_state
+from automat_pipeline.db import repository
+from automat_pipeline.db.database import session
+from automat_pipeline.db.models import Order
+
+
+def draft(api, headers, world, *output_types: str) -> dict:
+    order = api.post("/orders", headers=headers).json()
+    for output_type in output_types:
+        line = {"product_id": world["products"]["6204-2RS"], "output_type": output_type}
+        order = api.post(f"/orders/{order['id']}/lines", headers=headers, json=line).json()
+    return order
+
+
+def finish(env, line_id: int, run_id: str, state: str, **values) -> None:
+    """What the order_lines sensor records when the line's run ends."""
+    with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
+        s.execute(
+            text("UPDATE order_lines SET run_id = :r, state = 'queued' WHERE id = :l"), {"r": run_id, "l": line_id}
+        )
+        outputs = repository.runs_outputs(s, [run_id])[run_id]
+        repository.record_line_outcome(s, line_id, run_id, state=state, outputs=outputs, **values)
+
+
+def test_a_line_shows_only_what_its_own_run_made(api, world, env):
+    with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():  # an older order's still, and the .blend
+        for asset in ("still", "blend_export"):
+            repository.record_render(s, world["tenants"]["acme"], world["products"]["6204-2RS"], asset, "still-web",
+                                     "completed", path="/x", run_id="older-run")  # fmt: skip
+    client = login(api, "client@acme.example")
+    order = draft(api, client, world, "still-web")
+    submitted = api.post(f"/orders/{order['id']}/submit", headers=client).json()
+    [line] = submitted["lines"]
+    assert (line["state"], line["outputs"]) == ("pending", [])
+
+
+def test_states_stay_true_through_cancel_and_reject(api, world, env):
+    client, pm = login(api, "client@acme.example"), as_role(api, world, "pm")
+    empty = api.post("/orders", headers=client).json()
+    rejected = api.post(f"/orders/{empty['id']}/reject", headers=pm, json={"reason": "nothing in it"}).json()
+    assert (rejected["status"], rejected["state"]) == ("rejected", "rejected")  # not "completed"
+    order = draft(api, client, world, "thumbnail", "still-web")
+    api.post(f"/orders/{order['id']}/submit", headers=client)
+    cancelled = api.post(f"/orders/{order['id']}/cancel", headers=client).json()
+    assert [(line["state"], line["error_class"]) for line in cancelled["lines"]] == [("cancelled", "cancelled")] * 2
+    assert (cancelled["state"], cancelled["counts"]["cancelled"]) == ("cancelled", 2)
+
+
+def test_an_order_with_some_failures_says_so():
+    assert order_state("submitted", counts(["completed"] * 47 + ["failed"] * 3)) == "completed_with_failures"
+    assert order_state("submitted", counts(["completed"] * 50)) == "completed"
+    assert order_state("submitted", counts(["failed"] * 2 + ["cancelled"])) == "failed"
+    assert order_state("submitted", counts(["completed", "running", "pending"])) == "running"
+
+
+def test_the_document_gives_each_failure_its_class_and_the_order_its_counts(api, world, env):
+    client = login(api, "client@acme.example")
+    order = draft(api, client, world, "thumbnail", "still-web")
+    submitted = api.post(f"/orders/{order['id']}/submit", headers=client).json()
+    first, second = (line["id"] for line in submitted["lines"])
+    finish(env, first, "run-a", "completed")
+    finish(env, second, "run-b", "failed", error_class="timeout", reason="Blender did not finish in 300 s")
+    document = api.get(f"/orders/{order['id']}", headers=client).json()
+    assert document["state"] == "completed_with_failures"
+    assert document["counts"] | {"total": 2} == {"total": 2, "pending": 0, "queued": 0, "running": 0,
+                                                  "succeeded": 1, "failed": 1, "cancelled": 0}  # fmt: skip
+    failed = next(line for line in document["lines"] if line["id"] == second)
+    assert (failed["error_class"], failed["reason"]) == ("timeout", "Blender did not finish in 300 s")
+    with session(env["AUTOMAT_DATABASE_URL"]) as s:  # every failed line of the tenant: one indexed query
+        plan = "\n".join(s.execute(text("EXPLAIN SELECT id FROM order_lines WHERE tenant_id = 1 AND state = 'failed'"))
+                         .scalars())  # fmt: skip
+    assert "order_lines_tenant_state" in plan or "Seq Scan" in plan  # a tiny table may be scanned
+
+
+def test_a_line_that_can_never_launch_fails_and_the_others_go_on(api, world, env):
+    ta = as_role(api, world, "ta")
+    workflow = {"version": 1, "nodes": [{"id": "t", "step": "thumbnail"}]}
+    assert api.put("/workflows/quick", headers=ta, json=workflow).status_code == 200
+    order = api.post("/orders", headers=ta, json={"workflow": "quick"}).json()
+    api.post(f"/orders/{order['id']}/lines", headers=ta,
+             json={"product_id": world["products"]["6204-2RS"], "output_type": "thumbnail"})  # fmt: skip
+    api.post(f"/orders/{order['id']}/submit", headers=ta)  # Dagster is down: pending
+    assert api.delete("/workflows/quick", headers=ta).status_code == 204
+    with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
+        launch_lines(s, api.app.state.dagster, s.get(Order, order["id"]))  # what the launch loop does
+    [line] = api.get(f"/orders/{order['id']}", headers=ta).json()["lines"]
+    assert (line["state"], line["error_class"]) == ("failed", "launch_refused") and "quick" in line["reason"]
+
+
+def test_a_resubmitted_order_keeps_its_rejection_in_the_history(api, world):
+    client, pm = login(api, "client@acme.example"), as_role(api, world, "pm")
+    order = draft(api, client, world, "thumbnail")
+    api.post(f"/orders/{order['id']}/submit", headers=client)
+    api.post(f"/orders/{order['id']}/reject", headers=pm, json={"reason": "wrong bearing"})
+    again = api.post(f"/orders/{order['id']}/resubmit", headers=client).json()
+    assert (again["status"], again["reject_reason"], again["rejected_at"]) == ("draft", None, None)
+    assert [(h["event"], h["reason"]) for h in again["history"]] == [
+        ("submitted", None), ("rejected", "wrong bearing"), ("resubmitted", None)
+    ]  # fmt: skip
+    sent = {"line": order["lines"][0]["id"], "product_id": world["products"]["6204-2RS"], "output_type": "thumbnail"}
+    assert again["history"][0]["lines"] == [sent]
+
+
+def test_one_line_can_be_cancelled(api, world):
+    client = login(api, "client@acme.example")
+    order = draft(api, client, world, "thumbnail", "still-web")
+    api.post(f"/orders/{order['id']}/submit", headers=client)
+    first = order["lines"][0]["id"]
+    after = api.post(f"/orders/{order['id']}/lines/{first}/cancel", headers=client).json()
+    assert [line["state"] for line in after["lines"]] == ["cancelled", "pending"] and after["status"] == "submitted"
+    assert api.post(f"/orders/{order['id']}/lines/{first}/cancel", headers=client).status_code == 409
+
+
+def test_the_board_filters_pages_and_counts(api, world):
+    client, other, pm = login(api, "client@acme.example"), login(api, "client2@acme.example"), as_role(api, world, "pm")
+    mine = [draft(api, client, world, "thumbnail") for _ in range(3)]
+    api.post(f"/orders/{mine[0]['id']}/submit", headers=client)
+    theirs = draft(api, other, world)
+    api.post(f"/orders/{theirs['id']}/reject", headers=pm, json={"reason": "empty"})
+    board = api.get("/orders", headers=pm, params={"limit": 2}).json()
+    assert [o["id"] for o in board["items"]] == [theirs["id"], mine[2]["id"]] and board["next_cursor"]
+    rest = api.get("/orders", headers=pm, params={"limit": 2, "cursor": board["next_cursor"]}).json()
+    assert [o["id"] for o in rest["items"]] == [mine[1]["id"], mine[0]["id"]] and rest["next_cursor"] is None
+    assert board["counts"] == {"draft": 2, "submitted": 1, "cancelled": 0, "rejected": 1}
+    several = api.get("/orders", headers=pm, params=[("status", "submitted"), ("status", "rejected")]).json()
+    assert {o["status"] for o in several["items"]} == {"submitted", "rejected"} and len(several["items"]) == 2
+    numbered = api.get("/orders", headers=pm, params={"number": mine[1]["number"]}).json()["items"]
+    assert [o["id"] for o in numbered] == [mine[1]["id"]]
+    by_creator = api.get("/orders", headers=pm, params={"created_by": theirs["created_by"]}).json()
+    assert [o["id"] for o in by_creator["items"]] == [theirs["id"]]
+    own = api.get("/orders", headers=client).json()  # a client's board is their own orders
+    assert {o["id"] for o in own["items"]} == {o["id"] for o in mine}
+    assert api.get("/orders", headers=client, params={"created_by": theirs["created_by"]}).status_code == 403
+    assert mine[0]["number"].startswith("ORD-20") and len({o["number"] for o in mine}) == 3
+
+
+def test_order_numbers_stay_unique_under_concurrent_orders(live, world):
+    token = httpx.post(f"{live}/auth/login", json={"email": "client@acme.example", "password": PASSWORD}).json()
+    headers = {"Authorization": f"Bearer {token['access_token']}"}
+    with ThreadPoolExecutor(8) as pool:
+        orders = list(pool.map(lambda _: httpx.post(f"{live}/orders", headers=headers).json(), range(24)))
+    numbers = sorted(o["number"] for o in orders)
+    assert len(set(numbers)) == 24 and numbers[-1].endswith("000024")
+
+
+def test_an_order_downloads_as_one_zip_named_by_product_and_output_type(api, world, env):
+    folder = Path(env["AUTOMAT_MEDIA_DIR"]) / "acme" / "6204-2RS"
+    folder.mkdir(parents=True)
+    (folder / "thumbnail.png").write_bytes(b"\x89PNG thumbnail")
+    (folder / "still-still-web.png").write_bytes(b"\x89PNG still")
+    client = login(api, "client@acme.example")
+    order = draft(api, client, world, "thumbnail", "still-web")
+    submitted = api.post(f"/orders/{order['id']}/submit", headers=client).json()
+    with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
+        for asset, output_type, file, run in (("thumbnail", "thumbnail", "thumbnail.png", "run-t"),
+                                              ("still", "still-web", "still-still-web.png", "run-s")):  # fmt: skip
+            repository.record_render(s, world["tenants"]["acme"], world["products"]["6204-2RS"], asset, output_type,
+                                     "completed", path=str(folder / file), run_id=run)  # fmt: skip
+    first, second = (line["id"] for line in submitted["lines"])
+    finish(env, first, "run-t", "completed")
+    finish(env, second, "run-s", "completed")
+    with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():  # a later render replaces the still
+        s.execute(text("UPDATE media_assets SET run_id = 'later' WHERE run_id = 'run-s'"))
+    response = api.get(f"/orders/{order['id']}/download", headers=client)
+    assert response.status_code == 200 and order["number"] in response.headers["content-disposition"]
+    archive = zipfile.ZipFile(io.BytesIO(response.content))
+    assert sorted(archive.namelist()) == ["6204-2RS/thumbnail-thumbnail.png", "MISSING.txt"]
+    assert archive.read("6204-2RS/thumbnail-thumbnail.png") == b"\x89PNG thumbnail"
+    assert b"still-web-still: replaced by a later render" in archive.read("MISSING.txt")
+    assert api.get(f"/orders/{order['id']}/download", headers=login(api, "client@beta.example")).status_code == 404
+    with session(env["AUTOMAT_DATABASE_URL"]) as s:
+        assert s.scalar(select(Order.number).where(Order.id == order["id"])) == order["number"]
