@@ -9,18 +9,21 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 from automat_pipeline.errors import AutomatError
 from automat_pipeline.output_types import OutputType
 
 RESULT_PREFIX = "AUTOMAT_RESULT "
+PROGRESS = re.compile(r"^\[\w+\] (\d{1,3})% \(")  # blender/automat_blender/output.py reports these
 
 
 SCRIPT = "render.py"
@@ -73,6 +76,7 @@ def run_blender(
     echo: bool = False,
     timeout: float = 600,
     output: Path | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> list[dict]:
     """Run Blender; return the script's results (one per render, a batch's in order) or raise
     AutomatError with Blender's reason.
@@ -80,7 +84,8 @@ def run_blender(
     Blender runs in its own process group. Past ``timeout`` seconds, or when this process is
     interrupted (a terminated Dagster run), the whole group gets SIGTERM, then SIGKILL after a
     grace period, and a partial ``output`` is removed. ``echo`` copies Blender's output to stderr
-    (a Dagster run's compute log) as it arrives.
+    (a Dagster run's compute log) as it arrives; ``on_progress`` hears each percentage Blender
+    reports (``[still] 50% (8/16 samples)``).
     """
     try:
         process = subprocess.Popen(
@@ -108,6 +113,8 @@ def run_blender(
             else:
                 if echo:
                     sys.stderr.write(line)
+                if on_progress and (reported := PROGRESS.match(line)):
+                    on_progress(int(reported[1]))
                 if line.strip():
                     lines.append(line.strip())
         code = process.wait()

@@ -206,3 +206,16 @@ def test_parts_outside_the_library_get_the_fallback_material(tmp_path, glb):
     rgba = np.asarray(Image.open(out)).astype(int)
     model = rgba[rgba[..., 3] > 200]
     assert len(model) > 100 and (model[:, 1] > model[:, 0] + 40).mean() > 0.9  # green, however lit
+
+
+def test_blenders_progress_reaches_the_caller(tmp_path, glb):
+    """The percentages Blender reports while it renders (what an order line's progress shows)."""
+    from automat_pipeline.blender import blender_command, render_args, run_blender
+    from automat_pipeline.output_types import OutputType
+
+    still = OutputType(name="p", kind="still", resolution=48, samples=8, engine="cycles")
+    seen: list[int] = []
+    command = blender_command(str(REPO / ".venv-render" / "bin" / "python"), str(REPO / "blender"),
+                              render_args(glb, tmp_path / "p.png", still))  # fmt: skip
+    run_blender(command, output=tmp_path / "p.png", on_progress=seen.append)
+    assert seen == sorted(seen) and seen[-1] == 100 and len(seen) >= 2, seen

@@ -254,6 +254,15 @@ def record_line_outcome(session: Session, line_id: int, run_id: str, **values) -
     return bool(updated.rowcount)
 
 
+def record_progress(session: Session, line_id: int, run_id: str, percent: int) -> None:
+    """How far a line's render is (percent), while its run runs."""
+    session.execute(
+        update(OrderLine)
+        .where(OrderLine.id == line_id, OrderLine.run_id == run_id, OrderLine.state.in_(("queued", "running")))
+        .values(state="running", progress=min(max(percent, 0), 100), updated_at=func.now())
+    )
+
+
 def runs_outputs(session: Session, run_ids: list[str]) -> dict[str, list[dict]]:
     """What each run made: its media rows, as an order line lists them."""
     made: dict[str, list[dict]] = {run_id: [] for run_id in run_ids}

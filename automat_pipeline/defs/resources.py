@@ -6,7 +6,7 @@ from the settings object for code that runs the definitions in-process (the demo
 
 import json
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -84,6 +84,7 @@ class Blender(ConfigurableResource):
         materials: Path | None = None,
         template: Path | None = None,
         label: str | None = None,
+        on_progress: Callable[[int], None] | None = None,
     ) -> dict:
         """Render ``glb`` as ``output_type``; log lines and progress reach the run log as it renders.
         Returns what Blender reported (engine, device, seconds, bytes, materials)."""
@@ -95,6 +96,7 @@ class Blender(ConfigurableResource):
                 echo=True,
                 timeout=output_type.timeout_seconds,
                 output=output,
+                on_progress=on_progress,
             )
         [result] = session.get_results()
         return {key: value.value for key, value in (result.metadata or {}).items()}

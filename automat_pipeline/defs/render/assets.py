@@ -23,7 +23,7 @@ from dagster import (
     asset,
 )
 
-from automat_pipeline import materials
+from automat_pipeline import materials, tags
 from automat_pipeline.blender import render_args
 from automat_pipeline.db import repository
 from automat_pipeline.defs.failures import classified, failure
@@ -83,7 +83,9 @@ class Renders:
         try:
             check_limits(output_type, deployment_limits())
             template = self.template(output_type)
-            details = self.blender.render(self.context, self.glb, output, output_type, self.library, template, step)
+            details = self.blender.render(
+                self.context, self.glb, output, output_type, self.library, template, step, self.progress
+            )
         except AutomatError as error:
             self.record(step, output_type, "failed", error_class=error.error_class, reason=error.reason)
             raise
@@ -92,6 +94,13 @@ class Renders:
             raise
         self.record(step, output_type, "completed", path=str(output), details=details)
         return details
+
+    def progress(self, percent: int) -> None:
+        """A render's progress, on the order line whose run this is (the client's job document)."""
+        line = self.context.run.tags.get(tags.ORDER_LINE)
+        if line:
+            with self.database.session() as session:
+                repository.record_progress(session, int(line), self.context.run.run_id, percent)
 
     def template(self, output_type: OutputType) -> Path | None:
         if output_type.template is None:
