@@ -7,7 +7,7 @@ definitions serve local runs and production.
 
 from dagster import Definitions, EnvVar
 
-from automat_pipeline.defs.cad.assets import cad_conversion, step_file
+from automat_pipeline.defs.cad.assets import cad_conversion, glb_export, step_file
 from automat_pipeline.defs.catalog.assets import catalog_report, product_catalog
 from automat_pipeline.defs.jobs import import_catalog_job, product_media_job, product_renders_job
 from automat_pipeline.defs.orders.sensor import order_lines
@@ -16,7 +16,17 @@ from automat_pipeline.defs.resources import Blender, Database, MediaStore
 from automat_pipeline.defs.uploads.sensor import upload_sensor
 
 defs = Definitions(
-    assets=[product_catalog, catalog_report, step_file, cad_conversion, thumbnail, still, turntable, blend_export],
+    assets=[
+        product_catalog,
+        catalog_report,
+        step_file,
+        cad_conversion,
+        glb_export,
+        thumbnail,
+        still,
+        turntable,
+        blend_export,
+    ],
     jobs=[import_catalog_job, product_media_job, product_renders_job],
     sensors=[upload_sensor, order_lines],
     resources={

@@ -1,4 +1,4 @@
-"""Output types: what a render produces, with a help text for every setting.
+"""Output types: what a deliverable is (a render, or a GLB), with a help text for every setting.
 
 The shipped defaults live here; a tenant adds its own or overrides one by name (``output_types``
 table). The help texts are the fields' descriptions, for the UI and the API.
@@ -13,16 +13,27 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from automat_pipeline.errors import AutomatError
 from automat_pipeline.settings import Settings
 
+Kind = Literal["thumbnail", "still", "turntable", "glb"]
+STEP_OF_KIND: dict[str, str] = {  # the pipeline step (asset) that makes an output type of each kind
+    "thumbnail": "thumbnail",
+    "still": "still",
+    "turntable": "turntable",
+    "glb": "glb_export",
+}
+RENDERED = frozenset({"thumbnail", "still", "turntable"})  # kinds Blender makes
+QUALITY_DEFLECTION = {"coarse": 4.0, "standard": 1.0, "fine": 0.25}  # × the tenant's cad deflections
+
 
 class OutputType(BaseModel):
-    """One render output: a thumbnail, a still, or a turntable."""
+    """One deliverable: a thumbnail, a still, a turntable, or a GLB."""
 
     model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error, not a silent default
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description="Unique per tenant; used in file names.")
-    kind: Literal["thumbnail", "still", "turntable"] = Field(
+    kind: Kind = Field(
         description="thumbnail: the quick preview of every product; still: a production image; "
-        "turntable: an MP4 of the camera circling the product."
+        "turntable: an MP4 of the camera circling the product; glb: the 3D model as binary glTF "
+        "(the render settings below do not apply to it)."
     )
     resolution: int = Field(256, ge=16, le=8192, description="Width and height in pixels (square images).")
     engine: Literal["cycles", "eevee", "workbench"] = Field(
@@ -54,10 +65,26 @@ class OutputType(BaseModel):
     timeout_seconds: float = Field(
         300, gt=0, le=86400, description="A render running longer is stopped and fails with class timeout."
     )
+    quality: Literal["coarse", "standard", "fine"] = Field(
+        "standard",
+        description="GLB only: tessellation. standard is the tenant's CAD settings and delivers the GLB every "
+        "conversion makes; coarse (4x the deflection: fewer triangles) and fine (a quarter: smoother) make a GLB "
+        "of their own and leave the standard one alone.",
+    )
+    glb_variant: Literal["production", "viewer"] = Field(
+        "production",
+        description="GLB only: production (each part's library material by name, for artists and renderers) or "
+        "viewer (the same colours, for web viewers).",
+    )
 
     @property
     def suffix(self) -> str:
-        return ".mp4" if self.kind == "turntable" else ".png"
+        return {"turntable": ".mp4", "glb": ".glb"}.get(self.kind, ".png")
+
+    @property
+    def step(self) -> str:
+        """The pipeline step (asset) that makes it."""
+        return STEP_OF_KIND[self.kind]
 
 
 DEFAULTS = [
@@ -67,11 +94,15 @@ DEFAULTS = [
     OutputType(
         name="turntable-web", kind="turntable", resolution=512, transparent=False, frames=36, timeout_seconds=3600
     ),
+    OutputType(name="glb", kind="glb"),
+    OutputType(name="glb-fine", kind="glb", quality="fine"),
 ]
 
 
 def over_limits(output_type: OutputType, limits: Settings) -> list[str]:
     """What in ``output_type`` asks more of the shared render hosts than this deployment allows."""
+    if output_type.kind not in RENDERED:
+        return []
     asked = [
         ("resolution", output_type.resolution, limits.max_render_resolution, "AUTOMAT_MAX_RENDER_RESOLUTION"),
         ("samples", output_type.samples, limits.max_render_samples, "AUTOMAT_MAX_RENDER_SAMPLES"),

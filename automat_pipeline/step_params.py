@@ -24,12 +24,17 @@ class RenderParams(BaseModel):
 
     output_types: list[str] = Field(
         default_factory=list,
-        description="The output types to render (an order line names one); empty: every one of this kind.",
+        description="The output types to make, by name (an order line names one; the step takes those of its "
+        "kind: thumbnail, still, turntable or glb); empty: every one of its kind (the thumbnail: the tenant's "
+        "thumbnail type). A GLB type's quality sets the tessellation: standard is the conversion's own GLB, coarse "
+        "and fine make their own.",
     )
 
 
 PARAMETERS: dict[str, type[BaseModel]] = {  # step (asset key) → its parameters
     "product_catalog": CatalogImportParams,
+    "thumbnail": RenderParams,
     "still": RenderParams,
     "turntable": RenderParams,
+    "glb_export": RenderParams,
 }

@@ -191,7 +191,7 @@ def test_media_browser_pages_newest_first_and_zips(api, world, env):
     with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
         for n in range(5):
             (folder / f"still-{n}.png").write_bytes(b"\x89PNG" + bytes([n]) * 100)
-            repository.record_render(
+            repository.record_media(
                 s,
                 world["tenants"]["acme"],
                 world["products"]["6204-2RS"],

@@ -221,10 +221,17 @@ def test_order_documents_show_no_server_paths(api, world, env):
     line_id = api.post(f"/orders/{order}/lines", headers=client, json=line).json()["lines"][0]["id"]
     with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():  # what a render and the order_lines sensor leave
         details = {"output": "/srv/media/acme/x.png", "engine": "workbench"}
-        repository.record_render(
-            s, world["tenants"]["acme"], world["products"]["6204-2RS"], "thumbnail", "thumbnail", "completed",
-            path="/srv/media/acme/x.png", run_id="run-1", details=details,
-        )  # fmt: skip
+        repository.record_media(
+            s,
+            world["tenants"]["acme"],
+            world["products"]["6204-2RS"],
+            "thumbnail",
+            "thumbnail",
+            "completed",
+            path="/srv/media/acme/x.png",
+            run_id="run-1",
+            details=details,
+        )
         s.execute(text("UPDATE order_lines SET run_id = 'run-1', state = 'queued' WHERE id = :l"), {"l": line_id})
         repository.record_line_outcome(
             s, line_id, "run-1", state="completed", outputs=repository.runs_outputs(s, ["run-1"])["run-1"]

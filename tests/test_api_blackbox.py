@@ -21,8 +21,18 @@ from automat_pipeline.db.database import engine
 
 pytestmark = pytest.mark.slow
 
-HOSTILE_JSON = ["1e999", "NaN", "-Infinity", '"\\ud800"', '["\\ud800", 1e999]', '{"\\udfff": NaN}', '"a\\u0000b"',
-                "18446744073709551616", '"../../etc/passwd"', '"' + "x" * 20000 + '"']  # fmt: skip
+HOSTILE_JSON = [
+    "1e999",
+    "NaN",
+    "-Infinity",
+    '"\\ud800"',
+    '["\\ud800", 1e999]',
+    '{"\\udfff": NaN}',
+    '"a\\u0000b"',
+    "18446744073709551616",
+    '"../../etc/passwd"',
+    '"' + "x" * 20000 + '"',
+]
 HOSTILE_QUERY = ["\x00", "../../etc", "%", "9" * 30, "-1", "\ud800".encode("utf-8", "surrogatepass").decode("latin-1")]
 BETA_MARKERS = ("B-1", "client@beta.example", "beta-secret-order")
 
@@ -56,8 +66,14 @@ def beta(api, world, env):
             text("INSERT INTO output_types (tenant_id, name, settings) VALUES (:t, 'betatype', '{}')"),
             {"t": world["tenants"]["beta"]},
         )
-    return {"order_id": order["id"], "line_id": line["id"], "product_id": world["products"]["B-1"],
-            "media_id": media, "upload_id": upload.json()["id"], "name": "betaflow"}  # fmt: skip
+    return {
+        "order_id": order["id"],
+        "line_id": line["id"],
+        "product_id": world["products"]["B-1"],
+        "media_id": media,
+        "upload_id": upload.json()["id"],
+        "name": "betaflow",
+    }
 
 
 def operations(api) -> list[tuple[str, str, dict]]:
@@ -93,8 +109,13 @@ def test_no_operation_reaches_another_tenants_things(api, world, beta, env):
         if any(marker in response.text for marker in BETA_MARKERS):
             problems.append(f"leak {name} {method} {path}: {response.text[:120]}")
     with engine(env["AUTOMAT_DATABASE_URL"]).connect() as conn:  # a PUT by name makes acme's own, never beta's
-        assert conn.execute(text("SELECT count(*) FROM workflows WHERE tenant_id = :t AND name = 'betaflow'"),
-                            {"t": world["tenants"]["beta"]}).scalar() == 1  # fmt: skip
+        assert (
+            conn.execute(
+                text("SELECT count(*) FROM workflows WHERE tenant_id = :t AND name = 'betaflow'"),
+                {"t": world["tenants"]["beta"]},
+            ).scalar()
+            == 1
+        )
         order = conn.execute(text("SELECT status FROM orders WHERE id = :o"), {"o": beta["order_id"]}).scalar()
     assert order == "draft", "acme changed beta's order"
     print(f"\nforeign ids: {tally['requests']} requests, {len(problems)} leaks or server errors")
@@ -176,8 +197,17 @@ def test_hostile_bodies_and_parameters_never_fail_the_server(api, world, env):
     errors, requests = [], 0
     for name, headers in callers(api, world).items():
         for method, path, op in operations(api):
-            target = fill(path, {"product_id": world["products"]["6204-2RS"], "order_id": 1, "line_id": 1,
-                                 "media_id": 1, "upload_id": 1, "name": "probe"})  # fmt: skip
+            target = fill(
+                path,
+                {
+                    "product_id": world["products"]["6204-2RS"],
+                    "order_id": 1,
+                    "line_id": 1,
+                    "media_id": 1,
+                    "upload_id": 1,
+                    "name": "probe",
+                },
+            )
             schema = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
             if "$ref" in schema:
                 schema = api.app.openapi()["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
@@ -188,8 +218,12 @@ def test_hostile_bodies_and_parameters_never_fail_the_server(api, world, env):
                 ):
                     break
                 body = "{" + json.dumps(field) + ": " + value + "}"
-                response = api.request(method, target, headers=headers | {"Content-Type": "application/json"},
-                                       content=body.encode("utf-8", "surrogatepass"))  # fmt: skip
+                response = api.request(
+                    method,
+                    target,
+                    headers=headers | {"Content-Type": "application/json"},
+                    content=body.encode("utf-8", "surrogatepass"),
+                )
                 requests += 1
                 if response.status_code >= 500:
                     errors.append(
@@ -209,12 +243,19 @@ def test_hostile_bodies_and_parameters_never_fail_the_server(api, world, env):
             ("PUT", "/output-types/{name}"),
             ("DELETE", "/workflows/{name}"),
         ):
-            response = api.request(method, path.replace("{name}", name_in_path), headers=as_role(api, world, "ta"),
-                                   json={"name": name_in_path, "kind": "still"})  # fmt: skip
+            response = api.request(
+                method,
+                path.replace("{name}", name_in_path),
+                headers=as_role(api, world, "ta"),
+                json={"name": name_in_path, "kind": "still"},
+            )
             requests += 1
             if response.status_code >= 500:
                 errors.append(f"{method} {path} name={name_in_path[:20]}: {response.status_code}")
-    stray = [p for p in Path(env["AUTOMAT_UPLOADS_DIR"]).parent.rglob("*") if p.is_file()
-             and not p.is_relative_to(Path(env["AUTOMAT_UPLOADS_DIR"]) / "acme")]  # fmt: skip
+    stray = [
+        p
+        for p in Path(env["AUTOMAT_UPLOADS_DIR"]).parent.rglob("*")
+        if p.is_file() and not p.is_relative_to(Path(env["AUTOMAT_UPLOADS_DIR"]) / "acme")
+    ]
     print(f"\nhostile input: {requests} requests, {len(errors)} server errors, {len(stray)} files outside the inbox")
     assert errors == [] and stray == []

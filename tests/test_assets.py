@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import trimesh
 from conftest import STEP_FIXTURES, blender_processes
 from dagster import AssetKey, DagsterInstance, build_sensor_context, materialize
 from openpyxl import Workbook, load_workbook
@@ -30,7 +31,7 @@ from automat_pipeline.db.models import (
     TenantMaterial,
     TenantOutputType,
 )
-from automat_pipeline.defs.cad.assets import cad_conversion, step_file
+from automat_pipeline.defs.cad.assets import cad_conversion, glb_export, step_file
 from automat_pipeline.defs.catalog.assets import catalog_report, product_catalog
 from automat_pipeline.defs.orders.sensor import order_lines
 from automat_pipeline.defs.partitions import product_partitions, tenant_partitions
@@ -175,8 +176,12 @@ def test_chain_for_one_product(env, resources, imported):
         ("still", "still-web"): "completed",
         ("turntable", "turntable-web"): "completed",
         ("blend_export", "still-web"): "completed",
+        ("glb_geometry", "standard"): "completed",  # the GLBs are media too
+        ("glb_production", "standard"): "completed",
     }
     assert records[("turntable", "turntable-web")].details["frames"] == 3
+    assert records[("glb_production", "standard")].path.endswith("AS1/production.glb")
+    assert records[("glb_geometry", "standard")].details["triangles"] == metadata(result, "glb_geometry")["triangles"]
     with session(env["AUTOMAT_DATABASE_URL"]) as s:
         [record] = s.scalars(select(ProductFile).where(ProductFile.kind == "step")).all()
         assert (record.filename, record.status, record.error) == ("as1-oc-214.stp", "ok", None)
@@ -387,15 +392,29 @@ def test_order_lines_keep_what_their_runs_came_to(env, resources, imported, conv
         s.add(order)
         s.flush()
         products = {p.key: p.id for p in s.scalars(select(Product))}
-        lines = {key: OrderLine(tenant_id=tenant.id, order_id=order.id, product_id=products[key],
-                                output_type="thumbnail", state="queued") for key in ("AS1", "FEA")}  # fmt: skip
+        lines = {
+            key: OrderLine(
+                tenant_id=tenant.id,
+                order_id=order.id,
+                product_id=products[key],
+                output_type="thumbnail",
+                state="queued",
+            )
+            for key in ("AS1", "FEA")
+        }
         s.add_all(lines.values())
         s.flush()
         line_ids = {key: line.id for key, line in lines.items()}
     runs = {}
     for key, line_id in line_ids.items():
-        result = materialize([thumbnail], partition_key=f"acme|{key}", instance=imported, resources=resources,
-                             tags={tags.ORDER: "1", tags.ORDER_LINE: str(line_id)}, raise_on_error=False)  # fmt: skip
+        result = materialize(
+            [thumbnail],
+            partition_key=f"acme|{key}",
+            instance=imported,
+            resources=resources,
+            tags={tags.ORDER: "1", tags.ORDER_LINE: str(line_id)},
+            raise_on_error=False,
+        )
         runs[key] = result.run_id
     with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
         for key, line_id in line_ids.items():
@@ -409,6 +428,28 @@ def test_order_lines_keep_what_their_runs_came_to(env, resources, imported, conv
     assert [o["media_id"] for o in done.outputs] == [thumbnail_media.id] and "output" not in done.outputs[0]["details"]
     assert (failed.state, failed.error_class) == ("failed", "missing_input")
     assert "materialize glb_production first" in failed.reason and failed.outputs == []
-    again = order_lines(build_sensor_context(instance=imported, cursor=context.cursor,
-                                             resources={"database": resources["database"]}))  # fmt: skip
+    again = order_lines(
+        build_sensor_context(instance=imported, cursor=context.cursor, resources={"database": resources["database"]})
+    )
     assert again.skip_message.startswith("0 order lines changed")
+
+
+def test_glb_deliverables_at_their_quality_leave_the_standard_one_alone(env, resources, imported, converted):
+    shutil.copyfile(STEP_FIXTURES / "occt-import-js" / "as1-oc-214.stp", converted / "source.step")
+    standard = (converted / "production.glb").read_bytes()
+    result = materialize(
+        [glb_export],
+        partition_key="acme|AS1",
+        instance=imported,
+        resources=resources,
+        run_config={"ops": {"glb_export": {"config": {"output_types": ["glb", "glb-fine"]}}}},
+    )
+    assert result.success
+    records = media_assets(env["AUTOMAT_DATABASE_URL"])
+    plain, fine = records[("glb_export", "glb")], records[("glb_export", "glb-fine")]
+    assert plain.path == str(converted / "production.glb") and plain.details["quality"] == "standard"
+    assert fine.path == str(converted / "glb-glb-fine.glb") and fine.run_id == result.run_id
+    fine_triangles = sum(len(g.faces) for g in trimesh.load(fine.path, force="scene").geometry.values())
+    standard_triangles = sum(len(g.faces) for g in trimesh.load(plain.path, force="scene").geometry.values())
+    assert fine_triangles == fine.details["triangles"] > standard_triangles
+    assert (converted / "production.glb").read_bytes() == standard  # the standard GLB is left alone

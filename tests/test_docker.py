@@ -342,10 +342,18 @@ def test_the_operator_ui_admits_global_admins_only(stack, images, tmp_path):
     threading.Thread(target=server.run, daemon=True).start()
     name = f"automat-test-proxy-{uuid.uuid4().hex[:8]}"
     started = docker(
-        "run", "--detach", "--rm", "--name", name, "--network", "host",
-        f"--env=API_UPSTREAM=127.0.0.1:{api_port}", f"--env=UI_UPSTREAM=127.0.0.1:{web_port}",
-        f"--env=LISTEN_PORT={proxy_port}", f"automat/proxy:{images}",
-    )  # fmt: skip
+        "run",
+        "--detach",
+        "--rm",
+        "--name",
+        name,
+        "--network",
+        "host",
+        f"--env=API_UPSTREAM=127.0.0.1:{api_port}",
+        f"--env=UI_UPSTREAM=127.0.0.1:{web_port}",
+        f"--env=LISTEN_PORT={proxy_port}",
+        f"automat/proxy:{images}",
+    )
     assert started.returncode == 0, started.stderr
     try:
         wait_for("the proxy", lambda: accepts(proxy_port), 60)

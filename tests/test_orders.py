@@ -40,8 +40,16 @@ def finish(env, line_id: int, run_id: str, state: str, **values) -> None:
 def test_a_line_shows_only_what_its_own_run_made(api, world, env):
     with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():  # an older order's still, and the .blend
         for asset in ("still", "blend_export"):
-            repository.record_render(s, world["tenants"]["acme"], world["products"]["6204-2RS"], asset, "still-web",
-                                     "completed", path="/x", run_id="older-run")  # fmt: skip
+            repository.record_media(
+                s,
+                world["tenants"]["acme"],
+                world["products"]["6204-2RS"],
+                asset,
+                "still-web",
+                "completed",
+                path="/x",
+                run_id="older-run",
+            )
     client = login(api, "client@acme.example")
     order = draft(api, client, world, "still-web")
     submitted = api.post(f"/orders/{order['id']}/submit", headers=client).json()
@@ -77,13 +85,21 @@ def test_the_document_gives_each_failure_its_class_and_the_order_its_counts(api,
     finish(env, second, "run-b", "failed", error_class="timeout", reason="Blender did not finish in 300 s")
     document = api.get(f"/orders/{order['id']}", headers=client).json()
     assert document["state"] == "completed_with_failures"
-    assert document["counts"] | {"total": 2} == {"total": 2, "pending": 0, "queued": 0, "running": 0,
-                                                  "succeeded": 1, "failed": 1, "cancelled": 0}  # fmt: skip
+    assert document["counts"] | {"total": 2} == {
+        "total": 2,
+        "pending": 0,
+        "queued": 0,
+        "running": 0,
+        "succeeded": 1,
+        "failed": 1,
+        "cancelled": 0,
+    }
     failed = next(line for line in document["lines"] if line["id"] == second)
     assert (failed["error_class"], failed["reason"]) == ("timeout", "Blender did not finish in 300 s")
     with session(env["AUTOMAT_DATABASE_URL"]) as s:  # every failed line of the tenant: one indexed query
-        plan = "\n".join(s.execute(text("EXPLAIN SELECT id FROM order_lines WHERE tenant_id = 1 AND state = 'failed'"))
-                         .scalars())  # fmt: skip
+        plan = "\n".join(
+            s.execute(text("EXPLAIN SELECT id FROM order_lines WHERE tenant_id = 1 AND state = 'failed'")).scalars()
+        )
     assert "order_lines_tenant_state" in plan or "Seq Scan" in plan  # a tiny table may be scanned
 
 
@@ -92,8 +108,11 @@ def test_a_line_that_can_never_launch_fails_and_the_others_go_on(api, world, env
     workflow = {"version": 1, "nodes": [{"id": "t", "step": "thumbnail"}]}
     assert api.put("/workflows/quick", headers=ta, json=workflow).status_code == 200
     order = api.post("/orders", headers=ta, json={"workflow": "quick"}).json()
-    api.post(f"/orders/{order['id']}/lines", headers=ta,
-             json={"product_id": world["products"]["6204-2RS"], "output_type": "thumbnail"})  # fmt: skip
+    api.post(
+        f"/orders/{order['id']}/lines",
+        headers=ta,
+        json={"product_id": world["products"]["6204-2RS"], "output_type": "thumbnail"},
+    )
     api.post(f"/orders/{order['id']}/submit", headers=ta)  # Dagster is down: pending
     assert api.delete("/workflows/quick", headers=ta).status_code == 204
     with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
@@ -110,8 +129,10 @@ def test_a_resubmitted_order_keeps_its_rejection_in_the_history(api, world):
     again = api.post(f"/orders/{order['id']}/resubmit", headers=client).json()
     assert (again["status"], again["reject_reason"], again["rejected_at"]) == ("draft", None, None)
     assert [(h["event"], h["reason"]) for h in again["history"]] == [
-        ("submitted", None), ("rejected", "wrong bearing"), ("resubmitted", None)
-    ]  # fmt: skip
+        ("submitted", None),
+        ("rejected", "wrong bearing"),
+        ("resubmitted", None),
+    ]
     sent = {"line": order["lines"][0]["id"], "product_id": world["products"]["6204-2RS"], "output_type": "thumbnail"}
     assert again["history"][0]["lines"] == [sent]
 
@@ -167,10 +188,20 @@ def test_an_order_downloads_as_one_zip_named_by_product_and_output_type(api, wor
     order = draft(api, client, world, "thumbnail", "still-web")
     submitted = api.post(f"/orders/{order['id']}/submit", headers=client).json()
     with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
-        for asset, output_type, file, run in (("thumbnail", "thumbnail", "thumbnail.png", "run-t"),
-                                              ("still", "still-web", "still-still-web.png", "run-s")):  # fmt: skip
-            repository.record_render(s, world["tenants"]["acme"], world["products"]["6204-2RS"], asset, output_type,
-                                     "completed", path=str(folder / file), run_id=run)  # fmt: skip
+        for asset, output_type, file, run in (
+            ("thumbnail", "thumbnail", "thumbnail.png", "run-t"),
+            ("still", "still-web", "still-still-web.png", "run-s"),
+        ):
+            repository.record_media(
+                s,
+                world["tenants"]["acme"],
+                world["products"]["6204-2RS"],
+                asset,
+                output_type,
+                "completed",
+                path=str(folder / file),
+                run_id=run,
+            )
     first, second = (line["id"] for line in submitted["lines"])
     finish(env, first, "run-t", "completed")
     finish(env, second, "run-s", "completed")
@@ -185,3 +216,30 @@ def test_an_order_downloads_as_one_zip_named_by_product_and_output_type(api, wor
     assert api.get(f"/orders/{order['id']}/download", headers=login(api, "client@beta.example")).status_code == 404
     with session(env["AUTOMAT_DATABASE_URL"]) as s:
         assert s.scalar(select(Order.number).where(Order.id == order["id"])) == order["number"]
+
+
+def test_glbs_are_media_and_orderable(api, world, env):
+    folder = Path(env["AUTOMAT_MEDIA_DIR"]) / "acme" / "6204-2RS"
+    folder.mkdir(parents=True)
+    (folder / "production.glb").write_bytes(b"glTF production")
+    with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
+        repository.record_media(
+            s,
+            world["tenants"]["acme"],
+            world["products"]["6204-2RS"],
+            "glb_production",
+            "standard",
+            "completed",
+            path=str(folder / "production.glb"),
+            run_id="conversion",
+        )
+        s.execute(text('UPDATE tenants SET settings = \'{"render_engines_allowed": ["workbench"]}\''))
+    client = login(api, "client@acme.example")
+    listed = api.get("/media", headers=client, params={"asset": "glb_production"}).json()["items"]
+    assert [(m["asset"], m["output_type"]) for m in listed] == [("glb_production", "standard")]
+    assert api.get(f"/media/{listed[0]['id']}/file", headers=client).content == b"glTF production"
+    types = {t["name"]: t for t in api.get("/output-types", headers=client).json()}
+    assert (types["glb"]["kind"], types["glb-fine"]["quality"]) == ("glb", "fine")
+    order = draft(api, client, world, "glb-fine")
+    submitted = api.post(f"/orders/{order['id']}/submit", headers=client)  # no engine: not refused
+    assert submitted.status_code == 200 and submitted.json()["lines"][0]["state"] == "pending"

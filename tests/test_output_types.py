@@ -23,7 +23,7 @@ def test_tenant_types_override_defaults_by_name_and_add_their_own():
     "settings,problem",
     [
         ({"kind": "still", "resolution": 10}, "resolution: Input should be greater than or equal to 16"),
-        ({"kind": "poster"}, "kind: Input should be 'thumbnail', 'still' or 'turntable'"),
+        ({"kind": "poster"}, "kind: Input should be 'thumbnail', 'still', 'turntable' or 'glb'"),
         ({"kind": "still", "engine": "luxcore"}, "engine: Input should be 'cycles', 'eevee' or 'workbench'"),
         ({"kind": "still", "template": "../other/x.blend"}, "template: String should match pattern"),
         ({"kind": "still", "sampels": 64}, "sampels: Extra inputs are not permitted"),

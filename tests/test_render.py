@@ -215,7 +215,10 @@ def test_blenders_progress_reaches_the_caller(tmp_path, glb):
 
     still = OutputType(name="p", kind="still", resolution=48, samples=8, engine="cycles")
     seen: list[int] = []
-    command = blender_command(str(REPO / ".venv-render" / "bin" / "python"), str(REPO / "blender"),
-                              render_args(glb, tmp_path / "p.png", still))  # fmt: skip
+    command = blender_command(
+        str(REPO / ".venv-render" / "bin" / "python"),
+        str(REPO / "blender"),
+        render_args(glb, tmp_path / "p.png", still),
+    )
     run_blender(command, output=tmp_path / "p.png", on_progress=seen.append)
     assert seen == sorted(seen) and seen[-1] == 100 and len(seen) >= 2, seen

@@ -15,6 +15,7 @@ from automat_pipeline.workflows import WorkflowError, compile_workflow, default_
 PRODUCT_STEPS = [
     "blend_export",
     "cad_metadata",
+    "glb_export",
     "glb_geometry",
     "glb_production",
     "step_file",
@@ -40,8 +41,9 @@ def test_steps_are_the_asset_graph():
     assert steps()["cad_metadata"].made_with == {"glb_geometry", "glb_production"}
     catalog = {s["step"]: s for s in workflows.step_catalog()}
     described = catalog["still"]["parameters"]["properties"]["output_types"]
-    assert described["description"].startswith("The output types to render")
-    assert catalog["glb_production"]["downstream"] == ["blend_export", "still", "thumbnail", "turntable"]
+    assert described["description"].startswith("The output types to make, by name")
+    assert catalog["glb_production"]["downstream"] == ["blend_export", "glb_export", "still", "thumbnail", "turntable"]
+    assert catalog["thumbnail"]["parameters"] and catalog["glb_export"]["parameters"]  # they take parameters too
 
 
 def test_default_workflow_is_the_whole_product_pipeline():
@@ -88,8 +90,8 @@ def test_params_become_run_config():
         ),
         ({"version": 1, "nodes": [node("s", "still", output_types="all")]}, "node 's': params.output_types: "),
         (
-            {"version": 1, "nodes": [node("t", "thumbnail", size=64)]},
-            "node 't': params.size: step 'thumbnail' takes no parameters",
+            {"version": 1, "nodes": [node("b", "blend_export", size=64)]},
+            "node 'b': params.size: step 'blend_export' takes no parameters",
         ),
         (
             {"version": 1, "nodes": [node("g", "glb_geometry")]},

@@ -60,12 +60,11 @@ def launch_line(
 ) -> str:
     """Launch one order line: the order's workflow, or the step that renders ``output_type`` alone;
     the render step renders just that output type. The run id."""
-    assets, ops, saved = [output_type.kind], {}, None
+    assets, ops, saved = [output_type.step], {}, None
     if workflow:
         saved, plan = workflow
         assets, ops = plan.selection, dict(plan.run_config.get("ops", {}))
-    if output_type.kind != "thumbnail":
-        ops[output_type.kind] = {"config": {"output_types": [output_type.name]}}
+    ops[output_type.step] = {"config": {"output_types": [output_type.name]}}
     launch_key = f"{line.id}@{order.submitted_at.timestamp():.6f}"  # each submission launches once
     return client.launch(
         assets,
@@ -83,9 +82,11 @@ def launch_lines(tx: Session, client: DagsterClient, order: Order, types: dict[s
     Returns how many launched. ``types``: the tenant's output types by name, where the caller has them."""
     tenant = tx.get(Tenant, order.tenant_id)
     types = types or {t.name: t for t in repository.output_types_of(tx, order.tenant_id)}
-    pending = list(tx.scalars(
-        select(OrderLine).where(OrderLine.order_id == order.id, OrderLine.state == "pending").order_by(OrderLine.id)
-    ))  # fmt: skip
+    pending = list(
+        tx.scalars(
+            select(OrderLine).where(OrderLine.order_id == order.id, OrderLine.state == "pending").order_by(OrderLine.id)
+        )
+    )
     try:
         workflow = compiled(tx, order) if order.workflow else None  # once per order, not per line
     except (NotFound, workflows.WorkflowError) as error:

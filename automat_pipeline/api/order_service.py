@@ -165,10 +165,11 @@ def document(tx: Session, order: Order, dagster: DagsterClient) -> OrderOut:
     """The render job document: every line's state, progress, failure, steps and outputs."""
     lines = list(
         tx.scalars(
-            select(OrderLine).where(OrderLine.order_id == order.id, OrderLine.tenant_id == order.tenant_id)
+            select(OrderLine)
+            .where(OrderLine.order_id == order.id, OrderLine.tenant_id == order.tenant_id)
             .order_by(OrderLine.id)
         )
-    )  # fmt: skip
+    )
     unfinished = [line.run_id for line in lines if line.run_id]
     try:
         runs = dagster.runs(unfinished) if unfinished else {}
@@ -238,8 +239,9 @@ def _current_media(tx: Session, tenant_id: int, media_ids: list[int]) -> dict[in
     replaces the file)."""
     if not media_ids:
         return {}
-    rows = tx.execute(select(MediaAsset.id, MediaAsset.run_id).where(
-        MediaAsset.tenant_id == tenant_id, MediaAsset.id.in_(media_ids)))  # fmt: skip
+    rows = tx.execute(
+        select(MediaAsset.id, MediaAsset.run_id).where(MediaAsset.tenant_id == tenant_id, MediaAsset.id.in_(media_ids))
+    )
     return dict(rows.all())
 
 

@@ -12,7 +12,10 @@ from automat_pipeline.db.models import MediaAsset
 class MediaOut(BaseModel):
     id: int = Field(description="The media asset's id (GET /media/{id}/file).")
     product_id: int = Field(description="The product it shows.")
-    asset: str = Field(description="The pipeline step that made it: thumbnail, still, turntable, blend_export.")
+    asset: str = Field(
+        description="The pipeline step that made it: thumbnail, still, turntable, blend_export, glb_geometry "
+        "(the viewer GLB), glb_production, glb_export (a GLB output type)."
+    )
     output_type: str = Field(description="The output type it followed.")
     status: str = Field(description="completed, failed or cancelled.")
     error_class: str | None = Field(description="Why it failed, as a class.")

@@ -214,10 +214,11 @@ def tenant_output_types(session: Session, tenant: Tenant, kind: str) -> list[out
     return [t for t in output_types_of(session, tenant.id) if t.kind == kind]
 
 
-def record_render(
+def record_media(
     session: Session, tenant_id: int, product_id: int, asset: str, output_type: str, status: str, **values
 ) -> None:
-    """Record the latest outcome of one render (``values``: path, error_class, reason, run_id, details)."""
+    """Record the latest outcome of one media file of a product: a render, or a GLB (``values``:
+    path, error_class, reason, run_id, details)."""
     statement = insert(MediaAsset).values(
         tenant_id=tenant_id, product_id=product_id, asset=asset, output_type=output_type, status=status, **values
     )
@@ -247,10 +248,13 @@ def record_line_outcome(session: Session, line_id: int, run_id: str, **values) -
     belongs to that run (a resubmitted order's line has a new one); a finished line stays finished."""
     updated = session.execute(
         update(OrderLine)
-        .where(OrderLine.id == line_id, OrderLine.run_id == run_id,
-               OrderLine.state.not_in(("completed", "failed", "cancelled")))
+        .where(
+            OrderLine.id == line_id,
+            OrderLine.run_id == run_id,
+            OrderLine.state.not_in(("completed", "failed", "cancelled")),
+        )
         .values(**values, updated_at=func.now())
-    )  # fmt: skip
+    )
     return bool(updated.rowcount)
 
 

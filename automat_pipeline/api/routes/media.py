@@ -36,9 +36,8 @@ class Download(BaseModel):
 def browse(
     who: Who,
     tx: Tx,
-    asset: Literal["thumbnail", "still", "turntable", "blend_export"] | None = Query(
-        None, description="Only this pipeline step's media."
-    ),
+    asset: Literal["thumbnail", "still", "turntable", "blend_export", "glb_geometry", "glb_production", "glb_export"]
+    | None = Query(None, description="Only this pipeline step's media."),
     status: Literal["completed", "failed", "cancelled"] | None = Query(None, description="Render status."),
     category_key: str | None = Query(None, max_length=200, description="Products of this category."),
     lagertyp: str | None = Query(None, max_length=200, description="Products of this bearing type."),
@@ -112,8 +111,11 @@ def download(body: Download, request: Request, who: Who, tx: Tx):
     """Stream the chosen media files as one ZIP."""
     who.require(Permission.own_orders)
     chosen = (_media(tx, who, i) for i in dict.fromkeys(body.ids))
-    files = [(f"{m.product_id}/{m.asset}-{m.output_type}{path.suffix}", path) for m in chosen
-             for path in [media_path(settings(request).media_dir, m)]]  # fmt: skip
+    files = [
+        (f"{m.product_id}/{m.asset}-{m.output_type}{path.suffix}", path)
+        for m in chosen
+        for path in [media_path(settings(request).media_dir, m)]
+    ]
     return StreamingResponse(
         zip_stream(files),
         media_type="application/zip",

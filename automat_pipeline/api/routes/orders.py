@@ -181,7 +181,7 @@ def submit(order_id: Id, request: Request, who: Who, tx: Tx) -> OrderOut:
         output_type = types.get(line.output_type)
         if output_type is None:
             problems.append(f"line {line.id}: output type {line.output_type!r} no longer exists")
-        elif output_type.engine not in settings.render_engines_allowed:
+        elif output_type.kind in output_types.RENDERED and output_type.engine not in settings.render_engines_allowed:
             problems.append(f"line {line.id}: engine {output_type.engine} is not allowed for this tenant")
         else:
             limits = request.app.state.settings
@@ -198,9 +198,9 @@ def submit(order_id: Id, request: Request, who: Who, tx: Tx) -> OrderOut:
         except workflows.WorkflowError as error:
             raise HTTPException(422, f"workflow {order.workflow!r}: {'; '.join(error.errors)}") from error
         problems += [
-            f"line {line.id}: workflow {order.workflow!r} has no {types[line.output_type].kind} step"
+            f"line {line.id}: workflow {order.workflow!r} has no {types[line.output_type].step} step"
             for line in lines
-            if line.output_type in types and types[line.output_type].kind not in steps
+            if line.output_type in types and types[line.output_type].step not in steps
         ]
     if problems:
         raise HTTPException(422, "; ".join(problems))

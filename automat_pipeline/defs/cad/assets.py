@@ -13,6 +13,7 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetSpec,
+    Config,
     DataVersion,
     MaterializeResult,
     MetadataValue,
@@ -27,8 +28,10 @@ from automat_pipeline.defs.partitions import product_partitions
 from automat_pipeline.defs.resources import Database, MediaStore
 from automat_pipeline.errors import AutomatError
 from automat_pipeline.inbox import sha256, step_file_for
+from automat_pipeline.output_types import QUALITY_DEFLECTION, OutputType
 from automat_pipeline.settings import deployment_limits
-from automat_pipeline.tenant_settings import TenantSettings
+from automat_pipeline.step_params import RenderParams
+from automat_pipeline.tenant_settings import CadSettings, TenantSettings
 
 SOURCE = "source.step"
 
@@ -123,8 +126,33 @@ def cad_conversion(context: AssetExecutionContext, database: Database, media: Me
                 repository.record_file(
                     session, tenant.id, upload, "step", sha256(folder / SOURCE), error=str(error), product_id=product.id
                 )
+                failure = {"error_class": error.error_class, "reason": error.reason, "run_id": context.run.run_id}
+                for step in ("glb_geometry", "glb_production"):  # the media browser shows the failure too
+                    repository.record_media(session, tenant.id, product.id, step, "standard", "failed", **failure)
             raise
     wall = time.perf_counter() - started
+    with database.session() as session:  # both GLBs are media: listed, downloaded, zipped, ordered
+        for step, glb, size in (
+            ("glb_geometry", "model.glb", result.glb_bytes),
+            ("glb_production", "production.glb", result.production_glb_bytes),
+        ):
+            details = {
+                "triangles": result.triangles,
+                "output_bytes": size,
+                "quality": "standard",
+                "conversion_seconds": round(wall, 3),
+            }
+            repository.record_media(
+                session,
+                tenant.id,
+                product.id,
+                step,
+                "standard",
+                "completed",
+                path=str(folder / glb),
+                run_id=context.run.run_id,
+                details=details,
+            )
     (folder / "cad_metadata.json").write_text(json.dumps(result.as_dict(), indent=1))
     for line in result.materials:
         context.log.info(line)
@@ -214,3 +242,83 @@ def check_glbs(result: Conversion, glb: Path, fallbacks: list[str]):
         severity=AssetCheckSeverity.WARN,
         metadata={"fallback_parts": MetadataValue.json(fallbacks)},
     )
+
+
+class GlbConfig(Config, RenderParams):
+    """The step's parameters (``step_params.RenderParams``: the GLB output types) as Dagster run config."""
+
+
+@asset(partitions_def=product_partitions, deps=["glb_production"], group_name="cad", kinds={"glb"}, code_version="1")
+def glb_export(context: AssetExecutionContext, config: GlbConfig, database: Database, media: MediaStore):
+    """One GLB per ``glb`` output type of the tenant (or per one named). Standard quality delivers the
+    conversion's own GLB; coarse and fine tessellate the STEP anew into a file of their own, leaving
+    the standard one alone."""
+    started = time.perf_counter()
+    outputs = {}
+    with classified(context, "glb_export"):
+        with database.session() as session:
+            tenant, product = repository.tenant_and_product(session, context.partition_key)
+            known = {t.name: t for t in repository.tenant_output_types(session, tenant, "glb")}
+            resolver = repository.material_resolver(session, tenant, product)
+            settings = TenantSettings.of(tenant.settings).within(deployment_limits()).cad
+        unknown = sorted(set(config.output_types) - set(known))
+        if unknown:
+            raise AutomatError("unknown_output_type", f"{', '.join(unknown)} is not a glb output type of this tenant")
+        folder = media.product_dir(tenant.slug, product.key)
+        for output_type in [known[n] for n in config.output_types] or known.values():
+            path, details = _glb(folder, output_type, settings, resolver)
+            with database.session() as session:
+                repository.record_media(
+                    session,
+                    tenant.id,
+                    product.id,
+                    "glb_export",
+                    output_type.name,
+                    "completed",
+                    path=str(path),
+                    run_id=context.run.run_id,
+                    details=details,
+                )
+            outputs[output_type.name] = {"path": str(path), **details}
+    return MaterializeResult(
+        metadata={
+            "outputs": MetadataValue.json(outputs),
+            "count": len(outputs),
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+    )
+
+
+def _glb(folder: Path, output_type: OutputType, settings: CadSettings, resolver) -> tuple[Path, dict]:
+    """The GLB of ``output_type`` in ``folder``, made if its quality is not the standard one."""
+    standard = folder / ("production.glb" if output_type.glb_variant == "production" else "model.glb")
+    if output_type.quality == "standard":
+        if not standard.is_file():
+            raise AutomatError("missing_input", f"{standard} does not exist; materialize glb_production first")
+        return standard, {
+            "quality": "standard",
+            "variant": output_type.glb_variant,
+            "output_bytes": standard.stat().st_size,
+        }
+    scale = QUALITY_DEFLECTION[output_type.quality]
+    scaled = ("relative_deflection", "min_deflection_mm", "max_deflection_mm")
+    options = settings.model_copy(update={field: getattr(settings, field) * scale for field in scaled})
+    viewer, production = folder / f"glb-{output_type.name}.viewer.glb", folder / f"glb-{output_type.name}.glb"
+    result = convert_isolated(
+        folder / SOURCE,
+        viewer,
+        options,
+        resolver,
+        production,
+        timeout_seconds=settings.timeout_seconds,
+        memory_mb=settings.memory_mb,
+    )
+    path = production if output_type.glb_variant == "production" else viewer
+    details = {
+        "quality": output_type.quality,
+        "variant": output_type.glb_variant,
+        "triangles": result.triangles,
+        "output_bytes": path.stat().st_size,
+        "linear_deflection_mm": result.linear_deflection_mm,
+    }
+    return path, details

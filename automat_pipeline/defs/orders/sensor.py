@@ -57,8 +57,11 @@ def failure_of(instance: DagsterInstance, run_id: str) -> tuple[str, str]:
 
 def settle(instance: DagsterInstance, database: Database, records: list[RunRecord]) -> int:
     """Record the order lines of ``records``' runs; how many lines changed."""
-    lines = [(r, int(r.dagster_run.tags[tags.ORDER_LINE])) for r in records
-             if tags.ORDER_LINE in r.dagster_run.tags and r.dagster_run.status in STATES]  # fmt: skip
+    lines = [
+        (r, int(r.dagster_run.tags[tags.ORDER_LINE]))
+        for r in records
+        if tags.ORDER_LINE in r.dagster_run.tags and r.dagster_run.status in STATES
+    ]
     if not lines:
         return 0
     changed = 0
@@ -88,9 +91,11 @@ def order_lines(context: SensorEvaluationContext, database: Database):
     """Record what each order line's run came to, for the clients' job documents."""
     since = float(context.cursor) - 0.001 if context.cursor else 0.0  # again the last tick's last: idempotent
     records = context.instance.get_run_records(
-        RunsFilter(updated_after=datetime.fromtimestamp(since, UTC)), order_by="update_timestamp", ascending=True,
+        RunsFilter(updated_after=datetime.fromtimestamp(since, UTC)),
+        order_by="update_timestamp",
+        ascending=True,
         limit=BATCH,
-    )  # fmt: skip
+    )
     if not records:
         return SkipReason("no run changed")
     changed = settle(context.instance, database, list(records))

@@ -102,6 +102,13 @@ class Renders:
             with self.database.session() as session:
                 repository.record_progress(session, int(line), self.context.run.run_id, percent)
 
+    def thumbnail_type(self, name: str | None) -> OutputType:
+        """The thumbnail output type named, else the tenant's ``thumbnail``, else its first of that kind."""
+        known = {t.name: t for t in self.output_types["thumbnail"]}
+        if name is not None and name not in known:
+            raise AutomatError("unknown_output_type", f"{name} is not a thumbnail output type of this tenant")
+        return known[name] if name else known.get("thumbnail", self.output_types["thumbnail"][0])
+
     def template(self, output_type: OutputType) -> Path | None:
         if output_type.template is None:
             return None
@@ -115,7 +122,7 @@ class Renders:
 
     def record(self, step: str, output_type: OutputType, status: str, **values) -> None:
         with self.database.session() as session:
-            repository.record_render(
+            repository.record_media(
                 session,
                 self.tenant_id,
                 self.product_id,
@@ -223,9 +230,10 @@ def _render_each(
     backfill_policy=BackfillPolicy.single_run(),
 )
 def thumbnail(
-    context: AssetExecutionContext, blender: Blender, database: Database, media: MediaStore
+    context: AssetExecutionContext, config: RenderConfig, blender: Blender, database: Database, media: MediaStore
 ) -> MaterializeResult:
-    """The tenant's ``thumbnail`` output type: a quick transparent PNG, shown in the asset's metadata.
+    """The product's preview, ``thumbnail.png``: the tenant's ``thumbnail`` output type (or the
+    thumbnail type the run names), shown in the asset's metadata.
 
     A backfill renders all its products in one run and one warm Blender process (5x the
     throughput of a process per product with Workbench, bench/results/render.json).
@@ -241,8 +249,13 @@ def thumbnail(
             except AutomatError as error:
                 failed[key] = error
                 continue
+            try:
+                output_type = renders.thumbnail_type(config.output_types[0] if config.output_types else None)
+            except AutomatError as error:
+                failed[key] = error
+                continue
             keys[renders.folder / "thumbnail.png"] = key
-            jobs.append((renders, renders.output_types["thumbnail"][0], renders.folder / "thumbnail.png"))
+            jobs.append((renders, output_type, renders.folder / "thumbnail.png"))
         with classified(context, "thumbnail"):
             outcomes = render_warm(context, blender, "thumbnail", jobs) if jobs else []
     failed |= {keys[o.output]: o.error for o in outcomes if o.error}

@@ -39,9 +39,19 @@ APP = "automat_app"
 TENANT = "NULLIF(current_setting('app.current_tenant_id', true), '')::int"
 BYPASS = "current_setting('app.bypass_rls', true) = 'on' OR "
 TENANT_TABLES = [
-    "products", "product_files", "catalog_imports", "materials", "material_aliases", "output_types", "media_assets",
-    "users", "orders", "order_lines", "uploads", "workflows",
-]  # fmt: skip
+    "products",
+    "product_files",
+    "catalog_imports",
+    "materials",
+    "material_aliases",
+    "output_types",
+    "media_assets",
+    "users",
+    "orders",
+    "order_lines",
+    "uploads",
+    "workflows",
+]
 USER_COLUMNS = "id, tenant_id, email, email_normalized, role, active, token_version, created_at"
 
 FUNCTIONS = {

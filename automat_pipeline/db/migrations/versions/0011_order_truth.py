@@ -107,6 +107,16 @@ def downgrade() -> None:
     op.drop_index("order_lines_tenant_state", "order_lines")
     op.drop_constraint("state", "order_lines")
     op.execute(PENDING_ORDERS.format(condition="l.run_id IS NULL"))
-    for column in ("launch_attempts", "updated_at", "seconds", "ended_at", "started_at", "outputs", "progress",
-                   "reason", "error_class", "state"):  # fmt: skip
+    for column in (
+        "launch_attempts",
+        "updated_at",
+        "seconds",
+        "ended_at",
+        "started_at",
+        "outputs",
+        "progress",
+        "reason",
+        "error_class",
+        "state",
+    ):
         op.drop_column("order_lines", column)
