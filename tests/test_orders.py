@@ -10,13 +10,15 @@ from pathlib import Path
 
 import httpx
 from conftest import PASSWORD, as_role, login
+from openpyxl import Workbook
 from sqlalchemy import select, text
 
 from automat_pipeline.api.launcher import launch_lines
 from automat_pipeline.api.order_service import counts, order_state
+from automat_pipeline.catalog_import import attach_report, import_workbook
 from automat_pipeline.db import repository
 from automat_pipeline.db.database import session
-from automat_pipeline.db.models import Order
+from automat_pipeline.db.models import CatalogImport, Order, Product
 
 
 def draft(api, headers, world, *output_types: str) -> dict:
@@ -243,3 +245,52 @@ def test_glbs_are_media_and_orderable(api, world, env):
     order = draft(api, client, world, "glb-fine")
     submitted = api.post(f"/orders/{order['id']}/submit", headers=client)  # no engine: not refused
     assert submitted.status_code == 200 and submitted.json()["lines"][0]["state"] == "pending"
+
+
+def test_an_upload_tells_its_import_and_its_conversions(api, world, env, tmp_path):
+    client = login(api, "client@acme.example")
+    book = Workbook()
+    for row in (["PIM-ID", "Name", "CAD-Datei"], ["N-1", "New", "n1.stp"], ["N-2", None, None], [None, "no id", None]):
+        book.active.append(row)
+    book.save(tmp_path / "list.xlsx")
+    upload = api.post(
+        "/uploads", headers=client, files={"file": ("list.xlsx", (tmp_path / "list.xlsx").read_bytes())}
+    ).json()
+    assert (upload["status"], upload["catalog_import"]) == ("received", None)
+    inbox = Path(env["AUTOMAT_UPLOADS_DIR"]) / "acme"
+    with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():  # what the pipeline's import does
+        tenant = repository.tenant(s, "acme", create=False)
+        result = import_workbook(s, tenant, inbox / "list.xlsx", "sensor")
+        attach_report(
+            s, s.get(CatalogImport, result.import_id), inbox / "list.xlsx", Path(env["AUTOMAT_MEDIA_DIR"]) / "r"
+        )
+    seen = api.get(f"/uploads/{upload['id']}", headers=client, params={"rejected_limit": 1}).json()
+    assert seen["status"] == "ok_with_rejections"
+    assert (seen["catalog_import"]["counts"]["created"], seen["catalog_import"]["rejected_total"]) == (1, 2)
+    [first] = seen["catalog_import"]["rejected"]
+    assert first["row"] == 3 and "name" in first["reason"]
+    second = api.get(f"/uploads/{upload['id']}", headers=client, params={"rejected_offset": 1}).json()
+    assert [r["row"] for r in second["catalog_import"]["rejected"]] == [4]
+    report = api.get(seen["catalog_import"]["report"], headers=client)
+    assert report.status_code == 200 and report.content.startswith(b"PK")
+
+    step = b"ISO-10303-21;\nHEADER;\nENDSEC;\nDATA;\nENDSEC;\nEND-ISO-10303-21;\n"
+    stored = api.post("/uploads", headers=client, files={"file": ("n1.stp", step)}).json()
+    with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():  # step_file and the conversion, as they record it
+        product = s.scalar(select(Product).where(Product.pim_id == "N-1"))
+        repository.record_file(s, product.tenant_id, inbox / "n1.stp", "step", stored["sha256"], product_id=product.id)
+        repository.record_media(
+            s,
+            product.tenant_id,
+            product.id,
+            "glb_production",
+            "standard",
+            "failed",
+            error_class="no_geometry",
+            reason="n1.stp contains no surfaces",
+        )
+    converted = api.get(f"/uploads/{stored['id']}", headers=client).json()
+    assert converted["status"] == "ok"
+    assert [(c["pim_id"], c["status"], c["error_class"]) for c in converted["conversions"]] == [
+        ("N-1", "failed", "no_geometry")
+    ]

@@ -8,9 +8,10 @@ import secrets
 import unicodedata
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -19,10 +20,36 @@ from starlette.concurrency import run_in_threadpool
 
 from automat_pipeline.api.deps import Caller, Id, Tx, Who, owned, scoped_session, settings
 from automat_pipeline.api.security import Permission
-from automat_pipeline.db.models import CatalogImport, ProductFile, Tenant, Upload
+from automat_pipeline.db import repository
+from automat_pipeline.db.models import CatalogImport, MediaAsset, ProductFile, Tenant, Upload
 from automat_pipeline.keys import path_under
 
 router = APIRouter(tags=["uploads"])
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+class Rejection(BaseModel):
+    sheet: str = Field(description="The workbook's sheet.")
+    row: int = Field(description="The row, as Excel numbers it.")
+    reason: str = Field(description="Why the row was not imported.")
+
+
+class ImportOut(BaseModel):
+    import_id: int = Field(description="The import.")
+    counts: dict[str, int] = Field(description="rows, accepted, rejected, created, updated, unchanged, deactivated.")
+    rejected: list[Rejection] = Field(description="This page of the rejected rows with their reasons.")
+    rejected_total: int = Field(description="Rejected rows in all.")
+    report: str | None = Field(description="The report (.xlsx: every row, its status and reason), once written.")
+
+
+class ConversionOut(BaseModel):
+    product_id: int = Field(description="A product whose catalogue row names this STEP file.")
+    pim_id: str = Field(description="Its PIM-ID.")
+    status: Literal["waiting", "converted", "failed"] = Field(
+        description="waiting: not converted yet; converted: its GLBs exist; failed: see error_class and reason."
+    )
+    error_class: str | None = Field(description="Why the conversion failed, as a class.")
+    reason: str | None = Field(description="Why the conversion failed, in one line.")
 
 
 class UploadOut(BaseModel):
@@ -32,10 +59,13 @@ class UploadOut(BaseModel):
     size_bytes: int = Field(description="Bytes stored.")
     sha256: str = Field(description="Content hash.")
     created_at: datetime | None = Field(description="When it arrived.")
-    status: Literal["received", "ok", "rejected"] = Field(
-        description="received: waiting for the pipeline; then what the pipeline made of it."
+    status: Literal["received", "ok", "ok_with_rejections", "rejected"] = Field(
+        description="received: waiting for the pipeline; ok: imported (a workbook) or readable (a STEP file); "
+        "ok_with_rejections: imported, some rows rejected; rejected: the whole file was refused (see error)."
     )
-    error: str | None = Field(description="Why the pipeline rejected it.")
+    error: str | None = Field(description="Why the pipeline refused the whole file.")
+    catalog_import: ImportOut | None = Field(description="A workbook's import: counts, rejected rows, report.")
+    conversions: list[ConversionOut] | None = Field(description="A STEP file: each product that names it.")
 
 
 UPLOAD_BODY = {
@@ -203,13 +233,56 @@ async def upload(request: Request, who: Who) -> UploadOut:
 
 
 @router.get("/uploads/{upload_id}", responses={404: {"description": "No such upload in your tenant."}})
-def upload_status(upload_id: Id, who: Who, tx: Tx) -> UploadOut:
-    """What became of an upload."""
+def upload_status(
+    upload_id: Id,
+    who: Who,
+    tx: Tx,
+    rejected_offset: Annotated[int, Query(ge=0, le=10_000_000, description="Rejected rows to skip.")] = 0,
+    rejected_limit: Annotated[int, Query(ge=1, le=1000, description="Rejected rows per page.")] = 100,
+) -> UploadOut:
+    """What became of an upload: a workbook's import (counts, rejected rows with reasons, a page at a
+    time, the report), a STEP file's conversion for each product that names it."""
     who.require(Permission.own_orders)
-    return _upload_out(tx, owned(tx, Upload, upload_id, who, "upload"))
+    record = owned(tx, Upload, upload_id, who, "upload")
+    return _upload_out(tx, record, rejected_offset, rejected_limit)
 
 
-def _upload_out(tx, record: Upload) -> UploadOut:
+@router.get(
+    "/uploads/{upload_id}/report",
+    response_class=FileResponse,
+    responses={
+        404: {"description": "No such upload, or no report yet."},
+        200: {"description": "The import report.", "content": {XLSX: {}}},
+    },
+)
+def upload_report(upload_id: Id, request: Request, who: Who, tx: Tx):
+    """A workbook's import report: every row with its status and reason (.xlsx)."""
+    who.require(Permission.own_orders)
+    imported = _import_of(tx, owned(tx, Upload, upload_id, who, "upload"))
+    root = Path(settings(request).media_dir).resolve()
+    path = Path(imported.report_path or "").resolve() if imported else None
+    if path is None or root not in path.parents or not path.is_file():
+        raise HTTPException(404, f"upload {upload_id} has no report (yet)")
+    return FileResponse(path, media_type=XLSX, filename=path.name)
+
+
+def _import_of(tx, record: Upload) -> CatalogImport | None:
+    if record.kind != "catalog":
+        return None
+    return tx.scalar(
+        select(CatalogImport)
+        .where(
+            CatalogImport.tenant_id == record.tenant_id,
+            CatalogImport.filename == record.filename,
+            CatalogImport.sha256 == record.sha256,
+        )
+        .order_by(CatalogImport.id.desc())
+        .limit(1)
+    )
+
+
+def _upload_out(tx, record: Upload, rejected_offset: int = 0, rejected_limit: int = 100) -> UploadOut:
+    status, error, imported, conversions = "received", None, None, None
     if record.kind == "step":
         seen = tx.scalar(
             select(ProductFile).where(
@@ -218,19 +291,20 @@ def _upload_out(tx, record: Upload) -> UploadOut:
                 ProductFile.sha256 == record.sha256,
             )
         )
-        status, error = (seen.status, seen.error) if seen else ("received", None)
-    else:
-        seen = tx.scalar(
-            select(CatalogImport)
-            .where(
-                CatalogImport.tenant_id == record.tenant_id,
-                CatalogImport.filename == record.filename,
-                CatalogImport.sha256 == record.sha256,
-            )
-            .order_by(CatalogImport.id.desc())
-            .limit(1)
+        if seen:
+            status, error = seen.status, seen.error
+        conversions = _conversions(tx, record, seen)
+    elif found := _import_of(tx, record):
+        rejected = (found.outcomes or {}).get("rejected", [])
+        status = "rejected" if found.status != "ok" else "ok_with_rejections" if rejected else "ok"
+        error = found.error
+        imported = ImportOut(
+            import_id=found.id,
+            counts=found.counts or {},
+            rejected=[Rejection(**r) for r in rejected[rejected_offset : rejected_offset + rejected_limit]],
+            rejected_total=len(rejected),
+            report=f"/uploads/{record.id}/report" if found.report_path else None,
         )
-        status, error = (("ok" if seen.status == "ok" else "rejected"), seen.error) if seen else ("received", None)
     return UploadOut(
         id=record.id,
         filename=record.filename,
@@ -240,4 +314,54 @@ def _upload_out(tx, record: Upload) -> UploadOut:
         created_at=record.created_at,
         status=status,
         error=error,
+        catalog_import=imported,
+        conversions=conversions,
     )
+
+
+def _conversions(tx, record: Upload, seen: ProductFile | None) -> list[ConversionOut]:
+    """Each product naming the file: its conversion's outcome (the latest GLB record), or the file's
+    own refusal when it could not even be read."""
+    products = repository.products_for_step(tx, record.tenant_id, record.filename)
+    glbs = {
+        m.product_id: m
+        for m in tx.scalars(
+            select(MediaAsset).where(
+                MediaAsset.tenant_id == record.tenant_id,
+                MediaAsset.asset == "glb_production",
+                MediaAsset.output_type == "standard",
+                MediaAsset.product_id.in_([p.id for p in products]),
+            )
+        )
+    }
+    out = []
+    for product in products:
+        glb = glbs.get(product.id)
+        if seen and seen.status == "rejected":
+            error_class, _, reason = (seen.error or "rejected: ").partition(": ")
+            out.append(
+                ConversionOut(
+                    product_id=product.id,
+                    pim_id=product.pim_id,
+                    status="failed",
+                    error_class=error_class,
+                    reason=reason,
+                )
+            )
+        elif glb is None or (seen and glb.updated_at < seen.recorded_at):
+            out.append(
+                ConversionOut(
+                    product_id=product.id, pim_id=product.pim_id, status="waiting", error_class=None, reason=None
+                )
+            )
+        else:
+            out.append(
+                ConversionOut(
+                    product_id=product.id,
+                    pim_id=product.pim_id,
+                    status="converted" if glb.status == "completed" else "failed",
+                    error_class=glb.error_class,
+                    reason=glb.reason,
+                )
+            )
+    return out
