@@ -294,3 +294,72 @@ def test_an_upload_tells_its_import_and_its_conversions(api, world, env, tmp_pat
     assert [(c["pim_id"], c["status"], c["error_class"]) for c in converted["conversions"]] == [
         ("N-1", "failed", "no_geometry")
     ]
+
+
+def test_analytics_count_what_happened(api, world, env):
+    with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
+        tenant, product = world["tenants"]["acme"], world["products"]["6204-2RS"]
+        s.execute(
+            text(
+                "INSERT INTO orders (tenant_id, number, status, submitted_at) VALUES "
+                "(:t, 'ORD-A', 'submitted', '2026-11-02 10:00+00'), (:t, 'ORD-B', 'submitted', '2026-11-03 09:00+00'), "
+                "(:t, 'ORD-C', 'draft', NULL)"
+            ),
+            {"t": tenant},
+        )
+        orders = s.scalars(text("SELECT id FROM orders ORDER BY id")).all()
+        for n, (state, seconds, error) in enumerate(
+            [
+                ("completed", 10, None),
+                ("completed", 20, None),
+                ("completed", 30, None),
+                ("failed", 5, "timeout"),
+                ("failed", 6, "timeout"),
+                ("failed", 7, "damaged_geometry"),
+            ]
+        ):
+            s.execute(
+                text(
+                    "INSERT INTO order_lines (tenant_id, order_id, product_id, output_type, state, seconds, "
+                    "error_class, ended_at) VALUES (:t, :o, :p, :ot, :s, :sec, :e, '2026-11-02 12:00+00')"
+                ),
+                {
+                    "t": tenant,
+                    "o": orders[n // 2],
+                    "p": product,
+                    "ot": f"type-{n % 2}",
+                    "s": state,
+                    "sec": seconds,
+                    "e": error,
+                },
+            )
+        for n, backend in enumerate(["OPTIX", "CPU", "CPU", "CPU"]):
+            repository.record_media(
+                s,
+                tenant,
+                product,
+                "still",
+                f"s{n}",
+                "completed",
+                details={"render_seconds": n + 1.0, "backend": backend},
+            )
+        s.execute(text("UPDATE media_assets SET updated_at = '2026-11-02 12:00+00'"))
+    figures = api.get(
+        "/analytics",
+        headers=as_role(api, world, "pm"),
+        params={"since": "2026-11-01T00:00:00Z", "until": "2026-11-08T00:00:00Z"},
+    ).json()
+    day = next(p for p in figures["periods"] if p["start"].startswith("2026-11-02"))
+    assert (day["orders"], day["lines"], day["succeeded"], day["failed"], day["success_rate"]) == (1, 6, 3, 3, 0.5)
+    assert {t["output_type"]: t["lines"] for t in day["by_output_type"]} == {"type-0": 3, "type-1": 3}
+    assert [p["orders"] for p in figures["periods"] if p["start"].startswith("2026-11-03")] == [1]
+    assert figures["failure_classes"] == {"timeout": 2, "damaged_geometry": 1}
+    assert (figures["devices"], figures["gpu_share"]) == ({"gpu": 1, "cpu": 3}, 0.25)
+    assert figures["render_seconds"]["p50"] == 2.5 and figures["lines_per_hour"] == round(6 / 168, 4)
+    weekly = api.get(
+        "/analytics",
+        headers=as_role(api, world, "pm"),
+        params={"period": "week", "since": "2026-11-01T00:00:00Z", "until": "2026-11-08T00:00:00Z"},
+    ).json()
+    assert sum(p["orders"] for p in weekly["periods"]) == 2
+    assert api.get("/analytics", headers=login(api, "client@acme.example")).status_code == 403

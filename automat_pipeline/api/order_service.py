@@ -3,7 +3,8 @@
 A line's state and outcome live in ``order_lines`` (the API sets pending, queued and cancelled;
 the pipeline's ``order_lines`` sensor running, completed, failed and cancelled, with the class and
 reason of a failure, the outputs and the times), so documents and the board need no Dagster. Where
-Dagster answers, the document adds each run's steps and a state fresher than the sensor's last look.
+Dagster answers, the document adds each unfinished run's steps and a state fresher than the
+sensor's last look, in one batched query.
 """
 
 from __future__ import annotations
@@ -73,7 +74,10 @@ class LineOut(BaseModel):
     started_at: datetime | None = Field(description="When its run started.")
     ended_at: datetime | None = Field(description="When its run ended.")
     seconds: float | None = Field(description="How long its run took.")
-    steps: list[Step] = Field(description="The run's steps with their times (while Dagster answers).")
+    steps: list[Step] = Field(
+        description="An unfinished run's steps with their times, while Dagster answers (a finished one's are in "
+        "the Dagster UI; started_at, ended_at and seconds stay here)."
+    )
     outputs: list[Output] = Field(description="What its run made.")
 
 
@@ -170,7 +174,7 @@ def document(tx: Session, order: Order, dagster: DagsterClient) -> OrderOut:
             .order_by(OrderLine.id)
         )
     )
-    unfinished = [line.run_id for line in lines if line.run_id]
+    unfinished = [line.run_id for line in lines if line.run_id and line.state not in FINISHED]
     try:
         runs = dagster.runs(unfinished) if unfinished else {}
     except DagsterUnavailable:
