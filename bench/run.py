@@ -626,10 +626,6 @@ def bench_api(
     )
     base = f"http://127.0.0.1:{port}"
 
-    def percentile(values: list[float], share: float) -> float:
-        ordered = sorted(values)
-        return round(1000 * ordered[min(len(ordered) - 1, int(share * len(ordered)))], 1)
-
     runs = {}
     try:
         for _ in range(120):
@@ -692,6 +688,209 @@ def bench_api(
     table(rows, ["arrivals", "request", "count", "p50_ms", "p95_ms", "p99_ms"])
     print(summary)
     save("api", rows, summary)
+
+
+ORDERS_SEED = """
+INSERT INTO tenants (slug, name, settings) VALUES ('acme', 'ACME', '{}');
+INSERT INTO products (tenant_id, pim_id, key, name, materials, attributes, active)
+SELECT 1, 'P-' || n, 'P-' || n, 'Bearing ' || n, '{}', '{}', true FROM generate_series(1, :lines_per_order) n;
+INSERT INTO users (tenant_id, email, email_normalized, password_hash, role)
+SELECT 1, 'client' || n || '@acme.example', 'client' || n || '@acme.example', 'x', 'client'
+FROM generate_series(1, 20) n;
+INSERT INTO orders (tenant_id, number, created_by, status, submitted_at, created_at)
+SELECT 1, 'ORD-2026-' || lpad(n::text, 6, '0'), 1 + n % 20,
+       (ARRAY['submitted', 'submitted', 'submitted', 'draft', 'cancelled', 'rejected'])[1 + n % 6],
+       now() - make_interval(mins => n), now() - make_interval(mins => n)
+FROM generate_series(1, :orders) n;
+INSERT INTO order_lines (tenant_id, order_id, product_id, output_type, state, run_id, seconds, ended_at, outputs)
+SELECT 1, o.id, p.n, 'still-web',
+       (ARRAY['completed', 'completed', 'completed', 'completed', 'failed', 'cancelled', 'running', 'queued'])
+           [1 + (o.id + p.n) % 8],
+       md5(o.id::text || p.n::text), 1 + (o.id + p.n) % 60, now() - make_interval(mins => o.id), '[]'
+FROM orders o CROSS JOIN generate_series(1, :lines_per_order) p(n);
+ANALYZE;
+"""
+BOARD_QUERIES = {
+    "board newest": {},
+    "board submitted": {"status": "submitted"},
+    "board drafts+rejected": {"status": ["draft", "rejected"]},
+    "board by creator": {"created_by": 7},
+    "board by number": {"number": "ORD-2026-004242"},
+}
+
+
+def order_clients(port: int, token: str, numbers: list[int], orders: int, seconds: float, think: float):
+    """Clients ``numbers`` browsing the order board and opening job documents, with think times as
+    independent users; their latencies by request (see api_clients)."""
+    import http.client
+    import random
+    import urllib.parse
+    from concurrent.futures import ThreadPoolExecutor
+
+    headers = {"Authorization": f"Bearer {token}"}
+    latencies: dict[str, list[float]] = {name: [] for name in [*BOARD_QUERIES, "board page 2", "job document"]}
+
+    def client(number: int) -> None:
+        rng = random.Random(number)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+        def call(path: str) -> tuple[dict, float]:
+            began = time.perf_counter()
+            try:
+                connection.request("GET", path, headers=headers)
+                response = connection.getresponse()
+            except (http.client.RemoteDisconnected, ConnectionError):
+                connection.close()
+                connection.request("GET", path, headers=headers)
+                response = connection.getresponse()
+            body = json.loads(response.read())
+            assert response.status == 200, body
+            return body, time.perf_counter() - began
+
+        deadline, i = time.perf_counter() + seconds, number
+        time.sleep(rng.uniform(0, think))
+        while time.perf_counter() < deadline:
+            i += 1
+            name = list(BOARD_QUERIES)[i % len(BOARD_QUERIES)]
+            board, took = call("/orders?" + urllib.parse.urlencode(BOARD_QUERIES[name], doseq=True))
+            latencies[name].append(took)
+            if board["next_cursor"] and i % 3 == 0:
+                params = urllib.parse.urlencode({**BOARD_QUERIES[name], "cursor": board["next_cursor"]}, doseq=True)
+                latencies["board page 2"].append(call("/orders?" + params)[1])
+            latencies["job document"].append(call(f"/orders/{rng.randint(1, orders)}")[1])
+            time.sleep(rng.expovariate(1 / think))
+
+    with ThreadPoolExecutor(len(numbers)) as pool:
+        list(pool.map(client, numbers))
+    return latencies
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return round(1000 * ordered[min(len(ordered) - 1, int(share * len(ordered)))], 1)
+
+
+def bench_orders(
+    out: Path,
+    orders: int = 10_000,
+    lines_per_order: int = 100,
+    clients: int = 50,
+    seconds: float = 30.0,
+    think: float = 1.0,
+    client_processes: int = 5,
+) -> None:
+    """The order board and the job document over loopback with 10k orders and 1M lines in the tenant,
+    50 independent clients; beside them, the same board and document queries as bare SQL, one at a
+    time, which is the database's share of each answer."""
+    import socket
+    from concurrent.futures import ProcessPoolExecutor
+
+    import httpx
+    from sqlalchemy import text
+
+    from automat_pipeline.api.security import hash_password
+    from automat_pipeline.db.database import engine
+    from automat_pipeline.embedded import prepare
+
+    for key in [k for k in os.environ if k.startswith("AUTOMAT_")]:
+        del os.environ[key]
+    prepare(Settings(home=out / "orders-home"))
+    started = time.perf_counter()
+    url = os.environ["AUTOMAT_DATABASE_URL"]
+    with engine(url).begin() as conn:
+        for statement in ORDERS_SEED.split(";\n"):
+            if statement.strip():
+                conn.execute(text(statement), {"orders": orders, "lines_per_order": lines_per_order})
+        conn.execute(
+            text(
+                "INSERT INTO users (tenant_id, email, email_normalized, password_hash, role) VALUES "
+                "(1, 'pm@acme.example', 'pm@acme.example', :h, 'project_manager')"
+            ),
+            {"h": hash_password("bench password")},
+        )
+    seed_seconds = time.perf_counter() - started
+    bare = {"board newest (SQL)": [], "job document (SQL)": []}
+    with engine(url).connect() as conn:
+        for n in range(200):
+            began = time.perf_counter()
+            ids = (
+                conn.execute(text("SELECT id FROM orders WHERE tenant_id = 1 ORDER BY id DESC LIMIT 51"))
+                .scalars()
+                .all()
+            )
+            conn.execute(
+                text(
+                    "SELECT order_id, state, count(*) FROM order_lines WHERE tenant_id = 1 AND order_id = ANY(:i) "
+                    "GROUP BY 1, 2"
+                ),
+                {"i": ids},
+            ).all()
+            conn.execute(text("SELECT status, count(*) FROM orders WHERE tenant_id = 1 GROUP BY 1")).all()
+            bare["board newest (SQL)"].append(time.perf_counter() - began)
+            began = time.perf_counter()
+            conn.execute(
+                text("SELECT * FROM order_lines WHERE order_id = :o AND tenant_id = 1 ORDER BY id"),
+                {"o": 1 + n * 37 % orders},
+            ).all()
+            bare["job document (SQL)"].append(time.perf_counter() - began)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    api = subprocess.Popen(
+        [str(REPO / ".venv" / "bin" / "automat"), "api", "--port", str(port)],
+        env={**os.environ, "AUTOMAT_DAGSTER_GRAPHQL_URL": "http://127.0.0.1:9/graphql"},
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                if httpx.get(f"{base}/health").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        token = httpx.post(
+            f"{base}/auth/login", json={"email": "pm@acme.example", "password": "bench password"}
+        ).json()["access_token"]
+        latencies: dict[str, list[float]] = {}
+        with ProcessPoolExecutor(client_processes) as pool:
+            shares = [list(range(clients))[k::client_processes] for k in range(client_processes)]
+            arguments = [(port, token, share, orders, seconds, think) for share in shares]
+            for part in pool.map(order_clients, *zip(*arguments, strict=True)):
+                for name, values in part.items():
+                    latencies.setdefault(name, []).extend(values)
+    finally:
+        api.terminate()
+        api.wait(timeout=30)
+    rows = [
+        {
+            "request": name,
+            "count": len(v),
+            "p50_ms": percentile(v, 0.5),
+            "p95_ms": percentile(v, 0.95),
+            "p99_ms": percentile(v, 0.99),
+        }
+        for name, v in {**latencies, **bare}.items()
+        if v
+    ]
+    board = [x for name, v in latencies.items() if name.startswith("board") for x in v]
+    summary = {
+        "orders": orders,
+        "lines": orders * lines_per_order,
+        "clients": clients,
+        "think_seconds": think,
+        "seconds": seconds,
+        "seed_seconds": round(seed_seconds, 1),
+        "board_p50_ms": percentile(board, 0.5),
+        "board_p95_ms": percentile(board, 0.95),
+        "document_p50_ms": percentile(latencies["job document"], 0.5),
+        "document_p95_ms": percentile(latencies["job document"], 0.95),
+        "bare_sql_board_p50_ms": percentile(bare["board newest (SQL)"], 0.5),
+        "bare_sql_document_p50_ms": percentile(bare["job document (SQL)"], 0.5),
+        "goal": "order board and job document p95 <= 50 ms",
+    }
+    table(rows, ["request", "count", "p50_ms", "p95_ms", "p99_ms"])
+    print(summary)
+    save("orders", rows, summary)
 
 
 BARE_API = """from fastapi import FastAPI
@@ -765,7 +964,7 @@ def bench_api_worker(out: Path, rounds: int = 7) -> None:
 def main() -> None:
     if sys.argv[1:2] == ["_one"]:
         return convert_one(*sys.argv[2:])
-    wanted = set(sys.argv[1:]) or {"convert", "render", "demo", "catalog", "api", "api_worker"}
+    wanted = set(sys.argv[1:]) or {"convert", "render", "demo", "catalog", "api", "api_worker", "orders"}
     with tempfile.TemporaryDirectory(prefix="automat-bench-") as tmp:
         out = Path(tmp)
         glbs = bench_convert(out) if wanted & {"convert", "render"} else []
@@ -779,6 +978,8 @@ def main() -> None:
             bench_api(out)
         if "api_worker" in wanted:
             bench_api_worker(out)
+        if "orders" in wanted:
+            bench_orders(out)
 
 
 if __name__ == "__main__":

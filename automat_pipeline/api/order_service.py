@@ -184,8 +184,9 @@ def document(tx: Session, order: Order, dagster: DagsterClient) -> OrderOut:
     for line in lines:
         run = runs.get(line.run_id)
         state = line.state
-        if run and state not in FINISHED and line.state != "pending":
-            state = RUN_STATES.get(run["status"], state)  # fresher than the sensor's last look
+        if run and state not in FINISHED and line.state != "pending":  # fresher than the sensor's last look;
+            live = RUN_STATES.get(run["status"], state)  # an ended run stays running until its outcome is kept
+            state = "running" if live in FINISHED else live
         out.append(
             LineOut(
                 id=line.id,
