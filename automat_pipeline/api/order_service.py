@@ -26,6 +26,21 @@ OrderState = Literal[
 ]
 OrderStatus = Literal["draft", "submitted", "cancelled", "rejected"]
 FINISHED = frozenset({"completed", "failed", "cancelled"})
+LINE_COLUMNS = (
+    "id",
+    "product_id",
+    "output_type",
+    "run_id",
+    "state",
+    "progress",
+    "error_class",
+    "reason",
+    "launch_error",
+    "started_at",
+    "ended_at",
+    "seconds",
+    "outputs",
+)
 RUN_STATES = {  # Dagster's run status → a line's state
     "QUEUED": "queued",
     "NOT_STARTED": "queued",
@@ -167,13 +182,12 @@ def summary(order: Order, states: list[str]) -> OrderSummary:
 
 def document(tx: Session, order: Order, dagster: DagsterClient) -> OrderOut:
     """The render job document: every line's state, progress, failure, steps and outputs."""
-    lines = list(
-        tx.scalars(
-            select(OrderLine)
-            .where(OrderLine.order_id == order.id, OrderLine.tenant_id == order.tenant_id)
-            .order_by(OrderLine.id)
-        )
-    )
+    columns = [getattr(OrderLine, c) for c in LINE_COLUMNS]  # plain rows: a document may hold thousands
+    lines = tx.execute(
+        select(*columns)
+        .where(OrderLine.order_id == order.id, OrderLine.tenant_id == order.tenant_id)
+        .order_by(OrderLine.id)
+    ).all()
     unfinished = [line.run_id for line in lines if line.run_id and line.state not in FINISHED]
     try:
         runs = dagster.runs(unfinished) if unfinished else {}

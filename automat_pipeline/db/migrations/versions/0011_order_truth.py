@@ -47,6 +47,7 @@ def upgrade() -> None:
     )
     op.create_index("order_lines_tenant_state", "order_lines", ["tenant_id", "state"])
     op.create_index("order_lines_run", "order_lines", ["run_id"])
+    op.create_index("order_lines_order_state", "order_lines", ["order_id", "state"])  # the board's counts
     op.execute("UPDATE order_lines SET state = 'queued' WHERE run_id IS NOT NULL")
 
     op.create_table(
@@ -103,6 +104,7 @@ def downgrade() -> None:
     op.drop_constraint("orders_tenant_number", "orders")
     op.drop_column("orders", "number")
     op.drop_table("order_numbers")
+    op.drop_index("order_lines_order_state", "order_lines")
     op.drop_index("order_lines_run", "order_lines")
     op.drop_index("order_lines_tenant_state", "order_lines")
     op.drop_constraint("state", "order_lines")
