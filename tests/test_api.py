@@ -168,7 +168,9 @@ def test_order_waits_for_dagster_and_checks_tenant_rules(api, world, env):
     with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
         s.get(Tenant, world["tenants"]["acme"]).settings = {"render_engines_allowed": ["workbench"]}
     refused = api.post(f"/orders/{order['id']}/submit", headers=client)
-    assert refused.status_code == 422 and "engine cycles is not allowed" in refused.json()["detail"]
+    assert (
+        refused.status_code == 422 and "renders with cycles; this tenant allows workbench" in refused.json()["detail"]
+    )
     with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
         s.get(Tenant, world["tenants"]["acme"]).settings = {}
     submitted = api.post(f"/orders/{order['id']}/submit", headers=client).json()

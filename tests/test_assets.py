@@ -288,6 +288,26 @@ def test_missing_template_fails_before_blender_starts(env, resources, imported, 
     assert (record.status, record.error_class) == ("failed", "missing_template")
 
 
+def test_a_thumbnail_the_tenant_may_not_render_fails_before_blender_starts(env, resources, imported, converted):
+    """The upload sensor's thumbnails ask the same policy as orders: this tenant renders Workbench only."""
+    with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
+        repository.tenant(s, "acme").settings = {"render_engines_allowed": ["workbench"]}
+    result = materialize(
+        [thumbnail],
+        partition_key="acme|AS1",
+        instance=imported,
+        resources=resources,
+        raise_on_error=False,
+        selection=[AssetKey("thumbnail")],
+    )
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    assert failure.step_failure_data.user_failure_data.description == (
+        "engine_not_allowed: output type 'thumbnail' renders with cycles; this tenant allows workbench"
+    )
+    record = media_assets(env["AUTOMAT_DATABASE_URL"])[("thumbnail", "thumbnail")]
+    assert (record.status, record.error_class) == ("failed", "engine_not_allowed")
+
+
 @pytest.mark.slow
 def test_tenant_template_scene_lights_the_still(env, resources, imported, converted):
     templates = Path(env["AUTOMAT_MEDIA_DIR"]) / "acme" / "_templates"

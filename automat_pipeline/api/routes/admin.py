@@ -9,9 +9,11 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
+from automat_pipeline import policy
 from automat_pipeline.api.dagster_client import DagsterUnavailable
 from automat_pipeline.api.deps import Tx, Who, scoped_session, settings
 from automat_pipeline.api.security import Permission, Role, hash_password, new_user, normalize_email
+from automat_pipeline.db import repository
 from automat_pipeline.db.models import Tenant, User
 from automat_pipeline.errors import AutomatError, Conflict, NotFound
 from automat_pipeline.keys import KEY_PATTERN, path_under
@@ -144,5 +146,6 @@ def put_settings(body: TenantSettings, request: Request, who: Who, tx: Tx) -> Te
     over = body.over_limits(settings(request))
     if over:
         raise AutomatError("over_limit", "; ".join(over))
+    policy.check_fallback(body, set(repository.material_library(tx, tenant)))
     tenant.settings = body.model_dump()
     return body

@@ -7,12 +7,13 @@ from pydantic import BaseModel, Field
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 
-from automat_pipeline import output_types
+from automat_pipeline import output_types, policy
 from automat_pipeline.api.deps import Id, Tx, Who, owned, settings
 from automat_pipeline.api.schemas import MediaOut, media_out
 from automat_pipeline.api.security import Permission
 from automat_pipeline.db import repository
-from automat_pipeline.db.models import MediaAsset, Product, TenantOutputType
+from automat_pipeline.db.models import MediaAsset, Product, Tenant, TenantOutputType
+from automat_pipeline.tenant_settings import TenantSettings
 
 router = APIRouter(tags=["catalogue"])
 
@@ -105,6 +106,7 @@ def put_output_type(
     if body.name != name:
         raise HTTPException(422, f"the body names {body.name!r}, the path {name!r}")
     output_types.check_limits(body, settings(request))
+    policy.check_engine(TenantSettings.of(tx.get(Tenant, who.tenant()).settings), body)
     upsert = insert(TenantOutputType).values(
         tenant_id=who.tenant(), name=name, settings=body.model_dump(exclude={"name"})
     )

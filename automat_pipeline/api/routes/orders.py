@@ -16,7 +16,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from automat_pipeline import output_types, workflows
+from automat_pipeline import output_types, policy, workflows
 from automat_pipeline.api.dagster_client import DagsterClient, DagsterUnavailable
 from automat_pipeline.api.deps import Caller, Id, Tx, Who, owned, settings
 from automat_pipeline.api.files import media_path, zip_stream
@@ -181,8 +181,8 @@ def submit(order_id: Id, request: Request, who: Who, tx: Tx) -> OrderOut:
         output_type = types.get(line.output_type)
         if output_type is None:
             problems.append(f"line {line.id}: output type {line.output_type!r} no longer exists")
-        elif output_type.kind in output_types.RENDERED and output_type.engine not in settings.render_engines_allowed:
-            problems.append(f"line {line.id}: engine {output_type.engine} is not allowed for this tenant")
+        elif refusal := policy.engine_refusal(settings, output_type):
+            problems.append(f"line {line.id}: {refusal}")
         else:
             limits = request.app.state.settings
             problems += [f"line {line.id}: {problem}" for problem in output_types.over_limits(output_type, limits)]
@@ -362,6 +362,8 @@ def trigger_render(product_id: Id, body: RenderIn, request: Request, who: Who, t
         raise HTTPException(422, f"no output type {body.output_type!r} in your tenant")
     if not repository.has_cad(tx, product.tenant_id, [product.id]):
         raise HTTPException(422, f"product {product_id} has no converted CAD file")
+    output_type = next(t for t in repository.output_types_of(tx, product.tenant_id) if t.name == body.output_type)
+    policy.check_engine(TenantSettings.of(tx.get(Tenant, product.tenant_id).settings), output_type)
     order = _new_order(tx, who, product.tenant_id, status="submitted", submitted_at=datetime.now(UTC))
     line = OrderLine(tenant_id=order.tenant_id, order_id=order.id, product_id=product.id, output_type=body.output_type)
     tx.add(line)

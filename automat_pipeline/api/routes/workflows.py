@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 
-from automat_pipeline import workflows
+from automat_pipeline import policy, workflows
 from automat_pipeline.api.dagster_client import DagsterUnavailable
 from automat_pipeline.api.deps import Tx, Who
 from automat_pipeline.api.launcher import launch_workflow
@@ -21,6 +21,7 @@ from automat_pipeline.api.security import Permission
 from automat_pipeline.db import repository
 from automat_pipeline.db.models import Product, SavedWorkflow, Tenant
 from automat_pipeline.keys import KEY_PART, KEY_PATTERN, partition_key
+from automat_pipeline.tenant_settings import TenantSettings
 
 router = APIRouter(prefix="/workflows", tags=["workflows"])
 NAME = {"pattern": KEY_PATTERN, "description": "The workflow's name, unique per tenant."}
@@ -176,14 +177,19 @@ def launch(name: str, body: Launch, request: Request, who: Who, tx: Tx) -> Launc
     workflow = repository.saved_workflow(tx, who.tenant(), name)
     checked = check(workflow.document)
     tenant = tx.get(Tenant, who.tenant())
+    compiled = workflows.compile_workflow(checked)
+    rules = TenantSettings.of(tenant.settings)
+    policy.check_size(rules, len(body.product_ids), "a workflow run")
+    for output_type in policy.plan_output_types(
+        compiled.selection, compiled.run_config, repository.output_types_of(tx, tenant.id)
+    ):
+        policy.check_engine(rules, output_type)
     keys = _partitions(tx, who, body.product_ids)
     for key in keys:
         _ready(request, checked, key)
     started = datetime.now(UTC).timestamp()
     try:
-        runs = launch_workflow(
-            request.app.state.dagster, tenant, workflow, workflows.compile_workflow(checked), keys, started
-        )
+        runs = launch_workflow(request.app.state.dagster, tenant, workflow, compiled, keys, started)
     except DagsterUnavailable as error:
         raise HTTPException(503, f"Dagster does not answer ({error})") from error
     return Launched(runs=runs)

@@ -23,7 +23,7 @@ from dagster import (
     asset,
 )
 
-from automat_pipeline import materials, tags
+from automat_pipeline import materials, policy, tags
 from automat_pipeline.blender import render_args
 from automat_pipeline.db import repository
 from automat_pipeline.defs.failures import classified, failure
@@ -33,6 +33,7 @@ from automat_pipeline.errors import AutomatError
 from automat_pipeline.output_types import OutputType, check_limits
 from automat_pipeline.settings import deployment_limits
 from automat_pipeline.step_params import RenderParams
+from automat_pipeline.tenant_settings import TenantSettings
 
 # The warm thumbnail path rests on single-run backfills, which Dagster 1.13 still calls beta.
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=BetaWarning)
@@ -63,6 +64,7 @@ class Renders:
         with database.session() as session:
             tenant, product = repository.tenant_and_product(session, partition_key or context.partition_key)
             self.tenant_id, self.product_id = tenant.id, product.id
+            self.rules = TenantSettings.of(tenant.settings)
             self.output_types = {
                 kind: repository.tenant_output_types(session, tenant, kind)
                 for kind in ("thumbnail", "still", "turntable")
@@ -81,7 +83,7 @@ class Renders:
     def render(self, step: str, output_type: OutputType, output: Path) -> dict:
         """Render one output; its outcome is recorded whether it completes, fails or is cancelled."""
         try:
-            check_limits(output_type, deployment_limits())
+            self.allowed(output_type)
             template = self.template(output_type)
             details = self.blender.render(
                 self.context, self.glb, output, output_type, self.library, template, step, self.progress
@@ -94,6 +96,12 @@ class Renders:
             raise
         self.record(step, output_type, "completed", path=str(output), details=details)
         return details
+
+    def allowed(self, output_type: OutputType) -> None:
+        """The tenant's rules and the deployment's maxima, asked before Blender starts, whatever asked
+        for the render (an order, a workflow, the upload sensor's thumbnail, an operator)."""
+        policy.check_engine(self.rules, output_type)
+        check_limits(output_type, deployment_limits())
 
     def progress(self, percent: int) -> None:
         """A render's progress, on the order line whose run this is (the client's job document)."""
@@ -146,12 +154,14 @@ def render_warm(
     batch = []
     for renders, output_type, output in jobs:
         try:
-            check_limits(output_type, deployment_limits())
+            renders.allowed(output_type)
             args = render_args(renders.glb, output, output_type, renders.library, renders.template(output_type), step)
             batch.append((renders, output_type, output, args))
         except AutomatError as error:
             renders.record(step, output_type, "failed", error_class=error.error_class, reason=error.reason)
             outcomes.append(RenderOutcome(output, error=error))
+    if not batch:  # every one refused before Blender: nothing to start
+        return outcomes
     try:
         results = blender.render_batch(
             context, [args for *_, args in batch], timeout=sum(t.timeout_seconds for _, t, _, _ in batch)
