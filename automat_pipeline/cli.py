@@ -8,6 +8,7 @@ one JSON object.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -220,6 +221,86 @@ def user_create(args: argparse.Namespace) -> dict:
         return {"user": user.id, "email": user.email, "role": user.role, "tenant": args.tenant}
 
 
+@contextlib.contextmanager
+def _tenant_session(args: argparse.Namespace):
+    """``with _tenant_session(args) as (session, tenant):`` one transaction on ``--tenant``."""
+    from automat_pipeline.db import repository
+    from automat_pipeline.db.database import session
+    from automat_pipeline.embedded import prepare
+
+    with session(prepare().settings.database_url) as s, s.begin():
+        tenant = repository.tenant(s, args.tenant, create=False)
+        if tenant is None:
+            raise AutomatError("unknown_tenant", f"tenant {args.tenant!r} does not exist (automat tenant create)")
+        yield s, tenant
+
+
+def _changed(args: argparse.Namespace, changes: list[dict]) -> dict:
+    """What a library change changes, as the API answers it."""
+    return {"tenant": args.tenant, "products": len(changes), "product_ids": [c["product_id"] for c in changes]}
+
+
+def _invalid(error_class: str, error) -> AutomatError:
+    return AutomatError(error_class, "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in error.errors()))
+
+
+def material_list(args: argparse.Namespace) -> dict:
+    from automat_pipeline.db import repository
+
+    with _tenant_session(args) as (s, tenant):
+        own, library = repository.own_materials(s, tenant), repository.material_library(s, tenant)
+    return {"tenant": args.tenant, "materials": {n: asdict(m) | {"own": n in own} for n, m in library.items()}}
+
+
+def material_set(args: argparse.Namespace) -> dict:
+    from pydantic import ValidationError
+
+    from automat_pipeline.db import repository
+    from automat_pipeline.materials import MaterialIn
+
+    try:
+        material = MaterialIn(
+            name=args.material_name,
+            base_color=args.color,
+            metallic=args.metallic,
+            roughness=args.roughness,
+            description=args.description,
+        ).as_material()
+    except ValidationError as error:
+        raise _invalid("invalid_material", error) from error
+    with _tenant_session(args) as (s, tenant):
+        return _changed(args, repository.put_material(s, tenant, material))
+
+
+def material_delete(args: argparse.Namespace) -> dict:
+    from automat_pipeline.db import repository
+
+    with _tenant_session(args) as (s, tenant):
+        return _changed(args, repository.remove_material(s, tenant, args.material_name))
+
+
+def alias_list(args: argparse.Namespace) -> dict:
+    from automat_pipeline.db import repository
+
+    with _tenant_session(args) as (s, tenant):
+        aliases = repository.tenant_aliases(s, tenant.id)
+    return {"tenant": args.tenant, "aliases": [{"pattern": p, "material": m} for p, m in aliases]}
+
+
+def alias_set(args: argparse.Namespace) -> dict:
+    from pydantic import ValidationError
+
+    from automat_pipeline.db import repository
+    from automat_pipeline.materials import AliasIn
+
+    try:
+        aliases = [AliasIn(pattern=p, material=m) for p, _, m in (a.rpartition("=") for a in args.aliases)]
+    except ValidationError as error:
+        raise _invalid("invalid_aliases", error) from error
+    with _tenant_session(args) as (s, tenant):
+        return _changed(args, repository.put_aliases(s, tenant, aliases))
+
+
 def migrate(args: argparse.Namespace) -> dict:
     from automat_pipeline.embedded import prepare
 
@@ -399,6 +480,28 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tenant", help="the user's tenant (not for global_admin)")
     p.add_argument("--role", required=True, choices=["global_admin", "tenant_admin", "project_manager", "client"])
     p.add_argument("--email", required=True)
+    p.add_argument("--json", action="store_true")
+    p = command("material list", material_list, "a tenant's material library: shipped and its own")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--json", action="store_true")
+    p = command("material set", material_set, "add or replace a tenant's own material (linear RGB, PBR 0..1)")
+    p.add_argument("material_name", metavar="NAME")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--color", type=float, nargs=3, required=True, metavar=("R", "G", "B"))
+    p.add_argument("--metallic", type=float, required=True)
+    p.add_argument("--roughness", type=float, required=True)
+    p.add_argument("--description", default="")
+    p.add_argument("--json", action="store_true")
+    p = command("material delete", material_delete, "delete a tenant's own material (an override: the shipped returns)")
+    p.add_argument("material_name", metavar="NAME")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--json", action="store_true")
+    p = command("alias list", alias_list, "a tenant's own aliases, in the order they are tried")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--json", action="store_true")
+    p = command("alias set", alias_set, "replace a tenant's aliases: PATTERN=MATERIAL ..., tried in this order")
+    p.add_argument("aliases", nargs="*", metavar="PATTERN=MATERIAL")
+    p.add_argument("--tenant", required=True)
     p.add_argument("--json", action="store_true")
     p = command("workflow validate", workflow_validate, "check a workflow file (exit 2 with its errors)")
     p.add_argument("file")

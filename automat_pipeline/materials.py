@@ -11,6 +11,11 @@ from __future__ import annotations
 import fnmatch
 import re
 from dataclasses import dataclass, field
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from automat_pipeline.errors import AutomatError
 
 FALLBACK = "SCHAEFFLER_059999_FailedMaterial"
 
@@ -69,7 +74,7 @@ class MaterialResolver:
 
     def __post_init__(self):
         if self.fallback not in self.library:
-            raise ValueError(f"fallback material {self.fallback!r} is not in the library")
+            raise AutomatError("unknown_material", f"fallback material {self.fallback!r} is not in the library")
         self._patterns = [(re.compile(fnmatch.translate(p), re.I), p, m) for p, m in self.aliases]
 
     def _alias(self, name: str) -> tuple[str, str] | None:
@@ -98,7 +103,7 @@ class MaterialResolver:
 def for_blender(library: dict[str, Material], fallback: str) -> dict:
     """The library as ``blender/automat_blender/materials.py`` reads it (JSON)."""
     if fallback not in library:
-        raise ValueError(f"fallback material {fallback!r} is not in the library")
+        raise AutomatError("unknown_material", f"fallback material {fallback!r} is not in the library")
     return {
         "fallback": fallback,
         "materials": {
@@ -106,3 +111,78 @@ def for_blender(library: dict[str, Material], fallback: str) -> dict:
             for m in library.values()
         },
     }
+
+
+Unit = Annotated[float, Field(ge=0, le=1)]
+
+
+class MaterialIn(BaseModel):
+    """A tenant's own library material (same name as a shipped one: the tenant's wins)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,199}$",
+        description="How parts, aliases and catalogues name it; 1-200 of letters, digits, space . _ -.",
+        examples=["ACME_Zinc-Plated"],
+    )
+    base_color: tuple[Unit, Unit, Unit] = Field(
+        description="Linear RGB, each 0..1 (not sRGB: 0.5 is darker than it looks in a colour picker).",
+        examples=[[0.7, 0.7, 0.72]],
+    )
+    metallic: float = Field(ge=0, le=1, description="0 for plastics and rubber, 1 for bare metal.")
+    roughness: float = Field(ge=0, le=1, description="0 is a mirror, 1 is fully matte.")
+    description: str = Field("", max_length=2000, description="What it is, for the people choosing it.")
+
+    def as_material(self) -> Material:
+        return Material(self.name, tuple(self.base_color), self.metallic, self.roughness, self.description)
+
+
+class AliasIn(BaseModel):
+    """A part name, exact or a pattern (``*`` any run of characters, ``?`` one), and the library
+    material parts it matches get."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pattern: str = Field(
+        pattern=r"^[^\x00-\x1f\[\]]{1,200}$",
+        description="A part name, or a pattern with * and ? (case-insensitive); brackets are not allowed.",
+        examples=["*Inner_Ring*"],
+    )
+    material: str = Field(min_length=1, max_length=200, description="A material of the tenant's library.")
+
+
+def alias_problems(aliases: list[AliasIn], library: set[str]) -> list[str]:
+    """Why an ordered alias list would surprise: a material the library lacks, the same pattern twice,
+    or a pattern an earlier one always wins over (it could never match). Aliases name library
+    materials directly, one step, so there are no chains and no cycles."""
+    problems, seen = [], []
+    for position, alias in enumerate(aliases, 1):
+        if alias.material not in library:
+            problems.append(f"alias {position} ({alias.pattern!r}): material {alias.material!r} is not in the library")
+        for earlier_position, earlier in seen:
+            if alias.pattern.lower() == earlier.pattern.lower():
+                problems.append(f"alias {position} ({alias.pattern!r}) repeats alias {earlier_position}")
+            elif fnmatch.fnmatchcase(alias.pattern.lower(), earlier.pattern.lower()):
+                problems.append(
+                    f"alias {position} ({alias.pattern!r}) can never match: alias {earlier_position} "
+                    f"({earlier.pattern!r}) comes first and matches every part it matches"
+                )
+        seen.append((position, alias))
+    return problems
+
+
+def changed_parts(parts: list[str], before: MaterialResolver, after: MaterialResolver) -> dict[str, tuple[str, str]]:
+    """The parts a change of library or aliases changes: part → (material before, after). A part
+    changes when it resolves to another material, or to one whose colour, metallic or roughness
+    changed (its renders change either way)."""
+    changes = {}
+    for part in parts:
+        old, new = before.resolve(part).material, after.resolve(part).material
+        if old != new or _look(before.library[old]) != _look(after.library[new]):
+            changes[part] = (old, new)
+    return changes
+
+
+def _look(material: Material) -> tuple:
+    return tuple(material.base_color), material.metallic, material.roughness

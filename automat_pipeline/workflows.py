@@ -195,6 +195,18 @@ def upstream_steps(workflow: Workflow) -> list[str]:
     return sorted({u for n in workflow.nodes for u in steps()[n.step].upstream} - present)
 
 
+def downstream(step: str) -> set[str]:
+    """Every step made, directly or not, from ``step``."""
+    found, todo = set(), [step]
+    while todo:
+        current = todo.pop()
+        for name, candidate in steps().items():
+            if current in candidate.upstream and name not in found:
+                found.add(name)
+                todo.append(name)
+    return found - steps()[step].made_with
+
+
 def default_workflow() -> dict:
     """The full product pipeline: every per-product step, wired as the asset graph is."""
     product_steps = sorted(s.name for s in steps().values() if s.partitions == "products")

@@ -238,3 +238,30 @@ def test_user_create_checks_its_input_and_refuses_a_taken_address(run, tmp_path,
     assert json.loads(out) | {"user": 0} == {"user": 0, "email": "C@acme.example", "role": "client", "tenant": "acme"}
     taken = run("user", "create", "--role", "client", "--email", "c@ACME.example", "--tenant", "acme", env=strong)
     assert taken[0] == 2 and taken[2].startswith("error: email_taken: ")
+
+
+def test_materials_and_aliases_from_the_command_line(run, tmp_path, env):
+    home = {"AUTOMAT_HOME": str(tmp_path / "home"), "AUTOMAT_JWT_SECRET": "s" * 40}
+    with engine(env["AUTOMAT_DATABASE_URL"]).begin() as conn:
+        conn.execute(text("INSERT INTO tenants (slug, name, settings) VALUES ('acme', 'ACME', '{}')"))
+    zinc = ["--tenant", "acme", "--color", "0.7", "0.7", "0.72", "--metallic", "1", "--roughness", "0.4", "--json"]
+    bright = run("material", "set", "ACME_Zinc", *zinc[:2], "--color", "2", "0", "0", *zinc[6:], env=home)
+    assert bright[0] == 2 and bright[2].startswith("error: invalid_material: base_color: ")
+    code, out, err = run("material", "set", "ACME_Zinc", *zinc, env=home)
+    assert code == 0 and json.loads(out) == {"tenant": "acme", "products": 0, "product_ids": []}, err
+    unknown = run("alias", "set", "Nut=Unobtainium", "--tenant", "acme", env=home)
+    assert unknown[0] == 2 and unknown[2].startswith("error: invalid_aliases: alias 1 ('Nut'): material ")
+    assert run("alias", "set", "*Nut*=ACME_Zinc", "Cap=ACME_Zinc", "--tenant", "acme", env=home)[0] == 0
+    code, out, _ = run("alias", "list", "--tenant", "acme", "--json", env=home)
+    assert json.loads(out)["aliases"] == [
+        {"pattern": "*Nut*", "material": "ACME_Zinc"},
+        {"pattern": "Cap", "material": "ACME_Zinc"},
+    ]
+    named = run("material", "delete", "ACME_Zinc", "--tenant", "acme", env=home)
+    assert named[0] == 2 and named[2].startswith("error: conflict: 'ACME_Zinc' is named by the aliases '*Nut*', 'Cap'")
+    assert run("alias", "set", "--tenant", "acme", env=home)[0] == 0  # no aliases left
+    assert run("material", "delete", "ACME_Zinc", "--tenant", "acme", env=home)[0] == 0
+    code, out, _ = run("material", "list", "--tenant", "acme", "--json", env=home)
+    assert "ACME_Zinc" not in json.loads(out)["materials"] and len(json.loads(out)["materials"]) == 6
+    nobody = run("material", "list", "--tenant", "nobody", env=home)
+    assert nobody[0] == 2 and nobody[2].startswith("error: unknown_tenant: ")

@@ -18,6 +18,8 @@ LAUNCH = """mutation($params: ExecutionParams!) { launchRun(executionParams: $pa
 ADD_PARTITION = """mutation($selector: RepositorySelector!, $name: String!, $key: String!) {
   addDynamicPartition(repositorySelector: $selector, partitionsDefName: $name, partitionKey: $key) {
   __typename ... on Error { message } } }"""
+BACKFILL = """mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
+  __typename ... on LaunchBackfillSuccess { backfillId } ... on Error { message } } }"""
 TERMINATE = """mutation($ids: [String!]!) { terminateRuns(runIds: $ids) { __typename } }"""
 RUN_WITH_TAG = """query($key: String!, $value: String!) { runsOrError(filter: {tags: [{key: $key, value: $value}]},
   limit: 1) { ... on Runs { results { runId } } } }"""
@@ -88,6 +90,20 @@ class DagsterClient:
         if launched["__typename"] != "LaunchRunSuccess":
             raise DagsterRefused(f"{launched['__typename']}: {launched.get('message', '')}".rstrip(": "))
         return launched["run"]["runId"]
+
+    def backfill(self, assets: list[str], partitions: list[str], run_config: dict, title: str) -> str:
+        """One backfill of ``assets`` over ``partitions`` (which exist): the daemon launches its runs
+        and the operator follows them as one. The backfill id."""
+        params = {
+            "assetSelection": [{"path": [asset]} for asset in assets],
+            "partitionNames": partitions,
+            "runConfigData": run_config,
+            "title": title,
+        }
+        launched = self._query(BACKFILL, params=params)["launchPartitionBackfill"]
+        if launched["__typename"] != "LaunchBackfillSuccess":
+            raise DagsterRefused(f"{launched['__typename']}: {launched.get('message', '')}".rstrip(": "))
+        return launched["backfillId"]
 
     def add_partition(self, partitions: str, key: str) -> None:
         """Add ``key`` to the dynamic partitions ``partitions`` (tenants or products), if it is new."""

@@ -23,6 +23,7 @@ from automat_pipeline.db.models import Order, OrderLine, Product, Tenant
 from automat_pipeline.errors import NotFound
 from automat_pipeline.keys import partition_key
 from automat_pipeline.output_types import OutputType
+from automat_pipeline.step_params import PARAMETERS
 
 log = logging.getLogger(__name__)
 INTERVAL_SECONDS = 5.0
@@ -135,6 +136,20 @@ def launch_workflow(
     except DagsterUnavailable as error:
         raise DagsterUnavailable(f"{len(runs)} of {len(partitions)} launched: {error}") from error
     return runs
+
+
+def launch_remake(
+    client: DagsterClient, tenant: Tenant, products: list[Product], made: dict[str, set[str]], why: str
+) -> tuple[str, list[str]]:
+    """One backfill that re-makes the products' GLBs and whatever was made from them (``made``: step →
+    output types, as ``repository.made_for`` finds them): the backfill id and its steps. Each render
+    step makes the output types made for any of these products."""
+    conversion = {"glb_production"} | workflows.steps()["glb_production"].made_with
+    steps = sorted(conversion | (set(made) & workflows.downstream("glb_production")))
+    ops = {step: {"config": {"output_types": sorted(made[step])}} for step in steps if step in PARAMETERS}
+    keys = [partition_key(tenant.slug, product.key) for product in products]
+    title = f"{why}: {len(products)} products of {tenant.slug}"
+    return client.backfill(steps, keys, {"ops": ops} if ops else {}, title), steps
 
 
 def pending_orders(database_url: str) -> list[tuple[int, int]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -22,9 +22,18 @@ from automat_pipeline.db.models import (
     TenantMaterial,
     TenantOutputType,
 )
-from automat_pipeline.errors import AutomatError, NotFound
+from automat_pipeline.errors import AutomatError, Conflict, NotFound
 from automat_pipeline.keys import check_key_part, split_partition_key
-from automat_pipeline.materials import ALIASES, FALLBACK, LIBRARY, Material, MaterialResolver
+from automat_pipeline.materials import (
+    ALIASES,
+    FALLBACK,
+    LIBRARY,
+    AliasIn,
+    Material,
+    MaterialResolver,
+    alias_problems,
+    changed_parts,
+)
 
 
 def tenant(session: Session, slug: str, create: bool = True) -> Tenant | None:
@@ -183,19 +192,141 @@ def fallback_material(tenant: Tenant) -> str:
     return tenant.settings.get("fallback_material", FALLBACK)
 
 
+def tenant_aliases(session: Session, tenant_id: int) -> list[tuple[str, str]]:
+    """The tenant's own aliases, in the order they are tried: ``(pattern, material)``."""
+    rows = session.execute(
+        select(MaterialAlias.pattern, MaterialAlias.material_name)
+        .where(MaterialAlias.tenant_id == tenant_id)
+        .order_by(MaterialAlias.position, MaterialAlias.id)
+    )
+    return [tuple(row) for row in rows]
+
+
 def material_resolver(session: Session, tenant: Tenant, product: Product) -> MaterialResolver:
     """The tenant's library, its aliases before the default ones, the product's catalogue
     assignments, and its fallback material."""
     library = material_library(session, tenant)
-    aliases = [
-        (a.pattern, a.material_name)
-        for a in session.scalars(
-            select(MaterialAlias)
-            .where(MaterialAlias.tenant_id == tenant.id)
-            .order_by(MaterialAlias.position, MaterialAlias.id)
-        )
-    ]
+    aliases = tenant_aliases(session, tenant.id)
     return MaterialResolver(library, aliases + ALIASES, dict(product.materials or {}), fallback_material(tenant))
+
+
+MAX_OWN_MATERIALS = 1000  # a tenant's own materials; the shipped library comes on top
+
+
+def own_materials(session: Session, tenant: Tenant) -> set[str]:
+    return set(session.scalars(select(TenantMaterial.name).where(TenantMaterial.tenant_id == tenant.id)))
+
+
+def put_material(session: Session, tenant: Tenant, material: Material, apply: bool = True) -> list[dict]:
+    """Add or replace the tenant's own ``material`` (a shipped name: the tenant's overrides it); the
+    products it changes (``resolution_changes``), whether applied or not."""
+    own = own_materials(session, tenant)
+    if len(own) >= MAX_OWN_MATERIALS and material.name not in own:
+        raise AutomatError("too_many", f"a tenant has at most {MAX_OWN_MATERIALS} materials of its own")
+    library = material_library(session, tenant) | {material.name: material}
+    changes = resolution_changes(session, tenant, library, tenant_aliases(session, tenant.id))
+    if apply:
+        values = {
+            "base_color": list(material.base_color),
+            "metallic": material.metallic,
+            "roughness": material.roughness,
+            "description": material.description,
+        }
+        upsert = insert(TenantMaterial).values(tenant_id=tenant.id, name=material.name, **values)
+        session.execute(upsert.on_conflict_do_update(index_elements=["tenant_id", "name"], set_=values))
+    return changes
+
+
+def remove_material(session: Session, tenant: Tenant, name: str, apply: bool = True) -> list[dict]:
+    """Delete the tenant's own material ``name`` (an override: the shipped one comes back). Refused
+    for a shipped material, the tenant's fallback, and one its aliases name: what depends on a
+    material goes first."""
+    if name not in own_materials(session, tenant):
+        shipped = any(m.name == name for m in LIBRARY)
+        raise Conflict(f"{name!r} is shipped: override it instead") if shipped else NotFound(f"no material {name!r}")
+    library, shipped = material_library(session, tenant), {m.name: m for m in LIBRARY}
+    if name in shipped:
+        library[name] = shipped[name]
+    else:
+        del library[name]
+        if name == fallback_material(tenant):
+            raise Conflict(f"{name!r} is the tenant's fallback_material: choose another one in the settings first")
+        naming = [pattern for pattern, material in tenant_aliases(session, tenant.id) if material == name]
+        if naming:
+            raise Conflict(f"{name!r} is named by the aliases {', '.join(map(repr, naming))}: change them first")
+    changes = resolution_changes(session, tenant, library, tenant_aliases(session, tenant.id))
+    if apply:
+        session.execute(
+            delete(TenantMaterial).where(TenantMaterial.tenant_id == tenant.id, TenantMaterial.name == name)
+        )
+    return changes
+
+
+def put_aliases(session: Session, tenant: Tenant, aliases: list[AliasIn], apply: bool = True) -> list[dict]:
+    """Replace the tenant's aliases, tried in this order before the shipped ones; refused with every
+    problem ``alias_problems`` finds."""
+    library = material_library(session, tenant)
+    problems = alias_problems(aliases, set(library))
+    if problems:
+        raise AutomatError("invalid_aliases", "; ".join(problems))
+    pairs = [(a.pattern, a.material) for a in aliases]
+    changes = resolution_changes(session, tenant, library, pairs)
+    if apply:
+        session.execute(delete(MaterialAlias).where(MaterialAlias.tenant_id == tenant.id))
+        session.add_all(
+            MaterialAlias(tenant_id=tenant.id, pattern=pattern, material_name=material, position=position)
+            for position, (pattern, material) in enumerate(pairs)
+        )
+        session.flush()
+    return changes
+
+
+def resolution_changes(
+    session: Session, tenant: Tenant, library: dict[str, Material], aliases: list[tuple[str, str]]
+) -> list[dict]:
+    """The tenant's converted products whose parts would look different with ``library`` and
+    ``aliases`` (the tenant's own) than now: each with its changed parts, before and after. Read
+    from the part names each conversion recorded with its production GLB."""
+    now_library, now_aliases = material_library(session, tenant), tenant_aliases(session, tenant.id)
+    fallback = fallback_material(tenant)
+    changes = []
+    rows = session.execute(
+        select(Product.id, Product.pim_id, Product.materials, MediaAsset.details["parts"])
+        .join(MediaAsset, MediaAsset.product_id == Product.id)
+        .where(
+            Product.tenant_id == tenant.id,
+            Product.active,
+            MediaAsset.tenant_id == tenant.id,
+            MediaAsset.asset == "glb_production",
+            MediaAsset.status == "completed",
+        )
+        .order_by(Product.pim_id)
+    )
+    for product_id, pim_id, assigned, parts in rows:
+        before = MaterialResolver(now_library, now_aliases + ALIASES, dict(assigned or {}), fallback)
+        after = MaterialResolver(library, aliases + ALIASES, dict(assigned or {}), fallback)
+        changed = changed_parts(parts or [], before, after)
+        if changed:
+            parts_changed = {part: {"before": b, "after": a} for part, (b, a) in changed.items()}
+            changes.append({"product_id": product_id, "pim_id": pim_id, "parts": parts_changed})
+    return changes
+
+
+def made_for(session: Session, tenant_id: int, product_ids: list[int]) -> dict[str, set[str]]:
+    """What was made for these products: step → the output types it completed."""
+    rows = session.execute(
+        select(MediaAsset.asset, MediaAsset.output_type)
+        .where(
+            MediaAsset.tenant_id == tenant_id,
+            MediaAsset.product_id.in_(product_ids),
+            MediaAsset.status == "completed",
+        )
+        .distinct()
+    )
+    made: dict[str, set[str]] = {}
+    for step, output_type in rows:
+        made.setdefault(step, set()).add(output_type)
+    return made
 
 
 def output_types_of(session: Session, tenant_id: int) -> list[output_types.OutputType]:

@@ -141,6 +141,7 @@ def cad_conversion(context: AssetExecutionContext, database: Database, media: Me
                 "output_bytes": size,
                 "quality": "standard",
                 "conversion_seconds": round(wall, 3),
+                "parts": [p.name for p in result.parts],  # what a change of materials or aliases re-resolves
             }
             repository.record_media(
                 session,
