@@ -23,6 +23,12 @@ from automat_pipeline.db.models import Product, ProductFile, User
 from automat_pipeline.embedded import REPO, api_url, database_url, start_server
 from automat_pipeline.settings import Settings
 
+# Each checkout's tests keep their temporary folders apart: pytest makes its shared temp root
+# (/tmp/pytest-of-<user>) private again whenever a session starts, which would lock the embedded
+# PostgreSQL (another user) out of data folders under it while another checkout's tests start.
+os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", str(Path(tempfile.gettempdir()) / f"automat-tests-{REPO.name}"))
+Path(os.environ["PYTEST_DEBUG_TEMPROOT"]).mkdir(exist_ok=True)
+
 FIXTURES = Settings().fixtures_dir  # AUTOMAT_FIXTURES_DIR
 STEP_FIXTURES = FIXTURES / "step"
 
