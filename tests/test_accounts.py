@@ -211,6 +211,21 @@ def test_a_reset_token_works_once_expires_and_dies_with_a_newer_one(api, world, 
     assert stored and not {older, newer, expiring} & set(stored)  # kept as hashes only
 
 
+def test_a_reset_token_sent_four_times_at_once_works_once(live, world, env):
+    issued = httpx.post(f"{live}/auth/login", json={"email": "ta@acme.example", "password": PASSWORD}).json()
+    ta = {"Authorization": f"Bearer {issued['access_token']}"}
+    reset = httpx.post(f"{live}/users/{user_id(env, 'client@acme.example')}/password-reset", headers=ta).json()
+    barrier = threading.Barrier(4)
+
+    def use(n: int) -> int:
+        barrier.wait()
+        body = {"token": reset["reset_token"], "new_password": f"new passphrase number {n}"}
+        return httpx.post(f"{live}/auth/password-reset", json=body, timeout=60).status_code
+
+    with ThreadPoolExecutor(4) as pool:
+        assert sorted(pool.map(use, range(4))) == [204, 401, 401, 401]
+
+
 class DagsterStandIn(BaseHTTPRequestHandler):
     """Dagster's GraphQL endpoint as the launcher uses it, on loopback: it answers and records each
     launch (its tags), so a test sees what was launched and what was not."""

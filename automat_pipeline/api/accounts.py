@@ -155,14 +155,17 @@ def change_tenant(s: Session, tenant_id: int, name: str | None, active: bool | N
 
 def reset_password(database_url: str, token: str, new: str) -> None:
     """Set the password of the user a reset token was issued for, once (401 otherwise); every
-    session of the user is revoked, and the account's login throttle cleared."""
-    new_hash = hash_password(new)
+    session of the user is revoked, and the account's login throttle cleared. A token that cannot
+    work costs no argon2 hash."""
+    digest = token_sha256(token)
     with scoped_session(database_url, None) as s:
-        used = s.execute(
-            text("SELECT * FROM automat_password_reset_use(:t, :h)"), {"t": token_sha256(token), "h": new_hash}
-        ).one()
-    if used.status == "inactive":
+        status = s.scalar(text("SELECT automat_password_reset_status(:t)"), {"t": digest})
+    if status == "ok":
+        new_hash = hash_password(new)
+        with scoped_session(database_url, None) as s:  # checks again, under a lock
+            status = s.scalar(text("SELECT automat_password_reset_use(:t, :h)"), {"t": digest, "h": new_hash})
+    if status == "inactive":
         raise HTTPException(401, "this account is deactivated", headers=UNAUTHORIZED)
-    if used.status != "ok":
-        reason = {"revoked": "revoked (a newer one was issued)"}.get(used.status, used.status)
+    if status != "ok":
+        reason = {"revoked": "revoked (a newer one was issued)"}.get(status, status)
         raise HTTPException(401, f"{reason} password reset token", headers=UNAUTHORIZED)

@@ -5,8 +5,9 @@
 - ``automat_password_change(user, digest, hash)``: the new hash only if the current password's
   digest matches (computed as at login: the role never reads a hash); every session of the user
   is revoked (refresh tokens, the token version, pending resets).
-- ``automat_password_reset_issue``/``automat_password_reset_use``: issue a reset token; use one
-  to set the password, revoking every session and clearing the account's login throttle.
+- ``automat_password_reset_issue``/``_status``/``_use``: issue a reset token; tell whether one
+  can work (before the API spends argon2 on its new password); use one to set the password,
+  revoking every session and clearing the account's login throttle.
 - ``automat_user_email(user)``: the normalised address of a user (the throttle's key), whatever
   its tenant.
 - ``automat_update_tenant(id, name, active)``: rename and (de)activate any tenant; deactivating
@@ -53,31 +54,27 @@ FUNCTIONS = {
         RETURNS void LANGUAGE sql AS $$
         UPDATE password_resets SET revoked_at = now() WHERE user_id = p_user AND used_at IS NULL AND revoked_at IS NULL;
         INSERT INTO password_resets (user_id, token_sha256, expires_at) VALUES (p_user, p_hash, p_expires) $$""",
-    "automat_password_reset_use(p_token text, p_hash text)": f"""RETURNS TABLE(status text, user_id int)
-        LANGUAGE plpgsql AS $$
-        #variable_conflict use_column
-        DECLARE r password_resets; usable boolean;
+    "automat_password_reset_status(p_token text)": """RETURNS text LANGUAGE sql STABLE AS $$
+        SELECT coalesce((
+            SELECT CASE WHEN r.used_at IS NOT NULL THEN 'used' WHEN r.revoked_at IS NOT NULL THEN 'revoked'
+                        WHEN r.expires_at <= now() THEN 'expired'
+                        WHEN NOT (u.active AND coalesce(t.active, true)) THEN 'inactive' ELSE 'ok' END
+            FROM password_resets r JOIN users u ON u.id = r.user_id LEFT JOIN tenants t ON t.id = u.tenant_id
+            WHERE r.token_sha256 = p_token), 'unknown') $$""",
+    "automat_password_reset_use(p_token text, p_hash text)": f"""RETURNS text LANGUAGE plpgsql AS $$
+        DECLARE r password_resets; state text;
         BEGIN
             SELECT * INTO r FROM password_resets p WHERE p.token_sha256 = p_token FOR UPDATE;
-            IF NOT FOUND THEN
-                RETURN QUERY SELECT 'unknown'::text, NULL::int; RETURN;
-            END IF;
-            IF r.used_at IS NOT NULL OR r.revoked_at IS NOT NULL OR r.expires_at <= now() THEN
-                RETURN QUERY SELECT (CASE WHEN r.used_at IS NOT NULL THEN 'used'
-                    WHEN r.revoked_at IS NOT NULL THEN 'revoked' ELSE 'expired' END)::text, r.user_id;
-                RETURN;
-            END IF;
-            SELECT u.active AND coalesce(t.active, true) INTO usable
-            FROM users u LEFT JOIN tenants t ON t.id = u.tenant_id WHERE u.id = r.user_id;
-            IF NOT usable THEN
-                RETURN QUERY SELECT 'inactive'::text, r.user_id; RETURN;
+            state := automat_password_reset_status(p_token);  -- after the lock: a token is used once
+            IF state <> 'ok' THEN
+                RETURN state;
             END IF;
             UPDATE password_resets SET used_at = now() WHERE id = r.id;
             UPDATE users SET password_hash = p_hash, token_version = token_version + 1 WHERE id = r.user_id;
             {REVOKE_SESSIONS.format(user="r.user_id")}
             DELETE FROM login_failures
             WHERE email_normalized = (SELECT email_normalized FROM users WHERE id = r.user_id);
-            RETURN QUERY SELECT 'ok'::text, r.user_id;
+            RETURN 'ok';
         END $$""",
     "automat_update_tenant(p_id int, p_name text, p_active boolean)": """
         RETURNS TABLE(id int, slug text, name text, active boolean) LANGUAGE plpgsql AS $$
