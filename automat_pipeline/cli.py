@@ -221,6 +221,95 @@ def user_create(args: argparse.Namespace) -> dict:
         return {"user": user.id, "email": user.email, "role": user.role, "tenant": args.tenant}
 
 
+def user_list(args: argparse.Namespace) -> dict:
+    from sqlalchemy import select
+
+    from automat_pipeline.db import repository
+    from automat_pipeline.db.database import session
+    from automat_pipeline.db.models import User
+    from automat_pipeline.embedded import prepare
+
+    with session(prepare().settings.database_url) as s, s.begin():
+        query = select(User).order_by(User.id)
+        if args.tenant:
+            tenant = repository.tenant(s, args.tenant, create=False)
+            if tenant is None:
+                raise AutomatError("unknown_tenant", f"tenant {args.tenant!r} does not exist")
+            query = query.where(User.tenant_id == tenant.id)
+        return {"users": [_user_out(s, user) for user in s.scalars(query)]}
+
+
+def user_change(args: argparse.Namespace) -> dict:
+    """``user activate|deactivate|role``: effective at once, as over the API (``accounts.change_user``)."""
+    from automat_pipeline.api.accounts import change_user
+    from automat_pipeline.api.security import Role
+    from automat_pipeline.db.database import session
+    from automat_pipeline.embedded import prepare
+
+    role = Role(args.role) if args.command == "role" else None
+    with session(prepare().settings.database_url) as s, s.begin():
+        user = _user(s, args.email)
+        if role is not None and user.role == Role.global_admin:  # --role offers tenant roles only
+            raise AutomatError("invalid_user", "a global admin has no tenant; every other role has one")
+        change_user(s, user, role, {"activate": True, "deactivate": False}.get(args.command))
+        return _user_out(s, user)
+
+
+def user_reset_password(args: argparse.Namespace) -> dict:
+    from automat_pipeline.api.accounts import issue_reset
+    from automat_pipeline.db.database import session
+    from automat_pipeline.embedded import prepare
+
+    with session(prepare().settings.database_url) as s, s.begin():
+        user = _user(s, args.email)
+        token, expires = issue_reset(s, user)
+        return {"user": user.id, "email": user.email, "reset_token": token, "expires_at": expires.isoformat()}
+
+
+def _user(s, email: str):
+    from sqlalchemy import select
+
+    from automat_pipeline.api.security import normalize_email
+    from automat_pipeline.db.models import User
+
+    user = s.scalar(select(User).where(User.email_normalized == normalize_email(email)))
+    if user is None:
+        raise AutomatError("unknown_user", f"no user {email}")
+    return user
+
+
+def _user_out(s, user) -> dict:
+    from automat_pipeline.db.models import Tenant
+
+    tenant = user.tenant_id and s.get(Tenant, user.tenant_id).slug
+    return {"user": user.id, "email": user.email, "role": user.role, "tenant": tenant, "active": user.active}
+
+
+def tenant_list(args: argparse.Namespace) -> dict:
+    from sqlalchemy import select
+
+    from automat_pipeline.db.database import session
+    from automat_pipeline.db.models import Tenant
+    from automat_pipeline.embedded import prepare
+
+    with session(prepare().settings.database_url) as s:
+        tenants = s.scalars(select(Tenant).order_by(Tenant.id))
+        return {"tenants": [{"id": t.id, "tenant": t.slug, "name": t.name, "active": t.active} for t in tenants]}
+
+
+def tenant_change(args: argparse.Namespace) -> dict:
+    """``tenant activate|deactivate``: as over the API (``accounts.change_tenant``)."""
+    from automat_pipeline.api.accounts import change_tenant
+    from automat_pipeline.db import repository
+    from automat_pipeline.db.database import session
+    from automat_pipeline.embedded import prepare
+
+    with session(prepare().settings.database_url) as s, s.begin():
+        tenant = repository.known_tenant(s, args.name)
+        changed = change_tenant(s, tenant.id, None, args.command == "activate")
+        return {"id": changed.id, "tenant": changed.slug, "name": changed.name, "active": changed.active}
+
+
 @contextlib.contextmanager
 def _tenant_session(args: argparse.Namespace):
     """``with _tenant_session(args) as (session, tenant):`` one transaction on ``--tenant``."""
@@ -229,10 +318,7 @@ def _tenant_session(args: argparse.Namespace):
     from automat_pipeline.embedded import prepare
 
     with session(prepare().settings.database_url) as s, s.begin():
-        tenant = repository.tenant(s, args.tenant, create=False)
-        if tenant is None:
-            raise AutomatError("unknown_tenant", f"tenant {args.tenant!r} does not exist (automat tenant create)")
-        yield s, tenant
+        yield s, repository.known_tenant(s, args.tenant)
 
 
 def _changed(args: argparse.Namespace, changes: list[dict]) -> dict:
@@ -417,6 +503,13 @@ def summary(name: str, result: dict) -> str:
         return f"import {result['import_id']}: {result['counts']}; report {result['report']}\n" + "\n".join(
             f"  {r['sheet']}!{r['row']}: {r['reason']}" for r in result["rejected"]
         )
+    if name in ("user list", "tenant list"):  # a row a line: its values, then active or inactive
+        rows = result["users" if name == "user list" else "tenants"]
+        return "\n".join(
+            "  ".join(["-" if v is None else str(v) for k, v in row.items() if k != "active"])
+            + ("  active" if row["active"] else "  inactive")
+            for row in rows
+        )
     return json.dumps(result)
 
 
@@ -503,6 +596,31 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("aliases", nargs="*", metavar="PATTERN=MATERIAL")
     p.add_argument("--tenant", required=True)
     p.add_argument("--json", action="store_true")
+    p = command("user list", user_list, "list users (of one tenant with --tenant)")
+    p.add_argument("--tenant")
+    p.add_argument("--json", action="store_true")
+    for name, help in (
+        ("deactivate", "deactivate a user: signed out at once, cannot log in"),
+        ("activate", "let a deactivated user log in again"),
+        ("role", "change a user's role: signed out at once, logs in again"),
+    ):
+        p = command(f"user {name}", user_change, help)
+        p.add_argument("--email", required=True)
+        if name == "role":
+            p.add_argument("--role", required=True, choices=["tenant_admin", "project_manager", "client"])
+        p.add_argument("--json", action="store_true")
+    p = command("user reset-password", user_reset_password, "a one-time token to set a new password with")
+    p.add_argument("--email", required=True)
+    p.add_argument("--json", action="store_true")
+    p = command("tenant list", tenant_list, "list tenants")
+    p.add_argument("--json", action="store_true")
+    for name, help in (
+        ("deactivate", "deactivate a tenant: users out, uploads and submitted lines wait"),
+        ("activate", "reactivate a tenant: everything resumes"),
+    ):
+        p = command(f"tenant {name}", tenant_change, help)
+        p.add_argument("name")
+        p.add_argument("--json", action="store_true")
     p = command("workflow validate", workflow_validate, "check a workflow file (exit 2 with its errors)")
     p.add_argument("file")
     p.add_argument("--json", action="store_true")

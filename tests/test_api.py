@@ -107,6 +107,43 @@ def test_permission_matrix_cell(api, world, env, name, permission):
         assert status in (403, 404), f"{name} may not {permission.value}: got {status}"
 
 
+ACCOUNT_OPERATIONS = {  # users and tenants self-service: the permission each operation needs
+    "rename a tenant": Permission.manage_tenants,
+    "deactivate a user": Permission.manage_tenant_users,
+    "change a user's role": Permission.manage_tenant_users,
+    "issue a password reset": Permission.manage_tenant_users,
+    "list users by role": Permission.manage_tenant_users,
+    "make a user global admin": Permission.manage_all_users,
+}
+
+
+def account_cell(api, world, env, headers: dict, operation: str) -> int:
+    """One request of ``operation`` (on client2@acme, or tenant beta); its status."""
+    with session(env["AUTOMAT_DATABASE_URL"]) as s:
+        user = s.scalar(text("SELECT id FROM users WHERE email = 'client2@acme.example'"))
+    return {
+        "rename a tenant": lambda: api.patch(
+            f"/tenants/{world['tenants']['beta']}", headers=headers, json={"name": "B"}
+        ),
+        "deactivate a user": lambda: api.patch(f"/users/{user}", headers=headers, json={"active": False}),
+        "change a user's role": lambda: api.patch(f"/users/{user}", headers=headers, json={"role": "project_manager"}),
+        "issue a password reset": lambda: api.post(f"/users/{user}/password-reset", headers=headers),
+        "list users by role": lambda: api.get("/users", headers=headers, params={"role": "client"}),
+        "make a user global admin": lambda: api.patch(f"/users/{user}", headers=headers, json={"role": "global_admin"}),
+    }[operation]().status_code
+
+
+@pytest.mark.parametrize("operation", list(ACCOUNT_OPERATIONS))
+@pytest.mark.parametrize("name", list(ROLES))
+def test_account_operations_cell(api, world, env, name, operation):
+    status = account_cell(api, world, env, as_role(api, world, name), operation)
+    permission = ACCOUNT_OPERATIONS[operation]
+    if ROLES[name] in MATRIX[permission]:  # a global admin making one of a tenant's users global admin: 422
+        assert status not in (401, 403, 404), f"{name} may {operation}: got {status}"
+    else:
+        assert status in (403, 404), f"{name} may not {operation}: got {status}"
+
+
 def test_row_level_security_alone_holds(env, world):
     app_url = api_url(env["AUTOMAT_DATABASE_URL"])
     with scoped_session(app_url, world["tenants"]["acme"]) as s:
@@ -135,6 +172,9 @@ def test_row_level_security_alone_holds(env, world):
             "SELECT password_hash FROM users",
             "SELECT token_sha256 FROM refresh_tokens",
             "SELECT email_normalized FROM login_failures",
+            "SELECT token_sha256 FROM password_resets",
+            "UPDATE users SET password_hash = 'x'",
+            "UPDATE tenants SET active = false",
         ):
             with pytest.raises(Exception, match="permission denied"), s.begin_nested():
                 s.execute(text(secret))

@@ -82,10 +82,12 @@ def test_a_replayed_refresh_token_revokes_its_successors(api, world):
 
 def test_logout_signs_out_everywhere(api, world):
     tokens = api.post("/auth/login", json={"email": "client@acme.example", "password": PASSWORD}).json()
+    elsewhere = api.post("/auth/login", json={"email": "client@acme.example", "password": PASSWORD}).json()
     headers = {"Authorization": f"Bearer {tokens['access_token']}"}
     assert api.post("/auth/logout", headers=headers).status_code == 204
-    assert api.get("/orders", headers=headers).status_code == 401
-    assert api.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]}).status_code == 401
+    for issued in (tokens, elsewhere):  # this session and every other one
+        assert api.get("/orders", headers={"Authorization": f"Bearer {issued['access_token']}"}).status_code == 401
+        assert api.post("/auth/refresh", json={"refresh_token": issued["refresh_token"]}).status_code == 401
 
 
 def test_an_address_taken_in_another_tenant_answers_as_one_taken_here(api, world):

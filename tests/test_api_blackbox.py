@@ -73,7 +73,10 @@ def beta(api, world, env):
             ),
             {"t": world["tenants"]["beta"]},
         )
+        user = conn.execute(text("SELECT id FROM users WHERE email = 'client@beta.example'")).scalar()
     return {
+        "tenant_id": world["tenants"]["beta"],
+        "user_id": user,
         "order_id": order["id"],
         "line_id": line["id"],
         "product_id": world["products"]["B-1"],
@@ -95,6 +98,15 @@ def fill(path: str, ids: dict) -> str:
     return path.replace("{name}", str(ids.get("name", "x")))
 
 
+WITH_BODY = ("POST", "PUT", "PATCH")
+EVERY_TENANT = {("ga", "/tenants/{tenant_id}")}  # what reaches any tenant by design
+
+
+def user_id(api, email: str) -> int:
+    with engine(api.app.state.settings.database_url).connect() as conn:
+        return conn.execute(text("SELECT id FROM users WHERE email = :e"), {"e": email}).scalar_one()
+
+
 def callers(api, world) -> dict[str, dict]:
     headers = {name: as_role(api, world, name) for name in ("ga", "ta", "pm", "client")}
     return headers
@@ -105,13 +117,11 @@ def test_no_operation_reaches_another_tenants_things(api, world, beta, env):
     for (name, headers), (method, path, _) in itertools.product(callers(api, world).items(), operations(api)):
         if "{" not in path:
             continue
-        response = api.request(
-            method, fill(path, beta), headers=headers, json={} if method in ("POST", "PUT") else None
-        )
+        response = api.request(method, fill(path, beta), headers=headers, json={} if method in WITH_BODY else None)
         tally["requests"] += 1
         if response.status_code >= 500:
             problems.append(f"5xx {name} {method} {path}: {response.status_code}")
-        elif response.status_code < 300 and method != "PUT":
+        elif response.status_code < 300 and method != "PUT" and (name, path) not in EVERY_TENANT:
             problems.append(f"leak? {name} {method} {path}: {response.status_code} {response.text[:120]}")
         if any(marker in response.text for marker in BETA_MARKERS):
             problems.append(f"leak {name} {method} {path}: {response.text[:120]}")
@@ -125,7 +135,9 @@ def test_no_operation_reaches_another_tenants_things(api, world, beta, env):
         )
         assert conn.execute(text("SELECT count(*) FROM materials WHERE name = 'betaflow'")).scalar() == 1
         order = conn.execute(text("SELECT status FROM orders WHERE id = :o"), {"o": beta["order_id"]}).scalar()
+        beta_user = conn.execute(text("SELECT role, active FROM users WHERE id = :u"), {"u": beta["user_id"]}).one()
     assert order == "draft", "acme changed beta's order"
+    assert tuple(beta_user) == ("client", True), "acme changed beta's user"
     print(f"\nforeign ids: {tally['requests']} requests, {len(problems)} leaks or server errors")
     assert problems == []
 
@@ -134,6 +146,9 @@ ROUTE_PERMISSIONS = {  # an operation → the permission it needs (the matrix of
     ("GET", "/tenants"): "manage_tenants",
     ("POST", "/tenants"): "manage_tenants",
     ("GET", "/users"): "manage_tenant_users",
+    ("PATCH", "/users/{user_id}"): "manage_tenant_users",
+    ("POST", "/users/{user_id}/password-reset"): "manage_tenant_users",
+    ("PATCH", "/tenants/{tenant_id}"): "manage_tenants",
     ("GET", "/settings"): "settings",
     ("PUT", "/settings"): "settings",
     ("PUT", "/output-types/{name}"): "settings",
@@ -155,6 +170,8 @@ ROUTE_PERMISSIONS = {  # an operation → the permission it needs (the matrix of
 
 VALID_BODIES = {  # bodies that validate, so that what answers is the permission check
     ("POST", "/tenants"): {"slug": "probe", "name": "Probe"},
+    ("PATCH", "/tenants/{tenant_id}"): {"name": "Probe"},
+    ("PATCH", "/users/{user_id}"): {"active": True},
     ("PUT", "/output-types/{name}"): {"name": "probe", "kind": "still"},
     ("PUT", "/workflows/{name}"): {"version": 1, "nodes": [{"id": "t", "step": "thumbnail"}]},
     ("POST", "/products/{product_id}/renders"): {"output_type": "thumbnail"},
@@ -166,7 +183,13 @@ VALID_BODIES = {  # bodies that validate, so that what answers is the permission
 def test_no_role_does_what_the_matrix_refuses_it(api, world):
     roles = {"ga": Role.global_admin, "ta": Role.tenant_admin, "pm": Role.project_manager, "client": Role.client}
     violations, requests = [], 0
-    own = {"product_id": world["products"]["6204-2RS"], "media_id": 999999, "name": "probe"}
+    own = {
+        "product_id": world["products"]["6204-2RS"],
+        "media_id": 999999,
+        "name": "probe",
+        "tenant_id": world["tenants"]["acme"],
+        "user_id": user_id(api, "client2@acme.example"),
+    }
     for (name, headers), ((method, path), permission) in itertools.product(
         callers(api, world).items(), ROUTE_PERMISSIONS.items()
     ):
@@ -174,9 +197,7 @@ def test_no_role_does_what_the_matrix_refuses_it(api, world):
         body = VALID_BODIES.get((method, path), {})
         if path.endswith(("/runs", "/remake")):
             body = {"product_ids": [own["product_id"]]}
-        response = api.request(
-            method, fill(path, own), headers=headers, json=body if method in ("POST", "PUT") else None
-        )
+        response = api.request(method, fill(path, own), headers=headers, json=body if method in WITH_BODY else None)
         requests += 1
         down = response.status_code == 503 and allowed  # past the permission check, to Dagster (down here)
         if (response.status_code >= 500 and not down) or (not allowed and response.status_code not in (403, 404)):
@@ -204,35 +225,35 @@ def test_abused_tokens_get_nothing(api, world):
         if path.startswith(("/auth", "/health")):
             continue
         headers = {"Authorization": f"Bearer {token}", "X-Tenant-Id": str(world["tenants"]["beta"])}
-        response = api.request(method, fill(path, {}), headers=headers, json={} if method in ("POST", "PUT") else None)
+        response = api.request(method, fill(path, {}), headers=headers, json={} if method in WITH_BODY else None)
         if response.status_code != 401:
             failures.append(f"{label} {method} {path}: {response.status_code}")
     assert failures == []
 
 
 def test_hostile_bodies_and_parameters_never_fail_the_server(api, world, env):
-    errors, requests = [], 0
+    errors, requests, unauthorized = [], 0, 0
+    ids = {
+        "product_id": world["products"]["6204-2RS"],
+        "order_id": 1,
+        "line_id": 1,
+        "media_id": 1,
+        "upload_id": 1,
+        "name": "probe",
+        "tenant_id": world["tenants"]["acme"],
+        "user_id": user_id(api, "client2@acme.example"),
+    }
     for name, headers in callers(api, world).items():
         for method, path, op in operations(api):
-            target = fill(
-                path,
-                {
-                    "product_id": world["products"]["6204-2RS"],
-                    "order_id": 1,
-                    "line_id": 1,
-                    "media_id": 1,
-                    "upload_id": 1,
-                    "name": "probe",
-                },
-            )
+            if path == "/auth/logout":  # it takes no input, and would sign the caller out of every later request
+                continue
+            target = fill(path, ids)
             schema = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
             if "$ref" in schema:
                 schema = api.app.openapi()["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
             fields = list(schema.get("properties", {})) or ["x"]
             for field, value in itertools.product(fields, HOSTILE_JSON):
-                if method not in ("POST", "PUT") or "multipart/form-data" in op.get("requestBody", {}).get(
-                    "content", {}
-                ):
+                if method not in WITH_BODY or "multipart/form-data" in op.get("requestBody", {}).get("content", {}):
                     break
                 body = "{" + json.dumps(field) + ": " + value + "}"
                 response = api.request(
@@ -242,6 +263,7 @@ def test_hostile_bodies_and_parameters_never_fail_the_server(api, world, env):
                     content=body.encode("utf-8", "surrogatepass"),
                 )
                 requests += 1
+                unauthorized += response.status_code == 401
                 if response.status_code >= 500:
                     errors.append(
                         f"{name} {method} {path} {field}={value[:30]}: {response.status_code} {response.text[:100]}"
@@ -274,5 +296,9 @@ def test_hostile_bodies_and_parameters_never_fail_the_server(api, world, env):
         for p in Path(env["AUTOMAT_UPLOADS_DIR"]).parent.rglob("*")
         if p.is_file() and not p.is_relative_to(Path(env["AUTOMAT_UPLOADS_DIR"]) / "acme")
     ]
-    print(f"\nhostile input: {requests} requests, {len(errors)} server errors, {len(stray)} files outside the inbox")
+    print(
+        f"\nhostile input: {requests} requests ({unauthorized} bodies refused 401), {len(errors)} server errors, "
+        f"{len(stray)} files outside the inbox"
+    )
     assert errors == [] and stray == []
+    assert unauthorized < requests // 100, "a caller was signed out midway: the rest tested the token check only"

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import STEP_FIXTURES, fresh_home_env
+from conftest import PASSWORD, STEP_FIXTURES, fresh_home_env, login
 from openpyxl import Workbook
 from sqlalchemy import make_url, text
 
@@ -265,3 +265,42 @@ def test_materials_and_aliases_from_the_command_line(run, tmp_path, env):
     assert "ACME_Zinc" not in json.loads(out)["materials"] and len(json.loads(out)["materials"]) == 6
     nobody = run("material", "list", "--tenant", "nobody", env=home)
     assert nobody[0] == 2 and nobody[2].startswith("error: unknown_tenant: ")
+
+
+def test_users_and_tenants_are_administered_from_the_cli(run, tmp_path, api, world):
+    home = {"AUTOMAT_HOME": str(tmp_path / "home"), "AUTOMAT_JWT_SECRET": "s" * 40}
+    code, out, err = run("user", "list", "--tenant", "acme", "--json", env=home)
+    assert code == 0, err
+    assert [(u["email"], u["role"], u["tenant"], u["active"]) for u in json.loads(out)["users"]] == [
+        ("ta@acme.example", "tenant_admin", "acme", True),
+        ("pm@acme.example", "project_manager", "acme", True),
+        ("client@acme.example", "client", "acme", True),
+        ("client2@acme.example", "client", "acme", True),
+    ]
+    assert "ga@acme.example  global_admin  -  active" in run("user", "list", env=home)[1]
+    client = login(api, "client@acme.example")
+    code, out, err = run("user", "deactivate", "--email", "CLIENT@acme.example", "--json", env=home)
+    assert (code, json.loads(out)["active"]) == (0, False), err
+    assert api.get("/orders", headers=client).status_code == 401  # at once
+    assert run("user", "activate", "--email", "client@acme.example", env=home)[0] == 0
+    code, out, err = run("user", "role", "--email", "pm@acme.example", "--role", "client", "--json", env=home)
+    assert (code, json.loads(out)["role"]) == (0, "client"), err
+    last = run("user", "role", "--email", "ta@acme.example", "--role", "client", env=home)
+    assert last[0] == 2 and last[2].startswith("error: conflict: the tenant's last active tenant admin")
+    admin = run("user", "role", "--email", "ga@acme.example", "--role", "client", env=home)
+    assert admin[0] == 2 and admin[2].startswith("error: invalid_user: ")
+    nobody = run("user", "deactivate", "--email", "nobody@acme.example", env=home)
+    assert nobody[0] == 2 and nobody[2].startswith("error: unknown_user: ")
+    code, out, err = run("user", "reset-password", "--email", "client@acme.example", "--json", env=home)
+    reset = {"token": json.loads(out)["reset_token"], "new_password": "set from a reset token"}
+    assert api.post("/auth/password-reset", json=reset).status_code == 204, err
+
+    code, out, err = run("tenant", "deactivate", "beta", "--json", env=home)
+    assert (code, json.loads(out)["active"]) == (0, False), err
+    refused = api.post("/auth/login", json={"email": "client@beta.example", "password": PASSWORD})
+    assert refused.status_code == 401 and "tenant is deactivated" in refused.json()["detail"]
+    assert run("tenant", "list", env=home)[1].splitlines()[1] == f"{world['tenants']['beta']}  beta  beta  inactive"
+    assert run("tenant", "activate", "beta", env=home)[0] == 0
+    assert login(api, "client@beta.example")
+    unknown = run("tenant", "deactivate", "nobody", env=home)
+    assert unknown[0] == 2 and unknown[2].startswith("error: unknown_tenant: ")

@@ -24,8 +24,10 @@ def test_definitions_load_with_the_whole_graph():
         "still",
         "turntable",
         "blend_export",
+        "glb_export",
     }
     assert graph.get(AssetKey("thumbnail")).parent_keys == {AssetKey("glb_production")}
+    assert graph.get(AssetKey("glb_export")).parent_keys == {AssetKey("glb_production")}
     assert graph.get(AssetKey("glb_production")).parent_keys == {AssetKey("glb_geometry")}
     assert graph.get(AssetKey("glb_geometry")).parent_keys == {AssetKey("cad_metadata")}
     assert {j.name for j in defs.resolve_all_job_defs()} >= {"import_catalog", "product_media", "product_renders"}

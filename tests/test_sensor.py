@@ -120,3 +120,23 @@ def test_files_of_an_unknown_tenant_wait_for_it(tick, env):
         repository.tenant(s, "newco")
     assert [r.partition_key for r in tick()] == ["newco"]
     assert json.loads(tick.state["cursor"])["waiting"] == []
+
+
+def test_a_deactivated_tenants_uploads_wait_in_its_inbox(tick, inbox, catalogue, env, capfd):
+    from automat_pipeline.api.accounts import change_tenant
+
+    def active(value: bool) -> None:  # as `automat tenant activate|deactivate` does
+        with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
+            change_tenant(s, repository.tenant(s, "acme").id, None, value)
+
+    shutil.copyfile(SCREW, inbox / "NEW-9.step")
+    assert tick() == []  # no product names it yet
+    active(False)
+    shutil.copyfile(SCREW, inbox / "screw.step")
+    catalogue([["SCREW-1", "Screw", "screw.step"], ["NEW-9", "New", None]])  # an import of before, say
+    assert tick() == [] and tick() == []
+    assert "[upload_sensor] 'acme' is deactivated; 1 files wait" in capfd.readouterr().err
+    assert sorted(p.name for p in inbox.iterdir()) == ["NEW-9.step", "screw.step"]
+    active(True)
+    assert sorted(r.partition_key for r in tick()) == ["acme|NEW-9", "acme|SCREW-1"]
+    assert json.loads(tick.state["cursor"])["waiting"] == []

@@ -3,7 +3,8 @@
 A submitted order's lines are launched at once when the Dagster webserver answers; while it does
 not, they stay pending with the reason, and ``LaunchLoop`` launches them once it is back: nothing
 is lost. Every launch carries a launch key (``tags.LAUNCH_KEY``), so a launch whose answer was lost
-is found again instead of started twice.
+is found again instead of started twice. Nothing launches for a deactivated tenant: its submitted
+lines stay pending, saying why, until it is reactivated.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -20,7 +21,7 @@ from automat_pipeline.api.dagster_client import DagsterClient, DagsterRefused, D
 from automat_pipeline.api.deps import scoped_session
 from automat_pipeline.db import repository
 from automat_pipeline.db.models import Order, OrderLine, Product, Tenant
-from automat_pipeline.errors import NotFound
+from automat_pipeline.errors import Conflict, NotFound
 from automat_pipeline.keys import partition_key
 from automat_pipeline.output_types import OutputType
 from automat_pipeline.step_params import PARAMETERS
@@ -28,6 +29,7 @@ from automat_pipeline.step_params import PARAMETERS
 log = logging.getLogger(__name__)
 INTERVAL_SECONDS = 5.0
 MAX_REFUSALS = 3  # launches Dagster refused before the line fails: a code location reloading refuses briefly
+TENANT_INACTIVE = "the tenant is deactivated: this line launches once it is reactivated"
 
 
 def run_tags(
@@ -79,15 +81,20 @@ def launch_line(
 def launch_lines(tx: Session, client: DagsterClient, order: Order, types: dict[str, OutputType] | None = None) -> int:
     """Launch the order's unlaunched lines. A line Dagster accepts is queued; one that can never
     launch (its output type or workflow is gone, or Dagster refused it ``MAX_REFUSALS`` times) fails
-    with the reason, and the others go on; while Dagster does not answer, the rest stay pending.
-    Returns how many launched. ``types``: the tenant's output types by name, where the caller has them."""
+    with the reason, and the others go on; while Dagster does not answer, the rest stay pending, as
+    they do while the tenant is deactivated (``TENANT_INACTIVE``). Returns how many launched.
+    ``types``: the tenant's output types by name, where the caller has them."""
     tenant = tx.get(Tenant, order.tenant_id)
-    types = types or {t.name: t for t in repository.output_types_of(tx, order.tenant_id)}
     pending = list(
         tx.scalars(
             select(OrderLine).where(OrderLine.order_id == order.id, OrderLine.state == "pending").order_by(OrderLine.id)
         )
     )
+    if not tenant.active:
+        for line in pending:
+            line.launch_error = TENANT_INACTIVE
+        return 0
+    types = types or {t.name: t for t in repository.output_types_of(tx, order.tenant_id)}
     try:
         workflow = compiled(tx, order) if order.workflow else None  # once per order, not per line
     except (NotFound, workflows.WorkflowError) as error:
@@ -119,6 +126,22 @@ def _refused(line: OrderLine, reason: str) -> None:
     line.state, line.error_class, line.reason = "failed", "launch_refused", reason[:2000]
 
 
+def hold_lines(tx: Session, tenant_id: int, held: bool) -> None:
+    """Say on each of the tenant's submitted, unlaunched lines that it waits for the tenant's
+    reactivation (``held``), or take that back: the launch loop, which leaves a deactivated
+    tenant's orders alone (``automat_pending_orders``), launches them again."""
+    submitted = select(Order.id).where(Order.tenant_id == tenant_id, Order.status == "submitted")
+    lines = (
+        update(OrderLine)
+        .where(OrderLine.tenant_id == tenant_id, OrderLine.state == "pending", OrderLine.order_id.in_(submitted))
+        .execution_options(synchronize_session=False)
+    )
+    if held:
+        tx.execute(lines.values(launch_error=TENANT_INACTIVE))
+    else:
+        tx.execute(lines.where(OrderLine.launch_error == TENANT_INACTIVE).values(launch_error=None))
+
+
 def launch_workflow(
     client: DagsterClient,
     tenant: Tenant,
@@ -128,6 +151,8 @@ def launch_workflow(
     started: float,
 ) -> dict[str, str]:
     """One run of the workflow per partition; partition → run id. A refusal names how many launched."""
+    if not tenant.active:
+        raise Conflict(f"tenant {tenant.slug!r} is deactivated: nothing launches for it")
     runs: dict[str, str] = {}
     try:
         for key in partitions:
@@ -153,8 +178,8 @@ def launch_remake(
 
 
 def pending_orders(database_url: str) -> list[tuple[int, int]]:
-    """Submitted orders with a line not launched yet, of every tenant (the loop runs for all):
-    ``(order id, tenant id)``, through the database's one function that may see them all."""
+    """Submitted orders with a line not launched yet, of every active tenant (the loop runs for
+    all): ``(order id, tenant id)``, through the database's one function that may see them all."""
     with scoped_session(database_url, None) as s:
         return [tuple(row) for row in s.execute(text("SELECT order_id, tenant_id FROM automat_pending_orders()"))]
 

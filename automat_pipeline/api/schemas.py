@@ -1,12 +1,17 @@
-"""Response models more than one router answers with."""
+"""Models more than one router uses."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, Field
 
 from automat_pipeline.db.models import MediaAsset
+
+NewPassword = Annotated[  # the one password rule: at creation, change and reset
+    str, Field(min_length=12, max_length=1024, description="At least 12 characters; stored argon2id.")
+]
 
 
 class MediaOut(BaseModel):

@@ -1,10 +1,10 @@
 """Passwords, e-mail addresses, tokens, roles and the permission matrix.
 
 Access tokens are short-lived HS256 JWTs (sub, role, tenant_id, ver, exp), checked on every request
-against the user's current state; refresh tokens are random, stored as hashes and used once. Only
-HS256 is accepted: ``alg: none`` and any other algorithm fail. Passwords are argon2id; at login the
-API computes the digest from the stored hash's parameters and salt and the database compares it, so
-the API's role never reads a password hash (migration 0010).
+against the user's current state; refresh and password reset tokens are random, stored as hashes
+and used once. Only HS256 is accepted: ``alg: none`` and any other algorithm fail. Passwords are
+argon2id; at login the API computes the digest from the stored hash's parameters and salt and the
+database compares it, so the API's role never reads a password hash (migration 0010).
 """
 
 from __future__ import annotations
@@ -147,9 +147,14 @@ def decode_access_token(secret: str, token: str) -> dict:
 
 def new_refresh_token() -> tuple[str, str, datetime]:
     """``(token for the client, its sha256 for the database, expiry)``."""
+    return *new_secret_token(), datetime.now(UTC) + timedelta(days=REFRESH_DAYS)
+
+
+def new_secret_token() -> tuple[str, str]:
+    """A random token (refresh, password reset) and the sha256 the database keeps instead."""
     token = secrets.token_urlsafe(32)
-    return token, refresh_hash(token), datetime.now(UTC) + timedelta(days=REFRESH_DAYS)
+    return token, token_sha256(token)
 
 
-def refresh_hash(token: str) -> str:
+def token_sha256(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()

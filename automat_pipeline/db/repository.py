@@ -91,10 +91,15 @@ def products_for_step(session: Session, tenant_id: int, filename: str) -> list[P
 
 
 def dispatch_imports(session: Session) -> list[tuple[Tenant, list[Product]]]:
-    """Products that new imports created or changed, per import; marks those imports dispatched."""
+    """Products that new imports created or changed, per import; marks those imports dispatched. A
+    deactivated tenant's imports wait for its reactivation."""
     imports = session.scalars(
         select(CatalogImport)
-        .where(CatalogImport.status == "ok", ~CatalogImport.dispatched)
+        .where(
+            CatalogImport.status == "ok",
+            ~CatalogImport.dispatched,
+            CatalogImport.tenant_id.in_(select(Tenant.id).where(Tenant.active)),
+        )
         .order_by(CatalogImport.id)
         .with_for_update(skip_locked=True)
     ).all()

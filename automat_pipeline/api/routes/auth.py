@@ -1,4 +1,5 @@
-"""Login, token refresh and sign-out (``accounts.authenticate`` checks the password)."""
+"""Login, token refresh, sign-out, and passwords: changing one's own, setting one with a reset
+token (``accounts`` checks and sets them)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,11 @@ from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from automat_pipeline.api import accounts
 from automat_pipeline.api.accounts import UNAUTHORIZED, authenticate, client_address
 from automat_pipeline.api.deps import Who, scoped_session, settings
-from automat_pipeline.api.security import (
-    Role,
-    access_token,
-    new_refresh_token,
-    refresh_hash,
-)
+from automat_pipeline.api.schemas import NewPassword
+from automat_pipeline.api.security import Role, access_token, new_refresh_token, token_sha256
 from automat_pipeline.settings import Settings
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -34,6 +32,18 @@ class Refresh(BaseModel):
     refresh_token: str = Field(
         min_length=1, max_length=200, description="A refresh token from login or refresh; each is accepted once."
     )
+
+
+class PasswordChange(BaseModel):
+    current_password: str = Field(min_length=1, max_length=1024, description="Your password now.")
+    new_password: NewPassword
+
+
+class PasswordResetUse(BaseModel):
+    token: str = Field(
+        min_length=1, max_length=200, description="The one-time token from POST /users/{user_id}/password-reset."
+    )
+    new_password: NewPassword
 
 
 class Tokens(BaseModel):
@@ -66,7 +76,10 @@ def _tokens(config: Settings, s: Session, user, family: str | None = None) -> To
 @router.post(
     "/login",
     responses={
-        401: {"description": "Unknown e-mail or wrong password (the same answer, in the same time)."},
+        401: {
+            "description": "Unknown e-mail or wrong password (the same answer, in the same time); with the "
+            "right password, a deactivated account or tenant."
+        },
         429: {"description": "Too many failed logins for this account or from this address; see Retry-After."},
     },
 )
@@ -82,7 +95,7 @@ def refresh(body: Refresh, config: Annotated[Settings, Depends(settings)]) -> To
     """Exchange a refresh token (once) for new tokens. A used token that comes back (stolen, or
     replayed) revokes every token of its login, its successors included."""
     with scoped_session(config.api_database_url, None) as s:
-        used = s.execute(text("SELECT * FROM automat_refresh_use(:h)"), {"h": refresh_hash(body.refresh_token)}).one()
+        used = s.execute(text("SELECT * FROM automat_refresh_use(:h)"), {"h": token_sha256(body.refresh_token)}).one()
         if used.status != "ok":
             reason = {"reused": "this refresh token was used before: every token of its login is revoked"}
             s.commit()  # the family's revocation stands although the request fails
@@ -98,3 +111,36 @@ def logout(who: Who, config: Annotated[Settings, Depends(settings)]) -> None:
     """Sign out everywhere: every refresh token of yours is revoked and every access token refused."""
     with scoped_session(config.api_database_url, None) as s:
         s.execute(text("SELECT automat_sign_out(:u)"), {"u": who.user_id})
+
+
+@router.post(
+    "/password",
+    responses={
+        403: {"description": "The current password is wrong (it counts as a failed login)."},
+        429: {"description": "Too many failed logins for this account or from this address; see Retry-After."},
+    },
+)
+def change_password(
+    body: PasswordChange, request: Request, who: Who, config: Annotated[Settings, Depends(settings)]
+) -> Tokens:
+    """Change your password. Every session of yours ends (elsewhere too); this one goes on with the
+    tokens returned."""
+    accounts.change_password(
+        config.api_database_url, who.user_id, body.current_password, body.new_password, client_address(request)
+    )
+    with scoped_session(config.api_database_url, None) as s:
+        user = s.execute(text("SELECT *, :u AS id FROM automat_user_state(:u)"), {"u": who.user_id}).one()
+        return _tokens(config, s, user)
+
+
+@router.post(
+    "/password-reset",
+    status_code=204,
+    responses={
+        401: {"description": "Unknown, used, revoked (a newer one exists) or expired token; or a deactivated account."}
+    },
+)
+def reset_password(body: PasswordResetUse, config: Annotated[Settings, Depends(settings)]) -> None:
+    """Set a new password with a one-time reset token from an admin (no login needed). Every session
+    of the user ends; log in with the new password."""
+    accounts.reset_password(config.api_database_url, body.token, body.new_password)

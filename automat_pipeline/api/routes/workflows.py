@@ -170,7 +170,11 @@ def plan(name: str, request: Request, who: Who, tx: Tx, body: PlanIn | None = No
     return PlanOut(selection=compiled.selection, run_config=compiled.run_config)
 
 
-@router.post("/{name}/runs", status_code=202, responses={503: {"description": "Dagster does not answer."}})
+@router.post(
+    "/{name}/runs",
+    status_code=202,
+    responses={409: {"description": "The tenant is deactivated."}, 503: {"description": "Dagster does not answer."}},
+)
 def launch(name: str, body: Launch, request: Request, who: Who, tx: Tx) -> Launched:
     """Run the workflow for products (project managers and above): one Dagster run per product."""
     who.require(Permission.trigger_renders)

@@ -5,7 +5,7 @@ chain of every product that names it. A product that an import creates or change
 chain for its STEP file, if one is already in the inbox (imports are marked dispatched, so that
 happens once). Run keys are ``<tenant>|<product>@<sha256 prefix>``: the same bytes never run twice
 for a product, changed bytes always do. The cursor holds a modification-time high-water mark and
-the files of tenants that do not exist yet, so it stays as small as that.
+the files of tenants that do not exist yet or are deactivated, so it stays as small as that.
 """
 
 from __future__ import annotations
@@ -83,8 +83,9 @@ def upload_sensor(context: SensorEvaluationContext, database: Database, media: M
         for slug in sorted({u.tenant for u in candidates}):
             tenant = repository.tenant(session, slug, create=False) if KEY_PART.fullmatch(slug) else None
             mine = [u for u in candidates if u.tenant == slug]
-            if tenant is None:
-                context.log.warning(f"[upload_sensor] {slug!r} is not a known tenant; {len(mine)} files wait")
+            if tenant is None or not tenant.active:
+                why = "is not a known tenant" if tenant is None else "is deactivated"
+                context.log.warning(f"[upload_sensor] {slug!r} {why}; {len(mine)} files wait")
                 waiting += [str(u.path) for u in mine]
                 continue
             workbooks = sorted(u.path.name for u in mine if u.kind == "catalog")
