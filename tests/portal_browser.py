@@ -115,21 +115,43 @@ def thumbnail_png(label: str, size: int = 168) -> bytes:
     return out.getvalue()
 
 
-@pytest.fixture(scope="session")
-def bearing_conversion(tmp_path_factory) -> Path:
-    """A demo bearing (DGBB-6204) written as STEP and converted once: model.glb, production.glb and
+def convert_bearing(folder: Path) -> Path:
+    """A demo bearing (DGBB-6204) written as STEP and converted: model.glb, production.glb and
     cad_metadata.json as the cad_conversion asset writes them (its cage resolves to no library
     material: the magenta fallback)."""
     from automat_pipeline.bearings import CATALOGUE, write_step
     from automat_pipeline.cad import convert_step
     from automat_pipeline.materials import ALIASES, LIBRARY, MaterialResolver
 
-    folder = tmp_path_factory.mktemp("bearing")
     step = write_step(CATALOGUE[0], folder / "source.step")
     resolver = MaterialResolver({m.name: m for m in LIBRARY}, ALIASES)
     result = convert_step(step, folder / "model.glb", resolver=resolver, production_path=folder / "production.glb")
     (folder / "cad_metadata.json").write_text(json.dumps(result.as_dict(), indent=1))
     return folder
+
+
+@pytest.fixture(scope="session")
+def bearing_conversion(tmp_path_factory) -> Path:
+    """The demo bearing converted once for the session."""
+    return convert_bearing(tmp_path_factory.mktemp("bearing"))
+
+
+def add_thumbnailed_products(env, tenant_id: int, count: int) -> None:
+    """``count`` products G-000… with a thumbnail each (a grid's worth)."""
+    folder = Path(env["AUTOMAT_MEDIA_DIR"]) / "grid"
+    folder.mkdir(parents=True)
+    with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
+        for n in range(count):
+            pim_id = f"G-{n:03d}"
+            product = Product(
+                tenant_id=tenant_id, pim_id=pim_id, key=pim_id, name=f"Grid bearing {n}", materials={}, attributes={}
+            )
+            s.add(product)
+            s.flush()
+            (folder / f"{pim_id}.png").write_bytes(thumbnail_png(pim_id))
+            repository.record_media(
+                s, tenant_id, product.id, "thumbnail", "thumbnail", "completed", path=str(folder / f"{pim_id}.png")
+            )
 
 
 def add_converted_product(env, tenant_id: int, pim_id: str, conversion: Path, **columns) -> int:

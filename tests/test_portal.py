@@ -22,6 +22,7 @@ from playwright.sync_api import expect
 from portal_browser import (  # noqa: F401
     Portal,
     add_converted_product,
+    add_thumbnailed_products,
     bearing_conversion,
     chromium,
     portal,
@@ -34,7 +35,7 @@ from automat_pipeline.api.security import Role, access_token
 from automat_pipeline.catalog_import import attach_report, import_workbook
 from automat_pipeline.db import repository
 from automat_pipeline.db.database import session
-from automat_pipeline.db.models import CatalogImport, Order, OrderLine, Product, Tenant
+from automat_pipeline.db.models import CatalogImport, Order, OrderLine, Tenant
 from automat_pipeline.embedded import api_url
 from automat_pipeline.settings import Settings
 
@@ -383,26 +384,7 @@ def test_settings_show_each_help_text_and_the_api_refusal_beside_its_field(porta
 
 
 def test_a_grid_of_100_thumbnails_keeps_every_tile_in_place(portal, env, world):  # noqa: F811
-    acme = world["tenants"]["acme"]
-    folder = Path(env["AUTOMAT_MEDIA_DIR"]) / "grid"
-    folder.mkdir(parents=True)
-    with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
-        for n in range(100):
-            product = Product(
-                tenant_id=acme,
-                pim_id=f"G-{n:03d}",
-                key=f"G-{n:03d}",
-                name=f"Grid bearing {n}",
-                materials={},
-                attributes={},
-                active=True,
-            )
-            s.add(product)
-            s.flush()
-            (folder / f"{n}.png").write_bytes(thumbnail_png(f"G-{n:03d}"))
-            repository.record_media(
-                s, acme, product.id, "thumbnail", "thumbnail", "completed", path=str(folder / f"{n}.png"), run_id="r"
-            )
+    add_thumbnailed_products(env, world["tenants"]["acme"], 100)
     page = portal.open("products")
     portal.login("client@acme.example", PASSWORD)
     tiles = page.get_by_role("list", name="Products").get_by_role("listitem")

@@ -2,7 +2,7 @@
 // the notifications bell, sign-out), focus moved to each page's heading as a screen reader expects.
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
-import { get, logout, session } from './api.js';
+import { get, logout, schema, session } from './api.js';
 import { basket } from './basket-store.js';
 import { Bell } from './bell.js';
 import { html, useLoad } from './ui.js';
@@ -113,5 +113,6 @@ function App() {
   return html`<${Header} path=${where.path} /><main id="main">${page}</main>`;
 }
 
+schema(); // the help texts, asked for at once, beside the page's own requests
 render(html`<${App} />`, document.getElementById('app'));
 performance.mark('portal:rendered');

@@ -19,6 +19,7 @@ export function ProductsPage({ params }) {
   const help = (name) => (docs.data ? parameterHelp(docs.data, '/products', name) : '');
   const choose = (name, value) => { setFilters({ ...filters, [name]: value }); setOffset(0); };
   const total = page.data?.total ?? 0;
+  const ready = page.data && docs.data && facets.data; // the form at its full height first: the grid never moves
   const select = (name, label, options) => html`<div class="field">
     <label for=${`f-${name}`}>${label}</label>
     <span class="control"><select id=${`f-${name}`} aria-describedby=${`f-${name}-help`} onChange=${(e) => choose(name, e.target.value)}>
@@ -27,6 +28,9 @@ export function ProductsPage({ params }) {
     </select></span>
     <small class="help" id=${`f-${name}-help`}>${help(name)}</small>
   </div>`;
+  if (!docs.data || !facets.data) {
+    return html`<${Page} title="Products"><${ErrorNotice} error=${facets.error} /><p role="status">Loading…</p></${Page}>`;
+  }
   return html`<${Page} title="Products">
     <form class="row" role="search" aria-label="Search products" onSubmit=${(e) => { e.preventDefault(); choose('q', typed); }}>
       <div class="field">
@@ -40,10 +44,10 @@ export function ProductsPage({ params }) {
       ${select('has_media', 'Media', [['true', 'With media'], ['false', 'Without media']])}
     </form>
     <${ErrorNotice} error=${page.error || facets.error} />
-    <p role="status" aria-live="polite">${page.loading ? 'Searching…' : `${total} products${total > PAGE_SIZE ? `, ${offset + 1}–${Math.min(offset + PAGE_SIZE, total)} shown` : ''}`}
+    <p role="status" aria-live="polite">${page.loading || !ready ? 'Searching…' : `${total} products${total > PAGE_SIZE ? `, ${offset + 1}–${Math.min(offset + PAGE_SIZE, total)} shown` : ''}`}
       ${basket.size ? html` · <a href="#/basket">${basket.size} in the basket</a>` : ''}</p>
     <ul class="grid" aria-label="Products">
-      ${(page.data?.items || []).map((p) => html`<li key=${p.id} class=${`tile${basket.has(p.id) ? ' selected' : ''}`}>
+      ${(ready ? page.data.items : []).map((p) => html`<li key=${p.id} class=${`tile${basket.has(p.id) ? ' selected' : ''}`}>
         <${AuthImage} className="thumb" path=${p.thumbnail ? `/media/${p.thumbnail}/file` : null} alt=${`Thumbnail of ${p.name}`} width="168" height="168" />
         <div class="meta">
           <a href=${`#/products/${p.id}`}>${p.pim_id}</a>
