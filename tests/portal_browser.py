@@ -92,12 +92,18 @@ class Portal:
         assert bad == [], f"{name}: {bad}"
 
 
-@pytest.fixture
-def portal(live, chromium, tmp_path):
-    """A fresh browser context on the live API (axe-core loaded into every page before its own scripts,
-    so the page's Content-Security-Policy stays on); page errors and CSP violations fail the test."""
+def new_context(chromium):
+    """A fresh browser context with axe-core loaded into every page before its own scripts (so the
+    page's Content-Security-Policy stays on)."""
     context = chromium.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
     context.add_init_script(path=str(AXE))
+    return context
+
+
+@pytest.fixture
+def portal(live, chromium, tmp_path):
+    """A fresh browser context on the live API; page errors and CSP violations fail the test."""
+    context = new_context(chromium)
     shots = tmp_path / "screenshots"
     shots.mkdir()
     portal = Portal(context.new_page(), live, shots)

@@ -13,7 +13,7 @@ import pytest
 from conftest import STEP_FIXTURES, fresh_home_env
 from openpyxl import Workbook
 from playwright.sync_api import expect
-from portal_browser import Portal, chromium  # noqa: F401
+from portal_browser import Portal, chromium, new_context  # noqa: F401
 from test_ui import PASSWORD, free_port, http, wait_for
 
 pytestmark = pytest.mark.slow
@@ -43,7 +43,7 @@ def test_a_client_orders_a_thumbnail_in_the_portal_and_downloads_it(tmp_path: Pa
         stderr=subprocess.DEVNULL,
     )
     api = f"http://127.0.0.1:{api_port}"
-    context = chromium.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    context = new_context(chromium)
     try:
         wait_for("webserver and API", lambda: (h := http("GET", f"{api}/health")) and h["dagster"], seconds=120)
         token = http("POST", f"{api}/auth/login", {"email": "client@acme.example", "password": PASSWORD})
