@@ -2,12 +2,22 @@
 PYTHON ?= python3.11
 VENV := .venv
 RENDER_VENV := .venv-render
-# Debian/Ubuntu packages that bpy and OpenCascade load at run time (without libegl1 Blender aborts).
-SYSTEM_PACKAGES := libegl1 libgl1 libglu1-mesa libgomp1 libsm6 libxi6 libxkbcommon0 libxrender1 libxxf86vm1 libxfixes3
+PORTAL := automat_pipeline/portal
+# Debian/Ubuntu packages that bpy and OpenCascade load at run time (without libegl1 Blender aborts);
+# nodejs (npm installs the portal's browser libraries) and chromium (the portal's browser tests).
+SYSTEM_PACKAGES := libegl1 libgl1 libglu1-mesa libgomp1 libsm6 libxi6 libxkbcommon0 libxrender1 libxxf86vm1 libxfixes3 \
+	nodejs chromium
 
-.PHONY: setup system-packages docker-engine docker-images demo ui lint test test-fast bench clean
+.PHONY: setup portal system-packages docker-engine docker-images demo ui lint test test-fast bench clean
 
-setup: $(VENV)/.installed $(RENDER_VENV)/.installed
+setup: $(VENV)/.installed $(RENDER_VENV)/.installed portal
+
+# The portal's browser libraries (package-lock.json), served as they are: no bundler, no build.
+portal: $(PORTAL)/node_modules/.installed
+
+$(PORTAL)/node_modules/.installed: $(PORTAL)/package.json $(PORTAL)/package-lock.json
+	cd $(PORTAL) && npm ci --omit=peer --no-audit --no-fund --loglevel=error
+	touch $@
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,9 +31,11 @@ $(RENDER_VENV)/.installed: blender/requirements.txt
 	$(RENDER_VENV)/bin/pip install --quiet -r blender/requirements.txt
 	touch $@
 
-# Root only; the README lists the same packages for a manual install.
+# Root only; the README lists the same packages for a manual install. Debian's npm only where no npm
+# is installed (a Node.js from elsewhere brings its own, and Debian's npm package conflicts with it).
 system-packages:
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES)
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) \
+		$$(command -v npm >/dev/null || echo npm)
 
 # Root only: a Docker engine (Debian's docker.io) and docker-compose for the deployment tests, and
 # the base image (debootstrap: no image registry is reachable here).
@@ -58,4 +70,4 @@ bench: setup
 	$(VENV)/bin/python bench/run.py
 
 clean:
-	rm -rf $(VENV) $(RENDER_VENV) .automat
+	rm -rf $(VENV) $(RENDER_VENV) .automat $(PORTAL)/node_modules

@@ -15,6 +15,10 @@ summary to ``bench/results/<name>-runs.jsonl``.
              of the same file and of the file with one row changed (goal: <= 10 s; one row written)
 - api:       the orders API seeded with 100,000 products and 1,000,000 media rows: media-browser
              and order-submission latency percentiles for 50 clients over loopback (goal: p95 <= 50 ms)
+- portal:    the client portal in Debian's Chromium over loopback, cold each time: first contentful
+             paint, the page's first render, and the products grid of 100 thumbnails decoded with its
+             layout shift, beside a bare static page of the same 100 tiles and PNGs (goal: paint < 1 s,
+             no layout shift); small screenshots of its pages into docs/portal/
 """
 
 from __future__ import annotations
@@ -961,10 +965,170 @@ def bench_api_worker(out: Path, rounds: int = 7) -> None:
     save("api_worker", rows, summary)
 
 
+STATIC_GRID = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>100 tiles</title>
+<style>ul {{ display: grid; grid-template-columns: repeat(auto-fill, 168px); gap: 12px; list-style: none; }}
+li {{ width: 168px; height: 254px; border: 1px solid #ccc; }}</style></head><body><h1>Products</h1><ul>{tiles}</ul>
+</body></html>"""
+GRID_DECODED = """n => { const images = [...document.querySelectorAll('img')];
+    return images.length === n && images.every(i => i.complete && i.naturalWidth > 0); }"""
+SHIFTS = """() => { window.shifts = 0; new PerformanceObserver(list => list.getEntries()
+    .forEach(e => { window.shifts += e.value; })).observe({type: 'layout-shift', buffered: true}); }"""
+
+
+def bench_portal(out: Path, rounds: int = 7, tiles: int = 100) -> None:
+    """The portal (served by ``automat api``) and a bare static page of the same tiles and PNGs
+    (Python's http.server), each opened cold in a fresh browser context, in turns: first contentful
+    paint, the portal's first render (its login form), and from navigation to 100 thumbnails decoded
+    (the portal signed in: its tokens put in the tab's session storage, as after a login)."""
+    import shutil
+    import socket
+
+    import httpx
+    from playwright.sync_api import sync_playwright
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from portal_browser import add_converted_product, add_thumbnailed_products, convert_bearing, launch
+
+    from automat_pipeline.api.security import Role, new_user
+    from automat_pipeline.db import repository
+    from automat_pipeline.db.database import session
+    from automat_pipeline.embedded import prepare
+
+    for key in [k for k in os.environ if k.startswith("AUTOMAT_")]:
+        del os.environ[key]
+    settings = prepare(Settings(home=out / "portal-home")).settings
+    env = {"AUTOMAT_DATABASE_URL": os.environ["AUTOMAT_DATABASE_URL"], "AUTOMAT_MEDIA_DIR": str(settings.media_dir)}
+    with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
+        tenant = repository.tenant(s, "acme").id
+        s.add(new_user("client@acme.example", "bench password", Role.client, tenant))
+    bearing = add_converted_product(env, tenant, "DGBB-6204", convert_bearing(Path(tempfile.mkdtemp(dir=out))))
+    add_thumbnailed_products(env, tenant, tiles - 1)
+    static = out / "static"
+    static.mkdir()
+    for n, png in enumerate(sorted(Path(settings.media_dir).rglob("*.png"))):
+        shutil.copyfile(png, static / f"{n}.png")
+    (static / "index.html").write_text(
+        STATIC_GRID.format(
+            tiles="".join(f'<li><img src="{n}.png" width="168" height="168" alt=""></li>' for n in range(tiles))
+        )
+    )
+    ports = []
+    for _ in range(2):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            ports.append(sock.getsockname()[1])
+    servers = [
+        subprocess.Popen([str(REPO / ".venv" / "bin" / "automat"), "api", "--port", str(ports[0])], env=os.environ),
+        subprocess.Popen(
+            [sys.executable, "-m", "http.server", str(ports[1]), "--bind", "127.0.0.1"],
+            cwd=static,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
+    ]
+    portal, bare = (f"http://127.0.0.1:{port}" for port in ports)
+    rows = []
+    try:
+        for url in (f"{portal}/health", f"{bare}/index.html"):
+            for _ in range(240):
+                try:
+                    if httpx.get(url).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.25)
+        with sync_playwright() as playwright:
+            browser = launch(playwright)
+            for round_ in range(rounds):
+                for name in ("portal", "bare"):
+                    context = browser.new_context(viewport={"width": 1280, "height": 900})
+                    page = context.new_page()
+                    if name == "portal":
+                        page.goto(f"{portal}/portal/#/login")
+                        page.wait_for_selector("#email")
+                        first = page.evaluate(
+                            "[performance.getEntriesByName('first-contentful-paint')[0].startTime,"
+                            " performance.getEntriesByName('portal:rendered')[0].startTime]"
+                        )
+                        tokens = httpx.post(
+                            f"{portal}/auth/login", json={"email": "client@acme.example", "password": "bench password"}
+                        ).json()
+                        signed_in = {
+                            "access": tokens["access_token"],
+                            "refresh": tokens["refresh_token"],
+                            "role": "client",
+                            "tenant_id": tenant,
+                            "email": "client@acme.example",
+                        }
+                        context.close()
+                        context = browser.new_context(viewport={"width": 1280, "height": 900})
+                        context.add_init_script(
+                            f"sessionStorage.setItem('automat.session', {json.dumps(json.dumps(signed_in))})"
+                        )
+                        page = context.new_page()
+                        page.goto(f"{portal}/portal/#/products")
+                    else:
+                        page.goto(f"{bare}/index.html")
+                        first = [
+                            page.evaluate("performance.getEntriesByName('first-contentful-paint')[0].startTime")
+                        ] * 2
+                    page.evaluate(SHIFTS)
+                    page.wait_for_function(GRID_DECODED, arg=tiles, polling=10, timeout=60_000)
+                    grid = page.evaluate("performance.now()")
+                    rows.append(
+                        {
+                            "page": name,
+                            "round": round_,
+                            "first_paint_ms": round(first[0], 1),
+                            "first_render_ms": round(first[1], 1),
+                            "grid_decoded_ms": round(grid, 1),
+                            "layout_shift": round(page.evaluate("window.shifts"), 4),
+                        }
+                    )
+                    context.close()
+            shots = REPO / "docs" / "portal"
+            shots.mkdir(parents=True, exist_ok=True)
+            context = browser.new_context(viewport={"width": 1280, "height": 800})
+            context.add_init_script(f"sessionStorage.setItem('automat.session', {json.dumps(json.dumps(signed_in))})")
+            page = context.new_page()
+            page.goto(f"{portal}/portal/#/products")
+            page.wait_for_function(GRID_DECODED, arg=tiles, polling=50, timeout=60_000)
+            page.screenshot(path=str(shots / "products.jpg"), type="jpeg", quality=60)
+            page.goto(f"{portal}/portal/#/products/{bearing}")
+            page.wait_for_selector("model-viewer[data-loaded]", timeout=60_000)
+            page.screenshot(path=str(shots / "product-3d.jpg"), type="jpeg", quality=60)
+            context.close()
+            browser.close()
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait(timeout=30)
+    table(rows, ["page", "round", "first_paint_ms", "first_render_ms", "grid_decoded_ms", "layout_shift"])
+
+    def median(page: str, column: str) -> float:
+        values = sorted(r[column] for r in rows if r["page"] == page)
+        return values[len(values) // 2]
+
+    summary = {
+        "tiles": tiles,
+        "rounds": rounds,
+        "portal_first_paint_ms": median("portal", "first_paint_ms"),
+        "portal_first_render_ms": median("portal", "first_render_ms"),
+        "portal_grid_decoded_ms": median("portal", "grid_decoded_ms"),
+        "portal_layout_shift_max": max(r["layout_shift"] for r in rows if r["page"] == "portal"),
+        "bare_first_paint_ms": median("bare", "first_paint_ms"),
+        "bare_grid_decoded_ms": median("bare", "grid_decoded_ms"),
+        "goal": "first paint and first render under 1 s on loopback; no layout shift while thumbnails arrive",
+    }
+    summary["first_paint_ratio"] = round(summary["portal_first_paint_ms"] / summary["bare_first_paint_ms"], 2)
+    summary["grid_ratio"] = round(summary["portal_grid_decoded_ms"] / summary["bare_grid_decoded_ms"], 2)
+    print(summary)
+    save("portal", rows, summary)
+
+
 def main() -> None:
     if sys.argv[1:2] == ["_one"]:
         return convert_one(*sys.argv[2:])
-    wanted = set(sys.argv[1:]) or {"convert", "render", "demo", "catalog", "api", "api_worker", "orders"}
+    wanted = set(sys.argv[1:]) or {"convert", "render", "demo", "catalog", "api", "api_worker", "orders", "portal"}
     with tempfile.TemporaryDirectory(prefix="automat-bench-") as tmp:
         out = Path(tmp)
         glbs = bench_convert(out) if wanted & {"convert", "render"} else []
@@ -980,6 +1144,8 @@ def main() -> None:
             bench_api_worker(out)
         if "orders" in wanted:
             bench_orders(out)
+        if "portal" in wanted:
+            bench_portal(out)
 
 
 if __name__ == "__main__":

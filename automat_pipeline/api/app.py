@@ -20,6 +20,7 @@ from automat_pipeline.api.routes import (
     media,
     operator,
     orders,
+    portal,
     uploads,
     workflows,
 )
@@ -32,7 +33,7 @@ COMMON_RESPONSES = {
     404: {"description": "No such resource in your tenant."},
     422: {"description": "The request does not validate."},
 }
-ROUTERS = (auth, operator, admin, catalog, materials, orders, media, uploads, workflows, health, analytics)
+ROUTERS = (auth, operator, admin, catalog, materials, orders, media, uploads, workflows, health, analytics, portal)
 
 
 def create_app(settings: Settings | None = None, launcher: bool = True) -> FastAPI:
@@ -57,7 +58,7 @@ def create_app(settings: Settings | None = None, launcher: bool = True) -> FastA
         description=(
             "Clients order renders of their products; project managers and admins steer. Log in at "
             "POST /auth/login and send the access token as `Authorization: Bearer …`. Every id of another "
-            "tenant answers 404."
+            "tenant answers 404. The client portal, a browser view over this API, is at /portal/."
         ),
     )
     app.state.settings = settings
@@ -66,4 +67,5 @@ def create_app(settings: Settings | None = None, launcher: bool = True) -> FastA
     app.add_middleware(BodyLimit, settings=settings)
     for module in ROUTERS:
         app.include_router(module.router)
+    app.mount("/portal", portal.files())  # the portal's scripts and styles; its page is a route
     return app
