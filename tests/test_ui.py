@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -15,6 +16,8 @@ import psutil
 import pytest
 from conftest import STEP_FIXTURES, fresh_home_env
 from openpyxl import Workbook
+
+from automat_pipeline.cad import read_glb
 
 pytestmark = pytest.mark.slow
 
@@ -79,25 +82,33 @@ def command_line(process: psutil.Process) -> str:
         return ""
 
 
-def wait_for(what: str, probe, seconds: float = 180):
-    """Poll ``probe`` until it returns something truthy; that value."""
+def wait_for(what: str, probe, seconds: float = 180, show=None):
+    """Poll ``probe`` until it returns something truthy; that value. On timeout the message holds
+    what ``show()`` saw last (the order, the backfill), so a failure says where things stood."""
     deadline = time.monotonic() + seconds
     while not (value := probe()):
-        assert time.monotonic() < deadline, f"{what}: not within {seconds:g} s"
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {seconds:g} s; last seen: {show() if show else value}")
         time.sleep(1)
     return value
 
 
-def http(method: str, url: str, body: dict | None = None, token: str | None = None) -> dict | None:
+def http(method: str, url: str, body: dict | None = None, token: str | None = None, strict: bool = False):
+    """The answer's JSON; None when there is none (not answering, or an error status unless ``strict``,
+    which raises with the error's body)."""
     request = urllib.request.Request(
         url,
         method=method,
-        data=json.dumps(body).encode() if body else None,
+        data=None if body is None else json.dumps(body).encode(),
         headers={"Content-Type": "application/json"} | ({"Authorization": f"Bearer {token}"} if token else {}),
     )
     try:  # 30 s: while Dagster is frozen the API waits out its own 10 s timeout
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        if strict:
+            raise AssertionError(f"{method} {url}: {error.code} {error.read()[:500]!r}") from error
+        return None
     except OSError:
         return None
 
@@ -159,6 +170,7 @@ def order_while_dagster_is_down(api: str, webserver: psutil.Process) -> dict:
             and o["state"] in ("completed", "failed", "cancelled")
             and o
         ),
+        show=lambda: http("GET", f"{api}/orders/{order['id']}", token=token),
     )
 
 
@@ -189,17 +201,45 @@ def saved_workflow_runs_only_its_steps(api: str, port: int) -> list[str]:
     return sorted(s["stepKey"] for s in run["stepStats"])
 
 
+BACKFILL = """query($id: String!) { partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill {
+  status runs(limit: 10) { status } } } }"""
+DONE = ("COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED")
+
+
+def material_change_remade(api: str, port: int, media: Path) -> tuple[dict, dict]:
+    """The screw's one part (fallback magenta) gets the tenant's own zinc by an alias; the change
+    names the product, and one backfill re-makes its GLBs and what was rendered from them."""
+    token = http("POST", f"{api}/auth/login", {"email": "admin@acme.example", "password": PASSWORD})["access_token"]
+    zinc = {"name": "ACME_Zinc", "base_color": [0.7, 0.7, 0.72], "metallic": 1.0, "roughness": 0.4}
+    assert http("PUT", f"{api}/materials/ACME_Zinc", zinc, token=token, strict=True)["products"] == 0
+    aliases = [{"pattern": "screw", "material": "ACME_Zinc"}]
+    change = http("PUT", f"{api}/material-aliases", aliases, token=token, strict=True)
+    remake = http("POST", f"{api}/materials/remake", {"product_ids": change["product_ids"]}, token=token, strict=True)
+    backfill = wait_for(
+        "the remake backfill",
+        lambda: (
+            (b := graphql(port, BACKFILL, id=remake["backfill_id"])["partitionBackfillOrError"])
+            and b["status"] in DONE
+            and b
+        ),
+    )
+    document, _ = read_glb(media / "acme" / "SCREW-1" / "production.glb")
+    return change | {"remake": remake, "backfill": backfill}, document
+
+
 def test_ui_serves_runs_and_orders_and_ctrl_c_stops_everything(tmp_path: Path):
     env = fresh_home_env(tmp_path / "home")
     automat = str(Path(sys.executable).parent / "automat")
-    subprocess.run([automat, "tenant", "create", "acme"], env=env, check=True, capture_output=True)
+    created = subprocess.run([automat, "tenant", "create", "acme"], env=env, capture_output=True, text=True)
+    assert created.returncode == 0, created.stderr
     for role, email in (("client", "client@acme.example"), ("tenant_admin", "admin@acme.example")):
-        subprocess.run(
+        created = subprocess.run(
             [automat, "user", "create", "--tenant", "acme", "--role", role, "--email", email],
             env=env | {"AUTOMAT_USER_PASSWORD": PASSWORD},
-            check=True,
             capture_output=True,
+            text=True,
         )
+        assert created.returncode == 0, created.stderr
     inbox = tmp_path / "home" / "uploads" / "acme"
     workbook = Workbook()
     workbook.active.append(["PIM-ID", "Name", "CAD-Datei"])
@@ -233,19 +273,34 @@ def test_ui_serves_runs_and_orders_and_ctrl_c_stops_everything(tmp_path: Path):
         order = order_renders_through_dagster(api)
         [line] = order["lines"]
         assert (order["state"], line["state"]) == ("completed", "completed"), order
-        assert [s["step"] for s in line["steps"]] == ["thumbnail"] and line["steps"][0]["seconds"] > 0
+        assert line["steps"] == [] and line["seconds"] > 0  # a finished run's steps are Dagster's to show
         [output] = line["outputs"]
-        assert output["status"] == "completed" and output["engine"] == "workbench" and output["output_bytes"] > 0
+        assert output["file"] and output["details"]["engine"] == "workbench" and output["details"]["output_bytes"] > 0
         [webserver] = [
             p for p in psutil.Process(ui.pid).children(recursive=True) if "dagster-webserver" in command_line(p)
         ]
         assert saved_workflow_runs_only_its_steps(api, port) == ["blend_export", "thumbnail"]
         later = order_while_dagster_is_down(api, webserver)  # it names the saved workflow
         assert later["state"] == "completed" and later["lines"][0]["launch_error"] is None, later
-        assert sorted(s["step"] for s in later["lines"][0]["steps"]) == ["blend_export", "thumbnail"]
+        steps = graphql(port, STEPS, id=later["lines"][0]["run_id"])["runOrError"]["stepStats"]
+        assert sorted(s["stepKey"] for s in steps) == ["blend_export", "thumbnail"]
         tags = {t["key"]: t["value"] for t in graphql(port, RUN, id=later["lines"][0]["run_id"])["runOrError"]["tags"]}
         assert (tags["automat/workflow"], tags["automat/workflow-revision"]) == ("preview", "1")  # as documented
         assert tags["automat/order"] == str(later["id"]) and tags["automat/order-line"] == str(later["lines"][0]["id"])
+        change, production = material_change_remade(api, port, tmp_path / "home" / "media")
+        assert change["examples"][0]["parts"] == {
+            "screw": {"before": "SCHAEFFLER_059999_FailedMaterial", "after": "ACME_Zinc"}
+        }
+        assert change["remake"]["steps"] == [
+            "blend_export",
+            "cad_metadata",
+            "glb_geometry",
+            "glb_production",
+            "thumbnail",
+        ]
+        assert change["backfill"]["status"] in ("COMPLETED", "COMPLETED_SUCCESS"), change["backfill"]
+        assert {r["status"] for r in change["backfill"]["runs"]} == {"SUCCESS"}
+        assert [m["name"] for m in production["materials"]] == ["ACME_Zinc"]
         started = psutil.Process(ui.pid).children(recursive=True)
         postgres = [
             p
