@@ -11,7 +11,7 @@ from typing import Literal
 
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
-from sqlalchemy import delete, select
+from sqlalchemy import Integer, delete, select
 from sqlalchemy.orm import Session
 
 from automat_pipeline import workflows
@@ -124,7 +124,8 @@ def _document(tx: Session, order: Order, dagster: DagsterClient) -> OrderOut:
         (m.product_id, m.output_type): m
         for m in tx.scalars(
             select(MediaAsset).where(
-                MediaAsset.tenant_id == order.tenant_id, MediaAsset.product_id.in_([line.product_id for line in lines])
+                MediaAsset.tenant_id == order.tenant_id,
+                repository.any_of(MediaAsset.product_id, [line.product_id for line in lines], Integer),
             )
         )
     }
