@@ -124,7 +124,12 @@ def cad_conversion(context: AssetExecutionContext, database: Database, media: Me
     if not failed:
         for asset in ("cad_metadata", "glb_geometry", "glb_production"):
             yield MaterializeResult(asset_key=asset)
-    yield from _checks({key: list(check_glbs(*converted)) for key, converted in done.items()})
+    yield from _checks(
+        {
+            key: list(check_glbs(result, folder / "model.glb", _fallbacks(result)))
+            for key, (result, folder, _) in done.items()
+        }
+    )
     if failed:
         raise batch_failure("conversions_failed", "conversions", failed, len(context.partition_keys))
 
@@ -199,10 +204,14 @@ def _metadata(result: Conversion, folder: Path, wall: float) -> dict[str, dict]:
             "path": MetadataValue.path(str(folder / "production.glb")),
             "bytes": result.production_glb_bytes,
             "materials": MetadataValue.md("\n".join(f"- {line}" for line in result.materials)),
-            "fallback_parts": sum(p.material_source == "fallback" for p in result.parts),
+            "fallback_parts": len(_fallbacks(result)),
             "seconds": round(seconds["write"], 3),
         },
     }
+
+
+def _fallbacks(result: Conversion) -> list[str]:
+    return [p.name for p in result.parts if p.material_source == "fallback"]
 
 
 def _checks(per_product: dict[str, list[AssetCheckResult]]):
@@ -227,10 +236,8 @@ def _checks(per_product: dict[str, list[AssetCheckResult]]):
         )
 
 
-def check_glbs(result: Conversion, folder: Path, wall: float) -> Iterator[AssetCheckResult]:
+def check_glbs(result: Conversion, glb: Path, fallbacks: list[str]) -> Iterator[AssetCheckResult]:
     """The asset checks, on the files as written (trimesh reads them independently of OpenCascade)."""
-    glb = folder / "model.glb"
-    fallbacks = [p.name for p in result.parts if p.material_source == "fallback"]
     scene = trimesh.load(glb, force="scene")
     triangles = sum(len(g.faces) for g in scene.geometry.values())
     yield AssetCheckResult(
