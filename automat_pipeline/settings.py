@@ -78,6 +78,17 @@ class Settings(BaseSettings):
         json_schema_extra=REQUIRED_IN_PRODUCTION,
     )
     max_upload_mb: int = Field(512, ge=1, le=65536, description="largest API upload, in MiB")
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="the bearer token GET /metrics asks for; unset: /metrics answers loopback callers only",
+    )
+    media_batch: int = Field(
+        50,
+        ge=1,
+        le=1000,
+        description="most products one media run makes: the upload sensor runs a burst of products in batches "
+        "of consecutive ones (one run worker, OpenCascade forkserver and warm Blender each); 1: a run per product",
+    )
     fixtures_dir: Path = Field(
         REPO.parent / "shared" / "fixtures",
         description="real STEP files and workbooks from public projects (`step/`, `xlsx/`): the tests need them, "

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -694,10 +695,290 @@ def bench_api(
     save("api", rows, summary)
 
 
+# --- The operator's path against the bare work -----------------------------------------------------------------
+
+TENANT = "acme"
+
+
+def convertible_fixtures() -> list[Path]:
+    """The fixture STEP files our converter turns into GLBs (the convert section's 17), by size."""
+    found = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in sorted((p for p in FIXTURES.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size):
+            try:
+                convert_isolated(path, Path(tmp) / "probe.glb")
+            except AutomatError:
+                continue
+            found.append(path)
+    return found
+
+
+def products(fixtures: list[Path], n: int) -> list[tuple[str, Path]]:
+    """``n`` products, each with a fixture's STEP file, the fixtures in turn."""
+    return [(f"P-{i:04d}", fixtures[i % len(fixtures)]) for i in range(n)]
+
+
+def bare_work(jobs: str, out: str) -> None:
+    """Child-process body: the same conversions and thumbnails as the pipeline makes, in one warm
+    OpenCascade process (this one) and one warm Blender process; prints JSON. Timed from the first
+    conversion (imports done) to the last thumbnail, Blender's start included."""
+    from automat_pipeline import materials, output_types
+    from automat_pipeline.tenant_settings import CadSettings
+
+    settings = Settings()
+    library = {m.name: m for m in materials.LIBRARY}
+    thumbnail = next(t for t in output_types.merged([]) if t.kind == "thumbnail")
+    library_file = Path(out) / "library.json"
+    library_file.write_text(json.dumps(materials.for_blender(library, materials.FALLBACK)))
+    work = [(key, Path(step), Path(out) / key) for key, step in json.loads(Path(jobs).read_text())]
+    started = time.perf_counter()
+    for _, step, folder in work:
+        resolver = materials.MaterialResolver(library, materials.ALIASES, {}, materials.FALLBACK)
+        convert_step(step, folder / "model.glb", CadSettings(), resolver, folder / "production.glb")
+    converted = time.perf_counter()
+    batch = Path(out) / "thumbnails.json"
+    batch.write_text(
+        json.dumps(
+            [
+                render_args(folder / "production.glb", folder / "thumbnail.png", thumbnail, library_file)
+                for _, _, folder in work
+            ]
+        )
+    )
+    results = run_blender(
+        blender_command(settings.blender, str(settings.blender_scripts), ["--batch", str(batch)]), timeout=3600
+    )
+    done = time.perf_counter()
+    assert not any("error" in r for r in results), results
+    print(
+        json.dumps(
+            {
+                "seconds": round(done - started, 3),
+                "convert_seconds": round(converted - started, 3),
+                "render_seconds": round(done - converted, 3),
+            }
+        )
+    )
+
+
+def _first_sensor_tick(instance, deadline: float) -> None:
+    from dagster._core.scheduler.instigation import InstigatorType
+
+    while time.monotonic() < deadline:
+        for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
+            if instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=1):
+                return
+        time.sleep(0.5)
+    raise TimeoutError("the daemon's upload sensor never ticked")
+
+
+def daemon_path(home: str, n: str, overrides: str) -> None:
+    """Child-process body: a fresh AUTOMAT_HOME, a tenant, ``dagster-daemon`` on the shipped instance
+    (with ``overrides``, a JSON object merged into its dagster.yaml); then ``n`` STEP files and the
+    workbook naming them are written into the inbox and timed until every thumbnail is on disk. Prints JSON."""
+    import yaml
+    from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+    from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES
+    from openpyxl import Workbook
+    from sqlalchemy import text
+
+    from automat_pipeline.db import repository
+    from automat_pipeline.db.database import engine, session
+    from automat_pipeline.embedded import prepare
+    from automat_pipeline.ui import _stop
+
+    os.environ["AUTOMAT_HOME"] = home
+    settings = prepare().settings
+    instance_yaml = Path(os.environ["DAGSTER_HOME"]) / "dagster.yaml"
+    config = yaml.safe_load(instance_yaml.read_text())
+    for section, values in json.loads(overrides).items():
+        config[section] = {**config.get(section, {}), **values} if isinstance(values, dict) else values
+    instance_yaml.write_text(yaml.safe_dump(config))
+    with session(settings.database_url) as s, s.begin():
+        repository.tenant(s, TENANT)
+    inbox = settings.uploads_dir / TENANT
+    inbox.mkdir(parents=True)
+    media = settings.media_dir / TENANT
+    work = [(key, Path(step)) for key, step in json.loads(n)]
+    storage = engine(settings.dagster_storage_url.replace("+psycopg2", "+psycopg"))
+    with DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("tenants", [TENANT])
+        log = (Path(home) / "daemon.log").open("w")
+        daemon = subprocess.Popen(
+            [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")],
+            cwd=REPO,
+            start_new_session=True,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            _first_sensor_tick(instance, time.monotonic() + 300)
+            with storage.connect() as c:
+                sessions_before = c.execute(
+                    text("SELECT sessions FROM pg_stat_database WHERE datname = 'dagster'")
+                ).scalar()
+            started = time.time()
+            for key, step in work:
+                shutil.copyfile(step, inbox / f"{key}{step.suffix}")
+            workbook = Workbook(write_only=True)
+            sheet = workbook.create_sheet("Produkte")
+            sheet.append(["PIM-ID", "Bezeichnung", "STEP-Datei"])
+            for key, step in work:
+                sheet.append([key, f"Produkt {key} ({step.name})", f"{key}{step.suffix}"])
+            workbook.save(inbox / ".products.xlsx")  # names starting with a dot are not uploads yet
+            (inbox / ".products.xlsx").rename(inbox / "products.xlsx")
+            waiting, last = {key for key, _ in work}, started
+            deadline = time.monotonic() + 120 + 10 * len(work)
+            while waiting and time.monotonic() < deadline:
+                for key in list(waiting):
+                    if (media / key / "thumbnail.png").exists():
+                        waiting.discard(key)
+                        last = time.time()
+                failed = instance.get_runs_count(RunsFilter(statuses=[DagsterRunStatus.FAILURE]))
+                if failed:
+                    break
+                time.sleep(0.2)
+            with storage.connect() as c:
+                sessions = c.execute(text("SELECT sessions FROM pg_stat_database WHERE datname = 'dagster'")).scalar()
+            while (
+                instance.get_runs_count(RunsFilter(statuses=list(NOT_FINISHED_STATUSES))) and time.time() < last + 120
+            ):
+                time.sleep(0.5)  # the last run stores its events after its thumbnails are on disk
+        finally:
+            _stop([daemon])
+            log.close()
+        runs = []
+        for record in instance.get_run_records():
+            events = instance.all_logs(record.dagster_run.run_id)
+            runs.append(
+                {
+                    "job": record.dagster_run.job_name,
+                    "status": record.dagster_run.status.value,
+                    "queued_to_start": round(record.start_time - record.create_timestamp.timestamp(), 2)
+                    if record.start_time
+                    else None,
+                    "run_seconds": round(record.end_time - record.start_time, 2) if record.end_time else None,
+                    "events": len(events),
+                }
+            )
+    print(
+        json.dumps(
+            {
+                "seconds": round(last - started, 3),
+                "missing_thumbnails": sorted(waiting),
+                "runs": len(runs),
+                "runs_failed": sum(r["status"] != "SUCCESS" for r in runs),
+                "events": sum(r["events"] for r in runs),
+                "storage_connections": sessions - sessions_before,
+                "run_detail": runs,
+            }
+        )
+    )
+
+
+def _child(*args: str, environment: dict | None = None) -> dict:
+    """Run a body of this file (``_bare``, ``_daemon``) in a fresh process without our settings (but
+    ``environment``); its JSON."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOMAT_", "DAGSTER_"))} | (environment or {})
+    done = subprocess.run(
+        [sys.executable, __file__, *args], env=env, cwd=REPO, stdout=subprocess.PIPE, text=True, check=True
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def bench_daemon(
+    out: Path,
+    sizes=(17, 100),
+    rounds: int = 2,
+    overrides: dict | None = None,
+    environment: dict | None = None,
+    label: str = "",
+) -> None:
+    """Files dropped in the inbox → daemon, sensor, queue, run launcher as shipped → every thumbnail
+    on disk, against the bare work (``bare_work``), in turns: A then B, then B then A. A lever is
+    measured with ``overrides`` of the instance (dagster.yaml) or ``environment`` (settings) and a ``label``."""
+    fixtures = convertible_fixtures()
+    rows = []
+    for round_ in range(rounds):
+        for n in sizes:
+            work = products(fixtures, n)
+            jobs = out / f"jobs-{n}.json"
+            jobs.write_text(json.dumps([(key, str(step)) for key, step in work]))
+            order = ("bare", "daemon") if round_ % 2 == 0 else ("daemon", "bare")
+            for kind in order:
+                where = out / f"{kind}-{n}-{round_}"
+                where.mkdir()
+                if kind == "bare":
+                    for key, _ in work:
+                        (where / key).mkdir()
+                    result = _child("_bare", str(jobs), str(where))
+                else:
+                    result = _child(
+                        "_daemon", str(where), jobs.read_text(), json.dumps(overrides or {}), environment=environment
+                    )
+                    assert not result["missing_thumbnails"], result
+                rows.append({"round": round_, "products": n, "path": kind, **result})
+                print(f"round {round_} {n:4d} products {kind:6s} {result['seconds']:8.2f} s", flush=True)
+    summary = {
+        "label": label or "as shipped",
+        "overrides": overrides or {},
+        "environment": environment or {},
+        "fixtures": len(fixtures),
+        "rounds": rounds,
+    }
+    medians = {}
+    for n in sizes:
+        for kind in ("bare", "daemon"):
+            values = sorted(r["seconds"] for r in rows if r["products"] == n and r["path"] == kind)
+            medians[n, kind] = values[len(values) // 2]
+        ratios = sorted(
+            d["seconds"] / b["seconds"]
+            for d in rows
+            for b in rows
+            if d["products"] == b["products"] == n
+            and d["path"] == "daemon"
+            and b["path"] == "bare"
+            and d["round"] == b["round"]
+        )
+        daemon_runs = [r for r in rows if r["products"] == n and r["path"] == "daemon"]
+        summary[str(n)] = {
+            "bare_seconds": medians[n, "bare"],
+            "daemon_seconds": medians[n, "daemon"],
+            "ratio": round(medians[n, "daemon"] / medians[n, "bare"], 3),
+            "ratio_per_round": [round(r, 3) for r in ratios],
+            "runs": daemon_runs[0]["runs"],
+            "events_per_product": round(sum(r["events"] for r in daemon_runs) / len(daemon_runs) / n, 1),
+            "storage_connections_per_product": round(
+                sum(r["storage_connections"] for r in daemon_runs) / len(daemon_runs) / n, 1
+            ),
+        }
+    if len(sizes) > 1:
+        low, high = min(sizes), max(sizes)
+        marginal = {k: (medians[high, k] - medians[low, k]) / (high - low) for k in ("bare", "daemon")}
+        summary["marginal_seconds_per_product"] = {k: round(v, 3) for k, v in marginal.items()}
+        summary["marginal_ratio"] = round(marginal["daemon"] / marginal["bare"], 3)
+    print(summary)
+    save(
+        f"daemon-{label}" if label else "daemon",
+        [{k: v for k, v in r.items() if k != "run_detail"} for r in rows]
+        + [
+            {"run_detail": r["run_detail"], "products": r["products"], "round": r["round"]}
+            for r in rows
+            if r["path"] == "daemon"
+        ],
+        summary,
+    )
+
+
 def main() -> None:
     if sys.argv[1:2] == ["_one"]:
         return convert_one(*sys.argv[2:])
-    wanted = set(sys.argv[1:]) or {"convert", "render", "demo", "catalog", "api"}
+    if sys.argv[1:2] == ["_bare"]:
+        return bare_work(*sys.argv[2:])
+    if sys.argv[1:2] == ["_daemon"]:
+        return daemon_path(*sys.argv[2:])
+    options = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--"))
+    wanted = {a for a in sys.argv[1:] if not a.startswith("--")} or {"convert", "render", "demo", "catalog", "api"}
     with tempfile.TemporaryDirectory(prefix="automat-bench-") as tmp:
         out = Path(tmp)
         glbs = bench_convert(out) if wanted & {"convert", "render"} else []
@@ -709,6 +990,15 @@ def main() -> None:
             bench_catalog(out)
         if "api" in wanted:
             bench_api(out)
+        if "daemon" in wanted:  # --sizes=17,100 --rounds=2 --label=NAME --instance=JSON --env=KEY:VALUE,...
+            bench_daemon(
+                out,
+                sizes=tuple(int(n) for n in options.get("sizes", "17,100").split(",")),
+                rounds=int(options.get("rounds", 2)),
+                overrides=json.loads(options.get("instance", "{}")),
+                environment=dict(kv.split(":", 1) for kv in options["env"].split(",")) if "env" in options else None,
+                label=options.get("label", ""),
+            )
 
 
 if __name__ == "__main__":

@@ -356,6 +356,37 @@ def record_render(
             set_={k: statement.excluded[k] for k in changed} | {"updated_at": func.now()},
         )
     )
+    seconds = (values.get("details") or {}).get("render_seconds")
+    if status == "completed" and seconds is not None:
+        observe(session, "render", asset, session.get(Tenant, tenant_id).slug, seconds)
+
+
+# Upper bounds (seconds) of the duration histograms /metrics serves; the last bucket is +Inf.
+BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+
+
+def observe(session: Session, metric: str, step: str, tenant: str, seconds: float) -> None:
+    """Count one duration into its histogram (migration 16b), in place: one row, one statement."""
+    bucket = next((i for i, bound in enumerate(BUCKETS) if seconds <= bound), len(BUCKETS))
+    first = [int(i == bucket) for i in range(len(BUCKETS) + 1)]
+    session.execute(
+        text("""
+        INSERT INTO observations AS o (metric, step, tenant, count, sum, buckets)
+        VALUES (:metric, :step, :tenant, 1, :seconds, CAST(:first AS bigint[]))
+        ON CONFLICT (metric, step, tenant) DO UPDATE SET
+            count = o.count + 1, sum = o.sum + EXCLUDED.sum, buckets[:bucket] = o.buckets[:bucket] + 1
+    """),
+        {"metric": metric, "step": step, "tenant": tenant, "seconds": seconds, "first": first, "bucket": bucket + 1},
+    )
+
+
+def observations(session: Session) -> list[Row]:
+    """Every duration histogram: metric, step, tenant, count, sum, per-bucket counts."""
+    return list(
+        session.execute(
+            text("SELECT metric, step, tenant, count, sum, buckets FROM observations ORDER BY metric, step, tenant")
+        )
+    )
 
 
 def render_limits(session: Session, default: int) -> dict[str, int]:

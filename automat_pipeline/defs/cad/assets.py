@@ -22,7 +22,7 @@ from dagster import (
     multi_asset,
 )
 
-from automat_pipeline.cad import Conversion, convert_isolated, read_glb, sniff_step
+from automat_pipeline.cad import Conversion, convert_isolated, read_glb, sniff_step, start_isolation
 from automat_pipeline.db import repository
 from automat_pipeline.defs.failures import batch_failure, each_product, record_outcomes
 from automat_pipeline.defs.partitions import product_partitions
@@ -47,6 +47,7 @@ def step_file(context: AssetExecutionContext, database: Database, media: MediaSt
     A single product's data version is the file's sha256, so an unchanged re-upload leaves
     downstream fresh (a batch records the sha256 per product in the metadata).
     """
+    start_isolation()  # OpenCascade loads in the conversions' forkserver meanwhile
     done, failed = each_product(context, "step_file", lambda key: _pin_upload(database, media, key))
     record_outcomes(context, {key: {"step_file": meta} for key, meta in done.items()}, failed)
     if failed:
@@ -160,6 +161,8 @@ def _convert(context: AssetExecutionContext, database: Database, media: MediaSto
             )
         raise
     wall = time.perf_counter() - started
+    with database.session() as session:
+        repository.observe(session, "conversion", "cad_conversion", tenant.slug, wall)
     (folder / "cad_metadata.json").write_text(json.dumps(result.as_dict(), indent=1))
     context.log.info(f"[cad_metadata] {key}: " + "; ".join(result.materials))  # one event, however many parts
     for warning in result.warnings:

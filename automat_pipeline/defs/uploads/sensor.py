@@ -59,8 +59,9 @@ from automat_pipeline.defs.partitions import product_partitions, tenant_partitio
 from automat_pipeline.defs.resources import Database, MediaStore
 from automat_pipeline.inbox import Upload, scan, sha256, step_names
 from automat_pipeline.keys import KEY_PART, partition_key
+from automat_pipeline.settings import Settings
 
-BATCH = 50  # products per media run at most (bench/run.py daemon measures the choice)
+BATCH = Settings().media_batch  # AUTOMAT_MEDIA_BATCH: products per media run at most (bench/run.py daemon)
 
 
 @dataclass
@@ -88,11 +89,12 @@ class Media:
 
 @sensor(
     jobs=[import_catalog_job, product_media_job],
-    minimum_interval_seconds=5,
+    minimum_interval_seconds=1,  # each turn of the daemon's sensor loop (5 s); an idle tick costs ~0.2 s
     default_status=DefaultSensorStatus.RUNNING,
 )
 def upload_sensor(context: SensorEvaluationContext, database: Database, media: MediaStore):
     """Watch every tenant inbox for new workbook and STEP contents, and the catalogue for changed products."""
+    started = time.perf_counter()
     cursor = Cursor.parse(context.cursor)
     failures_checked = time.time()
     uploads = scan(media.uploads_dir)
@@ -142,6 +144,8 @@ def upload_sensor(context: SensorEvaluationContext, database: Database, media: M
     imports = {r.partition_key for r in requests.values() if r.job_name == import_catalog_job.name}
     new_tenants = sorted(imports - set(context.instance.get_dynamic_partitions(tenant_partitions.name)))
     next_cursor = Cursor(tick, failures_checked).dump()
+    with database.session() as session:
+        repository.observe(session, "sensor_tick", "upload_sensor", "", time.perf_counter() - started)
     if not requests:
         return SensorResult(skip_reason=SkipReason("no new uploads or products"), cursor=next_cursor)
     return SensorResult(
