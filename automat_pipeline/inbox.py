@@ -22,20 +22,30 @@ class Upload:
 
 
 def scan(uploads_dir: Path) -> list[Upload]:
-    """Every file of a known kind in every tenant folder, in a stable order (one stat per file)."""
+    """Every file of a known kind in every tenant folder, in a stable order (one stat per file).
+    A file that goes while it is looked at is not there; a folder that cannot be read has nothing."""
     found = []
     root = Path(uploads_dir)
     if not root.is_dir():
         return found
     for tenant_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        with os.scandir(tenant_dir) as entries:
-            for entry in sorted(entries, key=lambda e: e.name):
-                kind = KINDS.get(Path(entry.name).suffix.lower())
-                if not kind or entry.name.startswith((".", "~$")) or not entry.is_file():
+        try:
+            with os.scandir(tenant_dir) as entries:
+                listed = sorted(entries, key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in listed:
+            kind = KINDS.get(Path(entry.name).suffix.lower())
+            if not kind or entry.name.startswith((".", "~$")):
+                continue
+            try:
+                if not entry.is_file():
                     continue
                 stat = entry.stat()
-                fingerprint = (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
-                found.append(Upload(tenant_dir.name, Path(entry.path), kind, fingerprint))
+            except OSError:
+                continue
+            fingerprint = (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
+            found.append(Upload(tenant_dir.name, Path(entry.path), kind, fingerprint))
     return found
 
 

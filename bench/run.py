@@ -165,6 +165,21 @@ def run_one(tool: str, step: Path, out: Path, deflection: float = 0.0) -> dict:
     return {**result, "peak_mb": round(usage.ru_maxrss / 1024)}
 
 
+SIZE_CLASSES = ((0, 100), (100, 500), (500, 10**9))  # KiB
+
+
+def size_classes(rows: list[dict]) -> dict:
+    """Ours and cascadio's seconds, and the ratio, per file size class."""
+    found = {}
+    for low, high in SIZE_CLASSES:
+        mine = [r for r in rows if low <= r["kib"] < high]
+        ours, theirs = sum(r["total"] for r in mine), sum(r["cascadio"] for r in mine)
+        name = f"{low}-{high} KiB" if high < 10**9 else f"over {low} KiB"
+        found[name] = {"files": len(mine), "seconds": round(ours, 3), "cascadio": round(theirs, 3)}
+        found[name]["ratio"] = round(ours / theirs, 3) if theirs else None
+    return found
+
+
 def bench_convert(out: Path) -> list[Path]:
     rows, glbs = [], []
     for path in sorted(p for p in FIXTURES.rglob("*") if p.is_file()):
@@ -222,6 +237,10 @@ def bench_convert(out: Path) -> list[Path]:
         "ratio_to_cascadio": round(ours_total / theirs_total, 3),
         **{f"{k}_seconds": round(sum(r[k] for r in ok), 3) for k in (*STAGES, "other")},
         **json.loads(isolation),
+        "by_size": size_classes(ok),
+        # Transferring a file's independent products on several cores can only shorten files of
+        # several parts: at most this share of the total on 2 cores (half their transfer).
+        "parallel_transfer_bound": round(sum(r["transfer"] for r in ok if r["parts"] > 1) / 2 / ours_total, 3),
     }
     print(
         f"STEP -> viewer + production GLB per fixture file, against cascadio at the same linear deflection "
@@ -1081,7 +1100,9 @@ def daemon_path(home: str, n: str, overrides: str) -> None:
                     "queued_to_start": round(record.start_time - record.create_timestamp.timestamp(), 2)
                     if record.start_time
                     else None,
-                    "run_seconds": round(record.end_time - record.start_time, 2) if record.end_time else None,
+                    "run_seconds": round(record.end_time - record.start_time, 2)
+                    if record.start_time and record.end_time
+                    else None,
                     "events": len(events),
                 }
             )

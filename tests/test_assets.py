@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import STEP_FIXTURES, blender_processes
-from dagster import AssetKey, DagsterInstance, materialize
+from dagster import AssetKey, DagsterInstance, build_sensor_context, materialize
 from openpyxl import Workbook, load_workbook
 from PIL import Image
 from sqlalchemy import select
@@ -389,7 +389,7 @@ def test_a_batch_goes_on_past_bad_files_and_the_sensor_continues_it(env, resourc
     assert failure.step_key == "step_file"
     assert failure.step_failure_data.user_failure_data.description.startswith("step_files_failed: 2 of 3 STEP files")
     assert imported.get_materialized_partitions(AssetKey("step_file")) == {"acme|AS1"}
-    [request] = _continue_failed_batches(imported, 0)
+    [request] = _continue_failed_batches(build_sensor_context(instance=imported), 0)
     assert request.partition_key == "acme|AS1"
     assert [k.to_user_string() for k in request.asset_selection] == [
         "cad_metadata",

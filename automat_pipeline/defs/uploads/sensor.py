@@ -132,14 +132,18 @@ def upload_sensor(context: SensorEvaluationContext, database: Database, media: M
         if cursor.tick is not None:  # requests of a tick whose result Dagster never stored
             lost = repository.media_requested_after(session, cursor.tick)
             for tenant_id, rows in _by_tenant(lost).items():
-                wanted.add(session.get(Tenant, tenant_id), rows, uncommitted=cursor.tick)
+                try:
+                    with session.begin_nested():
+                        wanted.add(session.get(Tenant, tenant_id), rows, uncommitted=cursor.tick)
+                except Exception as error:
+                    context.log.error(f"[upload_sensor] tenant {tenant_id}: {type(error).__name__}: {error}")
         products = wanted.requested(tick)
 
     order = context.instance.get_dynamic_partitions(product_partitions.name) if products else []
     new_partitions = sorted({m.partition for m in products} - set(order))
     for request in _batches(products, order + new_partitions):
         requests[request.run_key] = request
-    for request in _continue_failed_batches(context.instance, cursor.failures_after):
+    for request in _continue_failed_batches(context, cursor.failures_after):
         requests[request.run_key] = request
     imports = {r.partition_key for r in requests.values() if r.job_name == import_catalog_job.name}
     new_tenants = sorted(imports - set(context.instance.get_dynamic_partitions(tenant_partitions.name)))
@@ -174,14 +178,17 @@ def _track(
     Files of an unknown tenant are not recorded: they stay new until the tenant exists."""
     state = repository.inbox_state(session, sorted(tenants))
     digests, new, rows = {}, [], []
-    for upload in uploads:
+    for upload in list(uploads):
         seen = state.get((upload.tenant, upload.path.name))
         if seen is not None and (seen.size_bytes, seen.mtime_ns, seen.ctime_ns, seen.inode) == upload.fingerprint:
             digests[upload.path] = seen.sha256
             if cursor.tick is not None and seen.changed_tick > cursor.tick:
                 new.append(upload)
             continue
-        digest = digests[upload.path] = sha256(upload.path)
+        try:
+            digest = digests[upload.path] = sha256(upload.path)
+        except OSError:  # gone or unreadable since the scan: the next tick sees what is there then
+            continue
         changed = seen is None or seen.sha256 != digest
         if changed or (cursor.tick is not None and seen.changed_tick > cursor.tick):
             new.append(upload)
@@ -318,10 +325,11 @@ def _batches(products: list[Media], order: list[str]) -> list[RunRequest]:
     return requests
 
 
-def _continue_failed_batches(instance: DagsterInstance, after: float) -> list[RunRequest]:
+def _continue_failed_batches(context: SensorEvaluationContext, after: float) -> list[RunRequest]:
     """For each batch run that failed since ``after`` because its step failed for some products
-    (the step's failure metadata ``failed`` names them), a run of the next steps for the others."""
-    requests = []
+    (the step's failure metadata ``failed`` names them), a run of the next steps for the others.
+    A run this cannot make sense of is logged and left alone."""
+    instance, requests = context.instance, []
     failed_runs = instance.get_run_records(
         RunsFilter(
             job_name=product_media_job.name,
@@ -330,10 +338,17 @@ def _continue_failed_batches(instance: DagsterInstance, after: float) -> list[Ru
         )
     )
     for record in failed_runs:
-        run = record.dagster_run
-        start, end = run.tags.get(ASSET_PARTITION_RANGE_START_TAG), run.tags.get(ASSET_PARTITION_RANGE_END_TAG)
-        if start is None:
-            continue
+        try:
+            requests += _continuations(instance, record.dagster_run)
+        except Exception as error:
+            context.log.error(f"[upload_sensor] run {record.dagster_run.run_id}: {type(error).__name__}: {error}")
+    return requests
+
+
+def _continuations(instance: DagsterInstance, run) -> list[RunRequest]:
+    requests = []
+    start, end = run.tags.get(ASSET_PARTITION_RANGE_START_TAG), run.tags.get(ASSET_PARTITION_RANGE_END_TAG)
+    if start is not None:
         for entry in instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_FAILURE):
             step = entry.dagster_event.step_key
             failure = entry.dagster_event.step_failure_data.user_failure_data
