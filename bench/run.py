@@ -748,6 +748,7 @@ def bench_scale(out: Path, rows: int = 100_000, files: int = 10_000) -> None:
         assert materialize([product_catalog], partition_key="first", instance=instance, resources=resources).success
         with session(settings.database_url) as s, s.begin():
             s.execute(text("ANALYZE"))  # statistics that know the first tenant only
+        figures["at_100k_partitions"] = _partition_health(settings)
         inbox = settings.uploads_dir / "second"
         hashed = 0
         for i in range(files):
@@ -775,7 +776,7 @@ def bench_scale(out: Path, rows: int = 100_000, files: int = 10_000) -> None:
         for i in range(2000):  # some history for the partition health: materialized and failed thumbnails
             instance.report_runless_asset_event(AssetMaterialization("thumbnail", partition=f"second|P-{i:06d}"))
     figures["tick_with_new_files_seconds"] = round(figures["tick_with_new_files_seconds"], 2)
-    figures |= _partition_health(settings)
+    figures["at_200k_partitions"] = _partition_health(settings)  # two tenants' products, 2,000 thumbnails made
     print(figures)
     save("scale", [], figures)
 
@@ -875,9 +876,8 @@ def bench_incremental(out: Path, n: int = 17) -> None:
         cursor = None
 
         def made(asset: str) -> int:
-            return instance.get_event_records(
-                EventRecordsFilter(DagsterEventType.ASSET_MATERIALIZATION, asset_key=AssetKey(asset)), limit=100_000
-            ).__len__()
+            found = EventRecordsFilter(DagsterEventType.ASSET_MATERIALIZATION, asset_key=AssetKey(asset))
+            return len(instance.get_event_records(found, limit=100_000))
 
         def settle(change: str) -> None:
             nonlocal cursor
@@ -1150,7 +1150,7 @@ def bench_daemon(
             jobs = out / f"jobs-{n}.json"
             jobs.write_text(json.dumps([(key, str(step)) for key, step in work]))
             order = ("bare", "daemon") if round_ % 2 == 0 else ("daemon", "bare")
-            for kind in order:
+            for kind in order:  # the machine is shared: its load (1-minute average) is recorded with each
                 where = out / f"{kind}-{n}-{round_}"
                 where.mkdir()
                 if kind == "bare":
@@ -1162,7 +1162,7 @@ def bench_daemon(
                         "_daemon", str(where), jobs.read_text(), json.dumps(overrides or {}), environment=environment
                     )
                     assert not result["missing_thumbnails"], result
-                rows.append({"round": round_, "products": n, "path": kind, **result})
+                rows.append({"round": round_, "products": n, "path": kind, "load": os.getloadavg()[0], **result})
                 print(f"round {round_} {n:4d} products {kind:6s} {result['seconds']:8.2f} s", flush=True)
     summary = {
         "label": label or "as shipped",
