@@ -52,8 +52,8 @@ def step_file(context: AssetExecutionContext, database: Database, media: MediaSt
     record_outcomes(context, {key: {"step_file": meta} for key, meta in done.items()}, failed)
     if failed:
         raise batch_failure("step_files_failed", "STEP files", failed, len(context.partition_keys))
-    [single] = done.values() if len(done) == 1 else [None]
-    return MaterializeResult(data_version=DataVersion(single["sha256"]) if single else None)
+    digest = next(iter(done.values()))["sha256"] if len(done) == 1 else None
+    return MaterializeResult(data_version=DataVersion(digest) if digest else None)
 
 
 def _pin_upload(database: Database, media: MediaStore, key: str) -> dict:
@@ -117,7 +117,7 @@ CHECKS = [
 def cad_conversion(context: AssetExecutionContext, database: Database, media: MediaStore):
     """Metadata, viewer GLB and production GLB in one isolated step per product: the STEP is read once.
 
-    A batch keeps one OpenCascade forkserver for all its products (it starts with the first).
+    A batch keeps one OpenCascade forkserver for all its products (started while step_file ran).
     The asset checks of a batch pass when they pass for every product; their metadata name the others.
     """
     done, failed = each_product(context, "cad_metadata", lambda key: _convert(context, database, media, key))

@@ -178,7 +178,7 @@ def _track(
     Files of an unknown tenant are not recorded: they stay new until the tenant exists."""
     state = repository.inbox_state(session, sorted(tenants))
     digests, new, rows = {}, [], []
-    for upload in list(uploads):
+    for upload in uploads:
         seen = state.get((upload.tenant, upload.path.name))
         if seen is not None and (seen.size_bytes, seen.mtime_ns, seen.ctime_ns, seen.inode) == upload.fingerprint:
             digests[upload.path] = seen.sha256
