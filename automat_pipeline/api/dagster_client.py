@@ -26,6 +26,7 @@ RUNS = """query($ids: [String!]) { runsOrError(filter: {runIds: $ids}) { ... on 
   runId status stepStats { stepKey status startTime endTime } } } } }"""
 
 
+TERMINATE_TIMEOUT_SECONDS = 60.0
 IN_FLIGHT = ("QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING")
 FINISHED = ("SUCCESS", "FAILURE", "CANCELED")
 
@@ -39,9 +40,11 @@ class DagsterClient:
         self.url = graphql_url
         self.http = httpx.Client(timeout=timeout)  # one client: a new one costs an SSL context (~40 ms CPU)
 
-    def _query(self, query: str, **variables) -> dict:
+    def _query(self, query: str, timeout: float | None = None, **variables) -> dict:
         try:
-            response = self.http.post(self.url, json={"query": query, "variables": variables})
+            response = self.http.post(
+                self.url, json={"query": query, "variables": variables}, timeout=timeout or self.http.timeout
+            )
             response.raise_for_status()
             body = response.json()
         except (httpx.HTTPError, ValueError) as error:
@@ -136,5 +139,7 @@ class DagsterClient:
         return in_flight, finished
 
     def terminate(self, run_ids: list[str]) -> None:
+        """Terminate runs; the answer waits while a run launcher stops a run's container (Docker gives
+        it 10 s to exit, then kills it), so this waits longer than other calls."""
         if run_ids:
-            self._query(TERMINATE, ids=run_ids)
+            self._query(TERMINATE, timeout=TERMINATE_TIMEOUT_SECONDS, ids=run_ids)
