@@ -21,6 +21,7 @@ import resource
 import struct
 import time
 from dataclasses import asdict, dataclass, field
+from multiprocessing import forkserver
 from pathlib import Path
 
 import psutil
@@ -262,8 +263,7 @@ def convert_isolated(
     the run worker. Memory is watched from outside: a hard allocation limit makes OpenCascade crash
     instead of failing cleanly, which would hide why it died.
     """
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["automat_pipeline.cad"])
+    context = start_isolation()
     receive, send = context.Pipe(duplex=False)
     child = context.Process(
         target=_child, args=(send, memory_mb, step_path, glb_path, options, resolver, production_path), daemon=True
@@ -272,14 +272,17 @@ def convert_isolated(
     send.close()
     name, deadline = Path(step_path).name, time.monotonic() + timeout_seconds
     try:
-        watched = psutil.Process(child.pid)
         while not receive.poll(0.05):
             if time.monotonic() > deadline:
                 raise AutomatError("timeout", f"{name}: conversion took over {timeout_seconds:g} s")
-            if watched.memory_info().rss > memory_mb * 1024 * 1024:
+            try:
+                rss = psutil.Process(child.pid).memory_info().rss
+            except psutil.NoSuchProcess:  # it has exited: its answer, if it sent one, is in the pipe
+                break
+            if rss > memory_mb * 1024 * 1024:
                 raise AutomatError("out_of_memory", f"{name}: conversion used over {memory_mb} MB")
         outcome, payload = receive.recv()
-    except (EOFError, psutil.NoSuchProcess):  # died without a word: a native crash
+    except EOFError:  # died without a word: a native crash
         child.join()
         raise AutomatError("damaged_geometry", f"{name}: OpenCascade crashed (exit {child.exitcode})") from None
     finally:
@@ -290,6 +293,15 @@ def convert_isolated(
     if outcome == "error":
         raise AutomatError(*payload)
     return payload
+
+
+def start_isolation() -> multiprocessing.context.BaseContext:
+    """The forkserver conversions run in, started if it is not yet: it imports OpenCascade (1-2 s),
+    which a caller may let happen while it does other work before its first conversion."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["automat_pipeline.cad"])
+    forkserver.ensure_running()
+    return context
 
 
 def _child(send, memory_mb: int, *args) -> None:

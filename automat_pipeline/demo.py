@@ -15,9 +15,7 @@ from pathlib import Path
 from dagster import (
     AssetKey,
     AssetRecordsFilter,
-    DagsterEventType,
     DagsterInstance,
-    DagsterRunStatus,
     RunsFilter,
     build_sensor_context,
 )
@@ -33,6 +31,7 @@ from automat_pipeline.embedded import prepare
 from automat_pipeline.keys import partition_key, split_partition_key
 from automat_pipeline.redirect import redirected
 from automat_pipeline.settings import Settings
+from automat_pipeline.tags import PARTITION_RANGE_START
 
 TENANT = "demo"
 FIXTURES = Settings().fixtures_dir / "step"
@@ -77,34 +76,39 @@ def fill_inbox(inbox: Path) -> None:
         workbook.save(catalogue)
 
 
-def run_requested(instance: DagsterInstance, database: Database, media: MediaStore, log: Path) -> list[dict]:
-    """One sensor tick; run each request not already run; return what ran."""
-    result = upload_sensor(build_sensor_context(instance=instance, resources={"database": database, "media": media}))
-    for request in getattr(result, "dynamic_partitions_requests", None) or []:
+def run_requested(
+    instance: DagsterInstance, database: Database, media: MediaStore, log: Path, cursor: str | None
+) -> tuple[list[dict], str | None]:
+    """One sensor tick; run each request not already run; return what ran and the sensor's cursor."""
+    result = upload_sensor(
+        build_sensor_context(instance=instance, cursor=cursor, resources={"database": database, "media": media})
+    )
+    for request in result.dynamic_partitions_requests or []:
         instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
     ran = []
-    for request in getattr(result, "run_requests", None) or []:
+    for request in result.run_requests or []:
         tags = {**SENSOR_TAGS, "dagster/run_key": request.run_key, **request.tags}
         if instance.get_run_records(RunsFilter(tags={**SENSOR_TAGS, "dagster/run_key": request.run_key}), limit=1):
             continue
         started = time.perf_counter()
         with log.open("a") as out, redirected(out.fileno(), 1, 2):  # Dagster's console log, Blender
-            outcome = defs.get_job_def(request.job_name).execute_in_process(
+            outcome = defs.resolve_job_def(request.job_name).execute_in_process(
                 run_config=request.run_config,
                 instance=instance,
                 partition_key=request.partition_key,
+                asset_selection=request.asset_selection,
                 tags=tags,
                 raise_on_error=False,
             )
         ran.append(
             {
                 "job": request.job_name,
-                "partition": request.partition_key,
+                "partition": request.partition_key or request.tags.get(PARTITION_RANGE_START),
                 "success": outcome.success,
                 "seconds": time.perf_counter() - started,
             }
         )
-    return ran
+    return ran, result.cursor
 
 
 def latest_metadata(instance: DagsterInstance, asset: str, partition: str) -> dict | None:
@@ -116,20 +120,15 @@ def latest_metadata(instance: DagsterInstance, asset: str, partition: str) -> di
     return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
 
 
-def failure_reason(instance: DagsterInstance, partition: str) -> str | None:
-    """Why the partition's latest run failed, as its failed step reported it."""
-    records = instance.get_run_records(RunsFilter(tags={"dagster/partition": partition}), limit=1)
-    if not records or records[0].dagster_run.status != DagsterRunStatus.FAILURE:
-        return None
-    for entry in instance.all_logs(records[0].dagster_run.run_id, of_type=DagsterEventType.STEP_FAILURE):
-        failure = entry.dagster_event.step_failure_data
-        if failure.user_failure_data and failure.user_failure_data.description:
-            return failure.user_failure_data.description
-        return failure.error.message.strip().splitlines()[-1] if failure.error else "step failed"
-    return "run failed"
+def failure_reason(database: Database, partition: str) -> str | None:
+    """Why the product has no thumbnail, as the pipeline recorded it: its upload's rejection, or its
+    thumbnail's failure."""
+    with database.session() as session:
+        tenant, product = repository.tenant_and_product(session, partition)
+        return repository.media_failure(session, tenant.id, product.id)
 
 
-def report(instance: DagsterInstance, keys: list[str]) -> list[dict]:
+def report(instance: DagsterInstance, database: Database, keys: list[str]) -> list[dict]:
     """One row per product: its outputs, or why its latest run failed."""
     rows = []
     for key in keys:
@@ -142,7 +141,7 @@ def report(instance: DagsterInstance, keys: list[str]) -> list[dict]:
                 "glb": (meta["glb_geometry"] or {}).get("path"),
                 "thumbnail": (meta["thumbnail"] or {}).get("path"),
                 "seconds": {step: (meta[step] or {}).get("seconds") for step in STEPS},
-                "error": failure_reason(instance, key),
+                "error": failure_reason(database, key),
             }
         )
     return rows
@@ -175,13 +174,16 @@ def run_demo() -> int:
     with DagsterInstance.get() as instance:
         instance.add_dynamic_partitions(tenant_partitions.name, [TENANT])
         ran: list[dict] = []
-        # The catalogue run registers products; the next tick matches their STEP files.
-        while batch := run_requested(instance, database, media, log):
+        # The catalogue run registers products; the next tick requests their media chain in a batch; the
+        # tick after that goes on for the products a failing one held up. The cursor goes from tick to tick.
+        batch, cursor = run_requested(instance, database, media, log, None)
+        while batch:
             ran += batch
+            batch, cursor = run_requested(instance, database, media, log, cursor)
         with database.session() as s:
             tenant = repository.tenant(s, TENANT, create=False)
             keys = [partition_key(TENANT, p.key) for p in repository.active_products(s, tenant.id)]
-        rows = report(instance, keys)
+        rows = report(instance, database, keys)
     print_table(rows, settings.home)
     wall = time.perf_counter() - started
     print(

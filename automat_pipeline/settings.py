@@ -91,6 +91,17 @@ class Settings(BaseSettings):
     max_cad_memory_mb: int = Field(8192, ge=256, le=16384, description="most memory one STEP conversion may use, MB")
     max_catalog_rows: int = Field(1_000_000, ge=1, le=1_000_000, description="most data rows of one workbook")
     max_workbook_mb: int = Field(1024, ge=1, le=1024, description="largest inflated workbook (zip-bomb guard), in MiB")
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="the bearer token GET /metrics asks for; unset: /metrics answers loopback callers only",
+    )
+    media_batch: int = Field(
+        50,
+        ge=1,
+        le=1000,
+        description="most products one media run makes: the upload sensor runs a burst of products in batches "
+        "of consecutive ones (one run worker, OpenCascade forkserver and warm Blender each); 1: a run per product",
+    )
     fixtures_dir: Path = Field(
         REPO.parent / "shared" / "fixtures",
         description="real STEP files and workbooks from public projects (`step/`, `xlsx/`): the tests need them, "

@@ -9,6 +9,7 @@ from __future__ import annotations
 from automat_pipeline.keys import SEPARATOR
 
 PARTITION = "dagster/partition"  # Dagster's own
+PARTITION_RANGE_START = "dagster/asset_partition_range_start"  # Dagster's own: a run over a range (a batch)
 TENANT = "automat/tenant"  # every run of a tenant (set by the run queue)
 RENDERS = "automat/renders"  # a tenant's runs with a Blender step (limited per tenant by the run queue)
 RENDER_HOST = "automat/render-host"  # the render host a render run goes to (the run launcher routes by it)

@@ -222,7 +222,7 @@ def test_abused_tokens_get_nothing(api, world):
     }
     failures = []
     for (label, token), (method, path, _) in itertools.product(tokens.items(), operations(api)):
-        if path.startswith(("/auth", "/health")):
+        if path.startswith(("/auth", "/health", "/metrics")):  # /metrics asks for its own token, not a login
             continue
         headers = {"Authorization": f"Bearer {token}", "X-Tenant-Id": str(world["tenants"]["beta"])}
         response = api.request(method, fill(path, {}), headers=headers, json={} if method in WITH_BODY else None)

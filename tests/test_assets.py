@@ -31,12 +31,14 @@ from automat_pipeline.db.models import (
     TenantMaterial,
     TenantOutputType,
 )
+from automat_pipeline.definitions import defs
 from automat_pipeline.defs.cad.assets import cad_conversion, glb_export, step_file
 from automat_pipeline.defs.catalog.assets import catalog_report, product_catalog
 from automat_pipeline.defs.orders.sensor import order_lines
 from automat_pipeline.defs.partitions import product_partitions, tenant_partitions
 from automat_pipeline.defs.render.assets import blend_export, still, thumbnail, turntable
 from automat_pipeline.defs.resources import Blender, Database, MediaStore
+from automat_pipeline.defs.uploads.sensor import _continue_failed_batches
 
 CATALOG = [product_catalog, catalog_report]
 MEDIA = [step_file, cad_conversion, thumbnail]
@@ -401,6 +403,7 @@ def test_thumbnail_backfill_is_one_run_that_reports_each_failure(env, resources,
             )
         }
     assert outcomes == {"AS1": "completed", "GONE": "failed"}  # FEA never reached Blender
+    assert imported.get_materialized_partitions(AssetKey("thumbnail")) == {"acme|AS1"}
 
 
 def test_order_lines_keep_what_their_runs_came_to(env, resources, imported, converted):
@@ -473,3 +476,31 @@ def test_glb_deliverables_at_their_quality_leave_the_standard_one_alone(env, res
     standard_triangles = sum(len(g.faces) for g in trimesh.load(plain.path, force="scene").geometry.values())
     assert fine_triangles == fine.details["triangles"] > standard_triangles
     assert (converted / "production.glb").read_bytes() == standard  # the standard GLB is left alone
+
+
+@pytest.mark.slow
+def test_a_batch_goes_on_past_bad_files_and_the_sensor_continues_it(env, resources, imported):
+    """A range run: step_file fails for the refused and the missing upload, materializes the good one
+    and names the others; the upload sensor then requests the rest of the chain for the good one."""
+    batch = {"dagster/asset_partition_range_start": "acme|AS1", "dagster/asset_partition_range_end": "acme|GONE"}
+    media = defs.resolve_job_def("product_media")
+    result = media.execute_in_process(instance=imported, raise_on_error=False, tags=batch)
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    assert failure.step_key == "step_file"
+    assert failure.step_failure_data.user_failure_data.description.startswith("step_files_failed: 2 of 3 STEP files")
+    assert imported.get_materialized_partitions(AssetKey("step_file")) == {"acme|AS1"}
+    [request] = _continue_failed_batches(build_sensor_context(instance=imported), 0)
+    assert request.partition_key == "acme|AS1"
+    assert [k.to_user_string() for k in request.asset_selection] == [
+        "cad_metadata",
+        "glb_geometry",
+        "glb_production",
+        "thumbnail",
+    ]
+    rest = media.execute_in_process(
+        instance=imported, partition_key=request.partition_key, asset_selection=request.asset_selection
+    )
+    assert rest.success and imported.get_materialized_partitions(AssetKey("thumbnail")) == {"acme|AS1"}
+    with session(env["AUTOMAT_DATABASE_URL"]) as s:
+        files = {f.filename: f.status for f in s.scalars(select(ProductFile).where(ProductFile.kind == "step"))}
+    assert files == {"as1-oc-214.stp": "ok", "ATS1-out.stp": "rejected"}

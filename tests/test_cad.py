@@ -1,6 +1,8 @@
 import math
+import time
 
 import numpy as np
+import psutil
 import pytest
 import trimesh
 from conftest import STEP_FIXTURES
@@ -148,6 +150,19 @@ def test_isolated_conversion_limits_time_and_memory(tmp_path):
     assert hungry.value.error_class == "out_of_memory"
     ok = convert_isolated(SCREW, tmp_path / "s.glb")
     assert ok.triangles == convert_step(SCREW, tmp_path / "s2.glb").triangles
+
+
+def test_a_child_gone_right_after_it_answered_is_no_crash(tmp_path, monkeypatch):
+    """The child may answer and exit between two looks at its memory: its answer counts."""
+    from automat_pipeline import cad
+
+    def gone(pid):  # the look comes after the child answered and exited
+        time.sleep(1.0)
+        raise psutil.NoSuchProcess(pid)
+
+    monkeypatch.setattr(cad.psutil, "Process", gone)
+    assembly = STEP_FIXTURES / "occt-import-js" / "as1-oc-214.stp"
+    assert convert_isolated(assembly, tmp_path / "a.glb").triangles > 0
 
 
 EXPECTED_REFUSALS = {

@@ -4,9 +4,17 @@ from pathlib import Path
 
 import pytest
 from openpyxl import Workbook, load_workbook
-from sqlalchemy import select
+from sqlalchemy import select, text
 
-from automat_pipeline.catalog_import import attach_report, import_workbook, imports_without_report
+from automat_pipeline.catalog import CatalogRow
+from automat_pipeline.catalog_import import (
+    DEACTIVATE,
+    MEDIA_CHANGED,
+    attach_report,
+    import_workbook,
+    imports_without_report,
+    write_products,
+)
 from automat_pipeline.db import repository
 from automat_pipeline.db.database import session
 from automat_pipeline.db.models import CatalogImport, Product, ProductFile
@@ -146,3 +154,46 @@ def test_tenant_settings_from_the_database_steer_the_import(db, tmp_path):
         repository.tenant(s, "acme").settings = {"catalog": {"colums": {}}}
     broken = db(tmp_path / "eigen.xlsx")
     assert broken.status == "failed" and broken.error.error_class == "invalid_settings"
+
+
+def nested_loops_over_a_full_scan(plan: dict) -> list[str]:
+    """The nested loops of a JSON plan whose inner side scans a whole table: quadratic in its rows."""
+    found = []
+    children = plan.get("Plans", [])
+    if plan["Node Type"] == "Nested Loop":
+        inner = next(c for c in children if c.get("Parent Relationship") == "Inner")
+        if inner["Node Type"] == "Seq Scan":
+            found.append(f"{plan.get('Join Type')} join, inner full scan of {inner['Relation Name']}")
+    for child in children:
+        found += nested_loops_over_a_full_scan(child)
+    return found
+
+
+def test_a_new_tenants_import_stays_linear_in_a_database_with_statistics(db):
+    """PostgreSQL estimates 1 product for a tenant its statistics have not seen, and may then join
+    the new tenant's products to the import with a nested loop: it must look each one up, not scan
+    the whole import once per product (quadratic: minutes at 100k rows). Checked on the plan
+    PostgreSQL picks, and on the nested loop it may pick (hash and merge joins switched off)."""
+    with session(db.url) as s, s.begin():
+        old = repository.tenant(s, "acme")
+        s.execute(
+            text(
+                "INSERT INTO products (tenant_id, pim_id, key, name, materials, attributes, source_file, active) "
+                "SELECT :t, 'P-' || n, 'P-' || n, 'Old ' || n, '{}', '{}', 'list.xlsx', true "
+                "FROM generate_series(1, 20000) n"
+            ),
+            {"t": old.id},
+        )
+        s.execute(text("ANALYZE products"))
+    rows = [CatalogRow("Sheet", i + 2, f"P-{i}", f"New {i}", key=f"P-{i}") for i in range(20000)]
+    with session(db.url) as s, s.begin():
+        new = repository.tenant(s, "newco")
+        counts, _ = write_products(s, new.id, "list.xlsx", rows)
+        assert counts["created"] == 20000
+        for settings in ([], ["enable_hashjoin", "enable_mergejoin"]):
+            for setting in settings:
+                s.execute(text(f"SET LOCAL {setting} = off"))
+            for statement in (DEACTIVATE, MEDIA_CHANGED):
+                params = {"tenant": new.id, "source": "list.xlsx"}
+                [[plan]] = s.execute(text(f"EXPLAIN (FORMAT JSON) {statement}"), params)
+                assert nested_loops_over_a_full_scan(plan[0]["Plan"]) == [], (settings, plan)

@@ -78,14 +78,15 @@ LOCATION = InProcessCodeLocationOrigin(
 )
 
 
-def submit(instance, partition: str, asset: str):
-    """Create and submit a run of ``asset`` for ``partition`` (no daemon runs here: it stays queued)."""
+def submit(instance, partition: str, asset: str, tags: dict | None = None):
+    """Create and submit a run of ``asset`` for ``partition`` (or ``tags``: a range of partitions); no
+    daemon runs here: it stays queued."""
     job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection={AssetKey(asset)})
     with LOCATION.create_location(instance) as location:
         remote = location.get_repository("__repository__").get_full_job("__ASSET_JOB")
     run = instance.create_run_for_job(
         job,
-        tags={"dagster/partition": partition},
+        tags=tags or {"dagster/partition": partition},
         remote_job_origin=remote.get_remote_origin(),
         job_code_origin=remote.get_python_origin(),
     )
@@ -102,3 +103,10 @@ def test_render_runs_go_to_the_least_busy_render_host(env, instance_with_hosts):
         for r in (first, second, third, catalog)
     ]
     assert hosts == ["gpu-1", "gpu-2", "gpu-1", None]
+
+
+def test_a_batch_run_is_its_first_products_tenants(env, instance):
+    instance.add_dynamic_partitions("products", ["acme|A", "acme|B"])
+    batch = {"dagster/asset_partition_range_start": "acme|A", "dagster/asset_partition_range_end": "acme|B"}
+    run = instance.get_run_by_id(submit(instance, None, "thumbnail", batch).run_id)
+    assert (run.tags["automat/tenant"], run.tags["automat/renders"]) == ("acme", "acme")

@@ -1,6 +1,5 @@
 """The upload sensor on a temporary inbox and the real domain database."""
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -9,48 +8,63 @@ import pytest
 from conftest import STEP_FIXTURES
 from dagster import DagsterInstance, SkipReason, build_sensor_context
 from openpyxl import Workbook
+from sqlalchemy import Engine, event, select, text, update
 
 from automat_pipeline.catalog_import import import_workbook
 from automat_pipeline.db import repository
 from automat_pipeline.db.database import session
+from automat_pipeline.db.models import CatalogImport, Product
 from automat_pipeline.defs.resources import Database, MediaStore
 from automat_pipeline.defs.uploads.sensor import upload_sensor
 
 SCREW = STEP_FIXTURES / "occt" / "screw.step"
+RANGE = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
 
 
 @pytest.fixture
-def tick(env):
+def instance():
+    return DagsterInstance.ephemeral()
+
+
+@pytest.fixture
+def tick(env, instance):
     database = Database(url=env["AUTOMAT_DATABASE_URL"])
     media = MediaStore(uploads_dir=env["AUTOMAT_UPLOADS_DIR"], media_dir=env["AUTOMAT_MEDIA_DIR"])
-    instance = DagsterInstance.ephemeral()
     state = {"cursor": None}
 
-    def evaluate():
+    def evaluate(keep_cursor: bool = True):
         context = build_sensor_context(
             instance=instance, cursor=state["cursor"], resources={"database": database, "media": media}
         )
         result = upload_sensor(context)
         if isinstance(result, SkipReason):
             return []
-        state["cursor"] = result.cursor
-        return result.run_requests
+        if keep_cursor:  # else: as if Dagster never stored the tick's result
+            state["cursor"] = result.cursor
+        for request in result.dynamic_partitions_requests or []:
+            instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+        return result.run_requests or []
 
     evaluate.state = state
     return evaluate
 
 
+def workbook(path: Path, rows, header=("PIM-ID", "Name", "STEP file", "Materials")) -> Path:
+    wb = Workbook()
+    for row in [list(header), *rows]:
+        wb.active.append(list(row))
+    wb.save(path)
+    return path
+
+
 @pytest.fixture
 def catalogue(env, tmp_path):
-    """Import rows (PIM-ID, name, STEP file) for tenant acme, as the catalogue asset would."""
+    """Import rows (PIM-ID, name, STEP file, materials) for a tenant, as the catalogue asset would."""
 
-    def load(rows):
-        wb = Workbook()
-        for row in [["PIM-ID", "Name", "STEP file"], *rows]:
-            wb.active.append(row)
-        wb.save(tmp_path / "list.xlsx")
+    def load(rows, tenant="acme"):
+        path = workbook(tmp_path / f"{tenant}-list.xlsx", rows)
         with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
-            import_workbook(s, repository.tenant(s, "acme"), tmp_path / "list.xlsx", "test")
+            return import_workbook(s, repository.tenant(s, tenant), path, "test")
 
     return load
 
@@ -63,18 +77,24 @@ def inbox(env, catalogue):
     return path
 
 
-def test_new_file_once_same_file_never_changed_file_once(tick, inbox):
+def test_new_content_once_whatever_the_modification_time(tick, inbox):
     assert tick() == []  # the import's product has no STEP file yet
     shutil.copyfile(SCREW, inbox / "screw.step")
     first = tick()
     assert [(r.job_name, r.partition_key) for r in first] == [("product_media", "acme|SCREW-1")]
     assert tick() == []
-    os.utime(inbox / "screw.step")  # touched, same bytes: requested again under the same run key,
-    assert [r.run_key for r in tick()] == [first[0].run_key]  # which the daemon skips
-    with open(inbox / "screw.step", "ab") as f:
-        f.write(b"\n/* revised */\n")
+    os.utime(inbox / "screw.step")  # touched, same bytes: nothing
+    assert tick() == []
+    (inbox / "screw.step").unlink()
+    shutil.copyfile(SCREW, inbox / "screw.step")  # dropped again, same bytes: nothing
+    assert tick() == []
+    before = (inbox / "screw.step").stat()
+    data = (inbox / "screw.step").read_bytes()
+    (inbox / "screw.step").write_bytes(data.replace(b"Author Name", b"Author NAME", 1))  # same size, new content,
+    os.utime(inbox / "screw.step", ns=(before.st_atime_ns, before.st_mtime_ns))  # old modification time
     changed = tick()
     assert len(changed) == 1 and changed[0].run_key != first[0].run_key
+    assert tick() == []
 
 
 def test_step_file_before_its_product_runs_when_the_catalogue_adds_it(tick, inbox, catalogue):
@@ -86,11 +106,9 @@ def test_step_file_before_its_product_runs_when_the_catalogue_adds_it(tick, inbo
 
 
 def test_workbook_requests_an_import_of_that_workbook(tick, inbox):
-    wb = Workbook()
-    wb.active.append(["PIM-ID", "Name"])
-    wb.save(inbox / "list.xlsx")
-    tick()  # dispatches the fixture's own import
-    wb.save(inbox / "more.xlsx")
+    workbook(inbox / "list.xlsx", [])
+    tick()
+    workbook(inbox / "more.xlsx", [])
     [request] = tick()
     assert (request.job_name, request.partition_key) == ("import_catalog", "acme")
     assert request.run_config == {
@@ -100,26 +118,22 @@ def test_workbook_requests_an_import_of_that_workbook(tick, inbox):
 
 
 def test_cursor_stays_small(tick, inbox):
-    for i in range(50):
+    for i in range(200):
         shutil.copyfile(SCREW, inbox / f"SCREW-{i}.step")
     tick()
-    cursor = json.loads(tick.state["cursor"])
-    assert cursor["waiting"] == [] and len(cursor["at_high_water"]) <= 50
-    assert len(tick.state["cursor"]) < 50 * 200
+    assert len(tick.state["cursor"]) < 100  # what the sensor knows of each file is in inbox_files
 
 
 def test_files_of_an_unknown_tenant_wait_for_it(tick, env):
     inbox = Path(env["AUTOMAT_UPLOADS_DIR"]) / "newco"
     inbox.mkdir(parents=True)
-    wb = Workbook()
-    wb.active.append(["PIM-ID", "Name"])
-    wb.save(inbox / "list.xlsx")
+    workbook(inbox / "list.xlsx", [])
     assert tick() == []
-    assert json.loads(tick.state["cursor"])["waiting"] == [str(inbox / "list.xlsx")]
+    assert tick() == []
     with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
         repository.tenant(s, "newco")
     assert [r.partition_key for r in tick()] == ["newco"]
-    assert json.loads(tick.state["cursor"])["waiting"] == []
+    assert tick() == []
 
 
 def test_a_deactivated_tenants_uploads_wait_in_its_inbox(tick, inbox, catalogue, env, capfd):
@@ -138,5 +152,97 @@ def test_a_deactivated_tenants_uploads_wait_in_its_inbox(tick, inbox, catalogue,
     assert "[upload_sensor] 'acme' is deactivated; 1 files wait" in capfd.readouterr().err
     assert sorted(p.name for p in inbox.iterdir()) == ["NEW-9.step", "screw.step"]
     active(True)
-    assert sorted(r.partition_key for r in tick()) == ["acme|NEW-9", "acme|SCREW-1"]
-    assert json.loads(tick.state["cursor"])["waiting"] == []
+    [request] = tick()  # the two products, consecutive partitions: one batch
+    assert (request.tags[RANGE[0]], request.tags[RANGE[1]]) == ("acme|NEW-9", "acme|SCREW-1")
+
+    assert tick() == []
+
+
+def test_a_tick_costs_the_same_statements_for_one_and_for_many_step_files(tick, inbox, catalogue, env):
+    """No query per file: the products naming new STEP files come in one statement."""
+    statements = []
+
+    def count(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    catalogue([[f"P-{i}", f"Product {i}", f"p-{i}.step"] for i in range(300)])
+    tick()  # dispatches the import: none of its files is there yet
+    counts = []
+    for files in (range(1), range(1, 300)):
+        for i in files:
+            shutil.copyfile(SCREW, inbox / f"p-{i}.step")
+        event.listen(Engine, "before_cursor_execute", count)
+        try:
+            assert tick()
+        finally:
+            event.remove(Engine, "before_cursor_execute", count)
+        counts.append(len(statements))
+        statements.clear()
+    assert counts[0] == counts[1], counts
+
+
+def test_a_burst_runs_in_batches_of_consecutive_products(tick, inbox, catalogue, instance):
+    catalogue([[f"P-{i:03d}", f"Product {i}", f"p-{i}.step"] for i in range(120)])
+    for i in range(120):
+        shutil.copyfile(SCREW, inbox / f"p-{i}.step")
+    requests = tick()
+    assert [(r.tags.get(RANGE[0]), r.tags.get(RANGE[1])) for r in requests] == [
+        ("acme|P-000", "acme|P-049"),
+        ("acme|P-050", "acme|P-099"),
+        ("acme|P-100", "acme|P-119"),
+    ]
+    assert tick() == []
+    for i in (3, 4, 70):  # scattered changes: a run per range of consecutive products
+        (inbox / f"p-{i}.step").write_bytes(SCREW.read_bytes() + b"\n/* revised */\n")
+    requests = tick()
+    assert [(r.partition_key, r.tags.get(RANGE[0]), r.tags.get(RANGE[1])) for r in requests] == [
+        (None, "acme|P-003", "acme|P-004"),
+        ("acme|P-070", None, None),
+    ]
+
+
+def test_a_material_change_requests_exactly_its_product(tick, inbox, catalogue):
+    rows = [[f"P-{i}", f"Product {i}", f"p-{i}.step", "Cage=SCHAEFFLER_020201_Brass-Cage"] for i in range(3)]
+    catalogue(rows)
+    for i in range(3):
+        shutil.copyfile(SCREW, inbox / f"p-{i}.step")
+    tick()
+    rows[1][3] = "Cage=SCHAEFFLER_030301_Polyamide-Cage"
+    rows[2][1] = "Product 2, renamed"  # not a media input
+    catalogue(rows)
+    [request] = tick()
+    assert request.partition_key == "acme|P-1"
+    catalogue(rows)  # the same again: nothing
+    assert tick() == []
+
+
+def test_the_tick_of_a_lost_result_is_taken_up_again(tick, inbox):
+    assert tick() == []
+    shutil.copyfile(SCREW, inbox / "screw.step")
+    lost = tick(keep_cursor=False)  # evaluated, but Dagster never stored the result
+    again = tick()
+    assert [r.run_key for r in again] == [r.run_key for r in lost] != []
+    assert tick() == []
+
+
+def test_one_tenants_bad_state_does_not_stop_the_others_and_is_retried(tick, catalogue, env):
+    url = env["AUTOMAT_DATABASE_URL"]
+    for tenant in ("acme", "beta"):
+        catalogue([["SCREW-1", "Screw", "screw.step"]], tenant=tenant)
+        (Path(env["AUTOMAT_UPLOADS_DIR"]) / tenant).mkdir(parents=True)
+        shutil.copyfile(SCREW, Path(env["AUTOMAT_UPLOADS_DIR"]) / tenant / "screw.step")
+    with session(url) as s, s.begin():  # a product row no partition key can name (written around the importer)
+        s.execute(update(Product).where(Product.pim_id == "SCREW-1", Product.tenant_id == 1).values(key="bad|key"))
+    assert [r.partition_key for r in tick()] == ["beta|SCREW-1"]
+    with session(url) as s:
+        [record] = s.scalars(select(CatalogImport).where(CatalogImport.tenant_id == 1)).all()
+        assert not record.dispatched and "invalid_key" in record.dispatch_error
+    assert tick() == []  # retried, still failing, the others unaffected
+    with session(url) as s, s.begin():
+        s.execute(update(Product).where(Product.key == "bad|key").values(key="SCREW-1"))
+    assert [r.partition_key for r in tick()] == ["acme|SCREW-1"]
+    with session(url) as s:
+        assert s.execute(text("SELECT dispatched, dispatch_error FROM catalog_imports WHERE tenant_id = 1")).one() == (
+            True,
+            None,
+        )

@@ -16,6 +16,7 @@ import psutil
 import pytest
 from conftest import STEP_FIXTURES, fresh_home_env
 from openpyxl import Workbook
+from prometheus_client.parser import text_string_to_metric_families
 
 from automat_pipeline.cad import read_glb
 
@@ -111,6 +112,17 @@ def http(method: str, url: str, body: dict | None = None, token: str | None = No
         return None
     except OSError:
         return None
+
+
+def scraped(url: str) -> dict[tuple, float]:
+    """The samples of a Prometheus text page, by name and sorted labels."""
+    with urllib.request.urlopen(url, timeout=30) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 def order_renders_through_dagster(api: str) -> dict:
@@ -276,6 +288,12 @@ def test_ui_serves_runs_and_orders_and_ctrl_c_stops_everything(tmp_path: Path):
         assert line["steps"] == [] and line["seconds"] > 0  # a finished run's steps are Dagster's to show
         [output] = line["outputs"]
         assert output["file"] and output["details"]["engine"] == "workbench" and output["details"]["output_bytes"] > 0
+        metrics = scraped(f"{api}/metrics")  # loopback: no token needed
+        assert metrics["automat_dagster_up", ()] == 1
+        assert metrics["automat_runs", (("state", "success"), ("tenant", "acme"))] >= 3  # import, media, order
+        assert metrics["automat_conversion_seconds_count", (("step", "cad_conversion"), ("tenant", "acme"))] == 1
+        assert metrics["automat_render_seconds_count", (("step", "thumbnail"), ("tenant", "acme"))] == 2
+        assert metrics["automat_sensor_tick_seconds_count", (("step", "upload_sensor"), ("tenant", ""))] >= 2
         [webserver] = [
             p for p in psutil.Process(ui.pid).children(recursive=True) if "dagster-webserver" in command_line(p)
         ]

@@ -18,6 +18,7 @@ from automat_pipeline.api.routes import (
     health,
     materials,
     media,
+    metrics,
     operator,
     orders,
     portal,
@@ -33,7 +34,21 @@ COMMON_RESPONSES = {
     404: {"description": "No such resource in your tenant."},
     422: {"description": "The request does not validate."},
 }
-ROUTERS = (auth, operator, admin, catalog, materials, orders, media, uploads, workflows, health, analytics, portal)
+ROUTERS = (
+    auth,
+    operator,
+    admin,
+    catalog,
+    materials,
+    orders,
+    media,
+    uploads,
+    workflows,
+    health,
+    analytics,
+    portal,
+    metrics,
+)
 
 
 def create_app(settings: Settings | None = None, launcher: bool = True) -> FastAPI:

@@ -29,6 +29,11 @@ RUNS = """query($ids: [String!]) { runsOrError(filter: {runIds: $ids}) { ... on 
   runId status stepStats { stepKey status startTime endTime } } } } }"""
 
 
+TERMINATE_TIMEOUT_SECONDS = 60.0
+IN_FLIGHT = ("QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING")
+FINISHED = ("SUCCESS", "FAILURE", "CANCELED")
+
+
 class DagsterUnavailable(Exception):
     """The webserver did not answer, or answered with an error: worth trying again later."""
 
@@ -43,9 +48,11 @@ class DagsterClient:
         self.url = graphql_url
         self.http = httpx.Client(timeout=timeout)  # one client: a new one costs an SSL context (~40 ms CPU)
 
-    def _query(self, query: str, **variables) -> dict:
+    def _query(self, query: str, timeout: float | None = None, **variables) -> dict:
         try:
-            response = self.http.post(self.url, json={"query": query, "variables": variables})
+            response = self.http.post(
+                self.url, json={"query": query, "variables": variables}, timeout=timeout or self.http.timeout
+            )
             response.raise_for_status()
             body = response.json()
         except (httpx.HTTPError, ValueError) as error:
@@ -128,6 +135,39 @@ class DagsterClient:
             return {}
         return {r["runId"]: r for r in self._query(RUNS, ids=run_ids)["runsOrError"]["results"]}
 
+    def run_states(self, tenants: list[str], tenant_tag: str, renders_tag: str) -> tuple[dict, dict]:
+        """In one request: the runs in flight counted by (tenant, state) and the queued render runs by
+        tenant (``{"runs": …, "renders_queued": …}``), and the finished runs counted by (tenant, state)."""
+        variables = {f"t{i}": tenant for i, tenant in enumerate(tenants)}
+        fields = [
+            f"inflight: runsOrError(filter: {{statuses: [{', '.join(IN_FLIGHT)}]}}) "
+            "{ ... on Runs { results { status tags { key value } } } }"
+        ]
+        for i in range(len(tenants)):
+            for state in FINISHED:
+                fields.append(
+                    f"t{i}_{state}: runsOrError(filter: {{statuses: [{state}], "
+                    f'tags: [{{key: "{tenant_tag}", value: $t{i}}}]}}) {{ ... on Runs {{ count }} }}'
+                )
+        declared = "".join(f"${name}: String!, " for name in variables).rstrip(", ")
+        data = self._query(
+            f"query({declared}) {{ {' '.join(fields)} }}" if variables else f"{{ {fields[0]} }}", **variables
+        )
+        in_flight: dict = {"runs": {}, "renders_queued": {}}
+        for run in data["inflight"].get("results", []):
+            run_tags = {t["key"]: t["value"] for t in run["tags"]}
+            tenant = run_tags.get(tenant_tag, "")
+            key = (tenant, run["status"])
+            in_flight["runs"][key] = in_flight["runs"].get(key, 0) + 1
+            if run["status"] == "QUEUED" and renders_tag in run_tags:
+                in_flight["renders_queued"][tenant] = in_flight["renders_queued"].get(tenant, 0) + 1
+        finished = {
+            (tenant, state): data[f"t{i}_{state}"]["count"] for i, tenant in enumerate(tenants) for state in FINISHED
+        }
+        return in_flight, finished
+
     def terminate(self, run_ids: list[str]) -> None:
+        """Terminate runs; the answer waits while a run launcher stops a run's container (Docker gives
+        it 10 s to exit, then kills it), so this waits longer than other calls."""
         if run_ids:
-            self._query(TERMINATE, ids=run_ids)
+            self._query(TERMINATE, timeout=TERMINATE_TIMEOUT_SECONDS, ids=run_ids)

@@ -76,6 +76,32 @@ class ProductFile(Base):
     )
 
 
+class InboxFile(Base):
+    """What the upload sensor last saw of one inbox file (migration 0013): its stat fingerprint and
+    sha256, and the sensor tick in which its content last changed."""
+
+    __tablename__ = "inbox_files"
+
+    folder: Mapped[str] = mapped_column(String(64), primary_key=True)  # the tenant folder's name
+    filename: Mapped[str] = mapped_column(String(255), primary_key=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    ctime_ns: Mapped[int] = mapped_column(BigInteger)
+    inode: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    changed_tick: Mapped[int] = mapped_column(BigInteger)  # the sensor tick that saw its content change
+
+
+class MediaRequest(Base):
+    """The media chain last requested for a product: its inputs' key and the sensor tick (migration 0013)."""
+
+    __tablename__ = "media_requests"
+
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"), primary_key=True)
+    media_key: Mapped[str] = mapped_column(String(64))
+    tick: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
 class CatalogImport(Base):
     """One import of one workbook version: what triggered it, what it changed, what it rejected."""
 
@@ -92,6 +118,7 @@ class CatalogImport(Base):
     outcomes: Mapped[dict] = mapped_column(default=dict)  # rejected rows, created/updated/deactivated PIM-IDs
     report_path: Mapped[str | None] = mapped_column(Text)
     dispatched: Mapped[bool] = mapped_column(Boolean, default=False)  # media runs requested for its products
+    dispatch_error: Mapped[str | None] = mapped_column(Text)  # why requesting them failed; retried each tick
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
-from sqlalchemy import delete, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import ColumnElement, Integer, Row, String, any_, delete, func, literal, or_, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.orm import Session
 
 from automat_pipeline import output_types, workflows
 from automat_pipeline.db.models import (
     CatalogImport,
+    InboxFile,
     MaterialAlias,
     MediaAsset,
+    MediaRequest,
     OrderLine,
     OrderNumber,
     Product,
@@ -72,17 +76,35 @@ def product(session: Session, tenant_id: int, key: str) -> Product | None:
     return session.scalar(select(Product).where(Product.tenant_id == tenant_id, Product.key == key))
 
 
-def products_for_step(session: Session, tenant_id: int, filename: str) -> list[Product]:
-    """Active products whose catalogue row names this STEP file, or whose PIM-ID or key is its stem."""
-    stem = Path(filename).stem
+def active_product_keys(session: Session, tenant_id: int) -> list[str]:
+    """The keys of the tenant's active products, in key order (no ORM objects: 100k of them cost seconds)."""
     return list(
-        session.scalars(
-            select(Product)
+        session.scalars(select(Product.key).where(Product.tenant_id == tenant_id, Product.active).order_by(Product.key))
+    )
+
+
+def any_of(column, values: list, item_type) -> ColumnElement[bool]:
+    """``column = ANY(:values)``: one array parameter, however many values (``IN`` binds one parameter
+    per value, and PostgreSQL takes at most 65,535 per statement)."""
+    return column == any_(literal(list(values), ARRAY(item_type)))
+
+
+MEDIA_COLUMNS = (Product.id, Product.key, Product.pim_id, Product.step_filename, Product.materials)
+
+
+def products_naming(session: Session, tenant_id: int, filenames: list[str]) -> list[Row]:
+    """Active products whose catalogue row names one of these STEP files, or whose PIM-ID or key is the
+    stem of one (one statement for all of them; rows with ``MEDIA_COLUMNS``)."""
+    stems = sorted({Path(name).stem for name in filenames})
+    return list(
+        session.execute(
+            select(*MEDIA_COLUMNS)
             .where(Product.tenant_id == tenant_id, Product.active)
             .where(
                 or_(
-                    Product.step_filename == filename,
-                    Product.step_filename.is_(None) & or_(Product.pim_id == stem, Product.key == stem),
+                    any_of(Product.step_filename, filenames, String),
+                    Product.step_filename.is_(None)
+                    & or_(any_of(Product.pim_id, stems, String), any_of(Product.key, stems, String)),
                 )
             )
             .order_by(Product.key)
@@ -90,37 +112,123 @@ def products_for_step(session: Session, tenant_id: int, filename: str) -> list[P
     )
 
 
-def dispatch_imports(session: Session) -> list[tuple[Tenant, list[Product]]]:
-    """Products that new imports created or changed, per import; marks those imports dispatched. A
+def undispatched_imports(session: Session) -> list[CatalogImport]:
+    """Successful imports whose media runs are not requested yet, oldest first, locked for this tick. A
     deactivated tenant's imports wait for its reactivation."""
-    imports = session.scalars(
-        select(CatalogImport)
-        .where(
-            CatalogImport.status == "ok",
-            ~CatalogImport.dispatched,
-            CatalogImport.tenant_id.in_(select(Tenant.id).where(Tenant.active)),
-        )
-        .order_by(CatalogImport.id)
-        .with_for_update(skip_locked=True)
-    ).all()
-    found = []
-    for record in imports:
-        record.dispatched = True
-        pim_ids = record.outcomes.get("created", []) + record.outcomes.get("updated", [])
-        if pim_ids:
-            found.append(
-                (
-                    session.get(Tenant, record.tenant_id),
-                    list(
-                        session.scalars(
-                            select(Product)
-                            .where(Product.tenant_id == record.tenant_id, Product.active, Product.pim_id.in_(pim_ids))
-                            .order_by(Product.key)
-                        )
-                    ),
-                )
+    return list(
+        session.scalars(
+            select(CatalogImport)
+            .where(
+                CatalogImport.status == "ok",
+                ~CatalogImport.dispatched,
+                CatalogImport.tenant_id.in_(select(Tenant.id).where(Tenant.active)),
             )
-    return found
+            .order_by(CatalogImport.id)
+            .with_for_update(skip_locked=True)
+        )
+    )
+
+
+def import_media_products(session: Session, record: CatalogImport) -> list[Row]:
+    """The active products whose media inputs the import changed (created, or STEP file name, material
+    assignments or activity changed; ``catalog_import.MEDIA_CHANGED``), with ``MEDIA_COLUMNS``."""
+    pim_ids = record.outcomes.get("created", []) + record.outcomes.get("media_changed", [])
+    if not pim_ids:
+        return []
+    return list(
+        session.execute(
+            select(*MEDIA_COLUMNS)
+            .where(Product.tenant_id == record.tenant_id, Product.active, any_of(Product.pim_id, pim_ids, String))
+            .order_by(Product.key)
+        )
+    )
+
+
+def media_inputs(session: Session, tenant: Tenant) -> str:
+    """A digest of the tenant-wide inputs of every product's media besides its STEP file: its material
+    library, aliases, fallback material and CAD settings (a product's own assignments come on top)."""
+    library = session.execute(
+        select(TenantMaterial.name, TenantMaterial.base_color, TenantMaterial.metallic, TenantMaterial.roughness)
+        .where(TenantMaterial.tenant_id == tenant.id)
+        .order_by(TenantMaterial.name)
+    ).all()
+    aliases = session.execute(
+        select(MaterialAlias.pattern, MaterialAlias.material_name)
+        .where(MaterialAlias.tenant_id == tenant.id)
+        .order_by(MaterialAlias.position, MaterialAlias.id)
+    ).all()
+    inputs = [
+        [list(r) for r in library],
+        [list(r) for r in aliases],
+        fallback_material(tenant),
+        tenant.settings.get("cad"),
+    ]
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
+def inbox_state(session: Session, folders: list[str]) -> dict[tuple[str, str], InboxFile]:
+    """What the upload sensor last saw of the files in these inbox folders, by (folder, file name)."""
+    found = session.scalars(select(InboxFile).where(any_of(InboxFile.folder, folders, String)))
+    return {(f.folder, f.filename): f for f in found}
+
+
+def record_inbox(session: Session, rows: list[dict]) -> None:
+    """Upsert inbox file states (``InboxFile`` columns) in one statement: arrays, whatever their number."""
+    if not rows:
+        return
+    columns = ["folder", "filename", "size_bytes", "mtime_ns", "ctime_ns", "inode", "sha256", "changed_tick"]
+    types = ["text", "text", "bigint", "bigint", "bigint", "bigint", "text", "bigint"]
+    session.execute(
+        text(f"""
+        INSERT INTO inbox_files ({", ".join(columns)})
+        SELECT * FROM unnest({", ".join(f"CAST(:{c} AS {t}[])" for c, t in zip(columns, types, strict=True))})
+        ON CONFLICT (folder, filename) DO UPDATE SET
+            {", ".join(f"{c} = EXCLUDED.{c}" for c in columns[2:])}
+    """),
+        {c: [row[c] for row in rows] for c in columns},
+    )
+
+
+def forget_inbox(session: Session, folder: str, filenames: list[str]) -> None:
+    """Forget what the upload sensor saw of these files: the next tick sees them as new."""
+    session.execute(delete(InboxFile).where(InboxFile.folder == folder, any_of(InboxFile.filename, filenames, String)))
+
+
+def next_sensor_tick(session: Session) -> int:
+    """A new upload sensor tick number (a sequence: unique, growing, whatever the sensor's cursor says)."""
+    return session.scalar(text("SELECT nextval('upload_sensor_ticks')"))
+
+
+def media_requested(session: Session, product_ids: list[int]) -> dict[int, MediaRequest]:
+    """The media chain last requested for each of these products (those that have one)."""
+    found = session.scalars(select(MediaRequest).where(any_of(MediaRequest.product_id, product_ids, Integer)))
+    return {r.product_id: r for r in found}
+
+
+def media_requested_after(session: Session, tick: int) -> list[Row]:
+    """Products whose media requests ticks after ``tick`` wrote (``MEDIA_COLUMNS`` and ``tenant_id``)."""
+    return list(
+        session.execute(
+            select(*MEDIA_COLUMNS, Product.tenant_id)
+            .join(MediaRequest, MediaRequest.product_id == Product.id)
+            .where(MediaRequest.tick > tick, Product.active)
+            .order_by(Product.tenant_id, Product.key)
+        )
+    )
+
+
+def record_media_requests(session: Session, keys: dict[int, str], tick: int) -> None:
+    """Remember the media chain requested for each product id (its inputs' key), in one statement."""
+    if keys:
+        session.execute(
+            text("""
+            INSERT INTO media_requests (product_id, media_key, tick)
+            SELECT product_id, media_key, :tick FROM unnest(CAST(:ids AS integer[]), CAST(:keys AS text[]))
+                AS r (product_id, media_key)
+            ON CONFLICT (product_id) DO UPDATE SET media_key = EXCLUDED.media_key, tick = EXCLUDED.tick
+        """),
+            {"ids": list(keys), "keys": list(keys.values()), "tick": tick},
+        )
 
 
 def has_cad(session: Session, tenant_id: int, product_ids: list[int]) -> set[int]:
@@ -129,7 +237,7 @@ def has_cad(session: Session, tenant_id: int, product_ids: list[int]) -> set[int
         session.scalars(
             select(ProductFile.product_id).where(
                 ProductFile.tenant_id == tenant_id,
-                ProductFile.product_id.in_(product_ids),
+                any_of(ProductFile.product_id, product_ids, Integer),
                 ProductFile.kind == "step",
                 ProductFile.status == "ok",
             )
@@ -350,6 +458,28 @@ def tenant_output_types(session: Session, tenant: Tenant, kind: str) -> list[out
     return [t for t in output_types_of(session, tenant.id) if t.kind == kind]
 
 
+def media_failure(session: Session, tenant_id: int, product_id: int) -> str | None:
+    """Why the product's media chain last failed, as recorded: its upload's rejection (the newest), else
+    its thumbnail's failure; None when neither failed."""
+    rejected = session.scalar(
+        select(ProductFile.error)
+        .where(ProductFile.tenant_id == tenant_id, ProductFile.product_id == product_id, ProductFile.kind == "step")
+        .order_by(ProductFile.recorded_at.desc())
+        .limit(1)
+    )
+    if rejected:
+        return rejected
+    render = session.execute(
+        select(MediaAsset.error_class, MediaAsset.reason).where(
+            MediaAsset.tenant_id == tenant_id,
+            MediaAsset.product_id == product_id,
+            MediaAsset.asset == "thumbnail",
+            MediaAsset.status == "failed",
+        )
+    ).first()
+    return f"{render.error_class}: {render.reason}" if render else None
+
+
 def record_media(
     session: Session, tenant_id: int, product_id: int, asset: str, output_type: str, status: str, **values
 ) -> None:
@@ -363,6 +493,37 @@ def record_media(
         statement.on_conflict_do_update(
             index_elements=["tenant_id", "product_id", "asset", "output_type"],
             set_={k: statement.excluded[k] for k in changed} | {"updated_at": func.now()},
+        )
+    )
+    seconds = (values.get("details") or {}).get("render_seconds")
+    if status == "completed" and seconds is not None:
+        observe(session, "render", asset, session.get(Tenant, tenant_id).slug, seconds)
+
+
+# Upper bounds (seconds) of the duration histograms /metrics serves; the last bucket is +Inf.
+BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+
+
+def observe(session: Session, metric: str, step: str, tenant: str, seconds: float) -> None:
+    """Count one duration into its histogram (migration 0014), in place: one row, one statement."""
+    bucket = next((i for i, bound in enumerate(BUCKETS) if seconds <= bound), len(BUCKETS))
+    first = [int(i == bucket) for i in range(len(BUCKETS) + 1)]
+    session.execute(
+        text("""
+        INSERT INTO observations AS o (metric, step, tenant, count, sum, buckets)
+        VALUES (:metric, :step, :tenant, 1, :seconds, CAST(:first AS bigint[]))
+        ON CONFLICT (metric, step, tenant) DO UPDATE SET
+            count = o.count + 1, sum = o.sum + EXCLUDED.sum, buckets[:bucket] = o.buckets[:bucket] + 1
+    """),
+        {"metric": metric, "step": step, "tenant": tenant, "seconds": seconds, "first": first, "bucket": bucket + 1},
+    )
+
+
+def observations(session: Session) -> list[Row]:
+    """Every duration histogram: metric, step, tenant, count, sum, per-bucket counts."""
+    return list(
+        session.execute(
+            text("SELECT metric, step, tenant, count, sum, buckets FROM observations ORDER BY metric, step, tenant")
         )
     )
 

@@ -2,15 +2,20 @@
 
 Steps raise the domain error; ``classified`` logs it as ``[step] <partition>: <class>: <reason>``
 and fails the step with ``error_class`` and ``reason`` in the failure's metadata, where the run's
-page, the order documents and the alerts read them.
+page, the order documents and the alerts read them. A step that runs for a batch of products
+(a range of partitions) goes on past one product's error (``each_product``), materializes the
+others and fails naming it (``record_outcomes``, ``batch_failure``).
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
-from dagster import AssetExecutionContext, Failure
+from dagster import AssetExecutionContext, AssetMaterialization, Failure, MetadataValue
 
 from automat_pipeline.errors import AutomatError
+
+T = TypeVar("T")
 
 
 def failure(error: AutomatError, **metadata) -> Failure:
@@ -27,3 +32,45 @@ def classified(context: AssetExecutionContext, step: str) -> Iterator[None]:
         where = context.partition_key if context.has_partition_key else context.run.run_id
         context.log.error(f"[{step}] {where}: {error}")
         raise failure(error) from error
+
+
+def each_product(context: AssetExecutionContext, step: str, work: Callable[[str], T]) -> tuple[dict[str, T], dict]:
+    """``work`` for every product (partition) of the run: what it returned, and the ``AutomatError`` of
+    each product it failed for (logged as ``[step] <partition>: <class>: <reason>``); the others go on."""
+    done, failed = {}, {}
+    for key in context.partition_keys:
+        try:
+            done[key] = work(key)
+        except AutomatError as error:
+            context.log.error(f"[{step}] {key}: {error}")
+            failed[key] = error
+    return done, failed
+
+
+def record_outcomes(
+    context: AssetExecutionContext, metadata: dict[str, dict[str, dict]], failed: dict[str, AutomatError]
+) -> None:
+    """Put each product's metadata (by partition, then asset) where Dagster shows it.
+
+    All succeeded: on the step's outputs, scoped to each partition. Some failed in a batch: as a
+    materialization of each product that succeeded, since the step is about to fail
+    (``batch_failure``) and none of its outputs will be stored. One product that failed alone
+    fails the step with its class, as ``classified`` does.
+    """
+    if failed and len(context.partition_keys) == 1:
+        raise failure(next(iter(failed.values())))
+    for key, assets in metadata.items():
+        for asset, values in assets.items():
+            if failed:
+                context.log_event(AssetMaterialization(asset_key=asset, partition=key, metadata=values))
+            else:
+                context.add_asset_metadata(values, asset_key=asset, partition_key=key)
+
+
+def batch_failure(error_class: str, what: str, failed: dict[str, AutomatError], total: int) -> Failure:
+    """The failure of a batch step that failed for some products; ``failed`` (metadata) names them,
+    which is how the upload sensor continues the batch for the others."""
+    summary = AutomatError(
+        error_class, f"{len(failed)} of {total} {what} failed: " + "; ".join(f"{k}: {e}" for k, e in failed.items())
+    )
+    return failure(summary, failed=MetadataValue.json({key: str(error) for key, error in failed.items()}))

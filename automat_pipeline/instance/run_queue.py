@@ -1,10 +1,10 @@
 """The run queue: Dagster's queued run coordinator, plus tenant tags and each tenant's render limit.
 
-Every submitted run (sensor, UI, backfill, API) gets ``automat/tenant`` from its partition, and
-``automat/renders`` when it runs a Blender step. Each tenant's limit on ``automat/renders`` comes
-from its settings (``max_concurrent_renders``), read from the domain database whenever the daemon
-dequeues, so a changed setting applies without a restart. The instance names this class in
-``dagster.yaml``.
+Every submitted run (sensor, UI, backfill, API) gets ``automat/tenant`` from its partition (a
+batch's partitions are one tenant's), and ``automat/renders`` when it runs a Blender step. Each
+tenant's limit on ``automat/renders`` comes from its settings (``max_concurrent_renders``), read
+from the domain database whenever the daemon dequeues, so a changed setting applies without a
+restart. The instance names this class in ``dagster.yaml``.
 
 Where ``render_hosts`` are configured (production), a render run also gets ``automat/render-host``:
 the host with the fewest unfinished render runs, so the routing run launcher
@@ -64,7 +64,8 @@ class TenantRunCoordinator(QueuedRunCoordinator):
         run = context.dagster_run
         plan = self._instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
         steps = plan.step_keys_to_execute or [step.key for step in plan.steps]
-        run_tags = tags.queue_tags(run.tags.get(tags.PARTITION), steps)
+        partition = run.tags.get(tags.PARTITION) or run.tags.get(tags.PARTITION_RANGE_START)  # a batch: its first
+        run_tags = tags.queue_tags(partition, steps)
         if tags.RENDERS in run_tags and self.render_hosts and tags.RENDER_HOST not in run.tags:
             run_tags[tags.RENDER_HOST] = self.least_busy_render_host()
         if run_tags:

@@ -322,7 +322,7 @@ def _upload_out(tx, record: Upload, rejected_offset: int = 0, rejected_limit: in
 def _conversions(tx, record: Upload, seen: ProductFile | None) -> list[ConversionOut]:
     """Each product naming the file: its conversion's outcome (the latest GLB record), or the file's
     own refusal when it could not even be read."""
-    products = repository.products_for_step(tx, record.tenant_id, record.filename)
+    products = repository.products_naming(tx, record.tenant_id, [record.filename])
     glbs = {
         m.product_id: m
         for m in tx.scalars(

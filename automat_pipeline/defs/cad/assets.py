@@ -3,6 +3,7 @@
 import json
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetSpec,
+    BackfillPolicy,
     Config,
     DataVersion,
     MaterializeResult,
@@ -21,9 +23,9 @@ from dagster import (
     multi_asset,
 )
 
-from automat_pipeline.cad import Conversion, convert_isolated, read_glb, sniff_step
+from automat_pipeline.cad import Conversion, convert_isolated, read_glb, sniff_step, start_isolation
 from automat_pipeline.db import repository
-from automat_pipeline.defs.failures import classified
+from automat_pipeline.defs.failures import batch_failure, classified, each_product, record_outcomes
 from automat_pipeline.defs.partitions import product_partitions
 from automat_pipeline.defs.resources import Database, MediaStore
 from automat_pipeline.errors import AutomatError
@@ -36,44 +38,58 @@ from automat_pipeline.tenant_settings import CadSettings, TenantSettings
 SOURCE = "source.step"
 
 
-@asset(partitions_def=product_partitions, group_name="cad", kinds={"step"}, code_version="1")
+@asset(
+    partitions_def=product_partitions,
+    group_name="cad",
+    kinds={"step"},
+    code_version="1",
+    backfill_policy=BackfillPolicy.single_run(),
+)
 def step_file(context: AssetExecutionContext, database: Database, media: MediaStore) -> MaterializeResult:
-    """The product's STEP upload, validated, hashed and pinned as ``source.step`` beside its media.
+    """Each product's STEP upload, validated, hashed and pinned as ``source.step`` beside its media.
 
-    Its data version is the file's sha256, so an unchanged re-upload leaves downstream fresh.
+    A single product's data version is the file's sha256, so an unchanged re-upload leaves
+    downstream fresh (a batch records the sha256 per product in the metadata).
     """
+    start_isolation()  # OpenCascade loads in the conversions' forkserver meanwhile
+    done, failed = each_product(context, "step_file", lambda key: _pin_upload(database, media, key))
+    record_outcomes(context, {key: {"step_file": meta} for key, meta in done.items()}, failed)
+    if failed:
+        raise batch_failure("step_files_failed", "STEP files", failed, len(context.partition_keys))
+    digest = next(iter(done.values()))["sha256"] if len(done) == 1 else None
+    return MaterializeResult(data_version=DataVersion(digest) if digest else None)
+
+
+def _pin_upload(database: Database, media: MediaStore, key: str) -> dict:
+    """Validate, hash, record and pin one product's upload; its metadata."""
     started = time.perf_counter()
-    with classified(context, "step_file"):
-        with database.session() as session:
-            tenant, product = repository.tenant_and_product(session, context.partition_key)
-            path = step_file_for(media.inbox(tenant.slug), product)
-            if path is None:
-                raise AutomatError(
-                    "missing_step_file",
-                    f"no STEP upload for {product.pim_id} ({product.step_filename or product.key + '.step'}) "
-                    f"in {media.inbox(tenant.slug)}",
-                )
-            digest = sha256(path)
-            try:
-                schema, rejected = sniff_step(path), None
-            except AutomatError as error:
-                schema, rejected = None, error
-            repository.record_file(
-                session, tenant.id, path, "step", digest, error=rejected and str(rejected), product_id=product.id
+    with database.session() as session:
+        tenant, product = repository.tenant_and_product(session, key)
+        path = step_file_for(media.inbox(tenant.slug), product)
+        if path is None:
+            raise AutomatError(
+                "missing_step_file",
+                f"no STEP upload for {product.pim_id} ({product.step_filename or product.key + '.step'}) "
+                f"in {media.inbox(tenant.slug)}",
             )
-        if rejected:  # recorded with the upload, which stays in the inbox
-            raise rejected
+        digest = sha256(path)
+        try:
+            schema, rejected = sniff_step(path), None
+        except AutomatError as error:
+            schema, rejected = None, error
+        repository.record_file(
+            session, tenant.id, path, "step", digest, error=rejected and str(rejected), product_id=product.id
+        )
+    if rejected:  # recorded with the upload, which stays in the inbox
+        raise rejected
     shutil.copyfile(path, media.product_dir(tenant.slug, product.key) / SOURCE)
-    return MaterializeResult(
-        metadata={
-            "upload": MetadataValue.path(str(path)),
-            "sha256": digest,
-            "bytes": path.stat().st_size,
-            "schema": schema,
-            "seconds": round(time.perf_counter() - started, 3),
-        },
-        data_version=DataVersion(digest),
-    )
+    return {
+        "upload": MetadataValue.path(str(path)),
+        "sha256": digest,
+        "bytes": path.stat().st_size,
+        "schema": schema,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
 
 
 CHECKS = [
@@ -100,38 +116,60 @@ CHECKS = [
     ],
     check_specs=CHECKS,
     partitions_def=product_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
 )
 def cad_conversion(context: AssetExecutionContext, database: Database, media: MediaStore):
-    """Metadata, viewer GLB and production GLB in one isolated step: the STEP is read once."""
-    with classified(context, "cad_metadata"):
+    """Metadata, viewer GLB and production GLB in one isolated step per product: the STEP is read once.
+
+    A batch keeps one OpenCascade forkserver for all its products (started while step_file ran).
+    The asset checks of a batch pass when they pass for every product; their metadata name the others.
+    """
+    done, failed = each_product(context, "cad_metadata", lambda key: _convert(context, database, media, key))
+    record_outcomes(context, {key: _metadata(*converted) for key, converted in done.items()}, failed)
+    if not failed:
+        for asset in ("cad_metadata", "glb_geometry", "glb_production"):
+            yield MaterializeResult(asset_key=asset)
+    yield from _checks(
+        {
+            key: list(check_glbs(result, folder / "model.glb", _fallbacks(result)))
+            for key, (result, folder, _) in done.items()
+        }
+    )
+    if failed:
+        raise batch_failure("conversions_failed", "conversions", failed, len(context.partition_keys))
+
+
+def _convert(context: AssetExecutionContext, database: Database, media: MediaStore, key: str):
+    """One product's conversion, isolated; a failure is recorded with its upload, which stays in the inbox."""
+    with database.session() as session:
+        tenant, product = repository.tenant_and_product(session, key)
+        resolver = repository.material_resolver(session, tenant, product)
+        settings = TenantSettings.of(tenant.settings).within(deployment_limits()).cad
+    folder = media.product_dir(tenant.slug, product.key)
+    started = time.perf_counter()
+    try:
+        result = convert_isolated(
+            folder / SOURCE,
+            folder / "model.glb",
+            settings,
+            resolver,
+            folder / "production.glb",
+            timeout_seconds=settings.timeout_seconds,
+            memory_mb=settings.memory_mb,
+        )
+    except AutomatError as error:
+        upload = step_file_for(media.inbox(tenant.slug), product) or folder / SOURCE
         with database.session() as session:
-            tenant, product = repository.tenant_and_product(session, context.partition_key)
-            resolver = repository.material_resolver(session, tenant, product)
-            settings = TenantSettings.of(tenant.settings).within(deployment_limits()).cad
-        folder = media.product_dir(tenant.slug, product.key)
-        started = time.perf_counter()
-        try:
-            result = convert_isolated(
-                folder / SOURCE,
-                folder / "model.glb",
-                settings,
-                resolver,
-                folder / "production.glb",
-                timeout_seconds=settings.timeout_seconds,
-                memory_mb=settings.memory_mb,
+            repository.record_file(
+                session, tenant.id, upload, "step", sha256(folder / SOURCE), error=str(error), product_id=product.id
             )
-        except AutomatError as error:
-            upload = step_file_for(media.inbox(tenant.slug), product) or folder / SOURCE
-            with database.session() as session:  # stored with the product's upload, which stays in the inbox
-                repository.record_file(
-                    session, tenant.id, upload, "step", sha256(folder / SOURCE), error=str(error), product_id=product.id
-                )
-                failure = {"error_class": error.error_class, "reason": error.reason, "run_id": context.run.run_id}
-                for step in ("glb_geometry", "glb_production"):  # the media browser shows the failure too
-                    repository.record_media(session, tenant.id, product.id, step, "standard", "failed", **failure)
-            raise
+            failure = {"error_class": error.error_class, "reason": error.reason, "run_id": context.run.run_id}
+            for step in ("glb_geometry", "glb_production"):  # the media browser shows the failure too
+                repository.record_media(session, tenant.id, product.id, step, "standard", "failed", **failure)
+        raise
     wall = time.perf_counter() - started
     with database.session() as session:  # both GLBs are media: listed, downloaded, zipped, ordered
+        repository.observe(session, "conversion", "cad_conversion", tenant.slug, wall)
         for step, glb, size in (
             ("glb_geometry", "model.glb", result.glb_bytes),
             ("glb_production", "production.glb", result.production_glb_bytes),
@@ -155,10 +193,14 @@ def cad_conversion(context: AssetExecutionContext, database: Database, media: Me
                 details=details,
             )
     (folder / "cad_metadata.json").write_text(json.dumps(result.as_dict(), indent=1))
-    for line in result.materials:
-        context.log.info(line)
+    context.log.info(f"[cad_metadata] {key}: " + "; ".join(result.materials))  # one event, however many parts
     for warning in result.warnings:
-        context.log.warning(f"[cad_metadata] {warning}")
+        context.log.warning(f"[cad_metadata] {key}: {warning}")
+    return result, folder, wall
+
+
+def _metadata(result: Conversion, folder: Path, wall: float) -> dict[str, dict]:
+    """One product's metadata per asset of the conversion."""
     seconds = result.seconds
     parts = (
         "| part | colour | material | rule | solids | faces | volume mm³ |\n|---|---|---|---|---|---|---|\n"
@@ -168,9 +210,8 @@ def cad_conversion(context: AssetExecutionContext, database: Database, media: Me
             for p in result.parts
         )
     )
-    yield MaterializeResult(
-        asset_key="cad_metadata",
-        metadata={
+    return {
+        "cad_metadata": {
             "name": result.name,
             "parts": len(result.parts),
             "solids": result.solids,
@@ -182,10 +223,7 @@ def cad_conversion(context: AssetExecutionContext, database: Database, media: Me
             "part_table": MetadataValue.md(parts),
             "seconds": round(seconds["read"] + seconds["transfer"] + seconds["metadata"], 3),
         },
-    )
-    yield MaterializeResult(
-        asset_key="glb_geometry",
-        metadata={
+        "glb_geometry": {
             "path": MetadataValue.path(str(folder / "model.glb")),
             "triangles": result.triangles,
             "bytes": result.glb_bytes,
@@ -194,22 +232,43 @@ def cad_conversion(context: AssetExecutionContext, database: Database, media: Me
             "seconds": round(seconds["mesh"], 3),
             "isolation_overhead_seconds": round(wall - sum(seconds.values()), 3),
         },
-    )
-    fallbacks = [p.name for p in result.parts if p.material_source == "fallback"]
-    yield MaterializeResult(
-        asset_key="glb_production",
-        metadata={
+        "glb_production": {
             "path": MetadataValue.path(str(folder / "production.glb")),
             "bytes": result.production_glb_bytes,
             "materials": MetadataValue.md("\n".join(f"- {line}" for line in result.materials)),
-            "fallback_parts": len(fallbacks),
+            "fallback_parts": len(_fallbacks(result)),
             "seconds": round(seconds["write"], 3),
         },
-    )
-    yield from check_glbs(result, folder / "model.glb", fallbacks)
+    }
 
 
-def check_glbs(result: Conversion, glb: Path, fallbacks: list[str]):
+def _fallbacks(result: Conversion) -> list[str]:
+    return [p.name for p in result.parts if p.material_source == "fallback"]
+
+
+def _checks(per_product: dict[str, list[AssetCheckResult]]):
+    """Each check once for the run: the product's own result for one product; for a batch, passed when
+    it passed for every product, its metadata those of the products it did not pass for."""
+    if len(per_product) == 1:
+        yield from next(iter(per_product.values()))
+        return
+    by_check: dict[str, list[tuple[str, AssetCheckResult]]] = {}
+    for key, results in per_product.items():
+        for result in results:
+            by_check.setdefault(result.check_name, []).append((key, result))
+    for name, results in by_check.items():
+        failing = {key: {k: v.value for k, v in r.metadata.items()} for key, r in results if not r.passed}
+        first = results[0][1]
+        yield AssetCheckResult(
+            check_name=name,
+            asset_key=first.asset_key,
+            passed=not failing,
+            severity=first.severity,
+            metadata={"products": len(results), "not_passed": MetadataValue.json(failing)},
+        )
+
+
+def check_glbs(result: Conversion, glb: Path, fallbacks: list[str]) -> Iterator[AssetCheckResult]:
     """The asset checks, on the files as written (trimesh reads them independently of OpenCascade)."""
     scene = trimesh.load(glb, force="scene")
     triangles = sum(len(g.faces) for g in scene.geometry.values())

@@ -8,14 +8,12 @@ import base64
 import json
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from dagster import (
     AssetExecutionContext,
     BackfillPolicy,
-    BetaWarning,
     Config,
     DagsterExecutionInterruptedError,
     MaterializeResult,
@@ -26,7 +24,7 @@ from dagster import (
 from automat_pipeline import materials, policy, tags
 from automat_pipeline.blender import render_args
 from automat_pipeline.db import repository
-from automat_pipeline.defs.failures import classified, failure
+from automat_pipeline.defs.failures import batch_failure, classified, record_outcomes
 from automat_pipeline.defs.partitions import product_partitions
 from automat_pipeline.defs.resources import Blender, Database, MediaStore
 from automat_pipeline.errors import AutomatError
@@ -34,9 +32,6 @@ from automat_pipeline.output_types import OutputType, check_limits
 from automat_pipeline.settings import deployment_limits
 from automat_pipeline.step_params import RenderParams
 from automat_pipeline.tenant_settings import TenantSettings
-
-# The warm thumbnail path rests on single-run backfills, which Dagster 1.13 still calls beta.
-warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=BetaWarning)
 
 
 @dataclass(frozen=True)
@@ -272,13 +267,16 @@ def thumbnail(
     if len(context.partition_keys) == 1 and failed:
         with classified(context, "thumbnail"):
             raise next(iter(failed.values()))
+    # Each product's own path and render details; in a batch where some failed, the others are
+    # materialized and the upload sensor learns which failed.
+    done = {
+        keys[o.output]: {"thumbnail": {**o.details, "path": MetadataValue.path(str(o.output))}}
+        for o in outcomes
+        if not o.error
+    }
+    record_outcomes(context, done, failed)
     if failed:
-        summary = AutomatError(
-            "thumbnails_failed",
-            f"{len(failed)} of {len(context.partition_keys)} thumbnails failed: "
-            + "; ".join(f"{key}: {error}" for key, error in failed.items()),
-        )
-        raise failure(summary, failed=MetadataValue.json({key: str(error) for key, error in failed.items()}))
+        raise batch_failure("thumbnails_failed", "thumbnails", failed, len(context.partition_keys))
     metadata = {"count": len(outcomes), "seconds": round(time.perf_counter() - started, 3)}
     if len(outcomes) == 1:
         [outcome] = outcomes

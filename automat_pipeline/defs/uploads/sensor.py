@@ -1,124 +1,370 @@
-"""``upload_sensor``: turns new file versions in ``uploads/<tenant>/`` into runs, each exactly once.
+"""``upload_sensor``: turns new file contents in ``uploads/<tenant>/`` into runs, each exactly once.
 
-A workbook requests the tenant's catalogue import of that workbook. A STEP file requests the media
-chain of every product that names it. A product that an import creates or changes requests the
-chain for its STEP file, if one is already in the inbox (imports are marked dispatched, so that
-happens once). Run keys are ``<tenant>|<product>@<sha256 prefix>``: the same bytes never run twice
-for a product, changed bytes always do. The cursor holds a modification-time high-water mark and
-the files of tenants that do not exist yet or are deactivated, so it stays as small as that.
+Each tick
+
+1. looks at every inbox file (one stat each) and hashes only those whose stat fingerprint moved
+   since a tick last saw them (``inbox_files``): changed content is new whatever its modification
+   time says; the same bytes touched or dropped again are not;
+2. per tenant: new workbooks request the tenant's catalogue import; new STEP files request the
+   media chain of every product that names them (one query for all of them);
+3. per successful import not dispatched yet: the media chain of each product whose media inputs it
+   changed (created; STEP file name, material assignments or activity changed), if its STEP file
+   is in the inbox;
+4. requests a product only if its media inputs — the STEP file's content, its material
+   assignments, the tenant's library, aliases, fallback material and CAD settings — differ from
+   those last requested for it (``media_requests``): the same inputs never run twice;
+5. runs a tenant's requested products in batches: ranges of consecutive product partitions, up to
+   ``BATCH`` products a run (one run worker, one OpenCascade forkserver, one warm Blender);
+6. continues batch runs whose step failed for some of their products, for the others, from the
+   next step.
+
+One tenant's or one import's failure is logged (an import's also in ``catalog_imports``) and
+retried next tick; the others go on. The cursor names the last tick whose result Dagster stored,
+so what a lost tick (a crash, the evaluation time-out) wrote is taken up again. A product's own
+run key is ``<tenant>|<product>@<media key>``; a batch's names its range and a digest of its members'.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
-from dataclasses import dataclass, field
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 
 from dagster import (
     AddDynamicPartitionsRequest,
+    AssetKey,
+    DagsterEventType,
+    DagsterInstance,
+    DagsterRunStatus,
     DefaultSensorStatus,
     RunRequest,
+    RunsFilter,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
     sensor,
 )
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from sqlalchemy import String, select
+from sqlalchemy.orm import Session
 
 from automat_pipeline.db import repository
-from automat_pipeline.defs.jobs import import_catalog_job, product_media_job
+from automat_pipeline.db.models import Tenant
+from automat_pipeline.defs.jobs import MEDIA_STEPS, assets_after, import_catalog_job, product_media_job
 from automat_pipeline.defs.partitions import product_partitions, tenant_partitions
 from automat_pipeline.defs.resources import Database, MediaStore
-from automat_pipeline.inbox import Upload, scan, sha256, step_file_for
+from automat_pipeline.inbox import Upload, scan, sha256, step_names
 from automat_pipeline.keys import KEY_PART, partition_key
+from automat_pipeline.settings import Settings
+
+BATCH = Settings().media_batch  # AUTOMAT_MEDIA_BATCH: products per media run at most (bench/run.py daemon)
 
 
 @dataclass
 class Cursor:
-    high_water_ns: int = 0
-    at_high_water: list[str] = field(default_factory=list)  # paths seen with mtime == high_water_ns
-    waiting: list[str] = field(default_factory=list)  # files of tenants that do not exist yet
+    tick: int | None = None  # the last tick whose result Dagster stored
+    failures_after: float = 0.0  # batch runs that failed before this were continued
 
     @classmethod
     def parse(cls, text: str | None) -> Cursor:
-        return cls(**json.loads(text)) if text else cls()
-
-    def is_new(self, upload: Upload) -> bool:
-        return upload.mtime_ns > self.high_water_ns or (
-            upload.mtime_ns == self.high_water_ns and str(upload.path) not in self.at_high_water
-        )
-
-    def advance(self, uploads: list[Upload], waiting: list[str]) -> Cursor:
-        high = max([self.high_water_ns] + [u.mtime_ns for u in uploads])
-        at_high = [str(u.path) for u in uploads if u.mtime_ns == high]
-        if high == self.high_water_ns:
-            at_high = sorted(set(at_high) | set(self.at_high_water))
-        return Cursor(high, at_high, sorted(waiting))
+        return cls(**json.loads(text)) if text else cls(failures_after=time.time())
 
     def dump(self) -> str:
         return json.dumps(self.__dict__, sort_keys=True)
 
 
-def media_run(tenant: str, product, digest: str) -> RunRequest:
-    key = partition_key(tenant, product.key)
-    return RunRequest(run_key=f"{key}@{digest[:16]}", job_name=product_media_job.name, partition_key=key)
+@dataclass(frozen=True)
+class Media:
+    """A product whose media chain is wanted, and the key of its inputs."""
+
+    tenant: str
+    product_id: int
+    partition: str
+    media_key: str
 
 
 @sensor(
     jobs=[import_catalog_job, product_media_job],
-    minimum_interval_seconds=15,
+    minimum_interval_seconds=1,  # each turn of the daemon's sensor loop (5 s); an idle tick costs ~0.2 s
     default_status=DefaultSensorStatus.RUNNING,
 )
 def upload_sensor(context: SensorEvaluationContext, database: Database, media: MediaStore):
-    """Watch every tenant inbox for new or changed workbooks and STEP files, and the catalogue for new products."""
+    """Watch every tenant inbox for new workbook and STEP contents, and the catalogue for changed products."""
+    started = time.perf_counter()
     cursor = Cursor.parse(context.cursor)
-    file_sha = functools.cache(sha256)  # each file is read once per tick, however many products name it
+    failures_checked = time.time()
     uploads = scan(media.uploads_dir)
-    waiting_before = set(cursor.waiting)
-    candidates = [u for u in uploads if cursor.is_new(u) or str(u.path) in waiting_before]
-
-    runs: dict[str, RunRequest] = {}
-    waiting: list[str] = []
+    requests: dict[str, RunRequest] = {}
     with database.session() as session:
-        for slug in sorted({u.tenant for u in candidates}):
-            tenant = repository.tenant(session, slug, create=False) if KEY_PART.fullmatch(slug) else None
-            mine = [u for u in candidates if u.tenant == slug]
-            if tenant is None or not tenant.active:
-                why = "is not a known tenant" if tenant is None else "is deactivated"
+        tick = repository.next_sensor_tick(session)
+        tenants = _tenants(session, {u.tenant for u in uploads})
+        digests, new = _track(session, uploads, tenants, tick, cursor)
+        wanted = _Wanted(session, media, uploads, digests)
+        for slug in sorted({u.tenant for u in new}):
+            mine = [u for u in new if u.tenant == slug]
+            if not _active(tenants.get(slug)):
+                why = "is not a known tenant" if tenants.get(slug) is None else "is deactivated"
                 context.log.warning(f"[upload_sensor] {slug!r} {why}; {len(mine)} files wait")
-                waiting += [str(u.path) for u in mine]
                 continue
-            workbooks = sorted(u.path.name for u in mine if u.kind == "catalog")
-            if workbooks:
-                versions = "".join(f"{n}@{file_sha(media.inbox(slug) / n)}" for n in workbooks)
-                combined = hashlib.sha256(versions.encode())
-                request = RunRequest(
-                    run_key=f"catalog:{slug}@{combined.hexdigest()[:16]}",
-                    job_name=import_catalog_job.name,
-                    partition_key=slug,
-                    run_config={"ops": {"product_catalog": {"config": {"workbooks": workbooks, "trigger": "sensor"}}}},
-                )
-                runs[request.run_key] = request
-            for upload in (u for u in mine if u.kind == "step"):
-                for product in repository.products_for_step(session, tenant.id, upload.path.name):
-                    request = media_run(slug, product, file_sha(upload.path))
-                    runs[request.run_key] = request
-        for tenant, products in repository.dispatch_imports(session):
-            for product in products:
-                path = step_file_for(media.inbox(tenant.slug), product)
-                if path:
-                    request = media_run(tenant.slug, product, file_sha(path))
-                    runs[request.run_key] = request
-    if not runs and not candidates:
-        return SkipReason("no new uploads or products")
-    partitions = {tenant_partitions.name: set(), product_partitions.name: set()}
-    for request in runs.values():
-        owner = tenant_partitions if request.job_name == import_catalog_job.name else product_partitions
-        partitions[owner.name].add(request.partition_key)
+            try:
+                with session.begin_nested():  # one tenant's failure must not stop the others
+                    request = _import_request(tenants[slug], mine, digests)
+                    steps = [u.path.name for u in mine if u.kind == "step"]
+                    wanted.add(tenants[slug], repository.products_naming(session, tenants[slug].id, steps), steps)
+            except Exception as error:  # logged, and retried: its files stay new until a tick takes them
+                context.log.error(f"[upload_sensor] {slug}: {type(error).__name__}: {error}; retried next tick")
+                repository.forget_inbox(session, slug, [u.path.name for u in mine])
+                continue
+            if request:
+                requests[request.run_key] = request
+        for record in repository.undispatched_imports(session):
+            try:
+                with session.begin_nested():
+                    tenant = session.get(Tenant, record.tenant_id)
+                    wanted.add(tenant, repository.import_media_products(session, record))
+                    record.dispatched, record.dispatch_error = True, None
+            except Exception as error:  # stored with the import, and retried next tick
+                record.dispatch_error = f"{type(error).__name__}: {error}"
+                context.log.error(f"[upload_sensor] import {record.id}: {record.dispatch_error}; retried next tick")
+        if cursor.tick is not None:  # requests of a tick whose result Dagster never stored
+            lost = repository.media_requested_after(session, cursor.tick)
+            for tenant_id, rows in _by_tenant(lost).items():
+                try:
+                    with session.begin_nested():
+                        wanted.add(session.get(Tenant, tenant_id), rows, uncommitted=cursor.tick)
+                except Exception as error:
+                    context.log.error(f"[upload_sensor] tenant {tenant_id}: {type(error).__name__}: {error}")
+        products = wanted.requested(tick)
+
+    order = context.instance.get_dynamic_partitions(product_partitions.name) if products else []
+    new_partitions = sorted({m.partition for m in products} - set(order))
+    for request in _batches(products, order + new_partitions):
+        requests[request.run_key] = request
+    for request in _continue_failed_batches(context, cursor.failures_after):
+        requests[request.run_key] = request
+    imports = {r.partition_key for r in requests.values() if r.job_name == import_catalog_job.name}
+    new_tenants = sorted(imports - set(context.instance.get_dynamic_partitions(tenant_partitions.name)))
+    next_cursor = Cursor(tick, failures_checked).dump()
+    with database.session() as session:
+        repository.observe(session, "sensor_tick", "upload_sensor", "", time.perf_counter() - started)
+    if not requests:
+        return SensorResult(skip_reason=SkipReason("no new uploads or products"), cursor=next_cursor)
     return SensorResult(
-        run_requests=list(runs.values()),
-        cursor=cursor.advance(uploads, waiting).dump(),
+        run_requests=list(requests.values()),
+        cursor=next_cursor,
         dynamic_partitions_requests=[
-            AddDynamicPartitionsRequest(name, sorted(keys)) for name, keys in partitions.items() if keys
+            AddDynamicPartitionsRequest(definition.name, keys)
+            for definition, keys in ((tenant_partitions, new_tenants), (product_partitions, new_partitions))
+            if keys
         ],
     )
+
+
+def _tenants(session: Session, folders: set[str]) -> dict[str, Tenant | None]:
+    """The tenant of each inbox folder; None for a folder no tenant owns (yet)."""
+    slugs = [f for f in folders if KEY_PART.fullmatch(f)]
+    found = {t.slug: t for t in session.scalars(select(Tenant).where(repository.any_of(Tenant.slug, slugs, String)))}
+    return {folder: found.get(folder) for folder in folders}
+
+
+def _active(tenant: Tenant | None) -> bool:
+    return tenant is not None and tenant.active
+
+
+def _track(
+    session: Session, uploads: list[Upload], tenants: dict[str, Tenant | None], tick: int, cursor: Cursor
+) -> tuple[dict[Path, str], list[Upload]]:
+    """Every upload's sha256, and the uploads whose content is new to the sensor: changed since a tick
+    saw it, or changed in a tick whose result was lost. Only files whose stat fingerprint moved are read.
+    Files of a tenant that does not exist yet or is deactivated are not recorded: they stay new until it
+    exists or is reactivated."""
+    state = repository.inbox_state(session, sorted(tenants))
+    digests, new, rows = {}, [], []
+    for upload in uploads:
+        seen = state.get((upload.tenant, upload.path.name))
+        if seen is not None and (seen.size_bytes, seen.mtime_ns, seen.ctime_ns, seen.inode) == upload.fingerprint:
+            digests[upload.path] = seen.sha256
+            if cursor.tick is not None and seen.changed_tick > cursor.tick:
+                new.append(upload)
+            continue
+        try:
+            digest = digests[upload.path] = sha256(upload.path)
+        except OSError:  # gone or unreadable since the scan: the next tick sees what is there then
+            continue
+        changed = seen is None or seen.sha256 != digest
+        if changed or (cursor.tick is not None and seen.changed_tick > cursor.tick):
+            new.append(upload)
+        if _active(tenants.get(upload.tenant)):
+            size, mtime, ctime, inode = upload.fingerprint
+            rows.append(
+                {
+                    "folder": upload.tenant,
+                    "filename": upload.path.name,
+                    "size_bytes": size,
+                    "mtime_ns": mtime,
+                    "ctime_ns": ctime,
+                    "inode": inode,
+                    "sha256": digest,
+                    "changed_tick": tick if changed else seen.changed_tick,
+                }
+            )
+    repository.record_inbox(session, rows)
+    return digests, new
+
+
+def _import_request(tenant: Tenant, new: list[Upload], digests: dict[Path, str]) -> RunRequest | None:
+    """The tenant's catalogue import of its new workbooks, keyed by their contents."""
+    workbooks = sorted((u for u in new if u.kind == "catalog"), key=lambda u: u.path.name)
+    if not workbooks:
+        return None
+    versions = "".join(f"{u.path.name}@{digests[u.path]}" for u in workbooks)
+    names = [u.path.name for u in workbooks]
+    return RunRequest(
+        run_key=f"catalog:{tenant.slug}@{hashlib.sha256(versions.encode()).hexdigest()[:16]}",
+        job_name=import_catalog_job.name,
+        partition_key=tenant.slug,
+        run_config={"ops": {"product_catalog": {"config": {"workbooks": names, "trigger": "sensor"}}}},
+    )
+
+
+class _Wanted:
+    """Products whose media chain a tick wants, with their STEP file's content and their inputs' key."""
+
+    def __init__(self, session: Session, media: MediaStore, uploads: list[Upload], digests: dict[Path, str]):
+        self.session, self.media, self.digests = session, media, digests
+        self.inbox: dict[str, set[str]] = defaultdict(set)
+        for upload in uploads:
+            if upload.kind == "step":
+                self.inbox[upload.tenant].add(upload.path.name)
+        self.inputs: dict[int, str] = {}
+        self.found: dict[int, tuple[Media, int | None]] = {}
+
+    def add(self, tenant: Tenant, products, only: list[str] | None = None, uncommitted: int | None = None) -> None:
+        """Want ``products`` (rows with ``repository.MEDIA_COLUMNS``) whose STEP file is in the inbox
+        (and is one of ``only``, if given); ``uncommitted``: request them even with the same inputs."""
+        if tenant.id not in self.inputs:
+            self.inputs[tenant.id] = repository.media_inputs(self.session, tenant)
+        present, only = self.inbox[tenant.slug], set(only) if only is not None else None
+        found = {}
+        for product in products:
+            name = next((n for n in step_names(product) if n in present), None)
+            if name is None or (only is not None and name not in only):
+                continue
+            content = self.digests[self.media.inbox(tenant.slug) / name]
+            materials = json.dumps(product.materials or {}, sort_keys=True)
+            inputs = hashlib.sha256((self.inputs[tenant.id] + materials).encode()).hexdigest()
+            partition = partition_key(tenant.slug, product.key)
+            found[product.id] = (
+                Media(tenant.slug, product.id, partition, f"{content[:16]}-{inputs[:16]}"),
+                uncommitted,
+            )
+        self.found.update(found)  # all of them or, if anything above raised, none
+
+    def requested(self, tick: int) -> list[Media]:
+        """The wanted products whose inputs differ from those last requested (or whose request a lost
+        tick made), remembered as requested by ``tick``."""
+        before = repository.media_requested(self.session, list(self.found))
+        wanted = [
+            media
+            for media, uncommitted in self.found.values()
+            if (last := before.get(media.product_id)) is None
+            or last.media_key != media.media_key
+            or (uncommitted is not None and last.tick > uncommitted)
+        ]
+        repository.record_media_requests(self.session, {m.product_id: m.media_key for m in wanted}, tick)
+        return wanted
+
+
+def _by_tenant(rows) -> dict[int, list]:
+    grouped = defaultdict(list)
+    for row in rows:
+        grouped[row.tenant_id].append(row)
+    return grouped
+
+
+def ranges(order: list[str], wanted: set[str], size: int = BATCH) -> list[list[str]]:
+    """``wanted`` as runs of keys consecutive in ``order`` (the partitions' order), at most ``size`` each."""
+    found, current = [], []
+    for key in order:
+        if key in wanted:
+            current.append(key)
+            if len(current) == size:
+                found.append(current)
+                current = []
+        elif current:
+            found.append(current)
+            current = []
+    return found + [current] if current else found
+
+
+def media_request(run_key: str, keys: list[str], assets: list[str] | None = None) -> RunRequest:
+    """A run of the media chain (or of ``assets`` of it) for one product, or a range of products."""
+    selection = [AssetKey(a) for a in assets] if assets else None
+    if len(keys) == 1:
+        return RunRequest(
+            run_key=run_key, job_name=product_media_job.name, partition_key=keys[0], asset_selection=selection
+        )
+    return RunRequest(
+        run_key=run_key,
+        job_name=product_media_job.name,
+        asset_selection=selection,
+        tags={ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]},
+    )
+
+
+def _batches(products: list[Media], order: list[str]) -> list[RunRequest]:
+    """The media runs of ``products``: per tenant, ranges of partitions consecutive in ``order``."""
+    by_partition = {m.partition: m for m in products}
+    requests = []
+    tenants = {m.tenant for m in products}
+    for keys in (k for t in sorted(tenants) for k in ranges(order, {m.partition for m in products if m.tenant == t})):
+        members = [f"{k}@{by_partition[k].media_key}" for k in keys]
+        if len(keys) == 1:
+            requests.append(media_request(members[0], keys))
+        else:
+            digest = hashlib.sha256("\n".join(members).encode()).hexdigest()[:16]
+            requests.append(media_request(f"{keys[0]}..{keys[-1]}@{digest}", keys))
+    return requests
+
+
+def _continue_failed_batches(context: SensorEvaluationContext, after: float) -> list[RunRequest]:
+    """For each batch run that failed since ``after`` because its step failed for some products
+    (the step's failure metadata ``failed`` names them), a run of the next steps for the others.
+    A run this cannot make sense of is logged and left alone."""
+    instance, requests = context.instance, []
+    failed_runs = instance.get_run_records(
+        RunsFilter(
+            job_name=product_media_job.name,
+            statuses=[DagsterRunStatus.FAILURE],
+            updated_after=datetime.fromtimestamp(after, UTC),
+        )
+    )
+    for record in failed_runs:
+        try:
+            requests += _continuations(instance, record.dagster_run)
+        except Exception as error:
+            context.log.error(f"[upload_sensor] run {record.dagster_run.run_id}: {type(error).__name__}: {error}")
+    return requests
+
+
+def _continuations(instance: DagsterInstance, run) -> list[RunRequest]:
+    requests = []
+    start, end = run.tags.get(ASSET_PARTITION_RANGE_START_TAG), run.tags.get(ASSET_PARTITION_RANGE_END_TAG)
+    if start is not None:
+        for entry in instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_FAILURE):
+            step = entry.dagster_event.step_key
+            failure = entry.dagster_event.step_failure_data.user_failure_data
+            failed = failure.metadata.get("failed") if failure else None
+            if step not in MEDIA_STEPS or failed is None or not assets_after(step):
+                continue
+            order = instance.get_dynamic_partitions(product_partitions.name)
+            keys = order[order.index(start) : order.index(end) + 1]
+            for chunk in ranges(keys, set(keys) - set(failed.value)):
+                requests.append(
+                    media_request(f"{run.run_id}:{step}:{chunk[0]}..{chunk[-1]}", chunk, assets_after(step))
+                )
+    return requests
