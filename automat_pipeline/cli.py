@@ -80,6 +80,8 @@ def _render_setup(args: argparse.Namespace, workdir: Path):
                 frames=getattr(args, "frames", 36),
                 timeout_seconds=args.timeout,
                 transparent=args.kind != "turntable",
+                ground_shadow=args.ground_shadow,
+                cycles_device=args.device,
             ),
         )
     if not args.tenant:
@@ -92,6 +94,7 @@ def _render_setup(args: argparse.Namespace, workdir: Path):
     from automat_pipeline.db.database import session
     from automat_pipeline.defs.resources import resources_from
     from automat_pipeline.embedded import prepare
+    from automat_pipeline.tenant_settings import TenantSettings
 
     settings = prepare().settings
     with session(settings.database_url) as s:
@@ -100,6 +103,8 @@ def _render_setup(args: argparse.Namespace, workdir: Path):
             raise AutomatError("unknown_tenant", f"tenant {args.tenant!r} does not exist (automat tenant create)")
         if args.kind == "still":
             kind = _named_output_type(repository.tenant_output_types(s, tenant, "still"), args.output_type)
+        elif kind.cycles_device is None:
+            kind = kind.model_copy(update={"cycles_device": TenantSettings.of(tenant.settings).cycles_device})
         library = workdir / "materials.json"
         library.write_text(
             json.dumps(
@@ -384,6 +389,10 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--engine", choices=["cycles", "eevee", "workbench"], default="cycles")
         p.add_argument("--samples", type=int, default=16)
         p.add_argument("--camera", choices=["iso", "front", "top"], default="iso")
+        p.add_argument(
+            "--device", choices=["gpu", "cpu"], help="where Cycles renders (default: the tenant's setting, or gpu)"
+        )
+        p.add_argument("--no-ground-shadow", dest="ground_shadow", action="store_false", help="no shadow under it")
         p.add_argument("--timeout", type=float, default=300, help="seconds before Blender is stopped")
         if kind == "turntable":
             p.add_argument("--frames", type=int, default=36)

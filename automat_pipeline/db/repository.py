@@ -23,6 +23,7 @@ from automat_pipeline.db.models import (
 from automat_pipeline.errors import AutomatError, NotFound
 from automat_pipeline.keys import check_key_part, split_partition_key
 from automat_pipeline.materials import ALIASES, FALLBACK, LIBRARY, Material, MaterialResolver
+from automat_pipeline.tenant_settings import TenantSettings
 
 
 def tenant(session: Session, slug: str, create: bool = True) -> Tenant | None:
@@ -208,8 +209,14 @@ def output_types_of(session: Session, tenant_id: int) -> list[output_types.Outpu
 
 
 def tenant_output_types(session: Session, tenant: Tenant, kind: str) -> list[output_types.OutputType]:
-    """The tenant's output types of ``kind``."""
-    return [t for t in output_types_of(session, tenant.id) if t.kind == kind]
+    """The tenant's output types of ``kind``, as rendered: one that names no ``cycles_device`` takes
+    the tenant's setting."""
+    device = TenantSettings.of(tenant.settings).cycles_device
+    return [
+        t if t.cycles_device else t.model_copy(update={"cycles_device": device})
+        for t in output_types_of(session, tenant.id)
+        if t.kind == kind
+    ]
 
 
 def record_render(
