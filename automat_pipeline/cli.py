@@ -126,6 +126,13 @@ def _named_output_type(known: list, name: str):
     return found[name]
 
 
+def render_host_warm(args: argparse.Namespace) -> dict:
+    from automat_pipeline import render_host
+    from automat_pipeline.embedded import load_settings
+
+    return render_host.warm(load_settings(), args.timeout, args.status_file and Path(args.status_file))
+
+
 def catalog_check(args: argparse.Namespace) -> dict:
     from automat_pipeline.catalog import read_catalog
 
@@ -331,6 +338,8 @@ def summary(name: str, result: dict) -> str:
             f"{result['glb']}: {len(result['parts'])} parts, {result['triangles']} triangles, "
             f"{result['glb_bytes']} bytes in {result['total_seconds']} s"
         )
+    if name == "render-host warm":
+        return f"{result['host']}: {result['device']} ({result['backend']}), kernel cache warm: {result['warm']}"
     if name.startswith("render "):
         return f"{result['output']}: {result['engine']} on {result['device']} in {result['render_seconds']} s"
     if name == "catalog check":
@@ -396,6 +405,14 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--timeout", type=float, default=300, help="seconds before Blender is stopped")
         if kind == "turntable":
             p.add_argument("--frames", type=int, default=36)
+    p = command(
+        "render-host warm",
+        render_host_warm,
+        "probe this host's GPU and compile Cycles' kernels into the cache, before it takes work",
+    )
+    p.add_argument("--timeout", type=float, default=1800, help="seconds (a card's first compile takes minutes)")
+    p.add_argument("--status-file", help="write the result here when done (the render image's healthcheck)")
+    p.add_argument("--json", action="store_true")
     p = command("catalog check", catalog_check, "parse a product list without writing anything")
     p.add_argument("xlsx")
     p.add_argument("--json", action="store_true")

@@ -77,6 +77,12 @@ class Settings(BaseSettings):
         description="the Dagster webserver's GraphQL endpoint, where the API launches and follows runs",
         json_schema_extra=REQUIRED_IN_PRODUCTION,
     )
+    render_host: str | None = Field(
+        None,
+        max_length=128,
+        description="this render host's name in `GET /render-hosts` (the run queue's `render_hosts` entry); "
+        "unset: the machine's host name",
+    )
     max_upload_mb: int = Field(512, ge=1, le=65536, description="largest API upload, in MiB")
     fixtures_dir: Path = Field(
         REPO.parent / "shared" / "fixtures",

@@ -44,7 +44,7 @@ def domain_database() -> str:
 def env(tmp_path: Path, domain_database: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """The AUTOMAT_* environment the definitions read, over empty tables and folders."""
     with engine(domain_database).begin() as conn:
-        conn.execute(text("TRUNCATE tenants, products, product_files RESTART IDENTITY CASCADE"))
+        conn.execute(text("TRUNCATE tenants, products, product_files, render_hosts RESTART IDENTITY CASCADE"))
     values = {
         "AUTOMAT_DATABASE_URL": domain_database,
         "AUTOMAT_UPLOADS_DIR": str(tmp_path / "uploads"),

@@ -9,7 +9,18 @@ from fastapi import FastAPI
 from automat_pipeline.api import errors
 from automat_pipeline.api.dagster_client import DagsterClient
 from automat_pipeline.api.launcher import LaunchLoop
-from automat_pipeline.api.routes import admin, analytics, auth, catalog, health, media, orders, uploads, workflows
+from automat_pipeline.api.routes import (
+    admin,
+    analytics,
+    auth,
+    catalog,
+    health,
+    media,
+    orders,
+    render_hosts,
+    uploads,
+    workflows,
+)
 from automat_pipeline.settings import Settings
 
 COMMON_RESPONSES = {
@@ -19,7 +30,7 @@ COMMON_RESPONSES = {
     404: {"description": "No such resource in your tenant."},
     422: {"description": "The request does not validate."},
 }
-ROUTERS = (auth, admin, catalog, orders, media, uploads, workflows, health, analytics)
+ROUTERS = (auth, admin, catalog, orders, media, uploads, workflows, health, analytics, render_hosts)
 
 
 def create_app(settings: Settings | None = None, launcher: bool = True) -> FastAPI:

@@ -15,6 +15,7 @@ from automat_pipeline.db.models import (
     MediaAsset,
     Product,
     ProductFile,
+    RenderHost,
     SavedWorkflow,
     Tenant,
     TenantMaterial,
@@ -241,3 +242,41 @@ def render_limits(session: Session, default: int) -> dict[str, int]:
     for slug, value in session.execute(select(Tenant.slug, Tenant.settings["max_concurrent_renders"])):
         limits[slug] = value if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 64 else default
     return limits
+
+
+def record_host_probe(session: Session, host: str, probe: dict, warmed: bool | None = None) -> None:
+    """A GPU probe on ``host`` (``probe``: device, backend, driver, fallback_reason, as Blender reports
+    them); ``warmed``: the warm-up's verdict on the kernel cache (None: a render's probe, which
+    warms it only when it ran on the GPU)."""
+    on_gpu = probe.get("device") not in (None, "CPU")
+    values = {
+        "device": probe.get("device"),
+        "backend": probe.get("backend"),
+        "driver": probe.get("driver"),
+        "probed_at": func.now(),
+        "probe": {k: probe.get(k) for k in ("device", "backend", "driver", "fallback_reason", "render_seconds")},
+    }
+    if warmed is not None or on_gpu:
+        values |= {"cache_warm": bool(warmed if warmed is not None else on_gpu)}
+    if warmed or (warmed is None and on_gpu):
+        values["warmed_at"] = func.now()
+    statement = insert(RenderHost).values(name=host, **values)
+    session.execute(statement.on_conflict_do_update(index_elements=["name"], set_=values))
+
+
+def record_host_render(session: Session, host: str, result: dict) -> None:
+    """One render ``host`` served, counted as on the GPU or on the CPU by the device Blender reports; a
+    Cycles render that asked for the GPU probed for it, which is the host's latest probe too."""
+    if result.get("cycles_device") == "gpu":
+        record_host_probe(session, host, result)
+    column = RenderHost.cpu_renders if result.get("device") == "CPU" else RenderHost.gpu_renders
+    statement = insert(RenderHost).values(name=host, **{column.key: 1}, last_render_at=func.now())
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["name"], set_={column.key: column + 1, "last_render_at": func.now()}
+        )
+    )
+
+
+def render_hosts(session: Session) -> list[RenderHost]:
+    return list(session.scalars(select(RenderHost).order_by(RenderHost.name)))
