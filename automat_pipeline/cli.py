@@ -127,10 +127,21 @@ def _named_output_type(known: list, name: str):
 
 
 def render_host_warm(args: argparse.Namespace) -> dict:
+    """The warm-up; with ``--every``, again every so many seconds until stopped (the render host
+    service: its status stays current without renders)."""
     from automat_pipeline import render_host
     from automat_pipeline.embedded import load_settings
 
-    return render_host.warm(load_settings(), args.timeout, args.status_file and Path(args.status_file))
+    settings, status = load_settings(), args.status_file and Path(args.status_file)
+    report = render_host.warm(settings, args.timeout, status)
+    while args.every:
+        print(summary(args.name, report), flush=True)
+        time.sleep(args.every)
+        try:
+            report = render_host.warm(settings, args.timeout, status)
+        except AutomatError as error:  # a failed probe is reported, and the next one comes
+            print(f"error: {error.error_class}: {error.reason}", file=sys.stderr, flush=True)
+    return report
 
 
 def catalog_check(args: argparse.Namespace) -> dict:
@@ -412,6 +423,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--timeout", type=float, default=1800, help="seconds (a card's first compile takes minutes)")
     p.add_argument("--status-file", help="write the result here when done (the render image's healthcheck)")
+    p.add_argument("--every", type=float, help="then probe again every so many seconds, until stopped")
     p.add_argument("--json", action="store_true")
     p = command("catalog check", catalog_check, "parse a product list without writing anything")
     p.add_argument("xlsx")

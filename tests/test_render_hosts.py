@@ -199,3 +199,39 @@ def test_blender_pool_limit_1_serialises_blender_across_concurrent_runs(env, tmp
     assert late < second[0] and late < min(end for _, end in run_spans), (
         f"the runs did not run at the same time, so the pool was not tested: {run_spans}"
     )
+
+
+@pytest.mark.slow
+def test_gpu_bench_script_measures_against_the_cpu_figures(tmp_path):
+    """bench/gpu_bench.sh, the prepared GPU benchmark, on this CPU at small sizes: the warm-up,
+    the still and the turntable each in a cold Blender process, set beside the CPU figures."""
+    figures = {
+        "rows": [
+            {"look": "studio", "engine": "cycles", "what": "still 48px", "in_blender": 10.0},
+            {"look": "studio", "engine": "cycles", "what": "turntable 32px 2 frames", "in_blender": 20.0},
+        ]
+    }
+    (tmp_path / "render.json").write_text(json.dumps(figures))
+    done = subprocess.run(
+        [str(REPO / "bench" / "gpu_bench.sh")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={
+            **os.environ,
+            "GPU_BENCH_STILL": "48 2",
+            "GPU_BENCH_TURNTABLE": "32 2 1",
+            "GPU_BENCH_OUT": str(tmp_path / "gpu_bench.json"),
+            "GPU_BENCH_CPU_FIGURES": str(tmp_path / "render.json"),
+        },
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("[GPU_PROBE] No GPU found, falling back to CPU") == 3
+    rows = json.loads((tmp_path / "gpu_bench.json").read_text())["rows"]
+    assert [r["what"] for r in rows] == ["warm-up.png", "still-48.png", "turntable-32.mp4"]
+    assert all(r["result"]["device"] == "CPU" and r["result"]["cycles_device"] == "gpu" for r in rows)
+    still, turntable = rows[1], rows[2]
+    assert (still["result"]["size"], turntable["result"]["frames"]) == (48, 2)
+    assert still["speedup"] == round(10.0 / still["result"]["render_seconds"], 2)
+    assert turntable["cpu_seconds_here"] == 20.0
+    assert (tmp_path / "gpu_bench.log").read_text().count("wall") == 3
