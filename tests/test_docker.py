@@ -6,6 +6,7 @@ and a render terminated with its container.
 No engine: skipped with the reason, except under AUTOMAT_DEPLOYMENT=ci (``.ci/run`` starts one),
 where that is a failure. Engine set-up: ``make docker-engine`` (root)."""
 
+import hashlib
 import json
 import os
 import shutil
@@ -25,7 +26,8 @@ from automat_pipeline.db.database import migrate, session
 from automat_pipeline.db.models import Product
 from automat_pipeline.embedded import REPO, database_url, deployment, start_server
 
-TAG = "test"
+# Per checkout: concurrent sessions on one Docker engine (other worktrees) must not retag each other's images.
+TAG = "test-" + hashlib.sha1(str(REPO).encode()).hexdigest()[:8]
 DATA = "/var/lib/automat/data"  # the shared volume inside every container (docker/dagster.yaml)
 
 
@@ -51,7 +53,7 @@ def require(reason: str | None) -> None:
 
 @pytest.fixture(scope="module")
 def images():
-    """automat/<target>:test, built from this checkout (layers cached between runs)."""
+    """automat/<target>:TAG, built from this checkout (layers cached between runs)."""
     require(engine_missing())
     built = subprocess.run(
         [str(REPO / "docker" / "build.sh"), TAG],
@@ -137,8 +139,12 @@ def test_render_image_warms_the_kernel_cache_before_its_command_and_then_turns_h
     command; the healthcheck turns healthy only once it is done. Here, without a GPU: a CPU host."""
     config = json.loads(docker("image", "inspect", "--format", "{{json .Config}}", f"automat/render:{images}").stdout)
     assert "CUDA_CACHE_MAXSIZE=4294967296" in config["Env"]  # the JIT cache sized for Cycles' kernels
-    assert {e.split("=")[0] for e in config["Env"]} >= {"OPTIX_CACHE_PATH", "CUDA_CACHE_PATH", "XDG_CACHE_HOME"}
-    assert all(e.split("=")[1].startswith("/var/lib/automat/gpu-cache/") for e in config["Env"] if "CACHE_" in e)
+    caches = dict(
+        e.split("=", 1)
+        for e in config["Env"]
+        if e.split("=")[0] in ("OPTIX_CACHE_PATH", "CUDA_CACHE_PATH", "XDG_CACHE_HOME")
+    )
+    assert len(caches) == 3 and all(path.startswith("/var/lib/automat/gpu-cache/") for path in caches.values())
     assert config["Healthcheck"]["Test"] == ["CMD", "test", "-s", "/tmp/automat-render-host.json"]
     started = docker(
         "run",
@@ -331,7 +337,7 @@ def test_render_runs_launch_into_render_containers_and_terminate_with_them(stack
     thumbnail = client.launch(["thumbnail"], partition, {}, {}, launch_key="thumbnail")
     assert finished(client, thumbnail)["status"] == "SUCCESS", (home / "daemon.log").read_text()[-3000:]
     tags = run_tags(port, thumbnail)
-    assert tags["automat/render-host"] == "gpu-1" and tags["dagster/image"] == "automat/render:test"
+    assert tags["automat/render-host"] == "gpu-1" and tags["dagster/image"] == f"automat/render:{TAG}"
     assert (home / "data" / "media" / "acme" / "AS1" / "thumbnail.png").stat().st_size > 1000
     wait_for("the finished run's container to go", lambda: not container_exists(tags["docker/container_id"]), 60)
 
