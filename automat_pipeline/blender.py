@@ -63,7 +63,10 @@ def render_args(
         str(output_type.frames if output_type.kind == "turntable" else 0),
         "--label",
         label or output_type.kind,
+        "--device",
+        output_type.cycles_device or "gpu",
     ]
+    args += [] if output_type.ground_shadow else ["--no-ground-shadow"]
     args += [] if output_type.denoising else ["--no-denoise"]
     args += [] if output_type.transparent else ["--opaque"]
     args += ["--materials", str(materials)] if materials else []

@@ -18,6 +18,7 @@ import math
 import multiprocessing
 import re
 import resource
+import shutil
 import struct
 import time
 from dataclasses import asdict, dataclass, field
@@ -148,9 +149,12 @@ def convert_step(
 ) -> Conversion:
     """Read ``step_path``; write the viewer GLB (and, with a resolver, the production GLB).
 
-    Both GLBs are binary glTF in metres, Y-up, with the same triangles. The viewer GLB carries the
-    CAD colours (as dielectric materials: OpenCascade would write metallic = roughness = 1); the
-    production GLB names each part's material after the library material it resolves to.
+    Both GLBs are binary glTF in metres, Y-up, with the same triangles. With a resolver the viewer
+    GLB is the production GLB: each part on a glTF material named after and carrying the PBR values
+    of its library material, so the web viewer shows the colours the renders show (the rule of
+    the system Automat replaces: viewer colours come from the library, not the CAD file). Without
+    one, the viewer GLB carries the CAD colours (as dielectrics: OpenCascade would write metallic
+    = roughness = 1).
     """
     step_path, glb_path, options = Path(step_path), Path(glb_path), options or CadSettings()
     seconds: dict[str, float] = {}
@@ -219,13 +223,14 @@ def convert_step(
     _apply_materials(doc, zip(labels, [_viewer_material(p.color) for p in parts], strict=True))
     glb_bytes = _write_glb(doc, glb_path)
     production_bytes, decisions = None, []
-    if resolver is not None and production_path is not None:
+    if resolver is not None:
         decisions = [resolver.resolve(p.name) for p in parts]
         for part, decision in zip(parts, decisions, strict=True):
             part.material, part.material_source = decision.material, decision.source
-        production_bytes = _write_production_glb(
-            glb_path, Path(production_path), {d.part: resolver.library[d.material] for d in decisions}
-        )
+        glb_bytes = _write_production_glb(glb_path, glb_path, {d.part: resolver.library[d.material] for d in decisions})
+        if production_path is not None:
+            shutil.copyfile(glb_path, production_path)
+            production_bytes = glb_bytes
     seconds["write"] = time.perf_counter() - t
 
     return Conversion(
@@ -359,7 +364,8 @@ def _write_glb(doc: TDocStd_Document, path: Path) -> int:
 
 
 def _write_production_glb(viewer: Path, path: Path, materials: dict[str, Material]) -> int:
-    """The viewer GLB with each part's (node's) primitives on its library material, named after it.
+    """The GLB OpenCascade wrote with each part's (node's) primitives on its library material, named
+    after it. (Colours OpenCascade finds on the shapes would win over a material it is given.)
 
     Same buffer, nodes and transforms: only the materials change, so the production geometry is
     the viewer geometry by construction and OpenCascade writes the triangles once. A mesh shared

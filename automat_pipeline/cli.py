@@ -81,6 +81,8 @@ def _render_setup(args: argparse.Namespace, workdir: Path):
                 frames=getattr(args, "frames", 36),
                 timeout_seconds=args.timeout,
                 transparent=args.kind != "turntable",
+                ground_shadow=args.ground_shadow,
+                cycles_device=args.device,
             ),
         )
     if not args.tenant:
@@ -93,6 +95,7 @@ def _render_setup(args: argparse.Namespace, workdir: Path):
     from automat_pipeline.db.database import session
     from automat_pipeline.defs.resources import resources_from
     from automat_pipeline.embedded import prepare
+    from automat_pipeline.tenant_settings import TenantSettings
 
     settings = prepare().settings
     with session(settings.database_url) as s:
@@ -101,6 +104,10 @@ def _render_setup(args: argparse.Namespace, workdir: Path):
             raise AutomatError("unknown_tenant", f"tenant {args.tenant!r} does not exist (automat tenant create)")
         if args.kind == "still":
             output_type = _named_output_type(repository.tenant_output_types(s, tenant, "still"), args.output_type)
+        elif output_type.cycles_device is None:
+            output_type = output_type.model_copy(
+                update={"cycles_device": TenantSettings.of(tenant.settings).cycles_device}
+            )
         library = workdir / "materials.json"
         library.write_text(
             json.dumps(
@@ -122,6 +129,24 @@ def _named_output_type(known: list, name: str):
     if name not in found:
         raise AutomatError("unknown_output_type", f"no still output type {name!r}; known: {', '.join(sorted(found))}")
     return found[name]
+
+
+def render_host_warm(args: argparse.Namespace) -> dict:
+    """The warm-up; with ``--every``, again every so many seconds until stopped (the render host
+    service: its status stays current without renders)."""
+    from automat_pipeline import render_host
+    from automat_pipeline.embedded import load_settings
+
+    settings, status = load_settings(), args.status_file and Path(args.status_file)
+    report = render_host.warm(settings, args.timeout, status)
+    while args.every:
+        print(summary(args.name, report), flush=True)
+        time.sleep(args.every)
+        try:
+            report = render_host.warm(settings, args.timeout, status)
+        except AutomatError as error:  # a failed probe is reported, and the next one comes
+            print(f"error: {error.error_class}: {error.reason}", file=sys.stderr, flush=True)
+    return report
 
 
 def catalog_check(args: argparse.Namespace) -> dict:
@@ -490,6 +515,8 @@ def summary(name: str, result: dict) -> str:
             f"{result['glb']}: {len(result['parts'])} parts, {result['triangles']} triangles, "
             f"{result['glb_bytes']} bytes in {result['total_seconds']} s"
         )
+    if name == "render-host warm":
+        return f"{result['host']}: {result['device']} ({result['backend']}), kernel cache warm: {result['warm']}"
     if name.startswith("render "):
         return f"{result['output']}: {result['engine']} on {result['device']} in {result['render_seconds']} s"
     if name == "catalog check":
@@ -555,9 +582,22 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--engine", choices=["cycles", "eevee", "workbench"], default="cycles")
         p.add_argument("--samples", type=int, default=16)
         p.add_argument("--camera", choices=["iso", "front", "top"], default="iso")
+        p.add_argument(
+            "--device", choices=["gpu", "cpu"], help="where Cycles renders (default: the tenant's setting, or gpu)"
+        )
+        p.add_argument("--no-ground-shadow", dest="ground_shadow", action="store_false", help="no shadow under it")
         p.add_argument("--timeout", type=float, default=300, help="seconds before Blender is stopped")
         if kind == "turntable":
             p.add_argument("--frames", type=int, default=36)
+    p = command(
+        "render-host warm",
+        render_host_warm,
+        "probe this host's GPU and compile Cycles' kernels into the cache, before it takes work",
+    )
+    p.add_argument("--timeout", type=float, default=1800, help="seconds (a card's first compile takes minutes)")
+    p.add_argument("--status-file", help="write the result here when done (the render image's healthcheck)")
+    p.add_argument("--every", type=float, help="then probe again every so many seconds, until stopped")
+    p.add_argument("--json", action="store_true")
     p = command("catalog check", catalog_check, "parse a product list without writing anything")
     p.add_argument("xlsx")
     p.add_argument("--json", action="store_true")

@@ -53,6 +53,16 @@ class OutputType(BaseModel):
     transparent: bool = Field(
         True, description="Transparent background (PNG with alpha). Turntables are always opaque: H.264 has no alpha."
     )
+    ground_shadow: bool = Field(
+        True,
+        description="A soft shadow under the model that composites on any background (Cycles: a shadow catcher; "
+        "EEVEE: contact shadow by ambient occlusion). Workbench draws none.",
+    )
+    cycles_device: Literal["gpu", "cpu"] | None = Field(
+        None,
+        description="Where Cycles renders. gpu: the render host's GPU, else the CPU with a logged warning; "
+        "cpu: always the CPU, no warning. Unset: the tenant's cycles_device setting.",
+    )
     camera: Literal["iso", "front", "top"] = Field("iso", description="Where the camera looks from.")
     frames: int = Field(36, ge=2, le=3600, description="Turntable frames for one full turn (ignored by stills).")
     template: str | None = Field(

@@ -78,6 +78,12 @@ class Settings(BaseSettings):
         description="the Dagster webserver's GraphQL endpoint, where the API launches and follows runs",
         json_schema_extra=REQUIRED_IN_PRODUCTION,
     )
+    render_host: str | None = Field(
+        None,
+        max_length=128,
+        description="this render host's name in `GET /render-hosts` (the run queue's `render_hosts` entry); "
+        "unset: the machine's host name",
+    )
     max_upload_mb: int = Field(512, ge=1, le=65536, description="largest API upload, in MiB")
     max_body_kb: int = Field(
         1024, ge=16, le=65536, description="largest API request body other than an upload (JSON), in KiB"

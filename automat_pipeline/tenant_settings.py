@@ -71,6 +71,11 @@ class TenantSettings(BaseModel):
     render_engines_allowed: list[Engine] = Field(
         ["cycles", "eevee", "workbench"], min_length=1, description="Engines this tenant's renders may use."
     )
+    cycles_device: Literal["gpu", "cpu"] = Field(
+        "gpu",
+        description="Where Cycles renders unless an output type says otherwise. gpu: the render host's GPU, else "
+        "the CPU with a warning in the run log; cpu: always the CPU, and no warning.",
+    )
     max_order_size: int = Field(500, ge=1, le=100_000, description="Most lines one order may hold.")
     fallback_material: str = Field(
         FALLBACK, min_length=1, max_length=200, description="Library material for parts no rule resolves."

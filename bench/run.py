@@ -1,13 +1,17 @@
 """Benchmarks: prints a table per figure, writes ``bench/results/<name>.json`` and appends the
 summary to ``bench/results/<name>-runs.jsonl``.
 
-    .venv/bin/python bench/run.py [convert] [render] [catalog] [api] [scale] [incremental] [daemon]  (default: all)
+    .venv/bin/python bench/run.py [convert] [render] [look] [catalog] [api] [api_worker] [orders] [portal]
+                                  [scale] [incremental] [daemon]  (default: all)
 
 - convert:   STEP→GLB seconds per fixture file (read, transfer, mesh, metadata, write, other), triangles,
              bytes, peak memory, and cascadio on the same file at the same deflection (goal: <= 1.0x)
-- render:    still seconds per engine at 256, 512 and 2048 px (one cold Blender process each), a
-             36-frame turntable, and thumbnail throughput of one process per thumbnail (cold)
-             against one process rendering the whole batch (warm)
+- render:    still seconds per engine at 256, 1024 and 2048 px (one cold Blender process each), the
+             studio look and the look before it in turns, a 36-frame turntable, and thumbnail
+             throughput of one process per thumbnail (cold) against one process rendering the whole
+             batch (warm)
+- look:      the look tests' measurements: each library material in each engine against its
+             bounds, and the reference images against fresh renders (tests/look.py)
 - catalog:   a generated 100,000-row product list with material columns: container check, calamine
              and openpyxl read times, validation, upsert into PostgreSQL, report; then the re-import
              of the same file and of the file with one row changed (goal: <= 10 s; one row written)
@@ -275,41 +279,87 @@ def bench_convert(out: Path) -> list[Path]:
 
 
 ENGINES = ("workbench", "eevee", "cycles")
+MODEL = REPO / "bench" / "models" / "as1.glb"  # the as1 assembly's production GLB (shipped library); gpu_bench.sh's too
+SIZES = ((256, 16), (1024, 32), (2048, 32))  # px, samples (Cycles and EEVEE)
 
 
-def _render(glb: Path, output: Path, kind: OutputType) -> tuple[float, dict]:
+def shipped_library(out: Path) -> Path:
+    from automat_pipeline.materials import FALLBACK, LIBRARY, for_blender
+
+    path = out / "library.json"
+    path.write_text(json.dumps(for_blender({m.name: m for m in LIBRARY}, FALLBACK)))
+    return path
+
+
+def old_look(out: Path) -> Path:
+    """``blender/`` as it was before the studio look (the parent of the commit that brought in
+    studio.exr), so both looks are measured in the same run, in turns."""
+    git = ["git", "-C", str(REPO)]
+    studio = subprocess.run(
+        [*git, "log", "-1", "--format=%H", "-S", 'HDRI = "studio.exr"', "--", "blender/automat_blender/scene.py"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    (out / "old-look").mkdir(exist_ok=True)
+    archive = subprocess.run([*git, "archive", f"{studio}^", "blender"], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(out / "old-look")], input=archive, check=True)
+    return out / "old-look" / "blender"
+
+
+def _render(glb: Path, output: Path, kind: OutputType, library: Path, scripts: Path = REPO / "blender"):
     command = blender_command(
-        str(REPO / ".venv-render" / "bin" / "python"), str(REPO / "blender"), render_args(glb, output, kind)
+        str(REPO / ".venv-render" / "bin" / "python"), str(scripts), render_args(glb, output, kind, library)
     )
     started = time.perf_counter()
     [result] = run_blender(command, timeout=3600)
     return round(time.perf_counter() - started, 3), result
 
 
-def bench_render(glbs: list[Path], out: Path) -> None:
-    """Seconds per engine and size (one cold Blender process each), a turntable, and cold against
-    warm (one Blender process for a batch) thumbnail throughput."""
-    model = next(g for g in glbs if g.name.startswith("as1-oc-214"))
+def production_glbs(out: Path) -> list[Path]:
+    """Every convertible fixture as the CAD stage leaves it: the production GLB (shipped library)."""
+    from automat_pipeline.materials import ALIASES, LIBRARY, MaterialResolver
+
+    resolver = MaterialResolver({m.name: m for m in LIBRARY}, ALIASES)
+    glbs = []
+    for path in sorted(p for p in FIXTURES.rglob("*") if p.is_file()):
+        try:
+            convert_step(path, out / "viewer.glb", resolver=resolver, production_path=out / f"{path.stem}.glb")
+            glbs.append(out / f"{path.stem}.glb")
+        except AutomatError:
+            continue
+    return glbs
+
+
+def bench_render(out: Path) -> None:
+    """Seconds per engine and size, the studio look against the old one in turns (one cold Blender
+    process each), a turntable, and cold against warm (one Blender process for a batch) thumbnail
+    throughput."""
+    library, old = shipped_library(out), old_look(out)
     rows = []
-    _render(model, out / "warm-up.png", OutputType(name="t", kind="thumbnail", engine="eevee"))  # shader cache
+    warm_up = OutputType(name="t", kind="thumbnail", engine="eevee")
+    _render(MODEL, out / "warm-up.png", warm_up, library)  # EEVEE's shader cache
     for engine in ENGINES:
-        for size, samples in ((256, 16), (512, 32), (2048, 32)):
+        for size, samples in SIZES:
             kind = OutputType(name="s", kind="still", engine=engine, resolution=size, samples=samples)
-            wall, result = _render(model, out / f"{engine}-{size}.png", kind)
-            rows.append(
-                {
-                    "what": f"still {size}px",
-                    "engine": engine,
-                    "samples": result["samples"],
-                    "wall": wall,
-                    "in_blender": result["render_seconds"],
-                    "device": result["device"],
-                }
-            )
+            for look, scripts in (("old", old), ("studio", REPO / "blender")):
+                wall, result = _render(MODEL, out / f"{look}-{engine}-{size}.png", kind, library, scripts)
+                rows.append(
+                    {
+                        "look": look,
+                        "what": f"still {size}px",
+                        "engine": engine,
+                        "samples": result["samples"],
+                        "wall": wall,
+                        "in_blender": result["render_seconds"],
+                        "device": result["device"],
+                    }
+                )
     turntable = OutputType(name="t", kind="turntable", resolution=512, transparent=False, frames=36)
-    wall, result = _render(model, out / "turntable.mp4", turntable)
+    wall, result = _render(MODEL, out / "turntable.mp4", turntable, library)
     rows.append(
         {
+            "look": "studio",
             "what": "turntable 512px 36 frames",
             "engine": "cycles",
             "samples": 16,
@@ -318,18 +368,21 @@ def bench_render(glbs: list[Path], out: Path) -> None:
             "device": result["device"],
         }
     )
-    print(f"Renders of {model.name} ({result['meshes']} meshes), CPU only")
-    table(rows, ["what", "engine", "samples", "wall", "in_blender", "device"])
+    print(f"Renders of {MODEL.name} ({result['meshes']} meshes), CPU only, the old look and the studio look in turns")
+    table(rows, ["look", "what", "engine", "samples", "wall", "in_blender", "device"])
 
+    glbs = production_glbs(out)
     batch = []
     for engine in ("workbench", "cycles"):
         kind = OutputType(name="thumbnail", kind="thumbnail", engine=engine)
         cold_started = time.perf_counter()
         for glb in glbs:
-            _render(glb, out / f"cold-{engine}-{glb.stem}.png", kind)
+            _render(glb, out / f"cold-{engine}-{glb.stem}.png", kind, library)
         cold = time.perf_counter() - cold_started
         jobs = out / f"jobs-{engine}.json"
-        jobs.write_text(json.dumps([render_args(glb, out / f"warm-{engine}-{glb.stem}.png", kind) for glb in glbs]))
+        jobs.write_text(
+            json.dumps([render_args(glb, out / f"warm-{engine}-{glb.stem}.png", kind, library) for glb in glbs])
+        )
         warm_started = time.perf_counter()
         results = run_blender(
             blender_command(
@@ -350,12 +403,50 @@ def bench_render(glbs: list[Path], out: Path) -> None:
                 "warm_speedup": round(cold / warm, 2),
             }
         )
-    print("Thumbnail 256 px throughput: one Blender process per thumbnail (cold) against one for all (warm)")
+    print("Thumbnail 256 px throughput (studio look): one Blender process per thumbnail (cold) against one for all")
     table(
         batch,
         ["engine", "thumbnails", "cold_seconds", "warm_seconds", "cold_per_minute", "warm_per_minute", "warm_speedup"],
     )
-    save("render", rows, {"warm_batch": batch})
+    ratios = {
+        f"{r['engine']} {r['what']}": round(r["in_blender"] / o["in_blender"], 2)
+        for r, o in zip(rows[1::2], rows[0::2], strict=False)
+        if r["look"] == "studio" and o["look"] == "old" and r["what"] == o["what"]
+    }
+    save("render", rows, {"studio_over_old_seconds": ratios, "warm_batch": batch})
+
+
+def bench_look(out: Path) -> None:
+    """The look tests' measurements (tests/look.py): every shipped library material in every engine,
+    through ``automat render thumbnail --tenant`` on a fresh local stack, against its bounds; and
+    each reference image against a fresh render."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from look import ENGINES as LOOK_ENGINES
+    from look import LOOKS, REFERENCES, compare, material_glbs, render_references, render_thumbnail, stats
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOMAT_", "DAGSTER_"))}
+    env["AUTOMAT_HOME"] = str(out / "look-home")
+    subprocess.run([sys.executable, "-m", "automat_pipeline.cli", "tenant", "create", "look"], env=env, check=True)
+    (out / "look").mkdir(exist_ok=True)
+    glbs = material_glbs(out / "look")
+    rows = []
+    for engine in LOOK_ENGINES:
+        for material, looks in LOOKS.items():
+            png = out / "look" / f"{engine}-{material}.png"
+            render_thumbnail(glbs[material], png, engine, "look", env)
+            measured = stats(png)
+            problems = looks.problems(measured)
+            rows.append({"engine": engine, "material": material, **measured, "passed": not problems})
+    print("The look: each library material's fully covered pixels (luminance 0-255), 128 px thumbnails")
+    table(rows, ["engine", "material", "mean", "p10", "p90", "dark", "rgb", "covered", "passed"])
+    (out / "references").mkdir(exist_ok=True)
+    references = {
+        case: compare(REFERENCES / f"{case}.png", png, out / f"{case}-diff.png")
+        for case, png in render_references(out / "references").items()
+    }
+    table([{"case": c, **r} for c, r in references.items()], ["case", "ssim", "delta_e", "passed"])
+    bounds = {m: vars(looks) for m, looks in LOOKS.items()}
+    save("look", rows, {"bounds": bounds, "references": references, "all_passed": all(r["passed"] for r in rows)})
 
 
 def write_product_list(path: Path, rows: int, changed_row: int | None = None) -> None:
@@ -1657,6 +1748,7 @@ def main() -> None:
     wanted = {a for a in sys.argv[1:] if not a.startswith("--")} or {
         "convert",
         "render",
+        "look",
         "catalog",
         "api",
         "api_worker",
@@ -1668,9 +1760,12 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory(prefix="automat-bench-") as tmp:
         out = Path(tmp)
-        glbs = bench_convert(out) if wanted & {"convert", "render"} else []
+        if "convert" in wanted:
+            bench_convert(out)
         if "render" in wanted:
-            bench_render(glbs, out)
+            bench_render(out)
+        if "look" in wanted:
+            bench_look(out)
         if "catalog" in wanted:
             bench_catalog(out)
         if "api" in wanted:

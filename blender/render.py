@@ -49,7 +49,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--frames", type=int, default=0, help="0: a still PNG; N: an N-frame turntable MP4")
     parser.add_argument("--camera", choices=sorted(POSITIONS), default="iso")
     parser.add_argument("--no-denoise", dest="denoise", action="store_false")
-    parser.add_argument("--opaque", action="store_true", help="render the world behind the model")
+    parser.add_argument("--opaque", action="store_true", help="render the backdrop behind the model")
+    parser.add_argument("--no-ground-shadow", dest="ground_shadow", action="store_false")
     parser.add_argument("--template", help="a .blend whose world, lights and settings replace the studio")
     parser.add_argument("--materials", help="library JSON: parts' materials become Principled BSDFs from it")
     parser.add_argument("--label", default="render", help="the pipeline step, as the prefix of log lines")
@@ -57,15 +58,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def render(args: argparse.Namespace, log: Log) -> dict:
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), time.time()
     meshes = import_glb(args.glb, args.template)
     scene = bpy.context.scene
     materials = apply_library(meshes, *load_library(args.materials), log) if args.materials else {}
-    center, radius = bounds(meshes)
-    camera = frame_camera(scene, center, radius, args.camera)
+    model = bounds(meshes)
+    camera = frame_camera(scene, model.center, model.radius, args.camera)
     if args.frames:
-        turntable(scene, camera, center, args.frames)
-    lighting = set_up(scene, from_template=bool(args.template))
+        turntable(scene, camera, model.center, args.frames)
+    lighting = set_up(scene, model, args.engine, bool(args.template), args.ground_shadow)
     device = configure(scene, args, log)
     log.info(
         f"[{args.label}] {len(meshes)} meshes, {args.engine}"
@@ -80,11 +81,14 @@ def render(args: argparse.Namespace, log: Log) -> dict:
         "frames": args.frames,
         "camera": args.camera,
         "samples": 0 if args.engine == "workbench" else args.samples,
+        "cycles_device": args.device if args.engine == "cycles" else None,  # what was asked for
         "size": args.size,
         "meshes": len(meshes),
         "lighting": lighting,
         "materials": materials,
         "render_seconds": round(time.perf_counter() - started, 3),
+        "started_at": started_at,  # wall clock (epoch seconds) of this render in Blender
+        "finished_at": time.time(),
         "output_bytes": os.path.getsize(args.output),
         **device,
     }

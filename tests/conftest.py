@@ -60,7 +60,7 @@ def domain_database() -> str:
 def env(tmp_path: Path, domain_database: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """The AUTOMAT_* environment the definitions read, over empty tables and folders."""
     with engine(domain_database).begin() as conn:
-        tables = "tenants, products, product_files, login_failures, inbox_files, observations"
+        tables = "tenants, products, product_files, login_failures, inbox_files, observations, render_hosts"
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     values = {
         "AUTOMAT_DATABASE_URL": domain_database,

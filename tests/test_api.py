@@ -93,6 +93,8 @@ def cell(api, world, headers: dict, permission: Permission) -> int:
         return api.delete(f"/media/{media.id}", headers=headers).status_code
     if permission is Permission.view_analytics:
         return api.get("/analytics", headers=headers).status_code
+    if permission is Permission.view_render_hosts:
+        return api.get("/render-hosts", headers=headers).status_code
     raise AssertionError(permission)
 
 

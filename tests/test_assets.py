@@ -157,7 +157,7 @@ def test_chain_for_one_product(env, resources, imported):
         "print('SCENE', s.camera.name, s.render.engine, len([o for o in s.objects if o.type == 'MESH']))"
     )
     opened = subprocess.run([env["AUTOMAT_BLENDER"], "-c", probe, scene["path"]], capture_output=True, text=True)
-    assert "SCENE Camera CYCLES 18" in opened.stdout, opened.stdout[-500:] + opened.stderr[-500:]
+    assert "SCENE Camera CYCLES 19" in opened.stdout, opened.stdout[-500:] + opened.stderr[-500:]  # 18 parts, ground
     [movie] = metadata(renders, "turntable")["outputs"].values()
     assert movie["frames"] == 3 and Path(movie["path"]).stat().st_size == movie["output_bytes"]
     [image] = metadata(renders, "still")["outputs"].values()

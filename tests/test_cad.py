@@ -114,9 +114,13 @@ def test_production_glb_names_materials_after_the_library(tmp_path):
     assert pbr["baseColorFactor"][:3] == pytest.approx(list(brass.base_color), abs=1e-4)
     assert (pbr["metallicFactor"], pbr["roughnessFactor"]) == pytest.approx((brass.metallic, brass.roughness))
     assert "[MATERIAL] part 'Cage' → 'SCHAEFFLER_020201_Brass-Cage' (catalogue assignment)" in result.materials
-    viewer, _ = read_glb(tmp_path / "v.glb")  # CAD colours as dielectrics, not OpenCascade's metallic = 1
-    assert {m["pbrMetallicRoughness"]["metallicFactor"] for m in viewer["materials"]} == {0.0}
-    assert trimesh.load(tmp_path / "p.glb").bounds.tolist() == trimesh.load(tmp_path / "v.glb").bounds.tolist()
+    # The viewer GLB in library colours (the web viewer shows what the renders show), not the CAD
+    # file's: the cage's CAD colour is #c79940, the rings' #b8bac2.
+    assert (tmp_path / "v.glb").read_bytes() == (tmp_path / "p.glb").read_bytes()
+    without_library = convert_step(step, tmp_path / "cad.glb")  # no library: CAD colours, as dielectrics
+    cad_colours, _ = read_glb(tmp_path / "cad.glb")
+    assert {m["pbrMetallicRoughness"]["metallicFactor"] for m in cad_colours["materials"]} == {0.0}
+    assert without_library.triangles == result.triangles
 
 
 def test_production_glb_splits_a_mesh_shared_by_parts_on_different_materials(tmp_path):

@@ -6,6 +6,8 @@ and a render terminated with its container.
 No engine: skipped with the reason, except under AUTOMAT_DEPLOYMENT=ci (``.ci/run`` starts one),
 where that is a failure. Engine set-up: ``make docker-engine`` (root)."""
 
+import hashlib
+import json
 import os
 import shutil
 import socket
@@ -31,7 +33,8 @@ from automat_pipeline.db.models import Product
 from automat_pipeline.embedded import REPO, api_url, database_url, deployment, start_server
 from automat_pipeline.settings import Settings
 
-TAG = "test"
+# Per checkout: concurrent sessions on one Docker engine (other worktrees) must not retag each other's images.
+TAG = "test-" + hashlib.sha1(str(REPO).encode()).hexdigest()[:8]
 DATA = "/var/lib/automat/data"  # the shared volume inside every container (docker/dagster.yaml)
 
 
@@ -57,7 +60,7 @@ def require(reason: str | None) -> None:
 
 @pytest.fixture(scope="module")
 def images():
-    """automat/<target>:test, built from this checkout (layers cached between runs)."""
+    """automat/<target>:TAG, built from this checkout (layers cached between runs)."""
     require(engine_missing())
     built = subprocess.run(
         [str(REPO / "docker" / "build.sh"), TAG],
@@ -90,7 +93,17 @@ def test_compose_file_is_valid_with_the_example_settings(tmp_path):
     )
     assert checked.returncode == 0, checked.stderr
     services = yaml.safe_load(checked.stdout)["services"]
-    assert set(services) == {"postgres", "migrate", "code-location", "webserver", "daemon", "api", "proxy"}
+    assert set(services) == {
+        "postgres",
+        "migrate",
+        "code-location",
+        "webserver",
+        "daemon",
+        "api",
+        "proxy",
+        "render-host",
+    }
+    assert services["daemon"]["depends_on"]["render-host"] == {"condition": "service_healthy"}  # a warm host first
     automat = {n: s for n, s in services.items() if n not in ("postgres", "proxy")}
     assert all(s["environment"]["AUTOMAT_DEPLOYMENT"] == "production" for s in automat.values())
     published = {name for name, service in services.items() if service.get("ports")}
@@ -122,24 +135,59 @@ def test_images_hold_no_settings_and_refuse_to_start_without_them(images):
 
 @pytest.mark.slow
 def test_render_image_runs_the_gpu_check_and_says_when_it_falls_back_to_the_cpu(images):
-    """The render host's GPU check (and kernel-cache warm-up) inside the render image; here, without
-    a GPU, the probe must say it fell back to the CPU and the render must still succeed."""
-    env = docker("image", "inspect", "--format", "{{json .Config.Env}}", f"automat/render:{images}").stdout
-    assert "OPTIX_CACHE_PATH=/var/lib/automat/gpu-cache/optix" in env and "CUDA_CACHE_PATH=" in env
+    """The render host's GPU benchmark (bench/gpu_bench.sh) inside the render image, at small sizes;
+    here, without a GPU, the probe must say it fell back to the CPU and the renders still succeed."""
     checked = docker(
         "run",
         "--rm",
-        "-e",
-        "GPU_CHECK_SPECS=gpu 32 4",
-        "-e",
-        "GPU_CHECK_OUT=/tmp/gpu_check.json",
+        "--env=GPU_BENCH_STILL=32 4",
+        "--env=GPU_BENCH_TURNTABLE=32 2 1",
+        "--env=GPU_BENCH_OUT=/tmp/gpu_bench.json",
         f"automat/render:{images}",
-        "bench/gpu_check.sh",
+        "bench/gpu_bench.sh",
         timeout=300,
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "[GPU_PROBE] No GPU found, falling back to CPU" in checked.stdout, checked.stdout
-    assert '"device": "CPU", "backend": "CPU"' in checked.stdout, checked.stdout
+    assert checked.stdout.count('"device": "CPU", "backend": "CPU"') == 3, checked.stdout  # warm-up, still, turntable
+
+
+@pytest.mark.slow
+def test_render_image_warms_the_kernel_cache_before_its_command_and_then_turns_healthy(images):
+    """The entrypoint's warm-up (probe, one GPU render, status file) runs before the container's
+    command; the healthcheck turns healthy only once it is done. Here, without a GPU: a CPU host."""
+    config = json.loads(docker("image", "inspect", "--format", "{{json .Config}}", f"automat/render:{images}").stdout)
+    assert "CUDA_CACHE_MAXSIZE=4294967296" in config["Env"]  # the JIT cache sized for Cycles' kernels
+    caches = dict(
+        e.split("=", 1)
+        for e in config["Env"]
+        if e.split("=")[0] in ("OPTIX_CACHE_PATH", "CUDA_CACHE_PATH", "XDG_CACHE_HOME")
+    )
+    assert len(caches) == 3 and all(path.startswith("/var/lib/automat/gpu-cache/") for path in caches.values())
+    assert config["Healthcheck"]["Test"] == ["CMD", "test", "-s", "/tmp/automat-render-host.json"]
+    started = docker(
+        "run",
+        "--detach",
+        "--health-interval=1s",
+        "--env=AUTOMAT_RENDER_HOST=test-gpu",
+        f"automat/render:{images}",
+        "sh",
+        "-c",
+        'echo "COMMAND SEES $(cat "$AUTOMAT_RENDER_STATUS")"; exec sleep 300',
+    )
+    assert started.returncode == 0, started.stderr
+    container = started.stdout.strip()
+    try:
+        health = lambda: docker("inspect", "--format", "{{.State.Health.Status}}", container).stdout.strip()  # noqa: E731
+        assert health() == "starting"  # the warm-up takes seconds: not healthy yet
+        wait_for("the render host to turn healthy", lambda: health() == "healthy", 180)
+        logs = docker("logs", container)
+        [seen] = [line for line in logs.stdout.splitlines() if line.startswith("COMMAND SEES ")]
+        report = json.loads(seen.removeprefix("COMMAND SEES "))  # written before the command started
+        assert (report["host"], report["warm"], report["device"]) == ("test-gpu", False, "CPU")
+        assert "[GPU_PROBE] No GPU found, falling back to CPU" in logs.stderr
+    finally:
+        docker("rm", "--force", container)
 
 
 def accepts(port: int) -> bool:
@@ -308,7 +356,7 @@ def test_render_runs_launch_into_render_containers_and_terminate_with_them(stack
     thumbnail = client.launch(["thumbnail"], partition, {}, {}, launch_key="thumbnail")
     assert finished(client, thumbnail)["status"] == "SUCCESS", (home / "daemon.log").read_text()[-3000:]
     tags = run_tags(port, thumbnail)
-    assert tags["automat/render-host"] == "gpu-1" and tags["dagster/image"] == "automat/render:test"
+    assert tags["automat/render-host"] == "gpu-1" and tags["dagster/image"] == f"automat/render:{TAG}"
     assert (home / "data" / "media" / "acme" / "AS1" / "thumbnail.png").stat().st_size > 1000
     wait_for("the finished run's container to go", lambda: not container_exists(tags["docker/container_id"]), 60)
 

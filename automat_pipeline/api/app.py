@@ -22,6 +22,7 @@ from automat_pipeline.api.routes import (
     operator,
     orders,
     portal,
+    render_hosts,
     uploads,
     workflows,
 )
@@ -48,6 +49,7 @@ ROUTERS = (
     analytics,
     portal,
     metrics,
+    render_hosts,
 )
 
 

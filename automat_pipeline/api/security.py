@@ -48,6 +48,7 @@ class Permission(StrEnum):
     reject_orders = "reject_orders"
     delete_renders = "delete_renders"
     view_analytics = "view_analytics"
+    view_render_hosts = "view_render_hosts"
 
 
 GA, TA, PM, CL = Role.global_admin, Role.tenant_admin, Role.project_manager, Role.client
@@ -62,6 +63,7 @@ MATRIX: dict[Permission, set[Role]] = {
     Permission.reject_orders: {GA, TA, PM},
     Permission.delete_renders: {GA, TA, PM},
     Permission.view_analytics: {GA, TA, PM},
+    Permission.view_render_hosts: {GA},
 }
 
 

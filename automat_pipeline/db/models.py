@@ -314,3 +314,22 @@ class SavedWorkflow(Base):
     revision: Mapped[int] = mapped_column(default=1)
     document: Mapped[dict] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class RenderHost(Base):
+    """A render host's GPU status: what its last probe found (at the warm-up, and in every Cycles
+    render that asked for the GPU), whether its kernel cache is warm, and the renders it served."""
+
+    __tablename__ = "render_hosts"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)  # AUTOMAT_RENDER_HOST
+    device: Mapped[str | None] = mapped_column(String(200))  # "NVIDIA H100 80GB HBM3", or "CPU"
+    backend: Mapped[str | None] = mapped_column(String(32))  # OPTIX, CUDA, …, CPU
+    driver: Mapped[str | None] = mapped_column(String(200))
+    probed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    probe: Mapped[dict] = mapped_column(default=dict)  # the last probe's report: device, backend, fallback_reason
+    cache_warm: Mapped[bool] = mapped_column(Boolean, default=False)
+    warmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    gpu_renders: Mapped[int] = mapped_column(BigInteger, default=0)
+    cpu_renders: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_render_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

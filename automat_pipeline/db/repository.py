@@ -21,6 +21,7 @@ from automat_pipeline.db.models import (
     OrderNumber,
     Product,
     ProductFile,
+    RenderHost,
     SavedWorkflow,
     Tenant,
     TenantMaterial,
@@ -38,6 +39,7 @@ from automat_pipeline.materials import (
     alias_problems,
     changed_parts,
 )
+from automat_pipeline.tenant_settings import TenantSettings
 
 
 def tenant(session: Session, slug: str, create: bool = True) -> Tenant | None:
@@ -454,8 +456,14 @@ def output_types_of(session: Session, tenant_id: int) -> list[output_types.Outpu
 
 
 def tenant_output_types(session: Session, tenant: Tenant, kind: str) -> list[output_types.OutputType]:
-    """The tenant's output types of ``kind``."""
-    return [t for t in output_types_of(session, tenant.id) if t.kind == kind]
+    """The tenant's output types of ``kind``, as rendered: one that names no ``cycles_device`` takes
+    the tenant's setting."""
+    device = TenantSettings.of(tenant.settings).cycles_device
+    return [
+        t if t.cycles_device else t.model_copy(update={"cycles_device": device})
+        for t in output_types_of(session, tenant.id)
+        if t.kind == kind
+    ]
 
 
 def media_failure(session: Session, tenant_id: int, product_id: int) -> str | None:
@@ -579,3 +587,43 @@ def render_limits(session: Session, default: int) -> dict[str, int]:
     for slug, value in session.execute(select(Tenant.slug, Tenant.settings["max_concurrent_renders"])):
         limits[slug] = value if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 64 else default
     return limits
+
+
+def record_host_probe(session: Session, host: str, probe: dict, warmed: bool | None = None) -> None:
+    """A GPU probe on ``host`` (``probe``: device, backend, driver, fallback_reason, as Blender reports
+    them); ``warmed``: the warm-up's verdict on the kernel cache (None: a render's probe, which
+    warms it only when it ran on the GPU)."""
+    on_gpu = probe.get("device") not in (None, "CPU")
+    values = {
+        "device": probe.get("device"),
+        "backend": probe.get("backend"),
+        "driver": probe.get("driver"),
+        "probed_at": func.now(),
+        "probe": {k: probe.get(k) for k in ("device", "backend", "driver", "fallback_reason", "render_seconds")},
+    }
+    if warmed is not None or on_gpu:
+        values |= {"cache_warm": bool(warmed if warmed is not None else on_gpu)}
+    if warmed or (warmed is None and on_gpu):
+        values["warmed_at"] = func.now()
+    statement = insert(RenderHost).values(name=host, **values)
+    session.execute(statement.on_conflict_do_update(index_elements=["name"], set_=values))
+
+
+def record_host_render(session: Session, host: str, result: dict) -> None:
+    """One render ``host`` served, counted as on the GPU or on the CPU by the device Blender reports; a
+    Cycles render that asked for the GPU probed for it, which is the host's latest probe too."""
+    if result.get("cycles_device") == "gpu":
+        record_host_probe(session, host, result)
+    column = RenderHost.cpu_renders if result.get("device") == "CPU" else RenderHost.gpu_renders
+    statement = insert(RenderHost).values(name=host, **{column.key: 1}, last_render_at=func.now())
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["name"], set_={column.key: column + 1, "last_render_at": func.now()}
+        )
+    )
+
+
+def render_hosts(session: Session) -> list[RenderHost]:
+    """Every render host's status, through ``automat_render_hosts()``: the API's role cannot read the
+    table itself (migration 0015), and the route admits global admins only."""
+    return list(session.scalars(select(RenderHost).from_statement(text("SELECT * FROM automat_render_hosts()"))))

@@ -1,6 +1,7 @@
 """Load the model into a fresh scene: the studio default, or a tenant's template .blend."""
 
 import os
+from typing import NamedTuple
 
 import bpy
 from mathutils import Vector
@@ -35,9 +36,16 @@ def import_glb(path: str, template: str | None = None) -> list:
     return meshes
 
 
-def bounds(meshes: list) -> tuple[Vector, float]:
-    """Centre and bounding-sphere radius of the model, in world space."""
+class Bounds(NamedTuple):
+    """The model's bounding sphere and the height of its lowest point, in world space (Z up)."""
+
+    center: Vector
+    radius: float
+    bottom: float
+
+
+def bounds(meshes: list) -> Bounds:
     corners = [o.matrix_world @ Vector(c) for o in meshes for c in o.bound_box]
     lo = Vector(min(c[i] for c in corners) for i in range(3))
     hi = Vector(max(c[i] for c in corners) for i in range(3))
-    return (lo + hi) / 2, max((hi - lo).length / 2, 1e-6)
+    return Bounds((lo + hi) / 2, max((hi - lo).length / 2, 1e-6), lo.z)

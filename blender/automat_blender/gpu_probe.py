@@ -4,6 +4,8 @@ EEVEE and Workbench draw with OpenGL: their device is known only once a render h
 context, so it is read afterwards (``opengl_device``).
 """
 
+import subprocess
+
 import bpy
 import gpu
 
@@ -26,21 +28,37 @@ def probe_gpu(log: Log) -> dict:
             for d in prefs.devices:
                 d.use = d.type == backend
             log.info(f"[GPU_PROBE] {devices[0].name} activated ({backend})")
-            return {"device": devices[0].name, "backend": backend, "fallback_reason": None}
+            return {"device": devices[0].name, "backend": backend, "fallback_reason": None, "driver": driver(backend)}
     prefs.compute_device_type = "NONE"
     log.info("[GPU_PROBE] No GPU found, falling back to CPU")
-    return {"device": "CPU", "backend": "CPU", "fallback_reason": "no GPU device found"}
+    return cpu("no GPU device found")
 
 
 def cpu(reason: str) -> dict:
-    return {"device": "CPU", "backend": "CPU", "fallback_reason": reason}
+    return {"device": "CPU", "backend": "CPU", "fallback_reason": reason, "driver": None}
+
+
+def driver(backend: str) -> str | None:
+    """The GPU driver's version, where the vendor's tool tells it (NVIDIA: nvidia-smi)."""
+    if backend not in ("OPTIX", "CUDA"):
+        return None
+    try:
+        query = ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"]
+        return "NVIDIA " + subprocess.run(query, capture_output=True, text=True, timeout=10).stdout.split()[0]
+    except (OSError, IndexError, subprocess.TimeoutExpired):
+        return None
 
 
 def opengl_device(log: Log) -> dict:
     """The OpenGL device the last render drew with: a GPU, or Mesa's software rasteriser."""
-    name, backend = gpu.platform.renderer_get(), gpu.platform.backend_type_get()
+    name, backend, version = gpu.platform.renderer_get(), gpu.platform.backend_type_get(), gpu.platform.version_get()
     if gpu.platform.device_type_get() == "SOFTWARE":
         log.info(f"[GPU_PROBE] No GPU found, falling back to CPU ({name})")
-        return {"device": "CPU", "backend": backend, "fallback_reason": f"no GPU: software OpenGL ({name})"}
+        return {
+            "device": "CPU",
+            "backend": backend,
+            "fallback_reason": f"no GPU: software OpenGL ({name})",
+            "driver": version,
+        }
     log.info(f"[GPU_PROBE] {name} activated ({backend})")
-    return {"device": name, "backend": backend, "fallback_reason": None}
+    return {"device": name, "backend": backend, "fallback_reason": None, "driver": version}

@@ -49,6 +49,8 @@ def _principled(name: str, entry: dict) -> bpy.types.Material:
     bsdf.inputs["Base Color"].default_value = (*entry["base_color"], 1.0)
     bsdf.inputs["Metallic"].default_value = entry["metallic"]
     bsdf.inputs["Roughness"].default_value = entry["roughness"]
-    material.diffuse_color = (*entry["base_color"], 1.0)  # what Workbench shows
-    material.metallic, material.roughness = entry["metallic"], entry["roughness"]
+    # What Workbench shows: it has no surroundings for a metal to mirror and draws metallic = 1
+    # near-black, so it gets the base colour as a diffuse colour and the roughness for its highlight.
+    material.diffuse_color = (*entry["base_color"], 1.0)
+    material.metallic, material.roughness = 0.0, entry["roughness"]
     return material

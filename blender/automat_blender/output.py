@@ -37,9 +37,6 @@ def configure(scene, args, log: Log) -> dict | None:
         return device
     if args.engine == "eevee":
         scene.eevee.taa_render_samples = args.samples
-    else:
-        scene.display.shading.light = "STUDIO"
-        scene.display.shading.color_type = "MATERIAL"
     return None
 
 

@@ -1,7 +1,8 @@
 """Render assets per tenant|product: Blender output from the production GLB, per output type.
 
 Every render's outcome (completed, failed, cancelled) is recorded in ``media_assets``, where the
-API's media browser finds it.
+API's media browser finds it; every completed render is counted for its render host
+(``render_hosts``), and its device is the ``render_device`` asset check.
 """
 
 import base64
@@ -12,6 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
     AssetExecutionContext,
     BackfillPolicy,
     Config,
@@ -21,15 +25,16 @@ from dagster import (
     asset,
 )
 
-from automat_pipeline import materials, policy, tags
+from automat_pipeline import materials, policy, render_host, tags
 from automat_pipeline.blender import render_args
 from automat_pipeline.db import repository
+from automat_pipeline.db.models import RenderHost
 from automat_pipeline.defs.failures import batch_failure, classified, record_outcomes
 from automat_pipeline.defs.partitions import product_partitions
 from automat_pipeline.defs.resources import Blender, Database, MediaStore
 from automat_pipeline.errors import AutomatError
 from automat_pipeline.output_types import OutputType, check_limits
-from automat_pipeline.settings import deployment_limits
+from automat_pipeline.settings import Settings, deployment_limits
 from automat_pipeline.step_params import RenderParams
 from automat_pipeline.tenant_settings import TenantSettings
 
@@ -135,6 +140,67 @@ class Renders:
                 run_id=self.context.run.run_id,
                 **values,
             )
+            if status == "completed" and step in DEVICE_CHECKED:
+                served(self.context, session, step, output_type, values["details"])
+
+
+DEVICE_CHECKED = ("thumbnail", "still", "turntable")  # blend_export saves a scene: nothing is rendered
+
+
+def served(context: AssetExecutionContext, session, step: str, output_type: OutputType, details: dict) -> None:
+    """A completed render, counted for this host; a Cycles render that fell back to the CPU though
+    its output type asked for the GPU is a warning in the run log (cycles_device cpu opts out)."""
+    host = render_host.name(Settings())
+    repository.record_host_render(session, host, details)
+    if details.get("cycles_device") == "gpu" and details.get("device") == "CPU":
+        context.log.warning(
+            f"[GPU_PROBE] {step} {output_type.name!r} rendered on the CPU of {host}: {details.get('fallback_reason')}"
+            " (the output type's or the tenant's cycles_device: cpu renders on the CPU without this warning)"
+        )
+
+
+def device_check(asset: str, database: Database, renders: dict[str, dict]) -> AssetCheckResult:
+    """``render_device``: passes when every render ran on a GPU, or on the CPU because its output
+    type asked for it; warns otherwise, with the host's GPU status."""
+    fell_back = {
+        name: details.get("fallback_reason")
+        for name, details in renders.items()
+        if details.get("device") == "CPU" and details.get("cycles_device") != "cpu"
+    }
+    name = render_host.name(Settings())
+    with database.session() as session:
+        host = session.get(RenderHost, name)
+        status = (
+            {
+                column: getattr(host, column)
+                for column in ("device", "backend", "driver", "cache_warm", "gpu_renders", "cpu_renders")
+            }
+            if host
+            else {}
+        )
+    return AssetCheckResult(
+        check_name="render_device",
+        asset_key=asset,
+        passed=not fell_back,
+        severity=AssetCheckSeverity.WARN,
+        metadata={
+            "host": name,
+            "fell_back_to_cpu": MetadataValue.json(fell_back),
+            "devices": MetadataValue.json(
+                {name: {k: d.get(k) for k in ("device", "backend", "driver")} for name, d in renders.items()}
+            ),
+            "host_status": MetadataValue.json(status),
+        },
+    )
+
+
+def device_spec(asset: str) -> AssetCheckSpec:
+    return AssetCheckSpec(
+        "render_device",
+        asset=asset,
+        description="the render ran on the render host's GPU, or on the CPU because its output type asked for it "
+        "(warns on a CPU fallback; metadata: the host's GPU status)",
+    )
 
 
 CANCELLED = "the run was terminated while Blender rendered"
@@ -221,7 +287,8 @@ def _render_each(
             "outputs": MetadataValue.json(outputs),
             "count": len(outputs),
             "seconds": round(time.perf_counter() - started, 3),
-        }
+        },
+        check_results=[device_check(kind, database, outputs)],
     )
 
 
@@ -230,9 +297,10 @@ def _render_each(
     deps=["glb_production"],
     group_name="render",
     kinds={"blender", "png"},
-    code_version="5",
+    code_version="6",
     pool="blender",
     backfill_policy=BackfillPolicy.single_run(),
+    check_specs=[device_spec("thumbnail")],
 )
 def thumbnail(
     context: AssetExecutionContext, config: RenderConfig, blender: Blender, database: Database, media: MediaStore
@@ -278,6 +346,7 @@ def thumbnail(
     if failed:
         raise batch_failure("thumbnails_failed", "thumbnails", failed, len(context.partition_keys))
     metadata = {"count": len(outcomes), "seconds": round(time.perf_counter() - started, 3)}
+    check = device_check("thumbnail", database, {keys[o.output]: o.details for o in outcomes})
     if len(outcomes) == 1:
         [outcome] = outcomes
         preview = base64.b64encode(outcome.output.read_bytes()).decode()
@@ -287,7 +356,7 @@ def thumbnail(
             "path": MetadataValue.path(str(outcome.output)),
             "preview": MetadataValue.md(f"![thumbnail](data:image/png;base64,{preview})"),
         }
-    return MaterializeResult(metadata=metadata)
+    return MaterializeResult(metadata=metadata, check_results=[check])
 
 
 @asset(
@@ -295,8 +364,9 @@ def thumbnail(
     deps=["glb_production"],
     group_name="render",
     kinds={"blender", "png"},
-    code_version="2",
+    code_version="3",
     pool="blender",
+    check_specs=[device_spec("still")],
 )
 def still(
     context: AssetExecutionContext, config: RenderConfig, blender: Blender, database: Database, media: MediaStore
@@ -310,8 +380,9 @@ def still(
     deps=["glb_production"],
     group_name="render",
     kinds={"blender", "mp4"},
-    code_version="3",
+    code_version="4",
     pool="blender",
+    check_specs=[device_spec("turntable")],
 )
 def turntable(
     context: AssetExecutionContext, config: RenderConfig, blender: Blender, database: Database, media: MediaStore
