@@ -1,0 +1,185 @@
+"""Render templates: nothing in a template ever runs (checked against a real template whose scripts
+write marker files), the check in Blender, and the check job in process."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import trimesh
+from dagster import DagsterInstance
+from sqlalchemy import select
+
+from automat_pipeline import tags, templates
+from automat_pipeline.blender import blender_command, render_args, run_blender
+from automat_pipeline.db.database import session
+from automat_pipeline.db.models import RenderTemplate, Tenant
+from automat_pipeline.defs.partitions import tenant_partitions
+from automat_pipeline.defs.resources import Blender, Database, MediaStore
+from automat_pipeline.defs.templates.check import check_template_job
+from automat_pipeline.embedded import REPO
+from automat_pipeline.output_types import OutputType
+
+BLENDER = str(REPO / ".venv-render" / "bin" / "python")
+# studio.blend: a world and a sun. scripted.blend: the same, plus a text block registered to run on
+# load, a driver whose Python expression writes a file, and a Freestyle style module (which Blender
+# runs at render time even with auto-run off). meshy.blend: studio plus a cube.
+MAKE = """
+import bpy, sys
+folder, markers = sys.argv[1], sys.argv[2]
+bpy.ops.wm.read_factory_settings(use_empty=True)
+scene = bpy.context.scene
+scene.world = bpy.data.worlds.new("Studio")
+key = bpy.data.objects.new("Key", bpy.data.lights.new("Key", "SUN"))
+scene.collection.objects.link(key)
+bpy.ops.wm.save_as_mainfile(filepath=folder + "/studio.blend")
+text = bpy.data.texts.new("x.py")
+text.write(f"open({markers!r} + '/text', 'w').write('ran')")
+text.use_module = True
+driver = key.data.driver_add("energy").driver
+driver.type = "SCRIPTED"
+driver.expression = f"open({markers!r} + '/driver', 'w').write('ran') * 0 + 3"
+scene.render.use_freestyle = True
+freestyle = scene.view_layers[0].freestyle_settings
+freestyle.mode = "SCRIPT"
+style = bpy.data.texts.new("style.py")
+style.write(f"open({markers!r} + '/freestyle', 'w').write('ran')")
+module = freestyle.modules.new()
+module.script, module.use = style, True
+bpy.ops.wm.save_as_mainfile(filepath=folder + "/scripted.blend")
+bpy.ops.wm.open_mainfile(filepath=folder + "/studio.blend", use_scripts=False)
+bpy.ops.mesh.primitive_cube_add()
+bpy.ops.wm.save_as_mainfile(filepath=folder + "/meshy.blend")
+"""
+# The control: the same file opened the way Blender opens a trusted file, then rendered.
+TRUSTED = """
+import bpy, sys
+bpy.ops.wm.open_mainfile(filepath=sys.argv[1], use_scripts=True)
+bpy.ops.mesh.primitive_cube_add()
+camera = bpy.data.objects.new("C", bpy.data.cameras.new("C"))
+bpy.context.scene.collection.objects.link(camera)
+scene = bpy.context.scene
+scene.camera, camera.location, camera.rotation_euler = camera, (0, -6, 0), (1.5708, 0, 0)
+scene.render.engine, scene.cycles.samples = "CYCLES", 1
+scene.render.resolution_x = scene.render.resolution_y = 16
+scene.render.filepath = sys.argv[2]
+bpy.ops.render.render(write_still=True)
+"""
+MARKERS = ("text", "driver", "freestyle")
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory) -> dict[str, Path]:
+    folder, markers = tmp_path_factory.mktemp("templates"), tmp_path_factory.mktemp("markers")
+    subprocess.run([BLENDER, "-c", MAKE, str(folder), str(markers)], check=True, capture_output=True)
+    for marker in markers.iterdir():  # had Blender run them while making the file, the test starts clean
+        marker.unlink()
+    return {p.stem: p for p in folder.glob("*.blend")} | {"markers": markers}
+
+
+@pytest.fixture
+def resources(env):
+    return {
+        "database": Database(url=env["AUTOMAT_DATABASE_URL"]),
+        "media": MediaStore(uploads_dir=env["AUTOMAT_UPLOADS_DIR"], media_dir=env["AUTOMAT_MEDIA_DIR"]),
+        "blender": Blender(executable=env["AUTOMAT_BLENDER"], scripts_dir=env["AUTOMAT_BLENDER_SCRIPTS"]),
+    }
+
+
+def test_a_templates_scripts_never_run_at_check_or_render_but_do_when_trusted(made, tmp_path, resources):
+    markers = made["markers"]
+    report = resources["blender"].check_template(made["scripted"])
+    assert report["valid"] and report["problems"] == []
+    kinds = sorted((s["kind"], s["name"]) for s in report["scripts"])
+    assert kinds == [("driver", "Key.energy"), ("freestyle", "style.py"), ("text", "style.py"), ("text", "x.py")]
+    assert report["warnings"] == ["holds 3 scripts (style.py, x.py, Key.energy) that will never run"]
+    assert sorted(p.name for p in markers.iterdir()) == []
+
+    glb = tmp_path / "box.glb"
+    trimesh.creation.box().export(glb)
+    still = OutputType(name="s", kind="still", resolution=16, samples=1, engine="cycles", transparent=False)
+    arguments = render_args(glb, tmp_path / "s.png", still, template=made["scripted"])
+    command = blender_command(BLENDER, str(REPO / "blender"), arguments)
+    [result] = run_blender(command, output=tmp_path / "s.png")
+    assert result["lighting"] == "template (1 lights, world Studio)" and (tmp_path / "s.png").stat().st_size > 0
+    assert sorted(p.name for p in markers.iterdir()) == []
+
+    trusted = subprocess.run(
+        [BLENDER, "-c", TRUSTED, str(made["scripted"]), str(tmp_path / "trusted.png")], capture_output=True, text=True
+    )
+    assert trusted.returncode == 0, trusted.stderr[-2000:]
+    assert sorted(p.name for p in markers.iterdir()) == sorted(MARKERS)  # the same file does run them when trusted
+
+
+def test_the_check_refuses_meshes_and_what_is_no_blend_file(made, tmp_path, resources):
+    meshy = resources["blender"].check_template(made["meshy"])
+    assert meshy["meshes"] == ["Cube"] and meshy["lights"] == ["Key"] and meshy["world"] == "Studio"
+    assert meshy["problems"] == [
+        ["holds_meshes", "meshy.blend holds meshes (Cube); a template is lights, world and settings"]
+    ]
+    studio = resources["blender"].check_template(made["studio"])
+    assert (studio["valid"], studio["problems"], studio["warnings"], studio["saved_with"]) == (True, [], [], "5.0")
+    assert studio["render_engine"] and studio["cameras"] == [] and studio["external_files"] == []
+    fake = tmp_path / "fake.blend"
+    fake.write_bytes(b"BLENDER-v500 but nothing a .blend holds")
+    refused = resources["blender"].check_template(fake)
+    assert refused["valid"] is False and refused["problems"][0][0] == "not_blend"
+
+
+def test_the_check_job_records_ok_or_refused_and_swaps_in_what_passed(env, world, made, resources):
+    media = Path(env["AUTOMAT_MEDIA_DIR"])
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(tenant_partitions.name, ["acme"])
+
+    def upload(source: Path) -> str:
+        staged = media / "incoming.part"
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, staged)
+        digest = hashlib.sha256(staged.read_bytes()).hexdigest()
+        with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
+            tenant = s.get(Tenant, world["tenants"]["acme"])
+            templates.accept(s, tenant, "studio.blend", digest, staged.stat().st_size, staged, media)
+        return digest
+
+    def check(digest: str):
+        config = {"ops": {"template_check": {"config": {"name": "studio.blend", "sha256": digest}}}}
+        return check_template_job.execute_in_process(
+            run_config=config, partition_key="acme", instance=instance, resources=resources
+        )
+
+    first = upload(made["studio"])
+    assert check(first).success
+    serving = media / "acme" / "_templates" / "studio.blend"
+    assert serving.read_bytes() == made["studio"].read_bytes()
+    second = upload(made["meshy"])  # a new version of the name: checked before it replaces the first
+    assert serving.read_bytes() == made["studio"].read_bytes()
+    assert check(second).success  # a verdict is no failure
+    assert serving.read_bytes() == made["studio"].read_bytes()  # refused: the first one still serves
+    with session(env["AUTOMAT_DATABASE_URL"]) as s:
+        versions = {v.sha256: v for v in s.scalars(select(RenderTemplate))}
+    assert (versions[first].status, versions[second].status, versions[second].error_class) == (
+        "ok",
+        "refused",
+        "holds_meshes",
+    )
+    assert versions[second].report["meshes"] == ["Cube"] and versions[second].checked_at
+    assert list((media / "acme" / "_templates" / ".pending").iterdir()) == []
+    third = upload(made["scripted"])
+    assert check(third).success
+    assert serving.read_bytes() == made["scripted"].read_bytes()
+    with session(env["AUTOMAT_DATABASE_URL"]) as s:
+        [only] = s.scalars(select(RenderTemplate)).all()  # the refused and the replaced version are gone
+    assert (only.sha256, only.status, only.report["warnings"][0]) == (
+        third,
+        "ok",
+        "holds 3 scripts (style.py, x.py, Key.energy) that will never run",
+    )
+    assert check(third).success  # a check nothing waits for any more changes nothing
+
+
+def test_the_check_is_a_render_step_queued_with_the_tenants_renders():
+    assert templates.CHECK_STEP in tags.RENDER_STEPS
+    assert tags.queue_tags("acme", [templates.CHECK_STEP]) == {tags.TENANT: "acme", tags.RENDERS: "acme"}
