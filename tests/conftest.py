@@ -154,6 +154,7 @@ def api(env, world, tmp_path):
         uploads_dir=env["AUTOMAT_UPLOADS_DIR"],
         media_dir=env["AUTOMAT_MEDIA_DIR"],
         max_upload_mb=1,
+        max_template_mb=1,
     )
     with TestClient(create_app(config, launcher=False)) as client:
         yield client

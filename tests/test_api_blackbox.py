@@ -136,6 +136,10 @@ ROUTE_PERMISSIONS = {  # an operation → the permission it needs (the matrix of
     ("POST", "/products/{product_id}/renders"): "trigger_renders",
     ("POST", "/workflows/{name}/runs"): "trigger_renders",
     ("DELETE", "/media/{media_id}"): "delete_renders",
+    ("POST", "/templates"): "settings",
+    ("DELETE", "/templates/{name}"): "settings",
+    ("GET", "/templates"): "trigger_renders",
+    ("GET", "/templates/{name}/file"): "trigger_renders",
 }
 
 

@@ -1,5 +1,6 @@
 """Render templates: nothing in a template ever runs (checked against a real template whose scripts
-write marker files), the check in Blender, and the check job in process."""
+write marker files), the check in Blender, the check job in process, and the API over the
+real database as its role."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ from pathlib import Path
 
 import pytest
 import trimesh
+from conftest import PASSWORD_HASH, as_role, login
 from dagster import DagsterInstance
 from sqlalchemy import select
 
 from automat_pipeline import tags, templates
 from automat_pipeline.blender import blender_command, render_args, run_blender
 from automat_pipeline.db.database import session
-from automat_pipeline.db.models import RenderTemplate, Tenant
+from automat_pipeline.db.models import RenderTemplate, Tenant, User
 from automat_pipeline.defs.partitions import tenant_partitions
 from automat_pipeline.defs.resources import Blender, Database, MediaStore
 from automat_pipeline.defs.templates.check import check_template_job
@@ -183,3 +185,103 @@ def test_the_check_job_records_ok_or_refused_and_swaps_in_what_passed(env, world
 def test_the_check_is_a_render_step_queued_with_the_tenants_renders():
     assert templates.CHECK_STEP in tags.RENDER_STEPS
     assert tags.queue_tags("acme", [templates.CHECK_STEP]) == {tags.TENANT: "acme", tags.RENDERS: "acme"}
+
+
+def blend_upload(api, headers: dict, path: Path, name: str | None = None):
+    return api.post("/templates", headers=headers, files={"file": (name or path.name, path.read_bytes())})
+
+
+def run_check(env, resources, name: str, sha256: str) -> None:
+    """What the check_template run does on a render host, here in process."""
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(tenant_partitions.name, ["acme"])
+    config = {"ops": {"template_check": {"config": {"name": name, "sha256": sha256}}}}
+    assert check_template_job.execute_in_process(
+        run_config=config, partition_key="acme", instance=instance, resources=resources
+    ).success
+
+
+def test_upload_list_download_use_and_delete_over_the_api(api, world, env, made, resources):
+    ta, pm = as_role(api, world, "ta"), as_role(api, world, "pm")
+    pending = Path(env["AUTOMAT_MEDIA_DIR"]) / "acme" / "_templates" / ".pending"
+    uploaded = blend_upload(api, ta, made["studio"])
+    assert uploaded.status_code == 202, uploaded.text
+    body = uploaded.json()
+    assert (body["name"], body["status"], body["uploaded_by"]) == ("studio.blend", "checking", "ta@acme.example")
+    assert "127.0.0.1:9" in body["launch_error"]  # Dagster is down: the check waits, the upload is kept
+    assert [p.read_bytes() for p in pending.iterdir()] == [made["studio"].read_bytes()]
+    still = {"name": "poster", "kind": "still", "template": "studio.blend"}
+    early = api.put("/output-types/poster", headers=ta, json=still)
+    assert early.status_code == 422 and "still being checked" in early.json()["detail"]
+
+    run_check(env, resources, "studio.blend", body["sha256"])
+    [listed] = api.get("/templates", headers=pm).json()
+    assert (listed["status"], listed["report"]["lights"], listed["checked_at"] is not None) == ("ok", ["Key"], True)
+    assert api.get("/templates/studio.blend/file", headers=pm).content == made["studio"].read_bytes()
+    again = blend_upload(api, ta, made["studio"])  # the version in use: nothing to check
+    assert again.status_code == 200 and again.json()["status"] == "ok"
+    assert api.put("/output-types/poster", headers=ta, json=still).status_code == 200
+    assert api.get("/templates", headers=pm).json()[0]["used_by"] == ["poster"]
+    used = api.delete("/templates/studio.blend", headers=ta)
+    assert used.status_code == 409 and "used by output type poster" in used.json()["detail"]
+    assert api.delete("/output-types/poster", headers=ta).status_code == 204
+    assert api.delete("/templates/studio.blend", headers=ta).status_code == 204
+    assert api.get("/templates", headers=pm).json() == []
+    assert not (Path(env["AUTOMAT_MEDIA_DIR"]) / "acme" / "_templates" / "studio.blend").exists()
+    assert api.get("/templates/studio.blend/file", headers=pm).status_code == 404
+    assert api.delete("/templates/studio.blend", headers=ta).status_code == 404
+
+
+def test_a_refused_template_says_why_and_output_types_cannot_name_it(api, world, env, made, resources):
+    ta = as_role(api, world, "ta")
+    body = blend_upload(api, ta, made["meshy"], "shiny.blend").json()
+    run_check(env, resources, "shiny.blend", body["sha256"])
+    [refused] = api.get("/templates", headers=ta).json()
+    assert (refused["status"], refused["error_class"]) == ("refused", "holds_meshes")
+    assert refused["reason"] == "shiny.blend holds meshes (Cube); a template is lights, world and settings"
+    poster = {"name": "poster", "kind": "still", "template": "shiny.blend"}
+    named = api.put("/output-types/poster", headers=ta, json=poster)
+    assert named.status_code == 422 and "was refused (holds_meshes" in named.json()["detail"]
+    missing = api.put("/output-types/poster", headers=ta, json=poster | {"template": "no.blend"})
+    assert missing.status_code == 422 and "has no such template" in missing.json()["detail"]
+    assert api.get("/templates/shiny.blend/file", headers=ta).status_code == 404
+
+
+def test_what_is_no_blend_or_too_large_is_refused_and_nothing_stays(api, world, env, made):
+    ta = as_role(api, world, "ta")
+    templates_dir = Path(env["AUTOMAT_MEDIA_DIR"]) / "acme" / "_templates"
+    pdf = api.post("/templates", headers=ta, files={"file": ("studio.blend", b"%PDF-1.7 not a scene")})
+    assert pdf.status_code == 415 and "not a .blend file" in pdf.json()["detail"]
+    named = api.post("/templates", headers=ta, files={"file": ("studio.txt", made["studio"].read_bytes())})
+    assert named.status_code == 422 and "ending in .blend" in named.json()["detail"]
+    big = api.post("/templates", headers=ta, files={"file": ("big.blend", b"BLENDER" + b"\0" * (2 << 20))})
+    assert big.status_code == 413
+    assert [p for p in templates_dir.rglob("*") if p.is_file()] == []
+    with session(env["AUTOMAT_DATABASE_URL"]) as s:
+        assert s.scalars(select(RenderTemplate)).all() == []
+
+
+def test_another_tenants_template_answers_404_everywhere(api, world, env, made, resources):
+    ta = as_role(api, world, "ta")
+    sha = blend_upload(api, ta, made["studio"]).json()["sha256"]
+    run_check(env, resources, "studio.blend", sha)
+    with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
+        s.add(
+            User(
+                email="ta@beta.example",
+                email_normalized="ta@beta.example",
+                password_hash=PASSWORD_HASH,
+                role="tenant_admin",
+                tenant_id=world["tenants"]["beta"],
+            )
+        )
+    as_beta = login(api, "ga@acme.example") | {"X-Tenant-Id": str(world["tenants"]["beta"])}
+    for beta in (login(api, "ta@beta.example"), as_beta):
+        assert api.get("/templates", headers=beta).json() == []
+        assert api.get("/templates/studio.blend/file", headers=beta).status_code == 404
+        assert api.delete("/templates/studio.blend", headers=beta).status_code == 404
+        named = api.put(
+            "/output-types/poster", headers=beta, json={"name": "poster", "kind": "still", "template": "studio.blend"}
+        )
+        assert named.status_code == 422 and "has no such template" in named.json()["detail"]
+    assert api.get("/templates", headers=ta).json()[0]["status"] == "ok"  # untouched

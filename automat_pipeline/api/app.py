@@ -19,6 +19,7 @@ from automat_pipeline.api.routes import (
     media,
     operator,
     orders,
+    templates,
     uploads,
     workflows,
 )
@@ -31,7 +32,7 @@ COMMON_RESPONSES = {
     404: {"description": "No such resource in your tenant."},
     422: {"description": "The request does not validate."},
 }
-ROUTERS = (auth, operator, admin, catalog, orders, media, uploads, workflows, health, analytics)
+ROUTERS = (auth, operator, admin, catalog, orders, media, uploads, workflows, health, analytics, templates)
 
 
 def create_app(settings: Settings | None = None, launcher: bool = True) -> FastAPI:
