@@ -1,10 +1,11 @@
 """Render templates: nothing in a template ever runs (checked against a real template whose scripts
-write marker files), the check in Blender, the check job in process, and the API over the
+write marker files), the check in Blender, the check job in process, and the API and CLI over the
 real database as its role."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -285,3 +286,29 @@ def test_another_tenants_template_answers_404_everywhere(api, world, env, made, 
         )
         assert named.status_code == 422 and "has no such template" in named.json()["detail"]
     assert api.get("/templates", headers=ta).json()[0]["status"] == "ok"  # untouched
+
+
+def test_cli_uploads_checks_lists_and_deletes(run, env, world, made, tmp_path):
+    home = {"AUTOMAT_HOME": str(tmp_path / "home"), "AUTOMAT_JWT_SECRET": "s" * 40}
+    code, out, err = run("template", "upload", str(made["studio"]), "--tenant", "acme", "--json", env=home)
+    assert code == 0, err
+    assert json.loads(out) | {"sha256": ""} == {"name": "studio.blend", "sha256": "", "status": "ok", "warnings": []}
+    code, out, err = run(
+        "template", "upload", str(made["meshy"]), "--tenant", "acme", "--name", "studio.blend", env=home
+    )
+    assert code == 2 and err == (
+        "error: holds_meshes: studio.blend holds meshes (Cube); a template is lights, world and settings\n"
+    )
+    code, out, _ = run("template", "list", "--tenant", "acme", "--json", env=home)
+    assert [(t["name"], t["status"]) for t in json.loads(out)["templates"]] == [
+        ("studio.blend", "ok"),
+        ("studio.blend", "refused"),
+    ]
+    unknown = run("template", "list", "--tenant", "nobody", env=home)
+    assert unknown[0] == 2 and unknown[2].startswith("error: unknown_tenant: ")
+    not_blend = tmp_path / "notes.blend"
+    not_blend.write_text("hello")
+    refused = run("template", "upload", str(not_blend), "--tenant", "acme", env=home)
+    assert refused[0] == 2 and refused[2].startswith("error: not_blend: notes.blend is not a .blend file")
+    assert run("template", "delete", "studio.blend", "--tenant", "acme", "--json", env=home)[0] == 0
+    assert json.loads(run("template", "list", "--tenant", "acme", "--json", env=home)[1])["templates"] == []
