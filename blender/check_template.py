@@ -33,6 +33,8 @@ def check(path: str, name: str) -> dict:
         unique = list(dict.fromkeys(s["name"] for s in facts["scripts"]))  # a Freestyle module names its text
         names, count = ", ".join(unique[:5]) + (", …" if len(unique) > 5 else ""), len(unique)
         warnings.append(f"holds {count} script{'s' if count > 1 else ''} ({names}) that will never run")
+    if facts["file_outputs"]:
+        warnings.append(f"its compositor's File Output nodes ({', '.join(facts['file_outputs'])}) are removed")
     saved, running = tuple(map(int, facts["saved_with"].split("."))), bpy.app.version[:2]
     if saved > running:
         warnings.append(

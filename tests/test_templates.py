@@ -24,12 +24,14 @@ from automat_pipeline.defs.partitions import tenant_partitions
 from automat_pipeline.defs.resources import Blender, Database, MediaStore
 from automat_pipeline.defs.templates.check import check_template_job
 from automat_pipeline.embedded import REPO
+from automat_pipeline.errors import AutomatError
 from automat_pipeline.output_types import OutputType
 
 BLENDER = str(REPO / ".venv-render" / "bin" / "python")
 # studio.blend: a world and a sun. scripted.blend: the same, plus a text block registered to run on
-# load, a driver whose Python expression writes a file, and a Freestyle style module (which Blender
-# runs at render time even with auto-run off). meshy.blend: studio plus a cube.
+# load, a driver whose Python expression writes a file, a Freestyle style module (which Blender runs
+# at render time even with auto-run off) and a compositor File Output node (which writes wherever it
+# points). meshy.blend: studio plus a cube. outside.blend: studio lit by an image on the host.
 MAKE = """
 import bpy, sys
 folder, markers = sys.argv[1], sys.argv[2]
@@ -52,10 +54,21 @@ style = bpy.data.texts.new("style.py")
 style.write(f"open({markers!r} + '/freestyle', 'w').write('ran')")
 module = freestyle.modules.new()
 module.script, module.use = style, True
+compositor = bpy.data.node_groups.new("Compositor", "CompositorNodeTree")
+scene.compositing_node_group = compositor
+output = compositor.nodes.new("CompositorNodeOutputFile")
+output.directory, output.file_name = markers + "/", "output"
+output.file_output_items.new("RGBA", "Image")
+compositor.links.new(compositor.nodes.new("CompositorNodeRLayers").outputs["Image"], output.inputs["Image"])
 bpy.ops.wm.save_as_mainfile(filepath=folder + "/scripted.blend")
 bpy.ops.wm.open_mainfile(filepath=folder + "/studio.blend", use_scripts=False)
 bpy.ops.mesh.primitive_cube_add()
 bpy.ops.wm.save_as_mainfile(filepath=folder + "/meshy.blend")
+bpy.ops.wm.open_mainfile(filepath=folder + "/studio.blend", use_scripts=False)
+theirs = bpy.data.images.new("Theirs", 4, 4)
+theirs.source, theirs.filepath = "FILE", "/srv/media/beta/B-1/still-web.png"
+bpy.context.scene.world.node_tree.nodes.new("ShaderNodeTexEnvironment").image = theirs
+bpy.ops.wm.save_as_mainfile(filepath=folder + "/outside.blend")
 """
 # The control: the same file opened the way Blender opens a trusted file, then rendered.
 TRUSTED = """
@@ -71,7 +84,7 @@ scene.render.resolution_x = scene.render.resolution_y = 16
 scene.render.filepath = sys.argv[2]
 bpy.ops.render.render(write_still=True)
 """
-MARKERS = ("text", "driver", "freestyle")
+MARKERS = ("text", "driver", "freestyle", "output.exr")
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +111,10 @@ def test_a_templates_scripts_never_run_at_check_or_render_but_do_when_trusted(ma
     assert report["valid"] and report["problems"] == []
     kinds = sorted((s["kind"], s["name"]) for s in report["scripts"])
     assert kinds == [("driver", "Key.energy"), ("freestyle", "style.py"), ("text", "style.py"), ("text", "x.py")]
-    assert report["warnings"] == ["holds 3 scripts (style.py, x.py, Key.energy) that will never run"]
+    assert report["warnings"] == [
+        "holds 3 scripts (style.py, x.py, Key.energy) that will never run",
+        "its compositor's File Output nodes (File Output) are removed",
+    ]
     assert sorted(p.name for p in markers.iterdir()) == []
 
     glb = tmp_path / "box.glb"
@@ -123,6 +139,20 @@ def test_the_check_refuses_meshes_and_what_is_no_blend_file(made, tmp_path, reso
     assert meshy["problems"] == [
         ["holds_meshes", "meshy.blend holds meshes (Cube); a template is lights, world and settings"]
     ]
+    outside = resources["blender"].check_template(made["outside"])
+    assert outside["problems"] == [
+        [
+            "external_files",
+            "outside.blend refers to files outside it (/srv/media/beta/B-1/still-web.png); pack them into the .blend "
+            "(File > External Data > Pack Resources)",
+        ]
+    ]
+    glb = tmp_path / "box.glb"
+    trimesh.creation.box().export(glb)
+    still = OutputType(name="s", kind="still", resolution=16, samples=1, engine="workbench")
+    arguments = render_args(glb, tmp_path / "s.png", still, template=made["outside"])
+    with pytest.raises(AutomatError, match="invalid_template: outside.blend refers to files outside it"):
+        run_blender(blender_command(BLENDER, str(REPO / "blender"), arguments), output=tmp_path / "s.png")
     studio = resources["blender"].check_template(made["studio"])
     assert (studio["valid"], studio["problems"], studio["warnings"], studio["saved_with"]) == (True, [], [], "5.0")
     assert studio["render_engine"] and studio["cameras"] == [] and studio["external_files"] == []

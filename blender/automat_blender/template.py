@@ -30,8 +30,10 @@ def open_template(path: str) -> dict:
                 module.use = False
         if hasattr(scene, "cycles"):
             scene.cycles.shading_system = False  # OSL off: SVM cannot run script nodes
+    file_outputs = []
     for tree in _node_trees():
         for node in [n for n in tree.nodes if n.bl_idname == "CompositorNodeOutputFile"]:
+            file_outputs.append(node.name)
             tree.nodes.remove(node)
     scene = bpy.context.scene
     objects = list(scene.objects)
@@ -46,6 +48,7 @@ def open_template(path: str) -> dict:
         "meshes": sorted(o.name for o in objects if o.type == GEOMETRY),
         "render_engine": scene.render.engine,
         "scripts": scripts,
+        "file_outputs": file_outputs,  # removed: they would write wherever they point
         "external_files": sorted(bpy.utils.blend_paths(absolute=True, packed=False, local=False)),
     }
 
