@@ -11,10 +11,13 @@ import time
 import urllib.request
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 from conftest import STEP_FIXTURES, fresh_home_env
 from openpyxl import Workbook
+
+from automat_pipeline.embedded import REPO
 
 pytestmark = pytest.mark.slow
 
@@ -162,6 +165,36 @@ def order_while_dagster_is_down(api: str, webserver: psutil.Process) -> dict:
     )
 
 
+STUDIO = """
+import bpy, sys
+bpy.ops.wm.read_factory_settings(use_empty=True)
+bpy.context.scene.world = bpy.data.worlds.new("Studio")
+bpy.context.scene.collection.objects.link(bpy.data.objects.new("Key", bpy.data.lights.new("Key", "SUN")))
+bpy.ops.wm.save_as_mainfile(filepath=sys.argv[1])
+"""
+
+
+def template_checked_once_dagster_is_back(api: str, webserver: psutil.Process, folder: Path) -> dict:
+    """A tenant admin uploads a template while the webserver does not answer: it is kept, checking;
+    once the webserver answers the API's loop launches its check, which Blender runs through Dagster."""
+    studio = folder / "studio.blend"
+    subprocess.run([str(REPO / ".venv-render" / "bin" / "python"), "-c", STUDIO, str(studio)], check=True)
+    token = http("POST", f"{api}/auth/login", {"email": "admin@acme.example", "password": PASSWORD})["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    webserver.suspend()
+    try:
+        uploaded = httpx.post(
+            f"{api}/templates", headers=headers, files={"file": ("studio.blend", studio.read_bytes())}, timeout=30
+        )
+    finally:
+        webserver.resume()
+    assert uploaded.status_code == 202 and uploaded.json()["launch_error"], uploaded.text
+    return wait_for(
+        "the template's check",
+        lambda: (t := http("GET", f"{api}/templates", token=token)) and t[0]["status"] != "checking" and t[0],
+    )
+
+
 PASSWORD = "a client's long password"
 STEPS = "query($id: ID!) { runOrError(runId: $id) { ... on Run { status stepStats { stepKey } } } }"
 
@@ -246,6 +279,10 @@ def test_ui_serves_runs_and_orders_and_ctrl_c_stops_everything(tmp_path: Path):
         tags = {t["key"]: t["value"] for t in graphql(port, RUN, id=later["lines"][0]["run_id"])["runOrError"]["tags"]}
         assert (tags["automat/workflow"], tags["automat/workflow-revision"]) == ("preview", "1")  # as documented
         assert tags["automat/order"] == str(later["id"]) and tags["automat/order-line"] == str(later["lines"][0]["id"])
+        template = template_checked_once_dagster_is_back(api, webserver, tmp_path)
+        assert (template["status"], template["report"]["lights"], template["launch_error"]) == ("ok", ["Key"], None)
+        tags = {t["key"]: t["value"] for t in graphql(port, RUN, id=template["run_id"])["runOrError"]["tags"]}
+        assert (tags["dagster/partition"], tags["automat/renders"]) == ("acme", "acme")  # a render step
         started = psutil.Process(ui.pid).children(recursive=True)
         postgres = [
             p
