@@ -27,14 +27,17 @@ PROGRESS = re.compile(r"^\[\w+\] (\d{1,3})% \(")  # blender/automat_blender/outp
 
 
 SCRIPT = "render.py"
+CHECK_SCRIPT = "check_template.py"
 
 
-def blender_command(executable: str, scripts_dir: str, args: list[str]) -> list[str]:
-    """The command line for one render; a Python executable means the bpy module."""
-    script_path = str(Path(scripts_dir) / SCRIPT)
+def blender_command(executable: str, scripts_dir: str, args: list[str], script: str = SCRIPT) -> list[str]:
+    """The command line running ``script`` (a render by default); a Python executable means the bpy
+    module. A .blend's own scripts never run: the scripts open templates with auto-run off, and a
+    Blender binary starts with it off too."""
+    script_path = str(Path(scripts_dir) / script)
     if Path(executable).name.startswith("python"):
         return [executable, script_path, "--", *args]
-    return [executable, "--background", "--factory-startup", "--python", script_path, "--", *args]
+    return [executable, "--background", "--factory-startup", "--disable-autoexec", "--python", script_path, "--", *args]
 
 
 def render_args(

@@ -412,6 +412,91 @@ def alias_set(args: argparse.Namespace) -> dict:
         return _changed(args, repository.put_aliases(s, tenant, aliases))
 
 
+def template_upload(args: argparse.Namespace) -> dict:
+    """Store a template for the tenant and check it here, in Blender with its scripts disabled (the
+    check_template job's own step); a refused one exits 2 with the reason, the version in use stays."""
+    import secrets
+    import shutil
+
+    from automat_pipeline import templates
+    from automat_pipeline.defs.resources import resources_from
+    from automat_pipeline.defs.templates.check import check_upload
+    from automat_pipeline.inbox import sha256
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise AutomatError("missing_file", f"{path} does not exist")
+    name = templates.check_name(args.template or path.name)
+    with path.open("rb") as f:
+        templates.sniff(f.read(64), name)
+    settings, session, tenant = _prepared_tenant(args.tenant)
+    staged = templates.folder(settings.media_dir, tenant.slug) / ".pending" / f".{name}.{secrets.token_hex(8)}.part"
+    staged.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        shutil.copyfile(path, staged)
+        digest, size = sha256(staged), staged.stat().st_size
+        with session(settings.database_url) as s, s.begin():
+            version, new = templates.accept(s, tenant, name, digest, size, staged, settings.media_dir)
+    finally:
+        staged.unlink(missing_ok=True)
+    status, report = version.status, version.report
+    if new:
+        resources = resources_from(settings)
+        status, report, _ = check_upload(
+            resources["blender"], resources["database"], resources["media"], tenant.slug, name, digest
+        )
+    if status == "refused":
+        [error_class, reason], *more = report["problems"]
+        raise AutomatError(error_class, "; ".join([reason, *(r for _, r in more)]))
+    return {"name": name, "sha256": digest, "status": status, "warnings": report.get("warnings", [])}
+
+
+def template_list(args: argparse.Namespace) -> dict:
+    from automat_pipeline import templates
+
+    settings, session, tenant = _prepared_tenant(args.tenant)
+    with session(settings.database_url) as s:
+        users = templates.used_by(s, tenant.id)
+        return {
+            "tenant": tenant.slug,
+            "templates": [
+                {
+                    "name": v.name,
+                    "status": v.status,
+                    "sha256": v.sha256,
+                    "size_bytes": v.size_bytes,
+                    "error_class": v.error_class,
+                    "reason": v.reason,
+                    "warnings": (v.report or {}).get("warnings", []),
+                    "used_by": users.get(v.name, []) if v.status == "ok" else [],
+                }
+                for v in templates.listing(s, tenant.id)
+            ],
+        }
+
+
+def template_delete(args: argparse.Namespace) -> dict:
+    from automat_pipeline import templates
+
+    settings, session, tenant = _prepared_tenant(args.tenant)
+    with session(settings.database_url) as s, s.begin():
+        files = templates.delete(s, tenant, args.template, settings.media_dir)
+    for path in files:  # once the rows are gone for good
+        path.unlink(missing_ok=True)
+    return {"tenant": tenant.slug, "deleted": args.template}
+
+
+def _prepared_tenant(slug: str):
+    """The prepared settings, the session factory and the tenant ``slug`` (unknown: a classified error)."""
+    from automat_pipeline.db import repository
+    from automat_pipeline.db.database import session
+    from automat_pipeline.embedded import prepare
+
+    settings = prepare().settings
+    with session(settings.database_url) as s:
+        return settings, session, repository.known_tenant(s, slug)
+
+
 def migrate(args: argparse.Namespace) -> dict:
     from automat_pipeline.embedded import prepare
 
@@ -537,6 +622,15 @@ def summary(name: str, result: dict) -> str:
             + ("  active" if row["active"] else "  inactive")
             for row in rows
         )
+    if name == "template list":
+        return "\n".join(
+            f"{t['name']}: {t['status']} {t['sha256'][:12]}"
+            + (f" ({t['error_class']}: {t['reason']})" if t["reason"] else "")
+            + (f", used by {', '.join(t['used_by'])}" if t["used_by"] else "")
+            for t in result["templates"]
+        )
+    if name == "template upload":
+        return f"{result['name']}: {result['status']}" + "".join(f"; {w}" for w in result["warnings"])
     return json.dumps(result)
 
 
@@ -667,6 +761,18 @@ def parser() -> argparse.ArgumentParser:
     p = command("workflow plan", workflow_plan, "the asset selection and run config a workflow would launch")
     p.add_argument("file")
     p.add_argument("--partition", required=True, help="TENANT|PRODUCT")
+    p.add_argument("--json", action="store_true")
+    p = command("template upload", template_upload, "store a render template (.blend) and check it in Blender")
+    p.add_argument("file")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--name", dest="template", help="the template's name (default: the file's name)")
+    p.add_argument("--json", action="store_true")
+    p = command("template list", template_list, "a tenant's render templates and their checks")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--json", action="store_true")
+    p = command("template delete", template_delete, "delete a render template no output type names")
+    p.add_argument("template", help="its name, e.g. studio.blend")
+    p.add_argument("--tenant", required=True)
     p.add_argument("--json", action="store_true")
     p = command(
         "migrate",

@@ -1,8 +1,8 @@
 """The code location: every asset, job, sensor and resource, in one place.
 
 The Dagster glue lives under ``defs/``, a folder per domain (``catalog``, ``cad``, ``render``,
-``uploads``); resources read their configuration from the environment (``EnvVar``), so the same
-definitions serve local runs and production.
+``templates``, ``uploads``); resources read their configuration from the environment (``EnvVar``),
+so the same definitions serve local runs and production.
 """
 
 from dagster import Definitions, EnvVar
@@ -13,6 +13,7 @@ from automat_pipeline.defs.jobs import import_catalog_job, product_media_job, pr
 from automat_pipeline.defs.orders.sensor import order_lines
 from automat_pipeline.defs.render.assets import blend_export, still, thumbnail, turntable
 from automat_pipeline.defs.resources import Blender, Database, MediaStore
+from automat_pipeline.defs.templates.check import check_template_job
 from automat_pipeline.defs.uploads.sensor import upload_sensor
 
 defs = Definitions(
@@ -27,7 +28,7 @@ defs = Definitions(
         turntable,
         blend_export,
     ],
-    jobs=[import_catalog_job, product_media_job, product_renders_job],
+    jobs=[import_catalog_job, product_media_job, product_renders_job, check_template_job],
     sensors=[upload_sensor, order_lines],
     resources={
         "database": Database(url=EnvVar("AUTOMAT_DATABASE_URL")),

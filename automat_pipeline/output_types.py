@@ -22,6 +22,7 @@ STEP_OF_KIND: dict[str, str] = {  # the pipeline step (asset) that makes an outp
 }
 RENDERED = frozenset({"thumbnail", "still", "turntable"})  # kinds Blender makes
 QUALITY_DEFLECTION = {"coarse": 4.0, "standard": 1.0, "fine": 0.25}  # × the tenant's cad deflections
+TEMPLATE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,120}\.blend$"  # a template's file name (automat_pipeline.templates)
 
 
 class OutputType(BaseModel):
@@ -67,8 +68,8 @@ class OutputType(BaseModel):
     frames: int = Field(36, ge=2, le=3600, description="Turntable frames for one full turn (ignored by stills).")
     template: str | None = Field(
         None,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,120}\.blend$",
-        description="A .blend file in the tenant's templates folder whose world, lights "
+        pattern=TEMPLATE_NAME,
+        description="One of the tenant's checked templates (GET /templates): a .blend whose world, lights "
         "and render settings replace the studio default; the model is "
         "imported into it and framed by its own camera.",
     )

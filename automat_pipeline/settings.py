@@ -85,6 +85,12 @@ class Settings(BaseSettings):
         "unset: the machine's host name",
     )
     max_upload_mb: int = Field(512, ge=1, le=65536, description="largest API upload, in MiB")
+    max_template_mb: int = Field(
+        256,
+        ge=1,
+        le=4096,
+        description="largest render template (.blend, its packed images included) a tenant admin may upload, in MiB",
+    )
     max_body_kb: int = Field(
         1024, ge=16, le=65536, description="largest API request body other than an upload (JSON), in KiB"
     )

@@ -19,7 +19,8 @@ WORKFLOW = "automat/workflow"
 WORKFLOW_REVISION = "automat/workflow-revision"
 LAUNCH_KEY = "automat/launch-key"  # one launch per key: a retried launch finds its run instead of starting another
 
-RENDER_STEPS = frozenset({"thumbnail", "still", "turntable", "blend_export"})  # the steps that start Blender
+# The steps that start Blender (template_check: automat_pipeline.templates.CHECK_STEP)
+RENDER_STEPS = frozenset({"thumbnail", "still", "turntable", "blend_export", "template_check"})
 
 
 def queue_tags(partition: str | None, step_keys: list[str]) -> dict[str, str]:

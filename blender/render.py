@@ -5,7 +5,7 @@ Run by Blender 5.0.1 (a binary or the `bpy` module); the stages live in ``automa
     python render.py -- GLB OUT.png [--size 256] [--engine cycles|eevee|workbench] [--samples 16]
     python render.py -- GLB OUT.mp4 --frames 36 ...          (a turntable: the camera circles the model)
     python render.py -- --batch JOBS.json                    (one warm process; JOBS: a list of argument lists)
-    blender -b --factory-startup --python render.py -- GLB OUT ...
+    blender -b --factory-startup --disable-autoexec --python render.py -- GLB OUT ...
 
 Launched by the pipeline as a child process. Under Dagster Pipes its log lines and metadata go to
 the run; either way every render ends with a stdout line ``AUTOMAT_RESULT {json}``. GPU first:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import tempfile
 import threading
@@ -15,6 +16,7 @@ import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+from automat_pipeline import cli
 from automat_pipeline.api.app import create_app
 from automat_pipeline.api.security import Role, hash_password
 from automat_pipeline.db import repository
@@ -72,6 +74,25 @@ def env(tmp_path: Path, domain_database: str, monkeypatch: pytest.MonkeyPatch) -
     for key, value in values.items():
         monkeypatch.setenv(key, value)
     return values
+
+
+@pytest.fixture
+def run(capfd):
+    """The command in this process: (exit code, stdout, stderr). The environment and the signal
+    handlers ``main`` installs are restored afterwards."""
+    saved_env, saved_signals = dict(os.environ), {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def call(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+        os.environ.update(env or {})
+        code = cli.main(list(args))
+        out, err = capfd.readouterr()
+        return code, out, err
+
+    yield call
+    os.environ.clear()
+    os.environ.update(saved_env)
+    for number, handler in saved_signals.items():
+        signal.signal(number, handler)
 
 
 def blender_processes(marker: str) -> list[psutil.Process]:
@@ -161,6 +182,7 @@ def api(env, world, tmp_path):
         uploads_dir=env["AUTOMAT_UPLOADS_DIR"],
         media_dir=env["AUTOMAT_MEDIA_DIR"],
         max_upload_mb=1,
+        max_template_mb=1,
     )
     with TestClient(create_app(config, launcher=False)) as client:
         yield client

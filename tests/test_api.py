@@ -13,11 +13,12 @@ import pytest
 from conftest import PASSWORD, ROLES, SECRET, as_role, login
 from sqlalchemy import text
 
+from automat_pipeline import templates
 from automat_pipeline.api.deps import scoped_session
 from automat_pipeline.api.security import MATRIX, Permission, Role, access_token
 from automat_pipeline.db import repository
 from automat_pipeline.db.database import session
-from automat_pipeline.db.models import MediaAsset, Tenant
+from automat_pipeline.db.models import MediaAsset, RenderTemplate, Tenant
 from automat_pipeline.embedded import api_url
 
 
@@ -49,9 +50,11 @@ def test_login_refresh_and_rejected_tokens(api, world):
     assert api.get("/orders").status_code == 401
 
 
-def cell(api, world, headers: dict, permission: Permission) -> int:
-    """One request that needs exactly ``permission``; its status."""
+def cell(api, world, headers: dict, permission: Permission, case: str | None = None) -> int:
+    """One request that needs exactly ``permission`` (``case``: another one than the first); its status."""
     acme, beta = world["tenants"]["acme"], world["tenants"]["beta"]
+    if case:
+        return template_cell(api, acme, headers, case)
     if permission is Permission.manage_tenants:
         return api.get("/tenants", headers=headers).status_code
     if permission is Permission.manage_all_users:
@@ -98,11 +101,35 @@ def cell(api, world, headers: dict, permission: Permission) -> int:
     raise AssertionError(permission)
 
 
-@pytest.mark.parametrize("permission", list(Permission))
+def template_cell(api, acme: int, headers: dict, case: str) -> int:
+    """A request on the tenant's templates: upload and delete need settings, list and download less."""
+    if case == "upload_template":
+        return api.post("/templates", headers=headers, files={"file": ("cell.blend", b"BLENDER-v500")}).status_code
+    if case == "list_templates":
+        return api.get("/templates", headers=headers).status_code
+    with session(api.app.state.owner_url) as s, s.begin():  # a checked template to fetch or delete
+        s.add(RenderTemplate(tenant_id=acme, name="cell.blend", sha256="0" * 64, size_bytes=12, status="ok"))
+    folder = templates.folder(api.app.state.settings.media_dir, "acme")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "cell.blend").write_bytes(b"BLENDER-v500")
+    if case == "download_template":
+        return api.get("/templates/cell.blend/file", headers=headers).status_code
+    return api.delete("/templates/cell.blend", headers=headers).status_code
+
+
+CELLS = [(p, None) for p in Permission] + [
+    (Permission.settings, "upload_template"),
+    (Permission.settings, "delete_template"),
+    (Permission.trigger_renders, "list_templates"),
+    (Permission.trigger_renders, "download_template"),
+]
+
+
+@pytest.mark.parametrize("permission,case", CELLS, ids=[case or p.value for p, case in CELLS])
 @pytest.mark.parametrize("name", list(ROLES))
-def test_permission_matrix_cell(api, world, env, name, permission):
+def test_permission_matrix_cell(api, world, env, name, permission, case):
     api.app.state.owner_url = env["AUTOMAT_DATABASE_URL"]
-    status = cell(api, world, as_role(api, world, name), permission)
+    status = cell(api, world, as_role(api, world, name), permission, case)
     if ROLES[name] in MATRIX[permission]:
         assert status not in (401, 403, 404), f"{name} may {permission.value}: got {status}"
     else:  # refused; a foreign tenant's ids are not revealed (404)

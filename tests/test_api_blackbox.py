@@ -165,6 +165,10 @@ ROUTE_PERMISSIONS = {  # an operation → the permission it needs (the matrix of
     ("DELETE", "/materials/{name}"): "settings",
     ("PUT", "/material-aliases"): "settings",
     ("POST", "/materials/remake"): "settings",
+    ("POST", "/templates"): "settings",
+    ("DELETE", "/templates/{name}"): "settings",
+    ("GET", "/templates"): "trigger_renders",
+    ("GET", "/templates/{name}/file"): "trigger_renders",
 }
 
 

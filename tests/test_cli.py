@@ -7,7 +7,6 @@ descriptors are covered too.
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +16,6 @@ from conftest import PASSWORD, STEP_FIXTURES, fresh_home_env, login
 from openpyxl import Workbook
 from sqlalchemy import make_url, text
 
-from automat_pipeline import cli
 from automat_pipeline.db.database import engine
 from automat_pipeline.embedded import REPO
 
@@ -29,25 +27,6 @@ def automat(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     return subprocess.run(
         [sys.executable, "-m", "automat_pipeline.cli", *args], capture_output=True, text=True, env=env
     )
-
-
-@pytest.fixture
-def run(capfd):
-    """The command in this process: (exit code, stdout, stderr). The environment and the signal
-    handlers ``main`` installs are restored afterwards."""
-    saved_env, saved_signals = dict(os.environ), {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-
-    def call(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-        os.environ.update(env or {})
-        code = cli.main(list(args))
-        out, err = capfd.readouterr()
-        return code, out, err
-
-    yield call
-    os.environ.clear()
-    os.environ.update(saved_env)
-    for number, handler in saved_signals.items():
-        signal.signal(number, handler)
 
 
 @pytest.mark.parametrize(

@@ -20,17 +20,20 @@ def test_definitions_load_with_the_whole_graph():
         "cad_metadata",
         "glb_geometry",
         "glb_production",
+        "glb_export",
         "thumbnail",
         "still",
         "turntable",
         "blend_export",
-        "glb_export",
     }
     assert graph.get(AssetKey("thumbnail")).parent_keys == {AssetKey("glb_production")}
     assert graph.get(AssetKey("glb_export")).parent_keys == {AssetKey("glb_production")}
     assert graph.get(AssetKey("glb_production")).parent_keys == {AssetKey("glb_geometry")}
     assert graph.get(AssetKey("glb_geometry")).parent_keys == {AssetKey("cad_metadata")}
-    assert {j.name for j in defs.resolve_all_job_defs()} >= {"import_catalog", "product_media", "product_renders"}
+    jobs = {j.name: j for j in defs.resolve_all_job_defs()}
+    assert set(jobs) >= {"import_catalog", "product_media", "product_renders", "check_template"}
+    assert [n.name for n in jobs["check_template"].nodes] == ["template_check"]
+    assert jobs["check_template"].partitions_def.name == "tenants"
 
 
 def test_dagster_cli_validates_the_code_location(tmp_path: Path):

@@ -25,7 +25,7 @@ from sqlalchemy import text
 from test_ui import RUN, WORKSPACE, free_port, graphql, wait_for
 
 from automat_pipeline.api.app import create_app
-from automat_pipeline.api.dagster_client import DagsterClient
+from automat_pipeline.api.dagster_client import ASSET_JOB, DagsterClient
 from automat_pipeline.api.security import Role, new_user
 from automat_pipeline.db import repository
 from automat_pipeline.db.database import migrate, session, set_role_password
@@ -347,20 +347,20 @@ def test_render_runs_launch_into_render_containers_and_terminate_with_them(stack
     partition = add_product(domain_url, home)
 
     convert = client.launch(
-        ["step_file", "cad_metadata", "glb_geometry", "glb_production"], partition, {}, {}, launch_key="convert"
+        ASSET_JOB, partition, {}, {}, "convert", ["step_file", "cad_metadata", "glb_geometry", "glb_production"]
     )
     assert finished(client, convert)["status"] == "SUCCESS", (home / "daemon.log").read_text()[-3000:]
     tags = run_tags(port, convert)
     assert "automat/render-host" not in tags and "docker/container_id" not in tags  # the code-location container
 
-    thumbnail = client.launch(["thumbnail"], partition, {}, {}, launch_key="thumbnail")
+    thumbnail = client.launch(ASSET_JOB, partition, {}, {}, "thumbnail", ["thumbnail"])
     assert finished(client, thumbnail)["status"] == "SUCCESS", (home / "daemon.log").read_text()[-3000:]
     tags = run_tags(port, thumbnail)
     assert tags["automat/render-host"] == "gpu-1" and tags["dagster/image"] == f"automat/render:{TAG}"
     assert (home / "data" / "media" / "acme" / "AS1" / "thumbnail.png").stat().st_size > 1000
     wait_for("the finished run's container to go", lambda: not container_exists(tags["docker/container_id"]), 60)
 
-    turntable = client.launch(["turntable"], partition, {}, {}, launch_key="turntable")  # minutes of Cycles
+    turntable = client.launch(ASSET_JOB, partition, {}, {}, "turntable", ["turntable"])  # minutes of Cycles
     container = wait_for("the turntable's container", lambda: run_tags(port, turntable).get("docker/container_id"), 120)
     wait_for("the turntable to start", lambda: client.runs([turntable])[turntable]["status"] == "STARTED", 120)
     client.terminate([turntable])

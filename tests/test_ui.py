@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 from conftest import STEP_FIXTURES, fresh_home_env
@@ -19,6 +20,7 @@ from openpyxl import Workbook
 from prometheus_client.parser import text_string_to_metric_families
 
 from automat_pipeline.cad import read_glb
+from automat_pipeline.embedded import REPO
 
 pytestmark = pytest.mark.slow
 
@@ -186,8 +188,42 @@ def order_while_dagster_is_down(api: str, webserver: psutil.Process) -> dict:
     )
 
 
+STUDIO = """
+import bpy, sys
+bpy.ops.wm.read_factory_settings(use_empty=True)
+bpy.context.scene.world = bpy.data.worlds.new("Studio")
+bpy.context.scene.collection.objects.link(bpy.data.objects.new("Key", bpy.data.lights.new("Key", "SUN")))
+bpy.ops.wm.save_as_mainfile(filepath=sys.argv[1])
+"""
+
+
+def template_checked_once_dagster_is_back(api: str, webserver: psutil.Process, folder: Path) -> dict:
+    """A tenant admin uploads a template while the webserver does not answer: it is kept, checking;
+    once the webserver answers the API's loop launches its check, which Blender runs through Dagster."""
+    studio = folder / "studio.blend"
+    subprocess.run([str(REPO / ".venv-render" / "bin" / "python"), "-c", STUDIO, str(studio)], check=True)
+    token = http("POST", f"{api}/auth/login", {"email": "admin@acme.example", "password": PASSWORD})["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    webserver.suspend()
+    try:
+        uploaded = httpx.post(
+            f"{api}/templates", headers=headers, files={"file": ("studio.blend", studio.read_bytes())}, timeout=30
+        )
+    finally:
+        webserver.resume()
+    assert uploaded.status_code == 202 and uploaded.json()["launch_error"], uploaded.text
+    return wait_for(
+        "the template's check",
+        lambda: (t := http("GET", f"{api}/templates", token=token)) and t[0]["status"] != "checking" and t[0],
+    )
+
+
 PASSWORD = "a client's long password"
 STEPS = "query($id: ID!) { runOrError(runId: $id) { ... on Run { status stepStats { stepKey } } } }"
+
+
+def run_steps(port: int, run_id: str) -> list[str]:
+    return sorted(s["stepKey"] for s in graphql(port, STEPS, id=run_id)["runOrError"]["stepStats"])
 
 
 def saved_workflow_runs_only_its_steps(api: str, port: int) -> list[str]:
@@ -210,7 +246,7 @@ def saved_workflow_runs_only_its_steps(api: str, port: int) -> list[str]:
         ),
     )
     assert run["status"] == "SUCCESS", run
-    return sorted(s["stepKey"] for s in run["stepStats"])
+    return run_steps(port, run_id)
 
 
 BACKFILL = """query($id: String!) { partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill {
@@ -285,7 +321,8 @@ def test_ui_serves_runs_and_orders_and_ctrl_c_stops_everything(tmp_path: Path):
         order = order_renders_through_dagster(api)
         [line] = order["lines"]
         assert (order["state"], line["state"]) == ("completed", "completed"), order
-        assert line["steps"] == [] and line["seconds"] > 0  # a finished run's steps are Dagster's to show
+        assert line["steps"] == [] and line["seconds"] > 0  # a finished run's steps are in the Dagster UI
+        assert run_steps(port, line["run_id"]) == ["thumbnail"]
         [output] = line["outputs"]
         assert output["file"] and output["details"]["engine"] == "workbench" and output["details"]["output_bytes"] > 0
         metrics = scraped(f"{api}/metrics")  # loopback: no token needed
@@ -300,8 +337,7 @@ def test_ui_serves_runs_and_orders_and_ctrl_c_stops_everything(tmp_path: Path):
         assert saved_workflow_runs_only_its_steps(api, port) == ["blend_export", "thumbnail"]
         later = order_while_dagster_is_down(api, webserver)  # it names the saved workflow
         assert later["state"] == "completed" and later["lines"][0]["launch_error"] is None, later
-        steps = graphql(port, STEPS, id=later["lines"][0]["run_id"])["runOrError"]["stepStats"]
-        assert sorted(s["stepKey"] for s in steps) == ["blend_export", "thumbnail"]
+        assert run_steps(port, later["lines"][0]["run_id"]) == ["blend_export", "thumbnail"]
         tags = {t["key"]: t["value"] for t in graphql(port, RUN, id=later["lines"][0]["run_id"])["runOrError"]["tags"]}
         assert (tags["automat/workflow"], tags["automat/workflow-revision"]) == ("preview", "1")  # as documented
         assert tags["automat/order"] == str(later["id"]) and tags["automat/order-line"] == str(later["lines"][0]["id"])
@@ -319,6 +355,10 @@ def test_ui_serves_runs_and_orders_and_ctrl_c_stops_everything(tmp_path: Path):
         assert change["backfill"]["status"] in ("COMPLETED", "COMPLETED_SUCCESS"), change["backfill"]
         assert {r["status"] for r in change["backfill"]["runs"]} == {"SUCCESS"}
         assert [m["name"] for m in production["materials"]] == ["ACME_Zinc"]
+        template = template_checked_once_dagster_is_back(api, webserver, tmp_path)
+        assert (template["status"], template["report"]["lights"], template["launch_error"]) == ("ok", ["Key"], None)
+        tags = {t["key"]: t["value"] for t in graphql(port, RUN, id=template["run_id"])["runOrError"]["tags"]}
+        assert (tags["dagster/partition"], tags["automat/renders"]) == ("acme", "acme")  # a render step
         started = psutil.Process(ui.pid).children(recursive=True)
         postgres = [
             p

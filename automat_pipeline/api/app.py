@@ -23,6 +23,7 @@ from automat_pipeline.api.routes import (
     orders,
     portal,
     render_hosts,
+    templates,
     uploads,
     workflows,
 )
@@ -50,6 +51,7 @@ ROUTERS = (
     portal,
     metrics,
     render_hosts,
+    templates,
 )
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 import httpx
 
 from automat_pipeline import tags
+from automat_pipeline.keys import SEPARATOR
 
 LOCATION = "automat"  # workspace.yaml and docker/workspace.yaml name it so
 REPOSITORY = {"repositoryLocationName": LOCATION, "repositoryName": "__repository__"}
+ASSET_JOB = "__ASSET_JOB"  # Dagster's job of every asset: a launch of it names its asset selection
 
 LAUNCH = """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
   __typename ... on LaunchRunSuccess { run { runId } } ... on Error { message } } }"""
@@ -69,21 +71,28 @@ class DagsterClient:
             return False
 
     def launch(
-        self, assets: list[str], partition: str, run_config: dict, run_tags: dict[str, str], launch_key: str
+        self,
+        job: str,
+        partition: str,
+        run_config: dict,
+        run_tags: dict[str, str],
+        launch_key: str,
+        assets: list[str] | None = None,
     ) -> str:
-        """Launch assets for one tenant|product partition (added first if new); the run id.
+        """Launch ``job`` (``ASSET_JOB`` with its ``assets``) for one partition, a tenant|product or a
+        tenant (added first to its dynamic partitions, products or tenants, if new); the run id.
 
         Idempotent by ``launch_key``: a launch whose answer was lost (a timeout) is found by its
         tag instead of launched twice."""
         found = self._query(RUN_WITH_TAG, key=tags.LAUNCH_KEY, value=launch_key)["runsOrError"].get("results")
         if found:
             return found[0]["runId"]
-        self.add_partition("products", partition)
+        self.add_partition("products" if SEPARATOR in partition else "tenants", partition)
         params = {
             "selector": {
                 **REPOSITORY,
-                "jobName": "__ASSET_JOB",
-                "assetSelection": [{"path": [asset]} for asset in assets],
+                "jobName": job,
+                **({"assetSelection": [{"path": [asset]} for asset in assets]} if assets is not None else {}),
             },
             "runConfigData": run_config,
             "executionMetadata": {

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from automat_pipeline.api.security import Permission, Role, allowed, decode_access_token
 from automat_pipeline.db.database import session
+from automat_pipeline.db.models import Tenant
 from automat_pipeline.settings import Settings
 
 POOL_SIZE = 40  # one connection per thread of the server's thread pool (anyio's default: 40)
@@ -90,6 +91,16 @@ def transaction(request: Request, who: Annotated[Caller, Depends(caller)]) -> It
         ):
             raise HTTPException(404, f"no tenant {who.tenant_id}")
         yield s
+
+
+def caller_tenant(database_url: str, who: Caller) -> Tenant:
+    """The caller's tenant, read in a transaction of its own: for a route that streams a body, which
+    holds no transaction while the body arrives."""
+    with scoped_session(database_url, who.tenant()) as tx:
+        tenant = tx.get(Tenant, who.tenant())
+        if tenant is None:
+            raise HTTPException(404, "no such tenant")
+        return tenant
 
 
 def owned(tx: Session, model, row_id: int, who: Caller, what: str):

@@ -2,7 +2,8 @@
 
 A body larger than its limit is refused by its ``Content-Length`` before a byte is read, and while
 it streams when it declares none: a JSON body may hold at most ``AUTOMAT_MAX_BODY_KB``, an upload
-``AUTOMAT_MAX_UPLOAD_MB`` (and the upload route reads it only once the caller is known).
+``AUTOMAT_MAX_UPLOAD_MB``, a template ``AUTOMAT_MAX_TEMPLATE_MB`` (and those routes read the body
+only once the caller is known).
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from automat_pipeline.settings import Settings
 
-UPLOAD_PATHS = frozenset({"/uploads"})
-
 
 class BodyLimit:
     """ASGI middleware: 413 for a body over its path's limit, declared or streamed."""
@@ -21,13 +20,13 @@ class BodyLimit:
     def __init__(self, app: ASGIApp, settings: Settings):
         self.app = app
         self.default = settings.max_body_kb << 10
-        self.uploads = settings.max_upload_mb << 20
+        self.files = {"/uploads": settings.max_upload_mb << 20, "/templates": settings.max_template_mb << 20}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.uploads if scope["path"] in UPLOAD_PATHS else self.default
+        limit = self.files.get(scope["path"], self.default)
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             await _too_large(send, limit)

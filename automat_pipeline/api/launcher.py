@@ -1,10 +1,11 @@
-"""The one place the API launches work into Dagster: order lines and workflow runs, with their tags.
+"""The one place the API launches work into Dagster: order lines, workflow runs and template checks.
 
-A submitted order's lines are launched at once when the Dagster webserver answers; while it does
-not, they stay pending with the reason, and ``LaunchLoop`` launches them once it is back: nothing
-is lost. Every launch carries a launch key (``tags.LAUNCH_KEY``), so a launch whose answer was lost
-is found again instead of started twice. Nothing launches for a deactivated tenant: its submitted
-lines stay pending, saying why, until it is reactivated.
+A submitted order's lines (an uploaded template's check) are launched at once when the Dagster
+webserver answers; while it does not, they stay pending (checking) with the reason, and
+``LaunchLoop`` launches them once it is back: nothing is lost. Every launch carries a launch key
+(``tags.LAUNCH_KEY``), so a launch whose answer was lost is found again instead of started twice.
+Nothing launches for a deactivated tenant: its submitted lines stay pending, saying why, until it
+is reactivated.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from sqlalchemy import select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from automat_pipeline import tags, workflows
-from automat_pipeline.api.dagster_client import DagsterClient, DagsterRefused, DagsterUnavailable
+from automat_pipeline import tags, templates, workflows
+from automat_pipeline.api.dagster_client import ASSET_JOB, DagsterClient, DagsterRefused, DagsterUnavailable
 from automat_pipeline.api.deps import scoped_session
 from automat_pipeline.db import repository
-from automat_pipeline.db.models import Order, OrderLine, Product, Tenant
+from automat_pipeline.db.models import Order, OrderLine, Product, RenderTemplate, Tenant
 from automat_pipeline.errors import Conflict, NotFound
 from automat_pipeline.keys import partition_key
 from automat_pipeline.output_types import OutputType
@@ -70,11 +71,12 @@ def launch_line(
     ops[output_type.step] = {"config": {"output_types": [output_type.name]}}
     launch_key = f"{line.id}@{order.submitted_at.timestamp():.6f}"  # each submission launches once
     return client.launch(
-        assets,
+        ASSET_JOB,
         partition_key(tenant.slug, product.key),
         {"ops": ops} if ops else {},
         run_tags(order, line, saved),
         launch_key,
+        assets,
     )
 
 
@@ -157,7 +159,9 @@ def launch_workflow(
     try:
         for key in partitions:
             launch_key = f"workflow:{tenant.id}:{saved.name}:{saved.revision}:{key}@{started:.6f}"
-            runs[key] = client.launch(plan.selection, key, plan.run_config, run_tags(workflow=saved), launch_key)
+            runs[key] = client.launch(
+                ASSET_JOB, key, plan.run_config, run_tags(workflow=saved), launch_key, plan.selection
+            )
     except DagsterUnavailable as error:
         raise DagsterUnavailable(f"{len(runs)} of {len(partitions)} launched: {error}") from error
     return runs
@@ -175,6 +179,36 @@ def launch_remake(
     keys = [partition_key(tenant.slug, product.key) for product in products]
     title = f"{why}: {len(products)} products of {tenant.slug}"
     return client.backfill(steps, keys, {"ops": ops} if ops else {}, title), steps
+
+
+def launch_checks(tx: Session, client: DagsterClient, tenant: Tenant) -> int:
+    """Launch the tenant's template checks not launched yet (job ``check_template`` on its tenant
+    partition). One Dagster refused ``MAX_REFUSALS`` times is refused with the reason; while Dagster
+    does not answer, the rest keep waiting. Returns how many launched."""
+    launched = 0
+    for version in tx.scalars(
+        select(RenderTemplate)
+        .where(
+            RenderTemplate.tenant_id == tenant.id, RenderTemplate.status == "checking", RenderTemplate.run_id.is_(None)
+        )
+        .order_by(RenderTemplate.id)
+        .with_for_update(skip_locked=True)  # another worker launching it already
+    ):
+        config = {"ops": {templates.CHECK_STEP: {"config": {"name": version.name, "sha256": version.sha256}}}}
+        try:
+            version.run_id = client.launch(templates.CHECK_JOB, tenant.slug, config, {}, f"template:{version.id}")
+            version.launch_error = None
+            launched += 1
+        except DagsterRefused as error:
+            version.launch_attempts += 1
+            version.launch_error = str(error)[:2000]
+            if version.launch_attempts >= MAX_REFUSALS:
+                version.status, version.error_class = "refused", "launch_refused"
+                version.reason = f"Dagster refused the check {version.launch_attempts} times: {error}"[:2000]
+        except DagsterUnavailable as error:
+            version.launch_error = str(error)[:2000]
+            break  # the webserver is down: the loop tries again
+    return launched
 
 
 def pending_orders(database_url: str) -> list[tuple[int, int]]:
@@ -203,8 +237,22 @@ def launch_pending(database_url: str, client: DagsterClient) -> int:
     return launched
 
 
+def launch_pending_checks(database_url: str, client: DagsterClient) -> int:
+    """Launch every template check still waiting (the webserver was down at upload), each tenant's
+    in its own transaction, through the database's one function that sees them all."""
+    if not client.healthy():
+        return 0
+    with scoped_session(database_url, None) as s:
+        waiting = sorted({row.tenant_id for row in s.execute(text("SELECT * FROM automat_pending_template_checks()"))})
+    launched = 0
+    for tenant_id in waiting:
+        with scoped_session(database_url, tenant_id) as s:
+            launched += launch_checks(s, client, s.get(Tenant, tenant_id))
+    return launched
+
+
 class LaunchLoop:
-    """A thread that launches pending lines every ``INTERVAL_SECONDS`` until stopped."""
+    """A thread that launches pending lines and template checks every ``INTERVAL_SECONDS`` until stopped."""
 
     def __init__(self, database_url: str, client: DagsterClient):
         self.database_url, self.client = database_url, client
@@ -221,6 +269,7 @@ class LaunchLoop:
         while not self.stopped.wait(INTERVAL_SECONDS):
             try:
                 launch_pending(self.database_url, self.client)
+                launch_pending_checks(self.database_url, self.client)
             except SQLAlchemyError as error:  # the database is away: next time
                 log.warning("launcher: %s", error)
             except Exception:  # one bad order must never end the loop for every other one

@@ -333,3 +333,28 @@ class RenderHost(Base):
     gpu_renders: Mapped[int] = mapped_column(BigInteger, default=0)
     cpu_renders: Mapped[int] = mapped_column(BigInteger, default=0)
     last_render_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class RenderTemplate(Base):
+    """One uploaded version of a tenant's template scene (``automat_pipeline.templates``): checking,
+    then ok (the version renders use) or refused (with the class and reason). A name has at most one
+    ok version; a newer upload is checked before it replaces it."""
+
+    __tablename__ = "render_templates"
+    __table_args__ = (UniqueConstraint("tenant_id", "name", "sha256"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(128))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16), default="checking")  # checking | ok | refused
+    error_class: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(Text)
+    report: Mapped[dict] = mapped_column(default=dict)  # what blender/check_template.py found
+    uploaded_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    uploaded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    checked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    run_id: Mapped[str | None] = mapped_column(String(64))  # the check's Dagster run, once launched
+    launch_error: Mapped[str | None] = mapped_column(Text)
+    launch_attempts: Mapped[int] = mapped_column(default=0)  # launches Dagster refused

@@ -19,7 +19,8 @@ from dagster import (
 )
 from sqlalchemy.orm import Session
 
-from automat_pipeline.blender import blender_command, render_args, run_blender
+from automat_pipeline import templates
+from automat_pipeline.blender import CHECK_SCRIPT, blender_command, render_args, run_blender
 from automat_pipeline.db.database import session
 from automat_pipeline.keys import check_key_part, path_under
 from automat_pipeline.output_types import OutputType
@@ -56,8 +57,8 @@ class MediaStore(ConfigurableResource):
         return path_under(self.media_dir, check_key_part("tenant", tenant), "_catalog_reports")
 
     def templates_dir(self, tenant: str) -> Path:
-        """The tenant's .blend template scenes, named by its output types."""
-        return path_under(self.media_dir, check_key_part("tenant", tenant), "_templates")
+        """The tenant's checked .blend template scenes, named by its output types (``templates.folder``)."""
+        return templates.folder(self.media_dir, tenant)
 
     def product_dir(self, tenant: str, product: str) -> Path:
         path = path_under(self.media_dir, check_key_part("tenant", tenant), check_key_part("product", product))
@@ -110,6 +111,15 @@ class Blender(ConfigurableResource):
             command = blender_command(self.executable, self.scripts_dir, ["--batch", str(batch)])
             with _pipes(context) as session:
                 return run_blender(command, env=session.get_bootstrap_env_vars(), echo=True, timeout=timeout)
+
+    def check_template(self, path: Path, name: str | None = None) -> dict:
+        """What ``blender/check_template.py`` finds in template ``name`` (default: the file's name) at
+        ``path``, opened with scripts disabled. AutomatError when Blender cannot start or does not
+        finish, with its last words."""
+        args = [str(path), name or path.name]
+        command = blender_command(self.executable, self.scripts_dir, args, script=CHECK_SCRIPT)
+        [report] = run_blender(command, timeout=templates.CHECK_SECONDS)
+        return report
 
 
 def _pipes(context: AssetExecutionContext):

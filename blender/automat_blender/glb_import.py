@@ -1,12 +1,12 @@
 """Load the model into a fresh scene: the studio default, or a tenant's template .blend."""
 
-import os
 from typing import NamedTuple
 
 import bpy
 from mathutils import Vector
 
 from automat_blender import RenderError
+from automat_blender.template import load_template
 
 
 def import_glb(path: str, template: str | None = None) -> list:
@@ -15,15 +15,7 @@ def import_glb(path: str, template: str | None = None) -> list:
     The glTF importer turns glTF's Y-up metres into Blender's Z-up metres.
     """
     if template:
-        if not os.path.isfile(template):
-            raise RenderError(f"missing_template: {template} does not exist")
-        bpy.ops.wm.open_mainfile(filepath=template, load_ui=False)
-        stale = [o for o in bpy.context.scene.objects if o.type == "MESH"]
-        if stale:
-            raise RenderError(
-                f"invalid_template: {os.path.basename(template)} holds meshes "
-                f"({', '.join(o.name for o in stale[:3])}); a template is lights, world and settings"
-            )
+        load_template(template)  # scripts disabled; refused if it holds meshes or refers to outside files
     else:
         bpy.ops.wm.read_factory_settings(use_empty=True)
     bpy.ops.import_scene.gltf(filepath=path)

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 
-from automat_pipeline import output_types, policy
+from automat_pipeline import output_types, policy, templates
 from automat_pipeline.api.deps import Id, Tx, Who, owned, settings
 from automat_pipeline.api.files import media_path
 from automat_pipeline.api.schemas import MediaOut, media_out
@@ -237,6 +237,8 @@ def put_output_type(
         raise HTTPException(422, f"the body names {body.name!r}, the path {name!r}")
     output_types.check_limits(body, settings(request))
     policy.check_engine(TenantSettings.of(tx.get(Tenant, who.tenant()).settings), body)
+    if body.template:
+        templates.require_usable(tx, who.tenant(), body.template)
     upsert = insert(TenantOutputType).values(
         tenant_id=who.tenant(), name=name, settings=body.model_dump(exclude={"name"})
     )

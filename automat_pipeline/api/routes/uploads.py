@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import re
-import secrets
-import unicodedata
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
@@ -13,12 +9,11 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
-from python_multipart.exceptions import MultipartParseError
-from python_multipart.multipart import MultipartParser, parse_options_header
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from automat_pipeline.api.deps import Caller, Id, Tx, Who, owned, scoped_session, settings
+from automat_pipeline.api.deps import Caller, Id, Tx, Who, caller_tenant, owned, scoped_session, settings
+from automat_pipeline.api.receive import ReceivedFile, boundary, receive
 from automat_pipeline.api.security import Permission
 from automat_pipeline.db import repository
 from automat_pipeline.db.models import CatalogImport, MediaAsset, ProductFile, Tenant, Upload
@@ -88,19 +83,7 @@ UPLOAD_BODY = {
         },
     }
 }
-SAFE_PART = re.compile(r"[^A-Za-z0-9_-]+")
 SUFFIXES = {".xlsx": "catalog", ".stp": "step", ".step": "step"}
-
-
-def safe_name(given: str) -> str:
-    """A file name for the inbox: no folders, ASCII letters, digits, ``_`` and ``-``, the extension kept."""
-    base = given.replace("\\", "/").rsplit("/", 1)[-1]
-    stem, dot, suffix = base.rpartition(".")
-    stem, suffix = (stem, suffix) if dot else (suffix, "")
-    ascii_stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
-    stem = SAFE_PART.sub("_", ascii_stem).strip("_-")[:150] or "upload"
-    suffix = SAFE_PART.sub("", suffix)[:10]
-    return f"{stem}.{suffix}" if suffix else stem
 
 
 def sniff(head: bytes, name: str) -> str:
@@ -113,71 +96,7 @@ def sniff(head: bytes, name: str) -> str:
     raise HTTPException(415, f"{name}: neither an .xlsx workbook (zip) nor a STEP file (.stp, .step: ISO-10303-21)")
 
 
-class InboxFile:
-    """The ``file`` part of a multipart body, written as it streams to a partial file of its own in
-    the inbox (a dot file, which the sensor ignores), then moved into place whole."""
-
-    def __init__(self, inbox: Path):
-        self.inbox, self.name, self.partial, self.out = inbox, None, None, None
-        self.size, self.digest, self.head, self.done = 0, hashlib.sha256(), b"", False
-        self._field, self._value, self._headers = b"", b"", {}
-
-    def callbacks(self) -> dict:
-        return {
-            "on_part_begin": self._part_begin,
-            "on_header_field": lambda data, start, end: setattr(self, "_field", self._field + data[start:end]),
-            "on_header_value": lambda data, start, end: setattr(self, "_value", self._value + data[start:end]),
-            "on_header_end": self._header_end,
-            "on_headers_finished": self._headers_finished,
-            "on_part_data": self._data,
-            "on_part_end": self._part_end,
-        }
-
-    def _part_begin(self) -> None:
-        self._headers = {}
-
-    def _header_end(self) -> None:
-        self._headers[self._field.decode("latin-1").lower()] = self._value.decode("latin-1")
-        self._field, self._value = b"", b""
-
-    def _headers_finished(self) -> None:
-        _, options = parse_options_header(self._headers.get("content-disposition", ""))
-        if self.done or self.out or options.get(b"name") != b"file" or b"filename" not in options:
-            return
-        self.name = safe_name(options[b"filename"].decode("utf-8", "replace"))
-        self.partial = self.inbox / f".{self.name}.{secrets.token_hex(8)}.part"
-        self.out = self.partial.open("wb")
-
-    def _data(self, data: bytes, start: int, end: int) -> None:
-        if self.out is not None:
-            chunk = data[start:end]
-            if len(self.head) < 64:
-                self.head += chunk[: 64 - len(self.head)]
-            self.out.write(chunk)
-            self.digest.update(chunk)
-            self.size += len(chunk)
-
-    def _part_end(self) -> None:
-        if self.out is not None:
-            self.out.close()
-            self.out, self.done = None, True
-
-    def discard(self) -> None:
-        if self.out is not None:
-            self.out.close()
-        if self.partial is not None:
-            self.partial.unlink(missing_ok=True)
-
-
-def _tenant(database_url: str, who: Caller) -> Tenant:
-    with scoped_session(database_url, who.tenant()) as tx:
-        tenant = tx.get(Tenant, who.tenant())
-        if tenant is None:
-            raise HTTPException(404, "no such tenant")
-        return tenant
-
-
-def _record(database_url: str, who: Caller, tenant: Tenant, received: InboxFile, kind: str) -> UploadOut:
+def _record(database_url: str, who: Caller, tenant: Tenant, received: ReceivedFile, kind: str) -> UploadOut:
     with scoped_session(database_url, who.tenant()) as tx:
         record = Upload(
             tenant_id=tenant.id,
@@ -209,24 +128,15 @@ async def upload(request: Request, who: Who) -> UploadOut:
     ``Content-Length`` or as soon as it passes it."""
     who.require(Permission.own_orders)
     config = settings(request)
-    content_type, options = parse_options_header(request.headers.get("content-type", ""))
-    if content_type != b"multipart/form-data" or not options.get(b"boundary"):
-        raise HTTPException(422, "send the file as multipart/form-data, in a part named file")
-    tenant = await run_in_threadpool(_tenant, config.api_database_url, who)
+    parts = boundary(request)
+    tenant = await run_in_threadpool(caller_tenant, config.api_database_url, who)
     inbox = path_under(config.uploads_dir, tenant.slug)
     inbox.mkdir(parents=True, exist_ok=True)
-    received = InboxFile(inbox)
-    parser = MultipartParser(options[b"boundary"], received.callbacks())
+    received = ReceivedFile(inbox)
     try:
-        async for chunk in request.stream():
-            await run_in_threadpool(parser.write, chunk)
-        parser.finalize()
-        if not received.done:
-            raise HTTPException(422, "the body has no complete part named file with a filename")
+        await receive(request, received, parts)
         kind = sniff(received.head, received.name)
         received.partial.replace(inbox / received.name)
-    except MultipartParseError as error:
-        raise HTTPException(422, f"the multipart body cannot be read: {error}") from error
     finally:
         received.discard()
     return await run_in_threadpool(_record, config.api_database_url, who, tenant, received, kind)
