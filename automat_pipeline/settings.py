@@ -91,6 +91,33 @@ class Settings(BaseSettings):
     max_cad_memory_mb: int = Field(8192, ge=256, le=16384, description="most memory one STEP conversion may use, MB")
     max_catalog_rows: int = Field(1_000_000, ge=1, le=1_000_000, description="most data rows of one workbook")
     max_workbook_mb: int = Field(1024, ge=1, le=1024, description="largest inflated workbook (zip-bomb guard), in MiB")
+    smtp_url: SecretStr | None = Field(
+        None,
+        description="where notification e-mails go: `smtp://` (plain), `smtp+starttls://` (STARTTLS required) or "
+        "`smtps://` (TLS), `user:password@` to log in, `?cafile=` to trust a private CA; unset: no e-mail",
+    )
+    mail_from: str = Field("automat@localhost", description="the sender address of notification e-mails")
+    public_url: str = Field(
+        "http://127.0.0.1:8000", description="the API's address as people reach it, for links in e-mails"
+    )
+    webhook_private_networks: bool = Field(
+        False,
+        description="whether webhook URLs may reach loopback, private and link-local addresses (tests, closed "
+        "networks); off, a tenant's webhook cannot probe the services beside the API",
+    )
+    alert_failure_rate: float = Field(
+        0.25,
+        gt=0,
+        le=1,
+        description="a tenant's share of failed order lines within an hour (of 10 or more) above which its "
+        "admins are alerted",
+    )
+    alert_min_free_gb: float = Field(
+        10, ge=0, description="free space of the media volume below which global admins are alerted, in GiB"
+    )
+    alert_stalled_minutes: int = Field(
+        120, ge=1, description="a run queued or running longer than this is reported as stalled, in minutes"
+    )
     fixtures_dir: Path = Field(
         REPO.parent / "shared" / "fixtures",
         description="real STEP files and workbooks from public projects (`step/`, `xlsx/`): the tests need them, "

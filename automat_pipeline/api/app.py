@@ -7,19 +7,24 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from automat_pipeline.api import errors
+from automat_pipeline.api.audit import RequestId
 from automat_pipeline.api.dagster_client import DagsterClient
 from automat_pipeline.api.guards import BodyLimit
 from automat_pipeline.api.launcher import LaunchLoop
 from automat_pipeline.api.routes import (
+    activity,
     admin,
     analytics,
+    audit,
     auth,
     catalog,
     health,
     media,
+    notifications,
     operator,
     orders,
     uploads,
+    webhooks,
     workflows,
 )
 from automat_pipeline.settings import Settings
@@ -31,7 +36,22 @@ COMMON_RESPONSES = {
     404: {"description": "No such resource in your tenant."},
     422: {"description": "The request does not validate."},
 }
-ROUTERS = (auth, operator, admin, catalog, orders, media, uploads, workflows, health, analytics)
+ROUTERS = (
+    auth,
+    operator,
+    admin,
+    catalog,
+    orders,
+    media,
+    uploads,
+    workflows,
+    health,
+    analytics,
+    notifications,
+    activity,
+    webhooks,
+    audit,
+)
 
 
 def create_app(settings: Settings | None = None, launcher: bool = True) -> FastAPI:
@@ -63,6 +83,7 @@ def create_app(settings: Settings | None = None, launcher: bool = True) -> FastA
     app.state.dagster = dagster
     errors.install(app)
     app.add_middleware(BodyLimit, settings=settings)
+    app.add_middleware(RequestId)
     for module in ROUTERS:
         app.include_router(module.router)
     return app

@@ -9,12 +9,14 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
+from automat_pipeline.api import audit
 from automat_pipeline.api.dagster_client import DagsterUnavailable
 from automat_pipeline.api.deps import Tx, Who, scoped_session, settings
 from automat_pipeline.api.security import Permission, Role, hash_password, new_user, normalize_email
 from automat_pipeline.db.models import Tenant, User
 from automat_pipeline.errors import AutomatError, Conflict, NotFound
 from automat_pipeline.keys import KEY_PATTERN, path_under
+from automat_pipeline.notify import events
 from automat_pipeline.tenant_settings import TenantSettings
 
 log = logging.getLogger(__name__)
@@ -111,9 +113,15 @@ def create_user(body: UserIn, request: Request, who: Who, tx: Tx) -> UserOut:
                 s.add(user)
                 s.flush()
                 user_id = user.id
+                events.record(s, "user.created", ("user", user_id), tenant_id=tenant_id, actor=who, after=_shown(user))
+                audit.request_done(s, who, request, tenant_id)  # written in the tenant's transaction
     except IntegrityError as error:
         raise Conflict(TAKEN) from error
     return UserOut(id=user_id, email=body.email, role=body.role, tenant_id=tenant_id)
+
+
+def _shown(user: User) -> dict:
+    return {"email": user.email, "role": user.role, "active": user.active}
 
 
 @router.get("/users")
@@ -144,5 +152,9 @@ def put_settings(body: TenantSettings, request: Request, who: Who, tx: Tx) -> Te
     over = body.over_limits(settings(request))
     if over:
         raise AutomatError("over_limit", "; ".join(over))
+    before = TenantSettings().model_dump() | (tenant.settings or {})  # what applied: defaults filled in
     tenant.settings = body.model_dump()
+    events.record(
+        tx, "settings.changed", "settings", tenant_id=tenant.id, actor=who, before=before, after=tenant.settings
+    )
     return body

@@ -18,6 +18,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
+from automat_pipeline.api import audit
 from automat_pipeline.api.deps import Caller, Id, Tx, Who, owned, scoped_session, settings
 from automat_pipeline.api.security import Permission
 from automat_pipeline.db import repository
@@ -177,8 +178,8 @@ def _tenant(database_url: str, who: Caller) -> Tenant:
         return tenant
 
 
-def _record(database_url: str, who: Caller, tenant: Tenant, received: InboxFile, kind: str) -> UploadOut:
-    with scoped_session(database_url, who.tenant()) as tx:
+def _record(request: Request, who: Caller, tenant: Tenant, received: InboxFile, kind: str) -> UploadOut:
+    with scoped_session(settings(request).api_database_url, who.tenant()) as tx:
         record = Upload(
             tenant_id=tenant.id,
             created_by=who.user_id,
@@ -189,6 +190,7 @@ def _record(database_url: str, who: Caller, tenant: Tenant, received: InboxFile,
         )
         tx.add(record)
         tx.flush()
+        audit.request_done(tx, who, request)
         return _upload_out(tx, record)
 
 
@@ -229,7 +231,7 @@ async def upload(request: Request, who: Who) -> UploadOut:
         raise HTTPException(422, f"the multipart body cannot be read: {error}") from error
     finally:
         received.discard()
-    return await run_in_threadpool(_record, config.api_database_url, who, tenant, received, kind)
+    return await run_in_threadpool(_record, request, who, tenant, received, kind)
 
 
 @router.get("/uploads/{upload_id}", responses={404: {"description": "No such upload in your tenant."}})
