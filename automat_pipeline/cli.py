@@ -147,6 +147,7 @@ def catalog_import(args: argparse.Namespace) -> dict:
     from automat_pipeline.defs.partitions import register_products
     from automat_pipeline.defs.resources import resources_from
     from automat_pipeline.embedded import prepare
+    from automat_pipeline.notify import audit
 
     path = Path(args.xlsx)
     if not path.is_file():
@@ -158,6 +159,7 @@ def catalog_import(args: argparse.Namespace) -> dict:
         if tenant is None:
             raise AutomatError("unknown_tenant", f"tenant {args.tenant!r} does not exist (automat tenant create)")
         result = import_workbook(s, tenant, path, "cli")
+        audit.cli(s, "catalog import", f"catalog_import:{result.import_id}", tenant.id, file=path.name, **result.counts)
     if result.error:
         raise result.error
     with session(settings.database_url) as s, s.begin(), DagsterInstance.get() as instance:
@@ -181,11 +183,13 @@ def tenant_create(args: argparse.Namespace) -> dict:
     from automat_pipeline.defs.resources import resources_from
     from automat_pipeline.embedded import prepare
     from automat_pipeline.keys import check_key_part
+    from automat_pipeline.notify import audit
 
     slug = check_key_part("tenant", args.name)
     settings = prepare().settings
     with session(settings.database_url) as s, s.begin():
         tenant = repository.tenant(s, slug)
+        audit.cli(s, "tenant create", f"tenant:{tenant.id}", None, slug=slug)
     with DagsterInstance.get() as instance:
         instance.add_dynamic_partitions(tenant_partitions.name, [slug])
     inbox = resources_from(settings)["media"].inbox(slug)
@@ -201,6 +205,7 @@ def user_create(args: argparse.Namespace) -> dict:
     from automat_pipeline.db.database import session
     from automat_pipeline.db.models import User
     from automat_pipeline.embedded import prepare
+    from automat_pipeline.notify import audit
 
     password = os.environ.get("AUTOMAT_USER_PASSWORD") or sys.stdin.readline().rstrip("\n")
     if len(password) < 12:
@@ -217,6 +222,7 @@ def user_create(args: argparse.Namespace) -> dict:
         user = new_user(args.email, password, Role(args.role), tenant.id if tenant else None)
         s.add(user)
         s.flush()
+        audit.cli(s, "user create", f"user:{user.id}", user.tenant_id, email=user.email, role=user.role)
         return {"user": user.id, "email": user.email, "role": user.role, "tenant": args.tenant}
 
 
@@ -241,6 +247,22 @@ def api(args: argparse.Namespace) -> int:
         workers=args.workers,
         log_level="warning",
     )
+    return 0
+
+
+def notify(args: argparse.Namespace) -> int:
+    import threading
+
+    from automat_pipeline.api.dagster_client import DagsterClient
+    from automat_pipeline.embedded import prepare
+    from automat_pipeline.notify.deliverer import Deliverer
+
+    settings = prepare().settings
+    deliverer = Deliverer(settings, DagsterClient(settings.dagster_graphql_url))
+    try:
+        deliverer.run(threading.Event())  # until Ctrl-C or SIGTERM
+    finally:
+        deliverer.close()
     return 0
 
 
@@ -418,6 +440,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="server processes (default: one per CPU)")
+    command("notify", notify, "the deliverer: fans out events, sends e-mails and webhooks, raises alerts")
     p = command("ui", ui, "Dagster webserver + daemon + orders API on the embedded stack (Ctrl-C stops all)")
     p.add_argument("--port", type=int, default=3000)
     p.add_argument("--api-port", type=int, default=8000)
