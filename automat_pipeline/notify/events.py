@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Literal
 
 from sqlalchemy import func, select
@@ -254,10 +253,10 @@ def summary_event(session: Session, order: Order) -> dict:
     for line in failed:
         by_class[line.error_class or "unknown"] = by_class.get(line.error_class or "unknown", 0) + 1
     tally = counts([state for state, n in states.items() for _ in range(n)])
-    submitted: datetime = order.submitted_at
+    submitted = order.submitted_at.timestamp() if order.submitted_at else 0.0
     return {
         "tenant_id": order.tenant_id,
-        "key": f"order.completed:{order.id}:{submitted.timestamp():.6f}",  # once per submission
+        "key": f"order.completed:{order.id}:{submitted:.6f}",  # once per submission
         "type": "order.completed",
         "subject": f"order:{order.id}",
         "owner_id": order.created_by,

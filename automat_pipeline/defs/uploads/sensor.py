@@ -31,6 +31,7 @@ from automat_pipeline.defs.partitions import product_partitions, tenant_partitio
 from automat_pipeline.defs.resources import Database, MediaStore
 from automat_pipeline.inbox import Upload, scan, sha256, step_file_for
 from automat_pipeline.keys import KEY_PART, partition_key
+from automat_pipeline.notify import events
 
 
 @dataclass
@@ -87,6 +88,8 @@ def upload_sensor(context: SensorEvaluationContext, database: Database, media: M
                 context.log.warning(f"[upload_sensor] {slug!r} is not a known tenant; {len(mine)} files wait")
                 waiting += [str(u.path) for u in mine]
                 continue
+            for upload in mine:  # once per file version: the key is its modification time
+                events.upload_received(session, tenant.id, upload.path, upload.mtime_ns, upload.kind)
             workbooks = sorted(u.path.name for u in mine if u.kind == "catalog")
             if workbooks:
                 versions = "".join(f"{n}@{file_sha(media.inbox(slug) / n)}" for n in workbooks)
