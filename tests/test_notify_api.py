@@ -175,6 +175,15 @@ def test_webhooks_are_the_tenant_admins_and_their_tenants(api, world):
     assert api.delete(f"/webhooks/{hook_id}", headers=ta).status_code == 204
 
 
+def test_a_webhook_url_with_a_bad_port_is_a_client_error(api, world):
+    ta = as_role(api, world, "ta")
+    for url in ("https://erp.example.com:99999/hook", "https://erp.example.com:http/hook"):
+        hook = {"url": url, "event_types": ["order.completed"]}
+        answer = api.post("/webhooks", headers=ta, json=hook)
+        assert answer.status_code == 422 and "not a URL" in answer.text, (url, answer.text)
+    assert api.get("/webhooks", headers=ta).json() == []
+
+
 def test_every_change_is_audited_with_who_what_and_the_request(api, world, env):
     ta, pm, client = as_role(api, world, "ta"), as_role(api, world, "pm"), login(api, "client@acme.example")
     order = draft(api, client, world)

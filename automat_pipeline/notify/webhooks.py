@@ -66,7 +66,11 @@ def check_url(url: str, private_networks: bool, resolve: bool = True) -> str:
     public addresses (a tenant must not reach the services beside the API: the Dagster webserver,
     PostgreSQL, cloud metadata). ``resolve``: look the name up (the deliverer, before each POST);
     without, only an address written in the URL is checked (saving a webhook waits for no DNS)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises for a port that is no number or out of range
+    except ValueError as error:
+        raise AutomatError("invalid_url", f"not a URL: {error}") from error
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise AutomatError("invalid_url", "a webhook URL is http:// or https:// with a host")
     if private_networks:
@@ -80,7 +84,7 @@ def check_url(url: str, private_networks: bool, resolve: bool = True) -> str:
             return url
         else:
             try:
-                found = socket.getaddrinfo(parts.hostname, parts.port or 443, type=socket.SOCK_STREAM)
+                found = socket.getaddrinfo(parts.hostname, port or 443, type=socket.SOCK_STREAM)
             except (OSError, UnicodeError) as error:
                 raise AutomatError("invalid_url", f"{parts.hostname} does not resolve: {error}") from error
             addresses = {info[4][0].split("%")[0] for info in found}
