@@ -17,6 +17,7 @@ from conftest import as_role, login
 from loopback import Mailbox, Receiver, free_port
 from sqlalchemy import func, select, text
 
+from automat_pipeline.api.dagster_client import DagsterClient
 from automat_pipeline.db import repository
 from automat_pipeline.db.database import session
 from automat_pipeline.db.models import OrderLine
@@ -336,3 +337,55 @@ def test_only_its_user_reads_a_notification(api, world, env, deliverers):
     read = api.post("/notifications/read", headers=client, json={"ids": [note_id]}).json()
     assert read == {"unread": 0} and inbox(api, client)["items"][0]["read_at"]
     assert api.post("/notifications/read", headers=client, json={}).status_code == 422
+
+
+def ended_lines(env, tenant_id: int, product_id: int, failed: int, completed: int) -> None:
+    """An order of ``tenant_id`` whose lines ended within the last hour, ``failed`` of them failed."""
+    with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
+        order = s.execute(
+            text(
+                "INSERT INTO orders (tenant_id, number, status, submitted_at) "
+                "VALUES (:t, :n, 'submitted', now()) RETURNING id"
+            ),
+            {"t": tenant_id, "n": f"ORD-1999-{tenant_id:06d}"},
+        ).scalar()
+        s.execute(
+            text(
+                "INSERT INTO order_lines (tenant_id, order_id, product_id, output_type, state, ended_at) "
+                "VALUES (:t, :o, :p, :type, :state, now() - interval '10 minutes')"
+            ),
+            [
+                {"t": tenant_id, "o": order, "p": product_id, "type": f"still-{n}", "state": state}
+                for n, state in enumerate(["failed"] * failed + ["completed"] * completed)
+            ],
+        )
+
+
+def test_watching_alerts_a_failure_rate_and_low_free_space_once_while_dagster_is_away(
+    api, world, env, deliverers, tmp_path
+):
+    acme, beta = world["tenants"]["acme"], world["tenants"]["beta"]
+    ended_lines(env, acme, world["products"]["6204-2RS"], failed=4, completed=6)  # 40 %: over 25 %
+    ended_lines(env, beta, world["products"]["B-1"], failed=2, completed=8)  # 20 %: under
+    dead = DagsterClient(f"http://127.0.0.1:{free_port()}/graphql")
+    deliverer = deliverers(dagster=dead)
+    deliverer.settings = deliverer.settings.model_copy(  # a media folder not made yet, a volume never large enough
+        update={"media_dir": tmp_path / "not-made-yet" / "media", "alert_min_free_gb": 10**9}
+    )
+    written = deliverer.watch()
+    assert len(written) == 2 and deliverer.watch() == []  # once an hour, once a day: not again
+    found = {e.type: e for e in events_of(env, written)}
+    rate, space = found["alert.failure_rate"], found["alert.disk_space"]
+    assert rate.tenant_id == acme and (rate.data["failed"], rate.data["ended"]) == (4, 10)
+    assert space.tenant_id is None and 0 < space.data["free_gb"] < 10**9
+    deliverer.tick(wait=True)
+    ta, ga = as_role(api, world, "ta"), as_role(api, world, "ga")
+    rate_title = "Alert: 4 of 10 order lines failed within the last hour (40%; the threshold is 25%)"
+    assert [n["title"] for n in inbox(api, ta)["items"]] == [rate_title]  # acme's admin: acme's rate only
+    titles = [n["title"] for n in inbox(api, ga)["items"]]  # the system's: both
+    assert titles[1] == rate_title and titles[0].startswith("Alert: the media volume has ")
+
+
+def events_of(env, ids: list[int]) -> list[Event]:
+    with session(env["AUTOMAT_DATABASE_URL"]) as s:
+        return list(s.scalars(select(Event).where(Event.id.in_(ids))))

@@ -30,6 +30,7 @@ from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 from sqlalchemy import select, text
@@ -299,11 +300,12 @@ class Deliverer:
         """The alerts that time shows: failure rates, free space, Dagster's code location and sensors."""
         now = datetime.now(UTC)
         written = []
-        with session(self.url) as s, s.begin():
-            written += self._failure_rates(s, now)
-            written += self._disk_space(s, now)
-            if self.dagster is not None:
-                written += self._dagster(s, now)
+        for watcher in (self._failure_rates, self._disk_space, self._dagster):
+            try:  # one watcher that fails must not silence the others
+                with session(self.url) as s, s.begin():
+                    written += watcher(s, now)
+            except Exception:
+                log.exception("deliverer: %s failed", watcher.__name__)
         return [w for w in written if w]
 
     def _failure_rates(self, s: Session, now: datetime) -> list:
@@ -328,7 +330,10 @@ class Deliverer:
         return written
 
     def _disk_space(self, s: Session, now: datetime) -> list:
-        free = shutil.disk_usage(self.settings.media_dir).free / 2**30
+        volume = Path(self.settings.media_dir)
+        while not volume.exists():  # a folder not made yet lies on its parent's volume
+            volume = volume.parent
+        free = shutil.disk_usage(volume).free / 2**30
         if free >= self.settings.alert_min_free_gb:
             return []
         return [
@@ -346,6 +351,8 @@ class Deliverer:
         ]
 
     def _dagster(self, s: Session, now: datetime) -> list:
+        if self.dagster is None:
+            return []
         try:
             problems = self.dagster.problems()
         except DagsterUnavailable as error:  # the webserver is away: the API's health says so
