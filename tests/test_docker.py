@@ -90,7 +90,7 @@ def test_compose_file_is_valid_with_the_example_settings(tmp_path):
     )
     assert checked.returncode == 0, checked.stderr
     services = yaml.safe_load(checked.stdout)["services"]
-    assert set(services) == {"postgres", "migrate", "code-location", "webserver", "daemon", "api", "proxy"}
+    assert set(services) == {"postgres", "migrate", "code-location", "webserver", "daemon", "api", "notify", "proxy"}
     automat = {n: s for n, s in services.items() if n not in ("postgres", "proxy")}
     assert all(s["environment"]["AUTOMAT_DEPLOYMENT"] == "production" for s in automat.values())
     published = {name for name, service in services.items() if service.get("ports")}
