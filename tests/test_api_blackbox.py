@@ -66,12 +66,20 @@ def beta(api, world, env):
             text("INSERT INTO output_types (tenant_id, name, settings) VALUES (:t, 'betatype', '{}')"),
             {"t": world["tenants"]["beta"]},
         )
+        webhook = conn.execute(
+            text(
+                "INSERT INTO webhooks (tenant_id, url, event_types, secret) VALUES "
+                "(:t, 'https://beta-secret-order.example/hook', :types, 'beta-secret-order') RETURNING id"
+            ),
+            {"t": world["tenants"]["beta"], "types": '["order.completed"]'},
+        ).scalar()
     return {
         "order_id": order["id"],
         "line_id": line["id"],
         "product_id": world["products"]["B-1"],
         "media_id": media,
         "upload_id": upload.json()["id"],
+        "webhook_id": webhook,
         "name": "betaflow",
     }
 
@@ -136,6 +144,9 @@ ROUTE_PERMISSIONS = {  # an operation → the permission it needs (the matrix of
     ("POST", "/products/{product_id}/renders"): "trigger_renders",
     ("POST", "/workflows/{name}/runs"): "trigger_renders",
     ("DELETE", "/media/{media_id}"): "delete_renders",
+    ("GET", "/webhooks"): "settings",
+    ("POST", "/webhooks"): "settings",
+    ("GET", "/audit"): "settings",
 }
 
 
@@ -144,6 +155,7 @@ VALID_BODIES = {  # bodies that validate, so that what answers is the permission
     ("PUT", "/output-types/{name}"): {"name": "probe", "kind": "still"},
     ("PUT", "/workflows/{name}"): {"version": 1, "nodes": [{"id": "t", "step": "thumbnail"}]},
     ("POST", "/products/{product_id}/renders"): {"output_type": "thumbnail"},
+    ("POST", "/webhooks"): {"url": "https://erp.example.com/hook", "event_types": ["order.completed"]},
 }
 
 
