@@ -23,7 +23,7 @@ RUN_WITH_TAG = """query($key: String!, $value: String!) { runsOrError(filter: {t
   limit: 1) { ... on Runs { results { runId } } } }"""
 MATERIALIZED = """query($key: AssetKeyInput!, $partition: String!) { assetOrError(assetKey: $key) {
   ... on Asset { assetMaterializations(partitions: [$partition], limit: 1) { runId } } } }"""
-TICK = "ticks(limit: 1) { id status timestamp error { message } }"
+TICK = "ticks(limit: 1) { id status timestamp error { message causes { message } } }"
 PROBLEMS = f"""query($selector: RepositorySelector!) {{
   workspaceOrError {{ ... on Workspace {{ locationEntries {{ name
     locationOrLoadError {{ __typename ... on PythonError {{ message }} }} }} }} }}
@@ -133,8 +133,9 @@ class DagsterClient:
             for instigator in repository.get(f"{kind}s", []):
                 ticks = instigator[state]["ticks"] if instigator[state]["status"] == "RUNNING" else []
                 if ticks and ticks[0]["status"] == "FAILURE":
-                    error = (ticks[0]["error"] or {}).get("message", "the tick failed").strip()
-                    found.append((kind, instigator["name"], error.splitlines()[0][:500] if error else ""))
+                    error = ticks[0]["error"] or {}  # Dagster's wrapper; the sensor's own error is the last cause
+                    message = ([error] + error.get("causes", []))[-1].get("message") or "the tick failed"
+                    found.append((kind, instigator["name"], message.strip().splitlines()[0][:500]))
         return found
 
     def terminate(self, run_ids: list[str]) -> None:
