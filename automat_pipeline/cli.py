@@ -258,6 +258,7 @@ def notify(args: argparse.Namespace) -> int:
     from automat_pipeline.notify.deliverer import Deliverer
 
     settings = prepare().settings
+    os.nice(10)  # background work: on a shared CPU the API's requests and the pipeline's runs come first
     deliverer = Deliverer(settings, DagsterClient(settings.dagster_graphql_url))
     try:
         deliverer.run(threading.Event())  # until Ctrl-C or SIGTERM
