@@ -173,6 +173,7 @@ def catalog_import(args: argparse.Namespace) -> dict:
     from automat_pipeline.defs.partitions import register_products
     from automat_pipeline.defs.resources import resources_from
     from automat_pipeline.embedded import prepare
+    from automat_pipeline.notify import audit
 
     path = Path(args.xlsx)
     if not path.is_file():
@@ -184,6 +185,7 @@ def catalog_import(args: argparse.Namespace) -> dict:
         if tenant is None:
             raise AutomatError("unknown_tenant", f"tenant {args.tenant!r} does not exist (automat tenant create)")
         result = import_workbook(s, tenant, path, "cli")
+        audit.cli(s, "catalog import", f"catalog_import:{result.import_id}", tenant.id, file=path.name, **result.counts)
     if result.error:
         raise result.error
     with session(settings.database_url) as s, s.begin(), DagsterInstance.get() as instance:
@@ -207,11 +209,13 @@ def tenant_create(args: argparse.Namespace) -> dict:
     from automat_pipeline.defs.resources import resources_from
     from automat_pipeline.embedded import prepare
     from automat_pipeline.keys import check_key_part
+    from automat_pipeline.notify import audit
 
     slug = check_key_part("tenant", args.name)
     settings = prepare().settings
     with session(settings.database_url) as s, s.begin():
         tenant = repository.tenant(s, slug)
+        audit.cli(s, "tenant create", f"tenant:{tenant.id}", None, slug=slug)
     with DagsterInstance.get() as instance:
         instance.add_dynamic_partitions(tenant_partitions.name, [slug])
     inbox = resources_from(settings)["media"].inbox(slug)
@@ -227,6 +231,7 @@ def user_create(args: argparse.Namespace) -> dict:
     from automat_pipeline.db.database import session
     from automat_pipeline.db.models import User
     from automat_pipeline.embedded import prepare
+    from automat_pipeline.notify import audit
 
     password = os.environ.get("AUTOMAT_USER_PASSWORD") or sys.stdin.readline().rstrip("\n")
     if len(password) < 12:
@@ -243,6 +248,7 @@ def user_create(args: argparse.Namespace) -> dict:
         user = new_user(args.email, password, Role(args.role), tenant.id if tenant else None)
         s.add(user)
         s.flush()
+        audit.cli(s, "user create", f"user:{user.id}", user.tenant_id, email=user.email, role=user.role)
         return {"user": user.id, "email": user.email, "role": user.role, "tenant": args.tenant}
 
 
@@ -521,6 +527,23 @@ def api(args: argparse.Namespace) -> int:
     return 0
 
 
+def notify(args: argparse.Namespace) -> int:
+    import threading
+
+    from automat_pipeline.api.dagster_client import DagsterClient
+    from automat_pipeline.embedded import prepare
+    from automat_pipeline.notify.deliverer import Deliverer
+
+    settings = prepare().settings
+    os.nice(10)  # background work: on a shared CPU the API's requests and the pipeline's runs come first
+    deliverer = Deliverer(settings, DagsterClient(settings.dagster_graphql_url))
+    try:
+        deliverer.run(threading.Event())  # until Ctrl-C or SIGTERM
+    finally:
+        deliverer.close()
+    return 0
+
+
 def _workflow(args: argparse.Namespace):
     """The validated workflow of ``args.file``; its errors printed (exit 2) if it has any."""
     from automat_pipeline import workflows
@@ -785,6 +808,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="server processes (default: one per CPU)")
+    command("notify", notify, "the deliverer: fans out events, sends e-mails and webhooks, raises alerts")
     p = command("ui", ui, "Dagster webserver + daemon + orders API on the embedded stack (Ctrl-C stops all)")
     p.add_argument("--port", type=int, default=3000)
     p.add_argument("--api-port", type=int, default=8000)

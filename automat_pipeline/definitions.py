@@ -1,8 +1,8 @@
 """The code location: every asset, job, sensor and resource, in one place.
 
 The Dagster glue lives under ``defs/``, a folder per domain (``catalog``, ``cad``, ``render``,
-``templates``, ``uploads``); resources read their configuration from the environment (``EnvVar``),
-so the same definitions serve local runs and production.
+``templates``, ``uploads``, ``orders``, ``notify``); resources read their configuration from the
+environment (``EnvVar``), so the same definitions serve local runs and production.
 """
 
 from dagster import Definitions, EnvVar
@@ -10,6 +10,8 @@ from dagster import Definitions, EnvVar
 from automat_pipeline.defs.cad.assets import cad_conversion, glb_export, step_file
 from automat_pipeline.defs.catalog.assets import catalog_report, product_catalog
 from automat_pipeline.defs.jobs import import_catalog_job, product_media_job, product_renders_job
+from automat_pipeline.defs.notify.schedules import daily_digests, hourly_digests, notification_digests
+from automat_pipeline.defs.notify.sensors import pipeline_events
 from automat_pipeline.defs.orders.sensor import order_lines
 from automat_pipeline.defs.render.assets import blend_export, still, thumbnail, turntable
 from automat_pipeline.defs.resources import Blender, Database, MediaStore
@@ -28,8 +30,9 @@ defs = Definitions(
         turntable,
         blend_export,
     ],
-    jobs=[import_catalog_job, product_media_job, product_renders_job, check_template_job],
-    sensors=[upload_sensor, order_lines],
+    jobs=[import_catalog_job, product_media_job, product_renders_job, check_template_job, notification_digests],
+    sensors=[upload_sensor, order_lines, pipeline_events],
+    schedules=[hourly_digests, daily_digests],
     resources={
         "database": Database(url=EnvVar("AUTOMAT_DATABASE_URL")),
         "media": MediaStore(uploads_dir=EnvVar("AUTOMAT_UPLOADS_DIR"), media_dir=EnvVar("AUTOMAT_MEDIA_DIR")),

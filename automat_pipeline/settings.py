@@ -114,6 +114,33 @@ class Settings(BaseSettings):
         description="most products one media run makes: the upload sensor runs a burst of products in batches "
         "of consecutive ones (one run worker, OpenCascade forkserver and warm Blender each); 1: a run per product",
     )
+    smtp_url: SecretStr | None = Field(
+        None,
+        description="where notification e-mails go: `smtp://` (plain), `smtp+starttls://` (STARTTLS required) or "
+        "`smtps://` (TLS), `user:password@` to log in, `?cafile=` to trust a private CA; unset: no e-mail",
+    )
+    mail_from: str = Field("automat@localhost", description="the sender address of notification e-mails")
+    public_url: str = Field(
+        "http://127.0.0.1:8000", description="the API's address as people reach it, for links in e-mails"
+    )
+    webhook_private_networks: bool = Field(
+        False,
+        description="whether webhook URLs may reach loopback, private and link-local addresses (tests, closed "
+        "networks); off, a tenant's webhook cannot probe the services beside the API",
+    )
+    alert_failure_rate: float = Field(
+        0.25,
+        gt=0,
+        le=1,
+        description="a tenant's share of failed order lines within an hour (of 10 or more) above which its "
+        "admins are alerted",
+    )
+    alert_min_free_gb: float = Field(
+        10, ge=0, description="free space of the media volume below which global admins are alerted, in GiB"
+    )
+    alert_stalled_minutes: int = Field(
+        120, ge=1, description="a run queued or running longer than this is reported as stalled, in minutes"
+    )
     fixtures_dir: Path = Field(
         REPO.parent / "shared" / "fixtures",
         description="real STEP files and workbooks from public projects (`step/`, `xlsx/`): the tests need them, "

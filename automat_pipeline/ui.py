@@ -1,4 +1,5 @@
-"""``automat ui``: the Dagster webserver and daemon on the embedded stack, stopped together.
+"""``automat ui``: the Dagster webserver and daemon, the API and the deliverer on the embedded
+stack, stopped together.
 
 Webserver and daemon run as separate processes (``dagster dev`` may ignore SIGTERM), each in its
 own session. Ctrl-C or SIGTERM stops both and everything they started (code servers, runs in
@@ -48,6 +49,7 @@ def serve(port: int = 3000, host: str = "127.0.0.1", api_port: int = 8000) -> in
         [str(bin_dir / "dagster-webserver"), "-w", workspace, "-h", host, "-p", str(port)],
         [str(bin_dir / "dagster-daemon"), "run", "-w", workspace],
         [str(bin_dir / "automat"), "api", "--host", host, "--port", str(api_port)],
+        [str(bin_dir / "automat"), "notify"],
     ]
     processes = [subprocess.Popen(c, cwd=REPO, start_new_session=True) for c in commands]
     print(

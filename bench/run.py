@@ -32,6 +32,9 @@ summary to ``bench/results/<name>-runs.jsonl``.
              one warm OpenCascade and one warm Blender process), in turns, for 17 and 100 products
              (goal <= 1.5x, and the marginal cost per product <= 1.2x the bare work's); levers with
              --label, --instance (dagster.yaml overrides) and --env
+- notify:    a 1,000-line order's completion through the order_lines sensor to every channel (in-app,
+             e-mail, webhooks) beside bare SQL and a bare sending loop; order submission under the api
+             load with the deliverer sending and not, in alternating rounds (goal: p95 <= 50 ms)
 """
 
 from __future__ import annotations
@@ -967,6 +970,329 @@ def bench_orders(
     save("orders", rows, summary)
 
 
+NOTIFY_SEED = """
+INSERT INTO users (tenant_id, email, email_normalized, password_hash, role)
+SELECT 1, r || '@acme.example', r || '@acme.example', 'x', (ARRAY['client', 'project_manager', 'project_manager',
+       'tenant_admin'])[n] FROM unnest(ARRAY['client', 'pm1', 'pm2', 'ta']) WITH ORDINALITY AS u(r, n);
+"""
+NOTIFY_TYPES = ["order.completed", "order.submitted", "order_line.completed", "order_line.failed"]
+
+
+def _order_with_lines(url: str, lines: int, creator: int) -> tuple[int, list[int]]:
+    """A submitted order of ``lines`` queued lines of tenant acme; its id and line ids."""
+    from sqlalchemy import text
+
+    from automat_pipeline.db.database import engine
+
+    with engine(url).begin() as conn:
+        number = conn.execute(text("SELECT count(*) + 1 FROM orders")).scalar()
+        order = conn.execute(
+            text(
+                "INSERT INTO orders (tenant_id, number, created_by, status, submitted_at) VALUES "
+                "(1, :n, :c, 'submitted', now()) RETURNING id"
+            ),
+            {"n": f"ORD-2000-{number:06d}", "c": creator},  # a year of their own: the API draws this one's
+        ).scalar()
+        ids = conn.execute(
+            text(
+                "INSERT INTO order_lines (tenant_id, order_id, product_id, output_type, state, run_id) "
+                "SELECT 1, :o, p.id, 'still-web', 'queued', md5(:o || '-' || p.id) FROM "
+                "(SELECT id FROM products WHERE tenant_id = 1 ORDER BY id LIMIT :lines) p RETURNING id"
+            ),
+            {"o": order, "lines": lines},
+        ).scalars()
+        return order, sorted(ids)
+
+
+def _finished_runs(line_ids: list[int], url: str, failing: int):
+    """A Dagster instance holding a finished run per line (the last ``failing`` failed),
+    tagged as the launcher tags them, for the real order_lines sensor to read."""
+    from dagster import DagsterInstance, DagsterRunStatus
+    from dagster._core.test_utils import create_run_for_test
+    from sqlalchemy import text
+
+    from automat_pipeline import tags
+    from automat_pipeline.db.database import engine
+
+    instance = DagsterInstance.local_temp()  # SQLite run storage: runs ordered by update time, as PostgreSQL's
+    with engine(url).connect() as conn:
+        runs = dict(conn.execute(text("SELECT id, run_id FROM order_lines WHERE id = ANY(:i)"), {"i": line_ids}).all())
+    for n, line_id in enumerate(line_ids):
+        status = DagsterRunStatus.FAILURE if n >= len(line_ids) - failing else DagsterRunStatus.SUCCESS
+        create_run_for_test(instance, run_id=runs[line_id], status=status, tags={tags.ORDER_LINE: str(line_id)})
+    return instance
+
+
+def _wait(probe, seconds: float = 120.0) -> float:
+    """Poll ``probe`` (every 20 ms) until true; the perf_counter time it became true."""
+    deadline = time.perf_counter() + seconds
+    while not probe():
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"not within {seconds} s")
+        time.sleep(0.02)
+    return time.perf_counter()
+
+
+def _fanout_round(settings: Settings, order: int, line_ids: list[int], failing: int, mailbox, receiver) -> dict:
+    """The order's runs end; the real order_lines sensor records them tick by tick (500 runs each), the
+    last finishing the order, while the deliverer (``automat notify``) runs: seconds from that tick's start until
+    the summary is in-app for its three recipients, in the creator's mailbox and at the webhook, and
+    until every POST of the order arrived."""
+    from dagster import build_sensor_context
+    from sqlalchemy import text
+
+    from automat_pipeline.db.database import session
+    from automat_pipeline.defs.orders.sensor import order_lines
+    from automat_pipeline.defs.resources import Database
+
+    instance = _finished_runs(line_ids, settings.database_url, failing)
+    mails, posts = len(mailbox.messages), len(receiver.requests)
+    database = {"database": Database(url=settings.database_url)}
+    unfinished = "SELECT count(*) FROM order_lines WHERE order_id = :o AND state NOT IN ('completed', 'failed')"
+    ticks, cursor = [], None
+    with session(settings.database_url) as s:
+        while True:  # ticks as the daemon makes them (each reads 500 runs), until one finishes the order
+            t0 = time.perf_counter()
+            context = build_sensor_context(instance=instance, cursor=cursor, resources=database)
+            order_lines(context)
+            ticks.append(time.perf_counter() - t0)
+            cursor = context.cursor
+            if not s.execute(text(unfinished), {"o": order}).scalar():
+                break
+    first_tick, completing_tick = ticks[0], ticks[-1]
+    notes = "SELECT count(*) FROM notifications n JOIN events e ON e.id = n.event_id WHERE e.subject = :s"
+    with session(settings.database_url) as s:
+        t_notes = _wait(lambda: s.execute(text(notes), {"s": f"order:{order}"}).scalar() >= 3)
+    t_mail = _wait(lambda: len(mailbox.messages) > mails)
+    t_hook = _wait(lambda: any(b'"order.completed"' in r.body for r in receiver.requests[posts:]))
+    t_all = _wait(lambda: len(receiver.requests) - posts >= len(line_ids) + 1, 300)
+    return {
+        "ticks": len(ticks),
+        "first_tick_s": round(first_tick, 3),
+        "completing_tick_s": round(completing_tick, 3),
+        "in_app_s": round(t_notes - t0, 3),
+        "email_s": round(t_mail - t0, 3),
+        "webhook_summary_s": round(t_hook - t0, 3),
+        "all_sent_s": round(t_all - t0, 3),
+    }
+
+
+BARE_WRITES = [
+    "UPDATE order_lines SET state = 'completed', ended_at = now(), outputs = '[]' WHERE order_id = :o",
+    "INSERT INTO events (tenant_id, key, type, category, subject, data) SELECT 1, 'bare:' || id, "
+    "'order_line.completed', 'orders', 'order_line:' || id, '{}' FROM order_lines WHERE order_id = :o",
+    "INSERT INTO deliveries (tenant_id, key, channel, webhook_id, target, state) SELECT 1, 'bare:' || id, "
+    "'webhook', 1, 'x', 'sent' FROM order_lines WHERE order_id = :o",
+    "INSERT INTO notifications (tenant_id, user_id, key, category, kind, title, body) SELECT 1, id, "
+    "'bare:' || :o || ':' || id, 'orders', 'order_summary', 'bare', 'bare' FROM users WHERE tenant_id = 1 LIMIT 3",
+]
+
+
+def _bare_round(url: str, order: int, lines: int, mailbox, receiver) -> dict:
+    """The same rows written with bare SQL (one statement each), the same POSTs and the e-mail sent
+    by a bare loop: no sensor, no signing, no bookkeeping per delivery."""
+    import smtplib
+    from email.message import EmailMessage
+
+    import httpx
+    from sqlalchemy import text
+
+    from automat_pipeline.db.database import engine
+
+    t0 = time.perf_counter()
+    with engine(url).begin() as conn:
+        for statement in BARE_WRITES:
+            conn.execute(text(statement), {"o": order})
+    sql = time.perf_counter() - t0
+    with httpx.Client() as http:
+        for n in range(lines + 1):
+            http.post(receiver.url, content=json.dumps({"n": n}).encode())
+    with smtplib.SMTP("127.0.0.1", mailbox.port) as smtp:
+        mail = EmailMessage()
+        mail["From"], mail["To"], mail["Subject"] = "automat@localhost", "client@acme.example", "bare"
+        mail.set_content("bare")
+        smtp.send_message(mail)
+    return {"sql_s": round(sql, 3), "all_sent_s": round(time.perf_counter() - t0, 3)}
+
+
+def _submissions(port: int, url: str, clients: int, seconds: float, think: float, processes: int) -> dict:
+    """Order submission and browsing latencies under the api load generator, with the deliverer
+    process sending (A) and not (B), in alternating rounds, while a feeder writes 200 line events every
+    2 s (what the pipeline adds while orders finish); the deliveries each round sent."""
+    import threading
+    from concurrent.futures import ProcessPoolExecutor
+
+    import httpx
+    from sqlalchemy import text
+
+    from automat_pipeline.db.database import engine, session
+    from automat_pipeline.notify import events
+
+    def sent() -> int:
+        with engine(url).connect() as conn:
+            return conn.execute(text("SELECT count(*) FROM deliveries WHERE state = 'sent'")).scalar()
+
+    stop = threading.Event()
+
+    def feed() -> None:
+        n = 0
+        while not stop.wait(2.0):
+            n += 1
+            with session(url) as s, s.begin():
+                rows = [
+                    {"tenant_id": 1, "key": f"feed:{n}:{i}", "type": "order_line.completed", "subject": None}
+                    | {"owner_id": None, "actor_id": None, "data": {}}
+                    for i in range(200)
+                ]
+                events.write(s, rows)
+
+    token = httpx.post(
+        f"http://127.0.0.1:{port}/auth/login", json={"email": "pm1@acme.example", "password": "bench password"}
+    ).json()["access_token"]
+    loads: dict[str, dict[str, list[float]]] = {"A deliveries on": {}, "B deliveries off": {}}
+    delivered = dict.fromkeys(loads, 0)
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    env = {**os.environ, "AUTOMAT_DAGSTER_GRAPHQL_URL": "http://127.0.0.1:9/graphql"}
+    notify = None
+    try:
+        for name in list(loads) * 2:
+            if name.startswith("A"):
+                notify = subprocess.Popen([str(REPO / ".venv" / "bin" / "automat"), "notify"], env=env)
+            before = sent()
+            with ProcessPoolExecutor(processes) as pool:
+                shares = [list(range(clients))[k::processes] for k in range(processes)]
+                arguments = [(port, token, share, 100_000, seconds, think, False) for share in shares]
+                for part in pool.map(api_clients, *zip(*arguments, strict=True)):
+                    for request, values in part.items():
+                        loads[name].setdefault(request, []).extend(values)
+            delivered[name] += sent() - before
+            if notify is not None:
+                notify.terminate()
+                notify.wait(30)
+                notify = None
+    finally:
+        stop.set()
+        if notify is not None:
+            notify.terminate()
+            notify.wait(30)
+    rows = []
+    for name, latencies in loads.items():
+        submit = latencies["submit order"]
+        browse = [x for request, values in latencies.items() if request != "submit order" for x in values]
+        rows.append(
+            {
+                "mode": name,
+                "submissions": len(submit),
+                "submit_p50_ms": percentile(submit, 0.5),
+                "submit_p95_ms": percentile(submit, 0.95),
+                "submit_p99_ms": percentile(submit, 0.99),
+                "browse_p95_ms": percentile(browse, 0.95),
+                "deliveries_sent": delivered[name],
+            }
+        )
+    return rows
+
+
+def bench_notify(
+    out: Path,
+    lines: int = 1000,
+    failing: int = 30,
+    rounds: int = 3,
+    clients: int = 50,
+    seconds: float = 30.0,
+    think: float = 1.0,
+    client_processes: int = 5,
+) -> None:
+    """Notifications, two figures. Fan-out: a ``lines``-line order (``failing`` failed) finished by
+    the real ``order_lines`` sensor and fanned out and sent by the deliverer (polling every second) to
+    three recipients in-app, the creator by e-mail (loopback SMTP) and a webhook subscribed to the
+    order's and its lines' events (``lines`` + 1 signed POSTs), beside bare SQL and a bare sending loop
+    doing the same, in alternating rounds (``_fanout_round``, ``_bare_round``). Then order submission
+    latency under the api load with deliveries on and off (``_submissions``)."""
+    import socket
+
+    import httpx
+    from sqlalchemy import text
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from loopback import Mailbox, Receiver
+
+    from automat_pipeline.api.security import hash_password
+    from automat_pipeline.db.database import engine
+    from automat_pipeline.embedded import prepare
+
+    for key in [k for k in os.environ if k.startswith("AUTOMAT_")]:
+        del os.environ[key]
+    with Mailbox() as mailbox, Receiver() as receiver:
+        settings = prepare(
+            Settings(home=out / "notify-home", smtp_url=mailbox.url(), webhook_private_networks=True)
+        ).settings
+        url = settings.database_url
+        started = time.perf_counter()
+        with engine(url).begin() as conn:
+            for statement in (SEED + NOTIFY_SEED).split(";\n"):
+                if statement.strip():
+                    conn.execute(text(statement), {"products": 100_000, "media": 1_000_000})
+            conn.execute(
+                text("UPDATE users SET password_hash = :h WHERE email = 'pm1@acme.example'"),
+                {"h": hash_password("bench password")},
+            )
+            conn.execute(
+                text("INSERT INTO webhooks (tenant_id, url, event_types, secret) VALUES (1, :u, :t, :s)"),
+                {"u": receiver.url, "t": json.dumps(NOTIFY_TYPES), "s": "a-bench-secret-0123456789"},
+            )
+            creator = conn.execute(text("SELECT id FROM users WHERE email = 'client@acme.example'")).scalar()
+        seed_seconds = time.perf_counter() - started
+        rows = []
+        env = {**os.environ, "AUTOMAT_DAGSTER_GRAPHQL_URL": "http://127.0.0.1:9/graphql"}
+        deliverer = subprocess.Popen([str(REPO / ".venv" / "bin" / "automat"), "notify"], env=env)  # as deployed
+        try:
+            time.sleep(5)  # started and polling
+            for round_ in range(rounds):
+                for way in ("automat", "bare"):
+                    order, line_ids = _order_with_lines(url, lines, creator)
+                    if way == "automat":
+                        row = _fanout_round(settings, order, line_ids, failing, mailbox, receiver)
+                    else:
+                        row = _bare_round(url, order, lines, mailbox, receiver)
+                    rows.append({"round": round_, "way": way} | row)
+                    print(rows[-1], flush=True)
+        finally:
+            deliverer.terminate()
+            deliverer.wait(30)
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        api = subprocess.Popen([str(REPO / ".venv" / "bin" / "automat"), "api", "--port", str(port)], env=env)
+        try:
+            for _ in range(120):
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.5)
+            load_rows = _submissions(port, url, clients, seconds, think, client_processes)
+        finally:
+            api.terminate()
+            api.wait(timeout=30)
+
+    summary = {"lines": lines, "failing": failing, "rounds": rounds, "seed_seconds": round(seed_seconds, 1)}
+    for key in ("completing_tick_s", "in_app_s", "email_s", "webhook_summary_s", "all_sent_s"):
+        values = sorted(r[key] for r in rows if r["way"] == "automat")
+        summary[f"fanout_{key}_median"] = values[len(values) // 2]
+    bare = sorted(r["all_sent_s"] for r in rows if r["way"] == "bare")
+    summary["bare_all_sent_s_median"] = bare[len(bare) // 2]
+    summary["all_sent_ratio"] = round(summary["fanout_all_sent_s_median"] / summary["bare_all_sent_s_median"], 2)
+    summary |= {row["mode"]: row for row in load_rows}
+    summary["goal"] = "a 1,000-line order fans out within a few seconds; submission p95 <= 50 ms while deliveries run"
+    columns = ["round", "way", "ticks", "first_tick_s", "completing_tick_s", "in_app_s", "email_s", "webhook_summary_s"]
+    table(rows, [*columns, "sql_s", "all_sent_s"])
+    table(load_rows, list(load_rows[0]))
+    print(summary)
+    save("notify", rows + load_rows, summary)
+
+
 BARE_API = """from fastapi import FastAPI
 
 app = FastAPI()
@@ -1757,6 +2083,7 @@ def main() -> None:
         "scale",
         "incremental",
         "daemon",
+        "notify",
     }
     with tempfile.TemporaryDirectory(prefix="automat-bench-") as tmp:
         out = Path(tmp)
@@ -1789,6 +2116,8 @@ def main() -> None:
                 environment=dict(kv.split(":", 1) for kv in options["env"].split(",")) if "env" in options else None,
                 label=options.get("label", ""),
             )
+        if "notify" in wanted:
+            bench_notify(out)
 
 
 if __name__ == "__main__":

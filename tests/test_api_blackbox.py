@@ -74,6 +74,13 @@ def beta(api, world, env):
             {"t": world["tenants"]["beta"]},
         )
         user = conn.execute(text("SELECT id FROM users WHERE email = 'client@beta.example'")).scalar()
+        webhook = conn.execute(
+            text(
+                "INSERT INTO webhooks (tenant_id, url, event_types, secret) VALUES "
+                "(:t, 'https://beta-secret-order.example/hook', :types, 'beta-secret-order') RETURNING id"
+            ),
+            {"t": world["tenants"]["beta"], "types": '["order.completed"]'},
+        ).scalar()
     return {
         "tenant_id": world["tenants"]["beta"],
         "user_id": user,
@@ -82,6 +89,7 @@ def beta(api, world, env):
         "product_id": world["products"]["B-1"],
         "media_id": media,
         "upload_id": upload.json()["id"],
+        "webhook_id": webhook,
         "name": "betaflow",
     }
 
@@ -169,6 +177,9 @@ ROUTE_PERMISSIONS = {  # an operation → the permission it needs (the matrix of
     ("DELETE", "/templates/{name}"): "settings",
     ("GET", "/templates"): "trigger_renders",
     ("GET", "/templates/{name}/file"): "trigger_renders",
+    ("GET", "/webhooks"): "settings",
+    ("POST", "/webhooks"): "settings",
+    ("GET", "/audit"): "settings",
 }
 
 
@@ -181,6 +192,7 @@ VALID_BODIES = {  # bodies that validate, so that what answers is the permission
     ("POST", "/products/{product_id}/renders"): {"output_type": "thumbnail"},
     ("PUT", "/materials/{name}"): {"name": "probe", "base_color": [0.5, 0.5, 0.5], "metallic": 0, "roughness": 0.5},
     ("PUT", "/material-aliases"): [],
+    ("POST", "/webhooks"): {"url": "https://erp.example.com/hook", "event_types": ["order.completed"]},
 }
 
 

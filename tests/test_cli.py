@@ -5,6 +5,7 @@ Most cases call ``cli.main`` in this process (``run``); one case per command gro
 descriptors are covered too.
 """
 
+import getpass
 import json
 import os
 import subprocess
@@ -217,6 +218,20 @@ def test_user_create_checks_its_input_and_refuses_a_taken_address(run, tmp_path,
     assert json.loads(out) | {"user": 0} == {"user": 0, "email": "C@acme.example", "role": "client", "tenant": "acme"}
     taken = run("user", "create", "--role", "client", "--email", "c@ACME.example", "--tenant", "acme", env=strong)
     assert taken[0] == 2 and taken[2].startswith("error: email_taken: ")
+    with engine(env["AUTOMAT_DATABASE_URL"]).connect() as conn:  # the one that created a user, audited
+        trail = conn.execute(
+            text("SELECT source, role, action, object, actor, summary FROM audit_log WHERE source = 'cli'")
+        ).all()
+    assert [tuple(row) for row in trail] == [
+        (
+            "cli",
+            "operator",
+            "user create",
+            f"user:{json.loads(out)['user']}",
+            f"cli:{getpass.getuser()}",
+            {"after": {"email": "C@acme.example", "role": "client"}},
+        )
+    ]
 
 
 def test_materials_and_aliases_from_the_command_line(run, tmp_path, env):

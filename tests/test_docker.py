@@ -102,6 +102,7 @@ def test_compose_file_is_valid_with_the_example_settings(tmp_path):
         "api",
         "proxy",
         "render-host",
+        "notify",
     }
     assert services["daemon"]["depends_on"]["render-host"] == {"condition": "service_healthy"}  # a warm host first
     automat = {n: s for n, s in services.items() if n not in ("postgres", "proxy")}

@@ -10,17 +10,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
-import time
 import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
-from conftest import PASSWORD, SECRET, STEP_FIXTURES, free_port, fresh_home_env
-from fastapi import APIRouter
+from conftest import PASSWORD, STEP_FIXTURES, free_port, fresh_home_env
 from openpyxl import Workbook
 from playwright.sync_api import expect
 from portal_browser import (  # noqa: F401
@@ -37,14 +33,12 @@ from sqlalchemy import select, text
 from test_ui import PASSWORD as STACK_PASSWORD
 from test_ui import http, wait_for
 
-from automat_pipeline.api.app import create_app
 from automat_pipeline.api.security import Role, access_token
 from automat_pipeline.catalog_import import attach_report, import_workbook
 from automat_pipeline.db import repository
 from automat_pipeline.db.database import session
-from automat_pipeline.db.models import CatalogImport, Order, OrderLine, Tenant
-from automat_pipeline.embedded import api_url
-from automat_pipeline.settings import Settings
+from automat_pipeline.db.models import CatalogImport, Order, OrderLine, Tenant, User
+from automat_pipeline.notify.models import Notification
 
 
 @pytest.fixture
@@ -310,64 +304,33 @@ def test_an_expired_token_is_refreshed_and_a_deactivated_user_is_sent_to_login(p
     expect(page.get_by_role("status")).to_contain_text("this account is deactivated")
 
 
-def serve(app) -> tuple[uvicorn.Server, str]:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
-    while not server.started:
-        time.sleep(0.01)
-    return server, f"http://127.0.0.1:{port}"
-
-
-def test_the_bell_stays_hidden_without_notifications_and_shows_the_feed_with_them(portal, env, chromium):  # noqa: F811
+def test_the_bell_shows_the_feed_links_orders_and_marks_what_it_showed_read(portal, env, chromium):  # noqa: F811
+    url = env["AUTOMAT_DATABASE_URL"]
+    with session(url) as s, s.begin():
+        client = s.scalar(select(User).where(User.email == "client@acme.example"))
+        s.add(
+            Notification(
+                tenant_id=client.tenant_id,
+                user_id=client.id,
+                key="test:bell",
+                category="orders",
+                kind="order.completed",
+                title="ORD-2026-000001 finished: 1 of 1 succeeded",
+                body="every line completed",
+                data={"order_id": 1},
+                shown_at=datetime.now(UTC),  # delivered in-app, as the deliverer marks it
+            )
+        )
     page = portal.login("client@acme.example", PASSWORD)
-    asked = []
-    page.on("request", lambda r: "/notifications" in r.url and asked.append(r.url))
-    expect(page.get_by_role("heading", level=1)).to_have_text("Products")
-    page.get_by_role("link", name="Orders").click()
-    expect(page.get_by_role("button", name=re.compile("Notifications"))).to_have_count(0)  # 404: hidden
-    assert asked == []  # and not asked again
-    feed = APIRouter()  # the answer the portal assumes of the notifications issue's endpoint
-
-    @feed.get("/notifications")
-    def notifications() -> dict:
-        return {
-            "unread": 1,
-            "items": [
-                {
-                    "id": 1,
-                    "message": "Order ORD-2026-000001 completed",
-                    "created_at": "2026-01-02T03:04:05Z",
-                    "read": False,
-                    "order_id": 1,
-                }
-            ],
-        }
-
-    app = create_app(Settings(**portal_settings(env)), launcher=False)
-    app.router.routes.insert(0, feed.routes[0])
-    server, base = serve(app)
-    try:
-        context = chromium.new_context()
-        other = Portal(context.new_page(), base, portal.shots)
-        page = other.login("client@acme.example", PASSWORD)
-        bell = page.get_by_role("button", name="Notifications, 1 unread")
-        bell.click()
-        expect(page.get_by_role("region", name="Notifications")).to_contain_text("Order ORD-2026-000001 completed")
-        context.close()
-    finally:
-        server.should_exit = True
-
-
-def portal_settings(env) -> dict:
-    return {
-        "database_url": env["AUTOMAT_DATABASE_URL"],
-        "api_database_url": api_url(env["AUTOMAT_DATABASE_URL"]),
-        "jwt_secret": SECRET,
-        "dagster_graphql_url": "http://127.0.0.1:9/graphql",
-        "uploads_dir": env["AUTOMAT_UPLOADS_DIR"],
-        "media_dir": env["AUTOMAT_MEDIA_DIR"],
-    }
+    page.get_by_role("button", name="Notifications, 1 unread").click()
+    feed = page.get_by_role("region", name="Notifications")
+    expect(feed).to_contain_text("every line completed")
+    expect(feed.get_by_role("link", name="ORD-2026-000001 finished: 1 of 1 succeeded")).to_have_attribute(
+        "href", "#/orders/1"
+    )
+    expect(page.get_by_role("button", name="Notifications, 0 unread")).to_be_visible()
+    with session(url) as s:
+        assert s.scalar(select(Notification.read_at).where(Notification.key == "test:bell")) is not None
 
 
 def test_settings_show_each_help_text_and_the_api_refusal_beside_its_field(portal, env, world):  # noqa: F811

@@ -7,24 +7,29 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from automat_pipeline.api import errors
+from automat_pipeline.api.audit import RequestId
 from automat_pipeline.api.dagster_client import DagsterClient
 from automat_pipeline.api.guards import BodyLimit
 from automat_pipeline.api.launcher import LaunchLoop
 from automat_pipeline.api.routes import (
+    activity,
     admin,
     analytics,
+    audit,
     auth,
     catalog,
     health,
     materials,
     media,
     metrics,
+    notifications,
     operator,
     orders,
     portal,
     render_hosts,
     templates,
     uploads,
+    webhooks,
     workflows,
 )
 from automat_pipeline.settings import Settings
@@ -52,6 +57,10 @@ ROUTERS = (
     metrics,
     render_hosts,
     templates,
+    notifications,
+    activity,
+    webhooks,
+    audit,
 )
 
 
@@ -84,6 +93,7 @@ def create_app(settings: Settings | None = None, launcher: bool = True) -> FastA
     app.state.dagster = dagster
     errors.install(app)
     app.add_middleware(BodyLimit, settings=settings)
+    app.add_middleware(RequestId)
     for module in ROUTERS:
         app.include_router(module.router)
     app.mount("/portal", portal.files())  # the portal's scripts and styles; its page is a route

@@ -27,6 +27,13 @@ RUN_WITH_TAG = """query($key: String!, $value: String!) { runsOrError(filter: {t
   limit: 1) { ... on Runs { results { runId } } } }"""
 MATERIALIZED = """query($key: AssetKeyInput!, $partition: String!) { assetOrError(assetKey: $key) {
   ... on Asset { assetMaterializations(partitions: [$partition], limit: 1) { runId } } } }"""
+TICK = "ticks(limit: 1) { id status timestamp error { message causes { message } } }"
+PROBLEMS = f"""query($selector: RepositorySelector!) {{
+  workspaceOrError {{ ... on Workspace {{ locationEntries {{ name
+    locationOrLoadError {{ __typename ... on PythonError {{ message }} }} }} }} }}
+  repositoryOrError(repositorySelector: $selector) {{ ... on Repository {{
+    sensors {{ name sensorState {{ status {TICK} }} }}
+    schedules {{ name scheduleState {{ status {TICK} }} }} }} }} }}"""
 RUNS = """query($ids: [String!]) { runsOrError(filter: {runIds: $ids}) { ... on Runs { results {
   runId status stepStats { stepKey status startTime endTime } } } } }"""
 
@@ -174,6 +181,25 @@ class DagsterClient:
             (tenant, state): data[f"t{i}_{state}"]["count"] for i, tenant in enumerate(tenants) for state in FINISHED
         }
         return in_flight, finished
+
+    def problems(self) -> list[tuple[str, str, str]]:
+        """What fails in Dagster: ``(kind, name, message)`` for a code location that does not load
+        (``code_location``) and each running sensor or schedule whose latest tick failed."""
+        data = self._query(PROBLEMS, selector=REPOSITORY)
+        found = [
+            ("code_location", entry["name"], entry["locationOrLoadError"]["message"])
+            for entry in data["workspaceOrError"].get("locationEntries", [])
+            if (entry["locationOrLoadError"] or {}).get("__typename") == "PythonError"
+        ]
+        repository = data["repositoryOrError"]
+        for kind, state in (("sensor", "sensorState"), ("schedule", "scheduleState")):
+            for instigator in repository.get(f"{kind}s", []):
+                ticks = instigator[state]["ticks"] if instigator[state]["status"] == "RUNNING" else []
+                if ticks and ticks[0]["status"] == "FAILURE":
+                    error = ticks[0]["error"] or {}  # Dagster's wrapper; the sensor's own error is the last cause
+                    message = ([error] + error.get("causes", []))[-1].get("message") or "the tick failed"
+                    found.append((kind, instigator["name"], message.strip().splitlines()[0][:500]))
+        return found
 
     def terminate(self, run_ids: list[str]) -> None:
         """Terminate runs; the answer waits while a run launcher stops a run's container (Docker gives

@@ -20,6 +20,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from automat_pipeline.api import audit
 from automat_pipeline.api.security import Permission, Role, allowed, decode_access_token
 from automat_pipeline.db.database import session
 from automat_pipeline.db.models import Tenant
@@ -91,6 +92,7 @@ def transaction(request: Request, who: Annotated[Caller, Depends(caller)]) -> It
         ):
             raise HTTPException(404, f"no tenant {who.tenant_id}")
         yield s
+        audit.request_done(s, who, request)  # a change and its audit row commit together
 
 
 def caller_tenant(database_url: str, who: Caller) -> Tenant:

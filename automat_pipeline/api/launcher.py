@@ -24,6 +24,7 @@ from automat_pipeline.db import repository
 from automat_pipeline.db.models import Order, OrderLine, Product, RenderTemplate, Tenant
 from automat_pipeline.errors import Conflict, NotFound
 from automat_pipeline.keys import partition_key
+from automat_pipeline.notify import events
 from automat_pipeline.output_types import OutputType
 from automat_pipeline.step_params import PARAMETERS
 
@@ -230,6 +231,7 @@ def launch_pending(database_url: str, client: DagsterClient) -> int:
                 order = s.get(Order, order_id, with_for_update=True)
                 if order.status == "submitted":
                     launched += launch_lines(s, client, order)
+                    events.lines_settled(s, OrderLine.order_id == order.id)  # launches refused for good
         except SQLAlchemyError:
             raise
         except Exception:  # one order that cannot be launched must not hold up the others

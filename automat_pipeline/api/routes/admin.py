@@ -16,7 +16,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from automat_pipeline import policy
-from automat_pipeline.api import accounts
+from automat_pipeline.api import accounts, audit
 from automat_pipeline.api.dagster_client import DagsterUnavailable
 from automat_pipeline.api.deps import Id, Tx, Who, owned, scoped_session, settings
 from automat_pipeline.api.schemas import NewPassword
@@ -25,6 +25,7 @@ from automat_pipeline.db import repository
 from automat_pipeline.db.models import Tenant, User
 from automat_pipeline.errors import AutomatError, Conflict, NotFound
 from automat_pipeline.keys import KEY_PATTERN, path_under
+from automat_pipeline.notify import events
 from automat_pipeline.tenant_settings import TenantSettings
 
 log = logging.getLogger(__name__)
@@ -165,9 +166,15 @@ def create_user(body: UserIn, request: Request, who: Who, tx: Tx) -> UserOut:
                 s.add(user)
                 s.flush()
                 user_id = user.id
+                events.record(s, "user.created", ("user", user_id), tenant_id=tenant_id, actor=who, after=_shown(user))
+                audit.request_done(s, who, request, tenant_id)  # written in the tenant's transaction
     except IntegrityError as error:
         raise Conflict(TAKEN) from error
     return UserOut(id=user_id, email=body.email, role=body.role, tenant_id=tenant_id, active=True)
+
+
+def _shown(user: User) -> dict:
+    return {"email": user.email, "role": user.role, "active": user.active}
 
 
 @router.get("/users")
@@ -251,5 +258,9 @@ def put_settings(body: TenantSettings, request: Request, who: Who, tx: Tx) -> Te
     if over:
         raise AutomatError("over_limit", "; ".join(over))
     policy.check_fallback(body, set(repository.material_library(tx, tenant)))
+    before = TenantSettings().model_dump() | (tenant.settings or {})  # what applied: defaults filled in
     tenant.settings = body.model_dump()
+    events.record(
+        tx, "settings.changed", "settings", tenant_id=tenant.id, actor=who, before=before, after=tenant.settings
+    )
     return body

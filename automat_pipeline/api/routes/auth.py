@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from automat_pipeline.api import accounts
+from automat_pipeline.api import accounts, audit
 from automat_pipeline.api.accounts import UNAUTHORIZED, authenticate, client_address
 from automat_pipeline.api.deps import Who, scoped_session, settings
 from automat_pipeline.api.schemas import NewPassword
@@ -107,10 +107,11 @@ def refresh(body: Refresh, config: Annotated[Settings, Depends(settings)]) -> To
 
 
 @router.post("/logout", status_code=204)
-def logout(who: Who, config: Annotated[Settings, Depends(settings)]) -> None:
+def logout(who: Who, request: Request, config: Annotated[Settings, Depends(settings)]) -> None:
     """Sign out everywhere: every refresh token of yours is revoked and every access token refused."""
-    with scoped_session(config.api_database_url, None) as s:
+    with scoped_session(config.api_database_url, who.tenant_id) as s:
         s.execute(text("SELECT automat_sign_out(:u)"), {"u": who.user_id})
+        audit.request_done(s, who, request)
 
 
 @router.post(

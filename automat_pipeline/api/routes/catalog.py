@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, literal_column, select
 from sqlalchemy.dialects.postgresql import insert
 
 from automat_pipeline import output_types, policy, templates
@@ -18,6 +18,7 @@ from automat_pipeline.api.schemas import MediaOut, media_out
 from automat_pipeline.api.security import Permission
 from automat_pipeline.db import repository
 from automat_pipeline.db.models import MediaAsset, Product, Tenant, TenantOutputType
+from automat_pipeline.notify import events
 from automat_pipeline.tenant_settings import Engine, TenantSettings
 
 router = APIRouter(tags=["catalogue"])
@@ -242,8 +243,19 @@ def put_output_type(
     upsert = insert(TenantOutputType).values(
         tenant_id=who.tenant(), name=name, settings=body.model_dump(exclude={"name"})
     )
-    tx.execute(
-        upsert.on_conflict_do_update(index_elements=["tenant_id", "name"], set_={"settings": upsert.excluded.settings})
+    before = tx.scalar(  # PostgreSQL 18: RETURNING old.* is the row as it was (null when new)
+        upsert.on_conflict_do_update(
+            index_elements=["tenant_id", "name"], set_={"settings": upsert.excluded.settings}
+        ).returning(literal_column("old.settings"))
+    )
+    events.record(
+        tx,
+        "output_type.changed",
+        ("output_type", name),
+        tenant_id=who.tenant(),
+        actor=who,
+        before=before or {},
+        after=body.model_dump(exclude={"name"}),
     )
     return body
 
@@ -261,3 +273,4 @@ def delete_output_type(name: str, who: Who, tx: Tx) -> None:
     )
     if not deleted.rowcount:
         raise HTTPException(404, f"no own output type {name!r}")
+    events.record(tx, "output_type.deleted", ("output_type", name), tenant_id=who.tenant(), actor=who)

@@ -25,6 +25,7 @@ from automat_pipeline.api.order_service import FINISHED, OrderOut, OrderStatus, 
 from automat_pipeline.api.security import Permission
 from automat_pipeline.db import repository
 from automat_pipeline.db.models import MediaAsset, Order, OrderHistory, OrderLine, Product, Tenant
+from automat_pipeline.notify import events
 from automat_pipeline.tenant_settings import TenantSettings
 
 router = APIRouter(tags=["orders"])
@@ -211,6 +212,7 @@ def submit(order_id: Id, request: Request, who: Who, tx: Tx) -> OrderOut:
     lines_sent = [{"line": line.id, "product_id": line.product_id, "output_type": line.output_type} for line in lines]
     _history(tx, order, who, "submitted", lines=lines_sent)
     launch_lines(tx, dagster(request), order, types)
+    events.order_changed(tx, "order.submitted", order, who, "draft", lines=len(lines))
     return document(tx, order, dagster(request))
 
 
@@ -224,6 +226,7 @@ def cancel(order_id: Id, request: Request, who: Who, tx: Tx) -> OrderOut:
     _stop(tx, dagster(request), order, "the order was cancelled")
     order.status = "cancelled"
     _history(tx, order, who, "cancelled")
+    events.order_changed(tx, "order.cancelled", order, who, "submitted")
     return document(tx, order, dagster(request))
 
 
@@ -238,6 +241,7 @@ def cancel_line(order_id: Id, line_id: Id, request: Request, who: Who, tx: Tx) -
         raise HTTPException(409, f"line {line_id} is {line.state} in a {order.status} order")
     _stop(tx, dagster(request), order, "the line was cancelled", [line])
     _history(tx, order, who, "line_cancelled", lines=[{"line": line.id}])
+    events.lines_settled(tx, OrderLine.id == line.id)  # a line never launched is cancelled now
     return document(tx, order, dagster(request))
 
 
@@ -249,8 +253,9 @@ def reject(order_id: Id, body: Reject, request: Request, who: Who, tx: Tx) -> Or
     if order.status in ("rejected", "cancelled"):
         raise HTTPException(409, f"order {order_id} is already {order.status}")
     _stop(tx, dagster(request), order, "the order was rejected")
-    order.status, order.reject_reason, order.rejected_at = "rejected", body.reason, datetime.now(UTC)
+    was, order.status, order.reject_reason, order.rejected_at = order.status, "rejected", body.reason, datetime.now(UTC)
     _history(tx, order, who, "rejected", reason=body.reason)
+    events.order_changed(tx, "order.rejected", order, who, was, reason=body.reason)
     return document(tx, order, dagster(request))
 
 
@@ -261,8 +266,9 @@ def resubmit(order_id: Id, request: Request, who: Who, tx: Tx) -> OrderOut:
     order = _own(_order(tx, who, order_id), who)
     if order.status not in ("rejected", "cancelled"):
         raise HTTPException(409, f"order {order_id} is {order.status}, not rejected or cancelled")
-    order.status, order.reject_reason, order.rejected_at = "draft", None, None
+    was, order.status, order.reject_reason, order.rejected_at = order.status, "draft", None, None
     _history(tx, order, who, "resubmitted")
+    events.order_changed(tx, "order.resubmitted", order, who, was)
     return document(tx, order, dagster(request))
 
 
@@ -376,4 +382,5 @@ def trigger_render(product_id: Id, body: RenderIn, request: Request, who: Who, t
         lines=[{"line": line.id, "product_id": product.id, "output_type": line.output_type}],
     )
     launch_lines(tx, dagster(request), order)
+    events.order_changed(tx, "order.submitted", order, who, lines=1)
     return document(tx, order, dagster(request))

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
+from automat_pipeline.api import audit
 from automat_pipeline.api.deps import Caller, Id, Tx, Who, caller_tenant, owned, scoped_session, settings
 from automat_pipeline.api.receive import ReceivedFile, boundary, receive
 from automat_pipeline.api.security import Permission
@@ -96,8 +97,8 @@ def sniff(head: bytes, name: str) -> str:
     raise HTTPException(415, f"{name}: neither an .xlsx workbook (zip) nor a STEP file (.stp, .step: ISO-10303-21)")
 
 
-def _record(database_url: str, who: Caller, tenant: Tenant, received: ReceivedFile, kind: str) -> UploadOut:
-    with scoped_session(database_url, who.tenant()) as tx:
+def _record(request: Request, who: Caller, tenant: Tenant, received: ReceivedFile, kind: str) -> UploadOut:
+    with scoped_session(settings(request).api_database_url, who.tenant()) as tx:
         record = Upload(
             tenant_id=tenant.id,
             created_by=who.user_id,
@@ -108,6 +109,7 @@ def _record(database_url: str, who: Caller, tenant: Tenant, received: ReceivedFi
         )
         tx.add(record)
         tx.flush()
+        audit.request_done(tx, who, request)
         return _upload_out(tx, record)
 
 
@@ -139,7 +141,7 @@ async def upload(request: Request, who: Who) -> UploadOut:
         received.partial.replace(inbox / received.name)
     finally:
         received.discard()
-    return await run_in_threadpool(_record, config.api_database_url, who, tenant, received, kind)
+    return await run_in_threadpool(_record, request, who, tenant, received, kind)
 
 
 @router.get("/uploads/{upload_id}", responses={404: {"description": "No such upload in your tenant."}})

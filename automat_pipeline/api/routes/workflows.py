@@ -21,6 +21,7 @@ from automat_pipeline.api.security import Permission
 from automat_pipeline.db import repository
 from automat_pipeline.db.models import Product, SavedWorkflow, Tenant
 from automat_pipeline.keys import KEY_PART, KEY_PATTERN, partition_key
+from automat_pipeline.notify import events
 from automat_pipeline.tenant_settings import TenantSettings
 
 router = APIRouter(prefix="/workflows", tags=["workflows"])
@@ -117,6 +118,7 @@ def put_workflow(name: str, document: dict, who: Who, tx: Tx) -> SavedOut:
             },
         ).returning(SavedWorkflow.revision)
     )
+    events.record(tx, "workflow.saved", ("workflow", name), tenant_id=who.tenant(), actor=who, revision=revision)
     return SavedOut(name=name, revision=revision, document=document)
 
 
@@ -128,6 +130,9 @@ def delete_workflow(name: str, who: Who, tx: Tx) -> None:
     if found is None:
         raise HTTPException(404, f"no workflow {name!r}")
     tx.delete(found)
+    events.record(
+        tx, "workflow.deleted", ("workflow", name), tenant_id=who.tenant(), actor=who, revision=found.revision
+    )
 
 
 class PlanIn(BaseModel):

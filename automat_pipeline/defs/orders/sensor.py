@@ -5,8 +5,9 @@ down and after its run storage is cleaned. Each tick reads the runs updated sinc
 (the cursor is an update timestamp), and for every run that carries an order line's tag records
 the line's state (running, completed, failed, cancelled), the class and reason of a failure (the
 failing step's classified ``Failure``, else the run's own failure: a worker lost, a launch that
-never started), its outputs (the media rows the run wrote) and its times. Recording is idempotent,
-and a finished line stays finished, so a re-evaluated tick changes nothing.
+never started), its outputs (the media rows the run wrote) and its times; in the same transaction,
+each finished line's event and the summary of each order it finished (``notify.events``).
+Recording is idempotent, and a finished line stays finished, so a re-evaluated tick changes nothing.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from dagster._core.storage.dagster_run import RunRecord
 
 from automat_pipeline import tags
 from automat_pipeline.db import repository
+from automat_pipeline.db.models import OrderLine
 from automat_pipeline.defs.resources import Database
+from automat_pipeline.notify import events
 
 STATES = {
     DagsterRunStatus.STARTED: "running",
@@ -64,7 +67,7 @@ def settle(instance: DagsterInstance, database: Database, records: list[RunRecor
     ]
     if not lines:
         return 0
-    changed = 0
+    changed, finished = 0, []
     with database.session() as session:
         outputs = repository.runs_outputs(session, [r.dagster_run.run_id for r, _ in lines])
         for record, line_id in lines:
@@ -82,7 +85,10 @@ def settle(instance: DagsterInstance, database: Database, records: list[RunRecor
                 values["error_class"], values["reason"] = failure_of(instance, run.run_id)
             elif state == "cancelled":
                 values["error_class"], values["reason"] = "cancelled", "the run was terminated"
-            changed += repository.record_line_outcome(session, line_id, run.run_id, **values)
+            if repository.record_line_outcome(session, line_id, run.run_id, **values):
+                changed += 1
+                finished += [line_id] if state != "running" else []
+        events.lines_settled(session, OrderLine.id.in_(finished))  # their events, and finished orders' summaries
     return changed
 
 

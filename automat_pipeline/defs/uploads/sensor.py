@@ -59,6 +59,7 @@ from automat_pipeline.defs.partitions import product_partitions, tenant_partitio
 from automat_pipeline.defs.resources import Database, MediaStore
 from automat_pipeline.inbox import Upload, scan, sha256, step_names
 from automat_pipeline.keys import KEY_PART, partition_key
+from automat_pipeline.notify import events
 from automat_pipeline.settings import Settings
 
 BATCH = Settings().media_batch  # AUTOMAT_MEDIA_BATCH: products per media run at most (bench/run.py daemon)
@@ -112,6 +113,8 @@ def upload_sensor(context: SensorEvaluationContext, database: Database, media: M
                 continue
             try:
                 with session.begin_nested():  # one tenant's failure must not stop the others
+                    received = [(u.path.name, digests[u.path], u.kind) for u in mine]
+                    events.uploads_received(session, tenants[slug].id, received)
                     request = _import_request(tenants[slug], mine, digests)
                     steps = [u.path.name for u in mine if u.kind == "step"]
                     wanted.add(tenants[slug], repository.products_naming(session, tenants[slug].id, steps), steps)
