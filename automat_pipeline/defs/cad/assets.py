@@ -109,6 +109,7 @@ def cad_conversion(context: AssetExecutionContext, database: Database, media: Me
             resolver = repository.material_resolver(session, tenant, product)
             settings = TenantSettings.of(tenant.settings).within(deployment_limits()).cad
         folder = media.product_dir(tenant.slug, product.key)
+        upload = step_file_for(media.inbox(tenant.slug), product) or folder / SOURCE
         started = time.perf_counter()
         try:
             result = convert_isolated(
@@ -119,9 +120,9 @@ def cad_conversion(context: AssetExecutionContext, database: Database, media: Me
                 folder / "production.glb",
                 timeout_seconds=settings.timeout_seconds,
                 memory_mb=settings.memory_mb,
+                name=upload.name,  # reasons and fallback names say the upload's name, not source.step
             )
         except AutomatError as error:
-            upload = step_file_for(media.inbox(tenant.slug), product) or folder / SOURCE
             with database.session() as session:  # stored with the product's upload, which stays in the inbox
                 repository.record_file(
                     session, tenant.id, upload, "step", sha256(folder / SOURCE), error=str(error), product_id=product.id
