@@ -1,7 +1,7 @@
 """Benchmarks: prints a table per figure, writes ``bench/results/<name>.json`` and appends the
 summary to ``bench/results/<name>-runs.jsonl``.
 
-    .venv/bin/python bench/run.py [convert] [render] [demo] [catalog] [api]      (default: all)
+    .venv/bin/python bench/run.py [convert] [render] [demo] [catalog] [api] [hostile]   (default: all)
 
 - convert:   STEP→GLB seconds per fixture file (read, transfer, mesh, metadata, write, other), triangles,
              bytes, peak memory, and cascadio on the same file at the same deflection (goal: <= 1.0x)
@@ -15,6 +15,9 @@ summary to ``bench/results/<name>-runs.jsonl``.
              of the same file and of the file with one row changed (goal: <= 10 s; one row written)
 - api:       the orders API seeded with 100,000 products and 1,000,000 media rows: media-browser
              and order-submission latency percentiles for 50 clients over loopback (goal: p95 <= 50 ms)
+- hostile:   the hostile corpus (bench/hostile_corpus.py, 200+ malformed inputs from the real fixtures)
+             through the upload API and the inbox: server errors, crashed sensor ticks and steps,
+             inputs without a recorded class and reason, uploads lost (goal: 0, 0, 0, 0)
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -961,10 +965,98 @@ def bench_api_worker(out: Path, rounds: int = 7) -> None:
     save("api_worker", rows, summary)
 
 
+def bench_hostile(out: Path, small: bool = False) -> None:
+    """The hostile corpus through ``automat api`` (its own process, on loopback) and the inbox; the
+    upload sensor and the import and conversion steps run in this process. ``small``: the test
+    suite's slice (``hostile --slice``), saved as hostile-slice."""
+    import hostile_corpus
+    import httpx
+    from sqlalchemy import text
+
+    from automat_pipeline.api.security import hash_password
+    from automat_pipeline.db.database import engine
+    from automat_pipeline.embedded import prepare
+
+    started = time.perf_counter()
+    inputs = hostile_corpus.build(out / "hostile-corpus", Settings().fixtures_dir, small)
+    build_seconds = time.perf_counter() - started
+    settings = prepare(Settings(home=out / "hostile-home")).settings
+    with engine(settings.database_url).begin() as conn:
+        conn.execute(text("INSERT INTO tenants (slug, name) VALUES ('acme', 'ACME'), ('beta', 'Beta')"))
+        conn.execute(
+            text(
+                "INSERT INTO users (tenant_id, email, email_normalized, password_hash, role) VALUES "
+                "(1, 'pm@acme.example', 'pm@acme.example', :h, 'project_manager')"
+            ),
+            {"h": hash_password("bench password")},
+        )
+    port = 18650
+    api = subprocess.Popen(
+        [str(REPO / ".venv" / "bin" / "automat"), "api", "--port", str(port), "--workers", "1"],
+        env={**os.environ, **settings.environment(), "AUTOMAT_DAGSTER_GRAPHQL_URL": "http://127.0.0.1:9/graphql"},
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            try:
+                if httpx.get(f"{base}/health").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        token = httpx.post(
+            f"{base}/auth/login", json={"email": "pm@acme.example", "password": "bench password"}
+        ).json()["access_token"]
+        started = time.perf_counter()
+        report = hostile_corpus.send(
+            out / "hostile-corpus",
+            inputs,
+            base_url=base,
+            headers={"Authorization": f"Bearer {token}"},
+            api_tenant="acme",
+            inbox_tenant="beta",
+            database_url=settings.database_url,
+            uploads_dir=settings.uploads_dir,
+            media_dir=settings.media_dir,
+        )
+        seconds = time.perf_counter() - started
+        api_died = api.poll() is not None
+    finally:
+        api.terminate()
+        api.wait(timeout=30)
+
+    rows = [asdict(o) | {"recorded": o.recorded} for o in report.outcomes]
+    families = sorted({(o.family, o.channel) for o in report.outcomes})
+    table(
+        [
+            {
+                "family": family,
+                "channel": channel,
+                "tried": len(mine := [o for o in report.outcomes if (o.family, o.channel) == (family, channel)]),
+                "server_errors": sum(o.server_error for o in mine),
+                "unrecorded": sum(not o.recorded for o in mine),
+                "lost": sum(o.lost for o in mine),
+            }
+            for family, channel in families
+        ],
+        ["family", "channel", "tried", "server_errors", "unrecorded", "lost"],
+    )
+    for o in report.outcomes:
+        if o.server_error or o.lost or not o.recorded:
+            print(f"  {o.channel} {o.id} {o.name!r}: {o.http_status} {o.error_class}: {o.reason} {o.details}")
+    summary = report.summary() | {
+        "api_crashed": api_died,
+        "build_seconds": round(build_seconds, 1),
+        "seconds": round(seconds, 1),
+        "goal": "0 server errors, 0 crashed ticks, steps or servers, 0 unrecorded, 0 lost",
+    }
+    print(json.dumps(summary, indent=1, ensure_ascii=False))
+    save("hostile-slice" if small else "hostile", rows, summary)
+
+
 def main() -> None:
     if sys.argv[1:2] == ["_one"]:
         return convert_one(*sys.argv[2:])
-    wanted = set(sys.argv[1:]) or {"convert", "render", "demo", "catalog", "api", "api_worker", "orders"}
+    wanted = set(sys.argv[1:]) or {"convert", "render", "demo", "catalog", "api", "api_worker", "orders", "hostile"}
     with tempfile.TemporaryDirectory(prefix="automat-bench-") as tmp:
         out = Path(tmp)
         glbs = bench_convert(out) if wanted & {"convert", "render"} else []
@@ -980,6 +1072,8 @@ def main() -> None:
             bench_api_worker(out)
         if "orders" in wanted:
             bench_orders(out)
+        if "hostile" in wanted:
+            bench_hostile(out, small="--slice" in wanted)
 
 
 if __name__ == "__main__":
