@@ -464,22 +464,21 @@ def _label_name(label: TDF_Label) -> str:
 
 
 def _leaf_parts(shape_tool: XCAFDoc_ShapeTool, roots: Sequence_TDF_Label) -> list[TDF_Label]:
-    """Every part instance (component) under the roots, depth first; a root part stands for itself."""
-    found: list[TDF_Label] = []
+    """Every part instance (component) under the roots, depth first; a root part stands for itself.
 
-    def visit(label: TDF_Label) -> None:
+    A loop, not a recursion: a file may nest assemblies deeper than Python's recursion limit."""
+    found: list[TDF_Label] = []
+    stack = [roots.Value(i) for i in range(roots.Length(), 0, -1)]
+    while stack:
+        label = stack.pop()
         referred = TDF_Label()
         target = referred if XCAFDoc_ShapeTool.GetReferredShape_s(label, referred) else label
         if XCAFDoc_ShapeTool.IsAssembly_s(target):
             children = Sequence_TDF_Label()
             XCAFDoc_ShapeTool.GetComponents_s(target, children, False)
-            for i in range(1, children.Length() + 1):
-                visit(children.Value(i))
+            stack += [children.Value(i) for i in range(children.Length(), 0, -1)]
         else:
             found.append(label)
-
-    for i in range(1, roots.Length() + 1):
-        visit(roots.Value(i))
     return found
 
 

@@ -1,5 +1,6 @@
 import math
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,11 +11,14 @@ from conftest import STEP_FIXTURES
 from automat_pipeline.bearings import CATALOGUE, write_step
 from automat_pipeline.cad import _write_production_glb, convert_isolated, convert_step, read_glb, sniff_step, write_glb
 from automat_pipeline.defs.cad.assets import check_glbs
+from automat_pipeline.embedded import REPO
 from automat_pipeline.errors import AutomatError
 from automat_pipeline.materials import ALIASES, LIBRARY, MaterialResolver
 
 SCREW = STEP_FIXTURES / "occt" / "screw.step"
 VENDORED = Path(__file__).parent / "fixtures" / "step"  # real files ../shared/fixtures lacks (SOURCES.tsv)
+sys.path.insert(0, str(REPO / "bench"))
+import hostile_corpus  # noqa: E402 - bench/, where the hostile corpus is made
 
 
 def test_sniff_accepts_mixed_case_keywords():
@@ -186,6 +190,17 @@ def test_production_glb_splits_a_mesh_shared_by_parts_on_different_materials(tmp
         steel.name,
         brass.name,
     ]
+
+
+@pytest.mark.slow
+def test_an_assembly_nested_a_thousand_deep_converts_and_passes_its_checks(tmp_path):
+    """Deeper than Python's recursion limit: the part walk and the GLB's bounding box must not recurse."""
+    nested = tmp_path / "nested.step"
+    nested.write_bytes(hostile_corpus.assembly(STEP_FIXTURES / "occt-pr946" / "bug31000_InSensitive.stp", depth=1000))
+    result = convert_isolated(nested, tmp_path / "n.glb")
+    assert [p.name for p in result.parts] == ["SOLID"] and result.faces == 6
+    checks = {c.check_name: c.passed for c in check_glbs(result, tmp_path / "n.glb", [])}
+    assert checks == {"glb_loads": True, "part_count": True, "bbox_matches": True, "material_coverage": True}
 
 
 def test_isolated_conversion_limits_time_and_memory(tmp_path):
