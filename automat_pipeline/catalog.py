@@ -18,6 +18,7 @@ from typing import get_args
 from python_calamine import CalamineError, CalamineWorkbook
 
 from automat_pipeline.errors import AutomatError
+from automat_pipeline.inbox import file_name
 from automat_pipeline.keys import product_key
 from automat_pipeline.tenant_settings import CatalogField, CatalogSettings
 
@@ -290,6 +291,7 @@ def _parse_row(
         return reject(f"unknown category {category!r}")
     if step_file and ("/" in step_file or "\\" in step_file):
         return reject(f"STEP file {step_file!r} must be a bare file name, without folders")
+    step_file = step_file and file_name(step_file)  # as the upload API names the file it stores
     materials: dict[str, str] = {}
     for item in cell(fields.get("materials")).split(";"):
         if item.strip():

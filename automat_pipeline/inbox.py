@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 KINDS = {".xlsx": "catalog", ".xls": "catalog", ".step": "step", ".stp": "step"}
+TEMPORARY = (".", "~$")  # skipped: partial uploads (the API writes dot files), editors' lock files
+NOT_ON_WINDOWS = str.maketrans(dict.fromkeys('<>:"|?*', "_"))
 
 
 @dataclass(frozen=True)
@@ -15,6 +18,26 @@ class Upload:
     path: Path
     kind: str  # "catalog" | "step"
     mtime_ns: int
+
+
+def file_name(given: str) -> str:
+    """The name a file has in the inbox, from any name a client or a product list gives it.
+
+    The upload API stores files under it and a product list's STEP file column is read through it,
+    so both name a file alike: the last part of a path, Unicode kept (NFC), control and format
+    characters and every run of blanks as one space, ``_`` for what Windows forbids in a name, no
+    leading dot or ``~$`` (names the inbox skips), at most 200 bytes before the extension,
+    ``upload`` when nothing else is left.
+    """
+    base = unicodedata.normalize("NFC", given.replace("\\", "/").rsplit("/", 1)[-1])
+    blanked = "".join(" " if unicodedata.category(c)[0] in "CZ" else c for c in base)
+    text = " ".join(blanked.translate(NOT_ON_WINDOWS).split())
+    stem, dot, suffix = text.rpartition(".")
+    stem, suffix = (stem, "".join(c for c in suffix if c.isascii() and c.isalnum())[:10]) if dot else (suffix, "")
+    while stem.startswith(TEMPORARY):
+        stem = stem.removeprefix("~$").lstrip(". ")
+    stem = stem.encode()[:200].decode("utf-8", "ignore").rstrip(" .") or "upload"
+    return f"{stem}.{suffix}" if suffix else stem
 
 
 def scan(uploads_dir: Path) -> list[Upload]:
@@ -26,7 +49,7 @@ def scan(uploads_dir: Path) -> list[Upload]:
     for tenant_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         for path in sorted(tenant_dir.iterdir()):
             kind = KINDS.get(path.suffix.lower())
-            if kind and path.is_file() and not path.name.startswith((".", "~$")):
+            if kind and path.is_file() and not path.name.startswith(TEMPORARY):
                 found.append(Upload(tenant_dir.name, path, kind, path.stat().st_mtime_ns))
     return found
 

@@ -3,10 +3,11 @@
 import json
 import os
 import shutil
+import unicodedata
 from pathlib import Path
 
 import pytest
-from conftest import STEP_FIXTURES
+from conftest import STEP_FIXTURES, login
 from dagster import DagsterInstance, SkipReason, build_sensor_context
 from openpyxl import Workbook
 
@@ -120,3 +121,13 @@ def test_files_of_an_unknown_tenant_wait_for_it(tick, env):
         repository.tenant(s, "newco")
     assert [r.partition_key for r in tick()] == ["newco"]
     assert json.loads(tick.state["cursor"])["waiting"] == []
+
+
+def test_a_step_file_uploaded_under_a_german_name_meets_the_product_list_that_names_it(api, tick, catalogue):
+    """A Mac sends the name decomposed (NFD), Excel keeps it composed: both name one inbox file."""
+    headers = login(api, "client@acme.example")
+    name = unicodedata.normalize("NFD", "Lagerzeichnung Größe 2.STEP")
+    response = api.post("/uploads", headers=headers, files={"file": (name, SCREW.read_bytes())})
+    assert response.status_code == 201, response.text
+    catalogue([["SCREW-1", "Screw", "Lagerzeichnung  Größe 2.STEP"]])  # as typed: NFC, a double blank
+    assert [r.partition_key for r in tick()] == ["acme|SCREW-1"]

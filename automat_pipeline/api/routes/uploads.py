@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import re
 import secrets
-import unicodedata
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
@@ -22,6 +20,7 @@ from automat_pipeline.api.deps import Caller, Id, Tx, Who, owned, scoped_session
 from automat_pipeline.api.security import Permission
 from automat_pipeline.db import repository
 from automat_pipeline.db.models import CatalogImport, MediaAsset, ProductFile, Tenant, Upload
+from automat_pipeline.inbox import file_name
 from automat_pipeline.keys import path_under
 
 router = APIRouter(tags=["uploads"])
@@ -88,19 +87,7 @@ UPLOAD_BODY = {
         },
     }
 }
-SAFE_PART = re.compile(r"[^A-Za-z0-9_-]+")
 SUFFIXES = {".xlsx": "catalog", ".stp": "step", ".step": "step"}
-
-
-def safe_name(given: str) -> str:
-    """A file name for the inbox: no folders, ASCII letters, digits, ``_`` and ``-``, the extension kept."""
-    base = given.replace("\\", "/").rsplit("/", 1)[-1]
-    stem, dot, suffix = base.rpartition(".")
-    stem, suffix = (stem, suffix) if dot else (suffix, "")
-    ascii_stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
-    stem = SAFE_PART.sub("_", ascii_stem).strip("_-")[:150] or "upload"
-    suffix = SAFE_PART.sub("", suffix)[:10]
-    return f"{stem}.{suffix}" if suffix else stem
 
 
 def sniff(head: bytes, name: str) -> str:
@@ -144,7 +131,8 @@ class InboxFile:
         _, options = parse_options_header(self._headers.get("content-disposition", ""))
         if self.done or self.out or options.get(b"name") != b"file" or b"filename" not in options:
             return
-        self.name = safe_name(options[b"filename"].decode("utf-8", "replace"))
+        given = options[b"filename"].decode("utf-8", "replace")
+        self.name = file_name(given.replace("%22", '"').replace("%0D", "\r").replace("%0A", "\n"))  # HTML's escapes
         self.partial = self.inbox / f".{self.name}.{secrets.token_hex(8)}.part"
         self.out = self.partial.open("wb")
 
