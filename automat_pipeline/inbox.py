@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
+
+from automat_pipeline.errors import AutomatError
 
 KINDS = {".xlsx": "catalog", ".xls": "catalog", ".step": "step", ".stp": "step"}
 TEMPORARY = (".", "~$")  # skipped: partial uploads (the API writes dot files), editors' lock files
@@ -16,8 +19,41 @@ NOT_ON_WINDOWS = str.maketrans(dict.fromkeys('<>:"|?*', "_"))
 class Upload:
     tenant: str
     path: Path
-    kind: str  # "catalog" | "step"
+    kind: str | None  # "catalog" | "step"; None: a file the pipeline does not take
     mtime_ns: int
+
+    def refusal(self) -> AutomatError | None:
+        """Why the pipeline cannot take this file, recorded with it instead of a run."""
+        name = shown_name(self.path)
+        if self.path.is_symlink():  # never read through: it may point at another tenant's files
+            return AutomatError("not_a_file", f"{name!r} is a symbolic link; put the file itself into the inbox")
+        if name != self.path.name:
+            return AutomatError(
+                "invalid_file_name", f"the name {name!r} is not UTF-8 text (another system's encoding); rename it"
+            )
+        if self.kind is None:
+            return AutomatError(
+                "unsupported_file", f"{name!r} is neither an .xlsx product list nor a STEP file (.stp, .step)"
+            )
+        if self.kind == "step" and file_name(name) != name:
+            return AutomatError(
+                "invalid_file_name",
+                f"no product list can name {name!r} (control characters, odd blanks or a leading dot); "
+                f"rename it {file_name(name)!r}",
+            )
+        return None
+
+    def version(self) -> str:
+        """The sha256 of the file; of a symbolic link, of where it points."""
+        if self.path.is_symlink():
+            return hashlib.sha256(os.readlink(self.path).encode("utf-8", "surrogateescape")).hexdigest()
+        return sha256(self.path)
+
+
+def shown_name(path: Path) -> str:
+    """A file's name as text: bytes that are no UTF-8 (a name from another system's encoding) as U+FFFD,
+    which a database and a JSON answer can hold."""
+    return os.fsencode(Path(path).name).decode("utf-8", "replace")
 
 
 def file_name(given: str) -> str:
@@ -41,16 +77,17 @@ def file_name(given: str) -> str:
 
 
 def scan(uploads_dir: Path) -> list[Upload]:
-    """Every file of a known kind in every tenant folder, in a stable order."""
+    """Every file in every tenant folder (symbolic links too, to be refused), but those with the
+    names of temporary files, in a stable order."""
     found = []
     root = Path(uploads_dir)
     if not root.is_dir():
         return found
     for tenant_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         for path in sorted(tenant_dir.iterdir()):
-            kind = KINDS.get(path.suffix.lower())
-            if kind and path.is_file() and not path.name.startswith(TEMPORARY):
-                found.append(Upload(tenant_dir.name, path, kind, path.stat().st_mtime_ns))
+            if path.name.startswith(TEMPORARY) or not (path.is_file() or path.is_symlink()):
+                continue
+            found.append(Upload(tenant_dir.name, path, KINDS.get(path.suffix.lower()), path.lstat().st_mtime_ns))
     return found
 
 
@@ -63,15 +100,16 @@ def sha256(path: Path) -> str:
 
 
 def step_file_for(tenant_dir: Path, product) -> Path | None:
-    """A product's STEP upload: the file its catalogue row names, else ``<PIM-ID or key>.step``/``.stp``."""
+    """A product's STEP upload: the file its catalogue row names, else ``<PIM-ID or key>.step``/``.stp``;
+    a regular file (a symbolic link may point at another tenant's files)."""
     if product.step_filename:
         path = tenant_dir / product.step_filename
-        return path if path.is_file() else None
+        return path if path.is_file() and not path.is_symlink() else None
     for stem in dict.fromkeys((product.pim_id, product.key)):
         if "/" in stem or "\\" in stem or stem.startswith("."):  # a PIM-ID is no path
             continue
         for suffix in (".step", ".stp", ".STEP", ".STP"):
             path = tenant_dir / f"{stem}{suffix}"
-            if path.is_file():
+            if path.is_file() and not path.is_symlink():
                 return path
     return None

@@ -4,8 +4,10 @@ A workbook requests the tenant's catalogue import of that workbook. A STEP file 
 chain of every product that names it. A product that an import creates or changes requests the
 chain for its STEP file, if one is already in the inbox (imports are marked dispatched, so that
 happens once). Run keys are ``<tenant>|<product>@<sha256 prefix>``: the same bytes never run twice
-for a product, changed bytes always do. The cursor holds a modification-time high-water mark and
-the files of tenants that do not exist yet, so it stays as small as that.
+for a product, changed bytes always do. A file the pipeline cannot take (another kind, a symbolic
+link, a STEP file no product list can name) is recorded as rejected with its reason. The cursor
+holds a modification-time high-water mark and the files of tenants that do not exist yet, so it
+stays as small as that.
 """
 
 from __future__ import annotations
@@ -87,6 +89,12 @@ def upload_sensor(context: SensorEvaluationContext, database: Database, media: M
                 context.log.warning(f"[upload_sensor] {slug!r} is not a known tenant; {len(mine)} files wait")
                 waiting += [str(u.path) for u in mine]
                 continue
+            refused = {u: error for u in mine if (error := u.refusal())}
+            for upload, error in refused.items():  # recorded with the file, which stays
+                context.log.warning(f"[upload_sensor] {slug}: {error}")
+                kind = upload.kind or "other"
+                repository.record_file(session, tenant.id, upload.path, kind, upload.version(), error=str(error))
+            mine = [u for u in mine if u not in refused]
             workbooks = sorted(u.path.name for u in mine if u.kind == "catalog")
             if workbooks:
                 versions = "".join(f"{n}@{file_sha(media.inbox(slug) / n)}" for n in workbooks)
