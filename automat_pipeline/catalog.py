@@ -57,7 +57,7 @@ SYNONYMS = {
 }
 FIELDS = get_args(CatalogField)
 assert set(FIELDS) == set(SYNONYMS), "every field a column can fill has its header names"
-UNUSUAL_SPACE = re.compile(r"\s\s|[^\S ]|\xa0")
+UNUSUAL = re.compile(r"\s\s|[^\S ]|\xa0|\x00")  # odd blanks, or NUL (Excel's _x0000_), which PostgreSQL cannot hold
 PER_PART_MATERIAL = re.compile(r"^\s*(?:material|werkstoff)\s*:\s*(.+?)\s*$", re.I)
 CFB_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # OLE container: legacy .xls, or an encrypted .xlsx
 ENCRYPTION_INFO = "EncryptionInfo".encode("utf-16-le")
@@ -107,10 +107,13 @@ def normalize_header(text: str) -> str:
 
 
 def cell_text(value) -> str:
-    """A cell as the text a person reads: 6201.0 → '6201', dates ISO, runs of spaces (NBSP too) as one."""
+    """A cell as the text a person reads: 6201.0 → '6201', dates ISO, runs of spaces (NBSP too) as one,
+    NUL as U+FFFD."""
     if value.__class__ is str:  # the common case, kept cheap: 100k rows × 10 columns
         text = value.strip()
-        return " ".join(text.replace("\xa0", " ").split()) if UNUSUAL_SPACE.search(text) else text
+        if not UNUSUAL.search(text):
+            return text
+        return " ".join(text.replace("\x00", "\ufffd").replace("\xa0", " ").split())
     if value is None:
         return ""
     if isinstance(value, float) and value.is_integer():

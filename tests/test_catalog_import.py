@@ -163,3 +163,13 @@ def test_text_that_looks_like_a_formula_stays_text_in_the_report(db, tmp_path):
     cells = load_workbook(report_path).active[2]
     assert [c.data_type for c in cells[1:3]] == ["s", "s"]
     assert cells[2].value == "=cmd|' /C calc'!A0"
+
+
+def test_a_cell_escaping_nul_imports_with_the_replacement_character(db, tmp_path):
+    """Excel's _x0000_ escape spells U+0000, which PostgreSQL cannot hold: the import failed without
+    a class and took every other workbook of the tenant with it (_xD800_ is kept as written)."""
+    path = write(tmp_path / "escapes.xlsx", [["A_x0000_1", "Lager _xD800_", "Rillenkugellager", "Cage=Brass_x0000_"]])
+    record = db(path)
+    assert record.status == "ok", record.error
+    [product] = products(db.url).values()
+    assert (product.pim_id, product.name, product.materials) == ("A\ufffd1", "Lager _xD800_", {"Cage": "Brass\ufffd"})
