@@ -205,7 +205,7 @@ def convert_step(
     stem = Path(name).stem
     parts = [_part(label, stem) for label in labels]
     for label, part in zip(labels, parts, strict=True):  # GLB node names are then exactly the part names
-        TDataStd_Name.Set_s(label, TCollection_ExtendedString(part.name))
+        TDataStd_Name.Set_s(label, TCollection_ExtendedString(part.name, True))  # UTF-8, not Latin-1
     product = _label_name(roots.Value(1)) if roots.Length() == 1 else ""
     product = stem if GENERIC_NAMES.match(product) else product
     warnings = []

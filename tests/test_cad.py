@@ -222,6 +222,20 @@ EXPECTED_REFUSALS = {
 }
 
 
+def test_part_names_beyond_ascii_keep_their_letters_in_both_glbs(tmp_path):
+    """A part named "Käfig 軸受" (STEP's \\X2\\ escape): its name was written to the GLB as UTF-8 read
+    as Latin-1, and the production GLB failed with a KeyError, classed damaged_geometry."""
+    step = write_step(CATALOGUE[0], tmp_path / "b.step")
+    step.write_bytes(step.read_bytes().replace(b"'Cage'", b"'K\\X2\\00E4\\X0\\fig \\X2\\8EF853D7\\X0\\'"))
+    resolver = MaterialResolver({m.name: m for m in LIBRARY}, ALIASES, {"Käfig 軸受": "SCHAEFFLER_020201_Brass-Cage"})
+    result = convert_step(step, tmp_path / "v.glb", resolver=resolver, production_path=tmp_path / "p.glb")
+    assert "Käfig 軸受" in [p.name for p in result.parts]
+    for glb in ("v.glb", "p.glb"):
+        document, _ = read_glb(tmp_path / glb)
+        assert "Käfig 軸受" in [n.get("name") for n in document["nodes"]], glb
+    assert "[MATERIAL] part 'Käfig 軸受' → 'SCHAEFFLER_020201_Brass-Cage' (catalogue assignment)" in result.materials
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "path", sorted(p for d in (STEP_FIXTURES, VENDORED) for p in d.rglob("*") if p.is_file()), ids=lambda p: p.name
