@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import zipfile
+import zlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
@@ -156,7 +157,7 @@ def check_container(path: Path, max_uncompressed_bytes: int) -> None:
                             raise AutomatError(
                                 "zip_bomb", f"{path.name} inflates past the {max_uncompressed_bytes}-byte limit"
                             )
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as error:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError) as error:
         raise AutomatError("corrupt_zip", f"{path.name} is a damaged zip container: {error}") from error
 
 
