@@ -15,6 +15,7 @@ from pathlib import Path
 
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import Session
@@ -185,8 +186,12 @@ def write_report(workbook: Path, settings: CatalogSettings, rejected: list[dict]
 
 def _text(sheet, value):
     """A cell of the client's workbook as it was: openpyxl would turn text starting with "=" into a
-    live formula (a link or a command the product manager's spreadsheet would run)."""
-    if value.__class__ is str and value.startswith("="):
+    live formula (a link or a command the product manager's spreadsheet would run), and refuses the
+    control characters a cell can spell (_x0001_): those become U+FFFD."""
+    if value.__class__ is not str:
+        return value
+    value = ILLEGAL_CHARACTERS_RE.sub("\ufffd", value)
+    if value.startswith("="):
         cell = WriteOnlyCell(sheet, value)
         cell.data_type = "s"
         return cell

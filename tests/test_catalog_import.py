@@ -173,3 +173,14 @@ def test_a_cell_escaping_nul_imports_with_the_replacement_character(db, tmp_path
     assert record.status == "ok", record.error
     [product] = products(db.url).values()
     assert (product.pim_id, product.name, product.materials) == ("A\ufffd1", "Lager _xD800_", {"Cage": "Brass\ufffd"})
+
+
+def test_control_characters_a_worksheet_cannot_hold_reach_the_report_as_the_replacement_character(db, tmp_path):
+    """Excel's _x0001_ and _x0000_ escapes spell control characters openpyxl refuses to write: the
+    report step failed without a class (IllegalCharacterError) after the import had succeeded."""
+    path = write(tmp_path / "controls.xlsx", [["C_x0000_1", "Lager_x0001_ 6204", None, None]])
+    assert db(path).status == "ok"
+    with session(db.url) as s, s.begin():
+        [pending] = imports_without_report(s, repository.tenant(s, "acme").id)
+        report_path = attach_report(s, pending, path, tmp_path / "reports")
+    assert [c.value for c in load_workbook(report_path).active[2]][1:3] == ["C\ufffd1", "Lager\ufffd 6204"]
