@@ -14,12 +14,14 @@ upload sensor and the import and conversion steps then run in this process. ``--
 small, fast subset of every family (the test suite's).
 
 Counted: inputs tried, server errors (5xx), crashed sensor ticks and steps that failed without a
-class, inputs without a recorded class and reason, and uploads lost (accepted, then gone from the
-inbox or changed there).
+class, inputs without a recorded class and reason, reasons that name a Python built-in exception
+(our code failed and a catch-all classed it), and uploads lost (accepted, then gone from the inbox
+or changed there).
 """
 
 from __future__ import annotations
 
+import builtins
 import gzip
 import hashlib
 import io
@@ -659,6 +661,7 @@ def load(corpus: Path) -> list[Input]:
 # Sending and counting.
 
 STEP_SUFFIXES = (".step", ".stp")
+EXCEPTION_NAME = re.compile(r"\b[A-Z][A-Za-z]*(?:Error|Exception)\b")
 TEMPORARY = (".", "~$")  # names the inbox ignores by rule: partial uploads, editors' lock files
 
 
@@ -683,6 +686,16 @@ class Outcome:
     @property
     def recorded(self) -> bool:
         return bool(self.ignored) or bool(self.error_class and self.reason)
+
+    @property
+    def python_error(self) -> str | None:
+        """A Python built-in exception its reason names (a KeyError, a RecursionError): our code
+        failed on the input and a catch-all gave that a class, which the count must not hide."""
+        for name in EXCEPTION_NAME.findall(self.reason or ""):
+            found = getattr(builtins, name, None)
+            if isinstance(found, type) and issubclass(found, BaseException):
+                return name
+        return None
 
 
 def request_body(input: Input, content: bytes) -> tuple[bytes, str]:
@@ -848,6 +861,7 @@ class Report:
             "crashed_sensor_ticks": len(self.crashed_ticks),
             "crashed_steps": len(self.unclassified),
             "unrecorded": sum(not o.recorded for o in outcomes),
+            "python_errors_in_reasons": sum(bool(o.python_error) for o in outcomes),
             "lost": sum(o.lost for o in outcomes),
             "ignored_by_rule": sum(bool(o.ignored) for o in outcomes),
             "runs": self.runs,
