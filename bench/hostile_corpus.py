@@ -865,7 +865,9 @@ class Report:
             "lost": sum(o.lost for o in outcomes),
             "ignored_by_rule": sum(bool(o.ignored) for o in outcomes),
             "runs": self.runs,
-            "classes": dict(sorted(_count(o.error_class or "UNRECORDED" for o in outcomes).items())),
+            "classes": dict(
+                sorted(_count(o.error_class or ("ignored" if o.ignored else "UNRECORDED") for o in outcomes).items())
+            ),
         }
 
 
