@@ -35,11 +35,10 @@ class Upload:
             return AutomatError(
                 "unsupported_file", f"{name!r} is neither an .xlsx product list nor a STEP file (.stp, .step)"
             )
-        if self.kind == "step" and file_name(name) != name:
+        if self.kind == "step" and (readable := file_name(name)) != name:
             return AutomatError(
                 "invalid_file_name",
-                f"no product list can name {name!r} (control characters, odd blanks or a leading dot); "
-                f"rename it {file_name(name)!r}",
+                f"no product list can name {name!r} (a cell naming it is read as {readable!r}); rename it {readable!r}",
             )
         return None
 
