@@ -7,8 +7,10 @@ because the reader fills an XCAF document, not a bare shape. ``convert_isolated`
 conversion in a child process with a wall-time and a memory limit: OpenCascade can hang, eat
 memory or crash on bad geometry, and none of that may take the run worker down.
 
-Failure classes: not_step, truncated, unsupported_schema, too_large, no_geometry,
-damaged_geometry, timeout, out_of_memory.
+Failure classes: not_step, truncated, too_large, no_geometry, damaged_geometry, timeout,
+out_of_memory. The schema a file declares decides nothing: OpenCascade translates the shape
+entities of every schema that has them (AP203 editions 1 and 2, AP214, AP242, AP209 with
+geometry), so a file converts if it holds shape geometry and is refused as no_geometry if not.
 """
 
 from __future__ import annotations
@@ -67,7 +69,6 @@ from automat_pipeline.errors import AutomatError
 from automat_pipeline.materials import Material, MaterialResolver
 from automat_pipeline.tenant_settings import CadSettings
 
-SUPPORTED_SCHEMAS = ("CONFIG_CONTROL_DESIGN", "AUTOMOTIVE_DESIGN", "AP203", "AP214", "AP242")
 # Names some writers give every product; we fall back to the file name instead.
 GENERIC_NAMES = re.compile(r"^(open[ _]cascade[ _]step[ _]translator.*|the product name|\(unsaved\)|)$", re.I)
 MAX_STEP_BYTES = 512 * 1024 * 1024
@@ -111,33 +112,29 @@ class Conversion:
         return asdict(self)
 
 
-def sniff_step(path: Path) -> str:
-    """Reject what is not a complete STEP file before OpenCascade sees it; return its schema.
+def sniff_step(path: Path, name: str | None = None) -> str:
+    """Reject what is not a complete STEP file before OpenCascade sees it; return its declared schema.
 
-    OpenCascade reads some damaged files "successfully", so the cheap checks come first.
+    OpenCascade reads some damaged files "successfully", so the cheap checks come first. The schema
+    name is only reported: whether the file holds geometry is decided by reading it. ``name`` is
+    the file's name in messages (the upload's, for a pinned copy).
     """
-    size = path.stat().st_size
+    size, name = path.stat().st_size, name or path.name
     if size == 0:
-        raise AutomatError("not_step", f"{path.name} is empty (0 bytes)")
+        raise AutomatError("not_step", f"{name} is empty (0 bytes)")
     if size > MAX_STEP_BYTES:
-        raise AutomatError("too_large", f"{path.name} is {size} bytes, over the {MAX_STEP_BYTES} limit")
+        raise AutomatError("too_large", f"{name} is {size} bytes, over the {MAX_STEP_BYTES} limit")
     with path.open("rb") as f:
         head = f.read(4096)
         f.seek(max(0, size - 256))
         tail = f.read()
     text = head.decode("latin-1").lstrip("\ufeff\xef\xbb\xbf \t\r\n")
     if not text.upper().startswith("ISO-10303-21;"):
-        raise AutomatError("not_step", f"{path.name} does not start with ISO-10303-21; (not a STEP file)")
+        raise AutomatError("not_step", f"{name} does not start with ISO-10303-21; (not a STEP file)")
     if "END-ISO-10303-21;" not in tail.decode("latin-1").upper():
-        raise AutomatError("truncated", f"{path.name} has no END-ISO-10303-21; (the file is cut off)")
+        raise AutomatError("truncated", f"{name} has no END-ISO-10303-21; (the file is cut off)")
     match = re.search(r"FILE_SCHEMA\s*\(\s*\(\s*'([^']*)'", head.decode("latin-1"), re.I | re.S)
-    schema = " ".join(match.group(1).split()) if match else ""
-    if not any(s in schema.upper().replace(" ", "_") for s in SUPPORTED_SCHEMAS):
-        raise AutomatError(
-            "unsupported_schema",
-            f"{path.name} declares schema {schema or '(none)'!r}; expected AP203, AP214 or AP242",
-        )
-    return schema
+    return " ".join(match.group(1).split()) if match else ""
 
 
 def convert_step(
@@ -146,6 +143,7 @@ def convert_step(
     options: CadSettings | None = None,
     resolver: MaterialResolver | None = None,
     production_path: Path | None = None,
+    name: str | None = None,
 ) -> Conversion:
     """Read ``step_path``; write the viewer GLB (and, with a resolver, the production GLB).
 
@@ -154,11 +152,12 @@ def convert_step(
     of its library material, so the web viewer shows the colours the renders show (the rule of
     the system Automat replaces: viewer colours come from the library, not the CAD file). Without
     one, the viewer GLB carries the CAD colours (as dielectrics: OpenCascade would write metallic
-    = roughness = 1).
+    = roughness = 1). ``name``
+    is the upload's file name, for messages and as the fallback product name (default: the file's).
     """
     step_path, glb_path, options = Path(step_path), Path(glb_path), options or CadSettings()
-    seconds: dict[str, float] = {}
-    schema = sniff_step(step_path)
+    name, seconds = name or step_path.name, {}
+    schema = sniff_step(step_path, name)
 
     t = time.perf_counter()
     doc = TDocStd_Document(TCollection_ExtendedString("MDTV-XCAF"))
@@ -168,13 +167,13 @@ def convert_step(
     reader.SetColorMode(True)
     reader.SetLayerMode(False)
     if reader.ReadFile(str(step_path)) != IFSelect_RetDone:
-        raise AutomatError("damaged_geometry", f"OpenCascade could not parse {step_path.name}")
+        raise AutomatError("damaged_geometry", f"OpenCascade could not parse {name}")
     seconds["read"] = time.perf_counter() - t
 
     t = time.perf_counter()
     roots_to_transfer = reader.NbRootsForTransfer()
     if not reader.Transfer(doc, Message_ProgressRange()):
-        raise AutomatError("no_geometry", f"{step_path.name} holds no transferable shapes")
+        raise AutomatError("no_geometry", f"{name} (schema {schema or '(none)'}) holds no shapes to transfer")
     seconds["transfer"] = time.perf_counter() - t
     units = _file_units(reader)
 
@@ -184,11 +183,13 @@ def convert_step(
     whole = _compound([shape_tool.GetShape_s(roots.Value(i)) for i in range(1, roots.Length() + 1)])
     solids, faces = _count(whole, TopAbs_SOLID), _count(whole, TopAbs_FACE)
     if faces == 0:
-        raise AutomatError("no_geometry", f"{step_path.name} contains no surfaces (no B-rep geometry)")
+        raise AutomatError(
+            "no_geometry", f"{name} (schema {schema or '(none)'}) contains no surfaces (no B-rep geometry)"
+        )
     rough = _bbox(whole, meshed=False)
     diagonal = math.dist(rough[:3], rough[3:])
     if not math.isfinite(diagonal) or diagonal <= 0:
-        raise AutomatError("no_geometry", f"{step_path.name} has an empty or infinite bounding box")
+        raise AutomatError("no_geometry", f"{name} has an empty or infinite bounding box")
 
     t = time.perf_counter()
     linear = min(options.max_deflection_mm, max(options.min_deflection_mm, options.relative_deflection * diagonal))
@@ -198,19 +199,20 @@ def convert_step(
     if unmeshed:
         raise AutomatError(
             "damaged_geometry",
-            f"{step_path.name}: {unmeshed} of {faces} faces could not be meshed (their surfaces or trims are broken)",
+            f"{name}: {unmeshed} of {faces} faces could not be meshed (their surfaces or trims are broken)",
         )
     bbox = _bbox(whole)
     if not all(map(math.isfinite, bbox)):
-        raise AutomatError("damaged_geometry", f"{step_path.name}: the mesh has an infinite bounding box")
+        raise AutomatError("damaged_geometry", f"{name}: the mesh has an infinite bounding box")
 
     t = time.perf_counter()
     labels = _leaf_parts(shape_tool, roots)
-    parts = [_part(label, step_path.stem) for label in labels]
+    stem = Path(name).stem
+    parts = [_part(label, stem) for label in labels]
     for label, part in zip(labels, parts, strict=True):  # GLB node names are then exactly the part names
-        TDataStd_Name.Set_s(label, TCollection_ExtendedString(part.name))
-    name = _label_name(roots.Value(1)) if roots.Length() == 1 else ""
-    name = step_path.stem if GENERIC_NAMES.match(name) else name
+        TDataStd_Name.Set_s(label, TCollection_ExtendedString(part.name, True))  # UTF-8, not Latin-1
+    product = _label_name(roots.Value(1)) if roots.Length() == 1 else ""
+    product = stem if GENERIC_NAMES.match(product) else product
     warnings = []
     if roots.Length() < roots_to_transfer:
         warnings.append(
@@ -234,7 +236,7 @@ def convert_step(
     seconds["write"] = time.perf_counter() - t
 
     return Conversion(
-        name=name,
+        name=product,
         schema=schema,
         units=units,
         parts=parts,
@@ -260,6 +262,7 @@ def convert_isolated(
     production_path: Path | None = None,
     timeout_seconds: float = 300,
     memory_mb: int = 4096,
+    name: str | None = None,
 ) -> Conversion:
     """``convert_step`` in a child process, killed past ``timeout_seconds`` or ``memory_mb`` of RSS.
 
@@ -270,12 +273,12 @@ def convert_isolated(
     """
     context = start_isolation()
     receive, send = context.Pipe(duplex=False)
-    child = context.Process(
-        target=_child, args=(send, memory_mb, step_path, glb_path, options, resolver, production_path), daemon=True
-    )
+    name = name or Path(step_path).name
+    args = (step_path, glb_path, options, resolver, production_path, name)
+    child = context.Process(target=_child, args=(send, memory_mb, name, *args), daemon=True)
     child.start()
     send.close()
-    name, deadline = Path(step_path).name, time.monotonic() + timeout_seconds
+    deadline = time.monotonic() + timeout_seconds
     try:
         while not receive.poll(0.05):
             if time.monotonic() > deadline:
@@ -309,7 +312,7 @@ def start_isolation() -> multiprocessing.context.BaseContext:
     return context
 
 
-def _child(send, memory_mb: int, *args) -> None:
+def _child(send, memory_mb: int, name: str, *args) -> None:
     backstop = (memory_mb * 4 + 4096) * 1024 * 1024  # only against runaway growth between two looks
     resource.setrlimit(resource.RLIMIT_AS, (backstop, backstop))
     try:
@@ -317,11 +320,9 @@ def _child(send, memory_mb: int, *args) -> None:
     except AutomatError as error:
         send.send(("error", (error.error_class, error.reason)))
     except MemoryError:
-        send.send(("error", ("out_of_memory", f"{Path(args[0]).name}: ran out of memory while converting")))
+        send.send(("error", ("out_of_memory", f"{name}: ran out of memory while converting")))
     except Exception as error:  # OpenCascade raises Standard_Failure subclasses on bad geometry
-        send.send(
-            ("error", ("damaged_geometry", f"{Path(args[0]).name}: {type(error).__name__}: {error}".splitlines()[0]))
-        )
+        send.send(("error", ("damaged_geometry", f"{name}: {type(error).__name__}: {error}".splitlines()[0])))
     finally:
         send.close()
 
@@ -481,22 +482,21 @@ def _label_name(label: TDF_Label) -> str:
 
 
 def _leaf_parts(shape_tool: XCAFDoc_ShapeTool, roots: Sequence_TDF_Label) -> list[TDF_Label]:
-    """Every part instance (component) under the roots, depth first; a root part stands for itself."""
-    found: list[TDF_Label] = []
+    """Every part instance (component) under the roots, depth first; a root part stands for itself.
 
-    def visit(label: TDF_Label) -> None:
+    A loop, not a recursion: a file may nest assemblies deeper than Python's recursion limit."""
+    found: list[TDF_Label] = []
+    stack = [roots.Value(i) for i in range(roots.Length(), 0, -1)]
+    while stack:
+        label = stack.pop()
         referred = TDF_Label()
         target = referred if XCAFDoc_ShapeTool.GetReferredShape_s(label, referred) else label
         if XCAFDoc_ShapeTool.IsAssembly_s(target):
             children = Sequence_TDF_Label()
             XCAFDoc_ShapeTool.GetComponents_s(target, children, False)
-            for i in range(1, children.Length() + 1):
-                visit(children.Value(i))
+            stack += [children.Value(i) for i in range(children.Length(), 0, -1)]
         else:
             found.append(label)
-
-    for i in range(1, roots.Length() + 1):
-        visit(roots.Value(i))
     return found
 
 

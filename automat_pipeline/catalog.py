@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import zipfile
+import zlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
@@ -18,6 +19,7 @@ from typing import get_args
 from python_calamine import CalamineError, CalamineWorkbook
 
 from automat_pipeline.errors import AutomatError
+from automat_pipeline.inbox import file_name
 from automat_pipeline.keys import product_key
 from automat_pipeline.tenant_settings import CatalogField, CatalogSettings
 
@@ -56,7 +58,7 @@ SYNONYMS = {
 }
 FIELDS = get_args(CatalogField)
 assert set(FIELDS) == set(SYNONYMS), "every field a column can fill has its header names"
-UNUSUAL_SPACE = re.compile(r"\s\s|[^\S ]|\xa0")
+UNUSUAL = re.compile(r"\s\s|[^\S ]|\xa0|\x00")  # odd blanks, or NUL (Excel's _x0000_), which PostgreSQL cannot hold
 PER_PART_MATERIAL = re.compile(r"^\s*(?:material|werkstoff)\s*:\s*(.+?)\s*$", re.I)
 CFB_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # OLE container: legacy .xls, or an encrypted .xlsx
 ENCRYPTION_INFO = "EncryptionInfo".encode("utf-16-le")
@@ -106,10 +108,13 @@ def normalize_header(text: str) -> str:
 
 
 def cell_text(value) -> str:
-    """A cell as the text a person reads: 6201.0 → '6201', dates ISO, runs of spaces (NBSP too) as one."""
+    """A cell as the text a person reads: 6201.0 → '6201', dates ISO, runs of spaces (NBSP too) as one,
+    NUL as U+FFFD."""
     if value.__class__ is str:  # the common case, kept cheap: 100k rows × 10 columns
         text = value.strip()
-        return " ".join(text.replace("\xa0", " ").split()) if UNUSUAL_SPACE.search(text) else text
+        if not UNUSUAL.search(text):
+            return text
+        return " ".join(text.replace("\x00", "\ufffd").replace("\xa0", " ").split())
     if value is None:
         return ""
     if isinstance(value, float) and value.is_integer():
@@ -152,7 +157,7 @@ def check_container(path: Path, max_uncompressed_bytes: int) -> None:
                             raise AutomatError(
                                 "zip_bomb", f"{path.name} inflates past the {max_uncompressed_bytes}-byte limit"
                             )
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as error:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError) as error:
         raise AutomatError("corrupt_zip", f"{path.name} is a damaged zip container: {error}") from error
 
 
@@ -290,6 +295,7 @@ def _parse_row(
         return reject(f"unknown category {category!r}")
     if step_file and ("/" in step_file or "\\" in step_file):
         return reject(f"STEP file {step_file!r} must be a bare file name, without folders")
+    step_file = step_file and file_name(step_file)  # as the upload API names the file it stores
     materials: dict[str, str] = {}
     for item in cell(fields.get("materials")).split(";"):
         if item.strip():

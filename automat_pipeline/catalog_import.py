@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import Session
@@ -188,12 +190,26 @@ def write_report(workbook: Path, settings: CatalogSettings, rejected: list[dict]
     report = Workbook(write_only=True)
     for table in read_tables(workbook, settings):
         sheet = report.create_sheet(table.sheet[:31])
-        sheet.append(["Row", *table.headers, "Status", "Reason"])
+        sheet.append(["Row", *(_text(sheet, h) for h in table.headers), "Status", "Reason"])
         for number, raw in table.rows:
             reason = reasons.get((table.sheet, number))
-            sheet.append([number, *raw, "rejected" if reason else "imported", reason or ""])
+            sheet.append([number, *(_text(sheet, v) for v in raw), "rejected" if reason else "imported", reason or ""])
     report.save(out)
     return out
+
+
+def _text(sheet, value):
+    """A cell of the client's workbook as it was: openpyxl would turn text starting with "=" into a
+    live formula (a link or a command the product manager's spreadsheet would run), and refuses the
+    control characters a cell can spell (_x0001_): those become U+FFFD."""
+    if value.__class__ is not str:
+        return value
+    value = ILLEGAL_CHARACTERS_RE.sub("\ufffd", value)
+    if value.startswith("="):
+        cell = WriteOnlyCell(sheet, value)
+        cell.data_type = "s"
+        return cell
+    return value
 
 
 def attach_report(session: Session, record: CatalogImport, workbook: Path, reports_dir: Path) -> Path:

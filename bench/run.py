@@ -2,7 +2,8 @@
 summary to ``bench/results/<name>-runs.jsonl``.
 
     .venv/bin/python bench/run.py [convert] [render] [look] [catalog] [api] [api_worker] [orders] [portal]
-                                  [scale] [incremental] [daemon]  (default: all)
+                                  [scale] [incremental] [daemon] [notify] [hostile [--slice]]
+                                  (default: all)
 
 - convert:   STEP→GLB seconds per fixture file (read, transfer, mesh, metadata, write, other), triangles,
              bytes, peak memory, and cascadio on the same file at the same deflection (goal: <= 1.0x)
@@ -35,6 +36,10 @@ summary to ``bench/results/<name>-runs.jsonl``.
 - notify:    a 1,000-line order's completion through the order_lines sensor to every channel (in-app,
              e-mail, webhooks) beside bare SQL and a bare sending loop; order submission under the api
              load with the deliverer sending and not, in alternating rounds (goal: p95 <= 50 ms)
+- hostile:   the hostile corpus (bench/hostile_corpus.py, 200+ malformed inputs from the real fixtures)
+             through the upload API and the inbox: server errors, crashed sensor ticks and steps,
+             inputs without a recorded class and reason, reasons naming a Python exception, uploads
+             lost (goal: 0, 0, 0, 0, 0)
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -2063,6 +2069,94 @@ def bench_daemon(
     )
 
 
+def bench_hostile(out: Path, small: bool = False) -> None:
+    """The hostile corpus through ``automat api`` (its own process, on loopback) and the inbox; the
+    upload sensor and the import and conversion steps run in this process. ``small``: the slice
+    tests/test_hostile_corpus.py sends (``hostile --slice``), saved as hostile-slice."""
+    import hostile_corpus
+    import httpx
+    from sqlalchemy import text
+
+    from automat_pipeline.api.security import hash_password
+    from automat_pipeline.db.database import engine
+    from automat_pipeline.embedded import prepare
+
+    started = time.perf_counter()
+    inputs = hostile_corpus.build(out / "hostile-corpus", Settings().fixtures_dir, small)
+    build_seconds = time.perf_counter() - started
+    settings = prepare(Settings(home=out / "hostile-home")).settings
+    with engine(settings.database_url).begin() as conn:
+        conn.execute(text("INSERT INTO tenants (slug, name) VALUES ('acme', 'ACME'), ('beta', 'Beta')"))
+        conn.execute(
+            text(
+                "INSERT INTO users (tenant_id, email, email_normalized, password_hash, role) VALUES "
+                "(1, 'pm@acme.example', 'pm@acme.example', :h, 'project_manager')"
+            ),
+            {"h": hash_password("bench password")},
+        )
+    port = 18650
+    api = subprocess.Popen(
+        [str(REPO / ".venv" / "bin" / "automat"), "api", "--port", str(port), "--workers", "1"],
+        env={**os.environ, **settings.environment(), "AUTOMAT_DAGSTER_GRAPHQL_URL": "http://127.0.0.1:9/graphql"},
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            try:
+                if httpx.get(f"{base}/health").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        token = httpx.post(
+            f"{base}/auth/login", json={"email": "pm@acme.example", "password": "bench password"}
+        ).json()["access_token"]
+        started = time.perf_counter()
+        report = hostile_corpus.send(
+            out / "hostile-corpus",
+            inputs,
+            base_url=base,
+            headers={"Authorization": f"Bearer {token}"},
+            api_tenant="acme",
+            inbox_tenant="beta",
+            database_url=settings.database_url,
+            uploads_dir=settings.uploads_dir,
+            media_dir=settings.media_dir,
+        )
+        seconds = time.perf_counter() - started
+        api_died = api.poll() is not None
+    finally:
+        api.terminate()
+        api.wait(timeout=30)
+
+    rows = [asdict(o) | {"recorded": o.recorded, "python_error": o.python_error} for o in report.outcomes]
+    families = sorted({(o.family, o.channel) for o in report.outcomes})
+    table(
+        [
+            {
+                "family": family,
+                "channel": channel,
+                "tried": len(mine := [o for o in report.outcomes if (o.family, o.channel) == (family, channel)]),
+                "server_errors": sum(o.server_error for o in mine),
+                "unrecorded": sum(not o.recorded for o in mine),
+                "lost": sum(o.lost for o in mine),
+            }
+            for family, channel in families
+        ],
+        ["family", "channel", "tried", "server_errors", "unrecorded", "lost"],
+    )
+    for o in report.outcomes:
+        if o.server_error or o.lost or not o.recorded or o.python_error:
+            print(f"  {o.channel} {o.id} {o.name!r}: {o.http_status} {o.error_class}: {o.reason} {o.details}")
+    summary = report.summary() | {
+        "api_crashed": api_died,
+        "build_seconds": round(build_seconds, 1),
+        "seconds": round(seconds, 1),
+        "goal": "0 server errors, 0 crashed ticks, steps or servers, 0 unrecorded, 0 Python errors in reasons, 0 lost",
+    }
+    print(json.dumps(summary, indent=1, ensure_ascii=False))
+    save("hostile-slice" if small else "hostile", rows, summary)
+
+
 def main() -> None:
     if sys.argv[1:2] == ["_one"]:
         return convert_one(*sys.argv[2:])
@@ -2070,7 +2164,9 @@ def main() -> None:
         return bare_work(*sys.argv[2:])
     if sys.argv[1:2] == ["_daemon"]:
         return daemon_path(*sys.argv[2:])
-    options = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--"))
+    options = dict(
+        (a[2:].split("=", 1) + [""])[:2] for a in sys.argv[1:] if a.startswith("--")
+    )  # --flag or --key=value
     wanted = {a for a in sys.argv[1:] if not a.startswith("--")} or {
         "convert",
         "render",
@@ -2084,6 +2180,7 @@ def main() -> None:
         "incremental",
         "daemon",
         "notify",
+        "hostile",
     }
     with tempfile.TemporaryDirectory(prefix="automat-bench-") as tmp:
         out = Path(tmp)
@@ -2118,6 +2215,8 @@ def main() -> None:
             )
         if "notify" in wanted:
             bench_notify(out)
+        if "hostile" in wanted:
+            bench_hostile(out, small="slice" in options)
 
 
 if __name__ == "__main__":

@@ -299,14 +299,14 @@ def test_uploads_are_sniffed_named_safely_and_limited(api, world, env):
     stored = api.post("/uploads", headers=client, files={"file": ("../../etc/evil name.stp", step)})
     assert stored.status_code == 201, stored.text
     body = stored.json()
-    assert (body["filename"], body["kind"], body["status"]) == ("evil_name.stp", "step", "received")
-    assert (Path(env["AUTOMAT_UPLOADS_DIR"]) / "acme" / "evil_name.stp").read_bytes() == step
+    assert (body["filename"], body["kind"], body["status"]) == ("evil name.stp", "step", "received")
+    assert (Path(env["AUTOMAT_UPLOADS_DIR"]) / "acme" / "evil name.stp").read_bytes() == step
     assert api.get(f"/uploads/{body['id']}", headers=client).json()["size_bytes"] == len(step)
     assert api.get(f"/uploads/{body['id']}", headers=login(api, "client@beta.example")).status_code == 404
     assert api.post("/uploads", headers=client, files={"file": ("x.stp", b"%PDF-1.7")}).status_code == 415
     big = api.post("/uploads", headers=client, files={"file": ("big.stp", step + b" " * (2 << 20))})
     assert big.status_code == 413 and not (Path(env["AUTOMAT_UPLOADS_DIR"]) / "acme" / "big.stp").exists()
-    assert [p.name for p in (Path(env["AUTOMAT_UPLOADS_DIR"]) / "acme").iterdir()] == ["evil_name.stp"]
+    assert [p.name for p in (Path(env["AUTOMAT_UPLOADS_DIR"]) / "acme").iterdir()] == ["evil name.stp"]
 
 
 def test_search_finds_own_products_only(api, world):

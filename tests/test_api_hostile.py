@@ -101,12 +101,19 @@ def test_a_lone_surrogate_that_passes_validation_is_still_a_client_error(api, wo
     assert response.status_code == 422, response.text
 
 
-def test_upload_names_keep_their_extension_whatever_their_characters(api, world, env):
+def test_upload_names_keep_their_extension_and_their_letters_but_no_path(api, world, env):
+    """Stored as a product list would name them (inbox.file_name): Unicode kept, paths and tricks gone."""
     client = login(api, "client@acme.example")
     for given, stored in (
-        ("Lagerü Zeichnung.STEP", "Lageru_Zeichnung.STEP"),
-        ("ü.stp", "u.stp"),
-        ("x" * 400 + ".stp", "x" * 150 + ".stp"),
+        ("Lagerü Zeichnung.STEP", "Lagerü Zeichnung.STEP"),
+        ("A\u0308rger  軸受.stp", "Ärger 軸受.stp"),  # composed (NFC), one blank
+        ("../../../etc/passwd.stp", "passwd.stp"),
+        ("..\\..\\boot.ini.stp", "boot.ini.stp"),
+        ("\u202egpj.stp", "gpj.stp"),  # no right-to-left override
+        ("pro\r\nduct.stp", "pro duct.stp"),  # the client escapes CR LF as %0D%0A (HTML forms)
+        (".hidden.stp", "hidden.stp"),  # the inbox skips dot files
+        ('a"b?.stp', "a_b_.stp"),
+        ("x" * 400 + ".stp", "x" * 200 + ".stp"),
     ):
         response = api.post("/uploads", headers=client, files={"file": (given, STEP)})
         assert response.status_code == 201, (given, response.text)

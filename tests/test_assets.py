@@ -207,10 +207,11 @@ def test_bad_step_fails_loudly_is_recorded_and_kept(env, resources, imported, te
     result = materialize(MEDIA, partition_key="acme|FEA", instance=imported, resources=resources, raise_on_error=False)
     assert not result.success
     [failure] = [e for e in result.all_events if e.is_step_failure]
-    assert "unsupported_schema" in failure.step_failure_data.user_failure_data.description
+    assert failure.step_key == "cad_conversion"  # a readable STEP file: its content decides
+    assert "no_geometry: ATS1-out.stp (schema AP209" in failure.step_failure_data.user_failure_data.description
     with session(env["AUTOMAT_DATABASE_URL"]) as s:
         [record] = s.scalars(select(ProductFile).where(ProductFile.kind == "step")).all()
-        assert record.status == "rejected" and record.error.startswith("unsupported_schema: ")
+        assert record.status == "rejected" and record.error.startswith("no_geometry: ATS1-out.stp (schema AP209")
     assert (tenant_inbox / "ATS1-out.stp").is_file()
 
 

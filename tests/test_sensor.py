@@ -2,10 +2,11 @@
 
 import os
 import shutil
+import unicodedata
 from pathlib import Path
 
 import pytest
-from conftest import STEP_FIXTURES
+from conftest import STEP_FIXTURES, login
 from dagster import DagsterInstance, SkipReason, build_sensor_context
 from openpyxl import Workbook
 from sqlalchemy import Engine, event, select, text, update
@@ -13,7 +14,7 @@ from sqlalchemy import Engine, event, select, text, update
 from automat_pipeline.catalog_import import import_workbook
 from automat_pipeline.db import repository
 from automat_pipeline.db.database import session
-from automat_pipeline.db.models import CatalogImport, Product
+from automat_pipeline.db.models import CatalogImport, Product, ProductFile
 from automat_pipeline.defs.resources import Database, MediaStore
 from automat_pipeline.defs.uploads.sensor import upload_sensor
 
@@ -246,3 +247,47 @@ def test_one_tenants_bad_state_does_not_stop_the_others_and_is_retried(tick, cat
             True,
             None,
         )
+
+
+def test_a_step_file_uploaded_under_a_german_name_meets_the_product_list_that_names_it(api, tick, catalogue):
+    """A Mac sends the name decomposed (NFD), Excel keeps it composed: both name one inbox file."""
+    headers = login(api, "client@acme.example")
+    name = unicodedata.normalize("NFD", "Lagerzeichnung Größe 2.STEP")
+    response = api.post("/uploads", headers=headers, files={"file": (name, SCREW.read_bytes())})
+    assert response.status_code == 201, response.text
+    catalogue([["SCREW-1", "Screw", "Lagerzeichnung  Größe 2.STEP"]])  # as typed: NFC, a double blank
+    assert [r.partition_key for r in tick()] == ["acme|SCREW-1"]
+
+
+def test_files_the_pipeline_cannot_take_are_recorded_with_their_reason(tick, inbox, env):
+    other = Path(env["AUTOMAT_UPLOADS_DIR"]) / "beta"
+    other.mkdir()
+    shutil.copyfile(SCREW, other / "secret.step")
+    (inbox / "screw.step").symlink_to(other / "secret.step")  # another tenant's file
+    (inbox / "part.igs").write_bytes(b"IGES")
+    (inbox / "line\nbreak.stp").write_bytes(SCREW.read_bytes())
+    (inbox / ".partial.step.part").write_bytes(b"ISO")  # an upload still arriving: not looked at
+    assert tick() == []
+    with session(env["AUTOMAT_DATABASE_URL"]) as s:
+        files = {f.filename: (f.kind, f.status, f.error) for f in s.scalars(select(ProductFile))}
+    assert files["screw.step"][:2] == ("step", "rejected")
+    assert files["screw.step"][2].startswith("not_a_file: 'screw.step' is a symbolic link")
+    assert files["part.igs"][:2] == ("other", "rejected") and files["part.igs"][2].startswith("unsupported_file: ")
+    assert files["line\nbreak.stp"][2].endswith("rename it 'line break.stp'")
+    assert files["line\nbreak.stp"][2].startswith("invalid_file_name: ")
+    assert ".partial.step.part" not in files and "secret.step" not in files
+
+
+def test_a_file_name_that_is_no_utf8_is_recorded_not_a_crashed_tick(tick, inbox, env):
+    """A Latin-1 name copied onto the share ("Größe" as bytes 0xF6, 0xDF): the tick records it."""
+    latin1 = "Gr\xf6\xdfe".encode("latin-1").decode("utf-8", "surrogateescape")
+    shutil.copyfile(SCREW, inbox / f"{latin1}.step")
+    (inbox / f"{latin1}.xlsx").write_bytes(b"PK")
+    assert tick() == []
+    with session(env["AUTOMAT_DATABASE_URL"]) as s:
+        files = {f.filename: (f.kind, f.status, f.error) for f in s.scalars(select(ProductFile))}
+    assert files["Gr\ufffd\ufffde.step"][:2] == ("step", "rejected")
+    assert files["Gr\ufffd\ufffde.xlsx"][:2] == ("catalog", "rejected")
+    assert files["Gr\ufffd\ufffde.step"][2] == (
+        "invalid_file_name: the name 'Gr\ufffd\ufffde.step' is not UTF-8 text (another system's encoding); rename it"
+    )

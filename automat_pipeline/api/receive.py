@@ -4,9 +4,7 @@ temporary folder, and only once the route knows the caller may post them (upload
 from __future__ import annotations
 
 import hashlib
-import re
 import secrets
-import unicodedata
 from pathlib import Path
 
 from fastapi import HTTPException, Request
@@ -14,24 +12,13 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 
-SAFE_PART = re.compile(r"[^A-Za-z0-9_-]+")
-
-
-def safe_name(given: str) -> str:
-    """A file name for the inbox: no folders, ASCII letters, digits, ``_`` and ``-``, the extension kept."""
-    base = given.replace("\\", "/").rsplit("/", 1)[-1]
-    stem, dot, suffix = base.rpartition(".")
-    stem, suffix = (stem, suffix) if dot else (suffix, "")
-    ascii_stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
-    stem = SAFE_PART.sub("_", ascii_stem).strip("_-")[:150] or "upload"
-    suffix = SAFE_PART.sub("", suffix)[:10]
-    return f"{stem}.{suffix}" if suffix else stem
+from automat_pipeline.inbox import file_name
 
 
 class ReceivedFile:
     """The ``file`` part of a multipart body, written as it streams to a partial file of its own in
     ``folder`` (a dot file, which the upload sensor ignores), for the route to move into place whole.
-    ``given``: the file name as sent, without folders; ``name``: the same made safe (``safe_name``)."""
+    ``given``: the file name as sent, without folders; ``name``: its name in the inbox (``file_name``)."""
 
     def __init__(self, folder: Path):
         self.folder, self.given, self.name, self.partial, self.out = folder, None, None, None, None
@@ -61,7 +48,9 @@ class ReceivedFile:
         if self.done or self.out or options.get(b"name") != b"file" or b"filename" not in options:
             return
         self.given = options[b"filename"].decode("utf-8", "replace").replace("\\", "/").rsplit("/", 1)[-1]
-        self.name = safe_name(self.given)
+        self.name = file_name(
+            self.given.replace("%22", '"').replace("%0D", "\r").replace("%0A", "\n")
+        )  # HTML's escapes
         self.partial = self.folder / f".{self.name}.{secrets.token_hex(8)}.part"
         self.out = self.partial.open("wb")
 

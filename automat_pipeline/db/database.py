@@ -36,13 +36,22 @@ def session(url: str, pool_size: int = 5) -> Session:
     return sessionmaker(engine(url, pool_size), expire_on_commit=False)()
 
 
-def migrate(url: str) -> None:
-    """Bring the schema to the newest Alembic revision."""
+def migrate(url: str, revision: str = "head") -> None:
+    """Bring the schema up to ``revision`` (the newest by default)."""
+    _alembic(url, command.upgrade, revision)
+
+
+def downgrade(url: str, revision: str) -> None:
+    """Take the schema back to ``revision`` (``base``: nothing), to roll a release back."""
+    _alembic(url, command.downgrade, revision)
+
+
+def _alembic(url: str, step, revision: str) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine(url).begin() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        step(config, revision)
 
 
 def set_role_password(url: str, role_url: str) -> None:

@@ -28,6 +28,7 @@ from automat_pipeline.db.models import (
     TenantOutputType,
 )
 from automat_pipeline.errors import AutomatError, Conflict, NotFound
+from automat_pipeline.inbox import shown_name
 from automat_pipeline.keys import check_key_part, split_partition_key
 from automat_pipeline.materials import (
     ALIASES,
@@ -279,10 +280,10 @@ def record_file(
     values = dict(
         tenant_id=tenant_id,
         product_id=product_id,
-        filename=Path(path).name,
+        filename=shown_name(path),
         kind=kind,
         sha256=sha256,
-        size_bytes=Path(path).stat().st_size,
+        size_bytes=Path(path).lstat().st_size,  # a symbolic link is refused, never followed
         status="rejected" if error else "ok",
         error=error,
     )

@@ -146,6 +146,7 @@ def _convert(context: AssetExecutionContext, database: Database, media: MediaSto
         resolver = repository.material_resolver(session, tenant, product)
         settings = TenantSettings.of(tenant.settings).within(deployment_limits()).cad
     folder = media.product_dir(tenant.slug, product.key)
+    upload = step_file_for(media.inbox(tenant.slug), product) or folder / SOURCE
     started = time.perf_counter()
     try:
         result = convert_isolated(
@@ -156,9 +157,9 @@ def _convert(context: AssetExecutionContext, database: Database, media: MediaSto
             folder / "production.glb",
             timeout_seconds=settings.timeout_seconds,
             memory_mb=settings.memory_mb,
+            name=upload.name,  # reasons and fallback names say the upload's name, not source.step
         )
     except AutomatError as error:
-        upload = step_file_for(media.inbox(tenant.slug), product) or folder / SOURCE
         with database.session() as session:
             repository.record_file(
                 session, tenant.id, upload, "step", sha256(folder / SOURCE), error=str(error), product_id=product.id
@@ -288,7 +289,7 @@ def check_glbs(result: Conversion, glb: Path, fallbacks: list[str]) -> Iterator[
     xmin, ymin, zmin, xmax, ymax, zmax = (v / 1000 for v in result.bbox_mm)
     expected = np.array([[xmin, zmin, -ymax], [xmax, zmax, -ymin]])
     tolerance = 0.001 * float(np.linalg.norm(expected[1] - expected[0])) + result.linear_deflection_mm / 1000
-    error = float(np.abs(scene.bounds - expected).max())
+    error = float(np.abs(scene_bounds(scene) - expected).max())
     yield AssetCheckResult(
         check_name="bbox_matches",
         asset_key="glb_geometry",
@@ -302,6 +303,25 @@ def check_glbs(result: Conversion, glb: Path, fallbacks: list[str]) -> Iterator[
         severity=AssetCheckSeverity.WARN,
         metadata={"fallback_parts": MetadataValue.json(fallbacks)},
     )
+
+
+def scene_bounds(scene: trimesh.Scene) -> np.ndarray:
+    """``scene.bounds``, with the transforms composed level by level: trimesh composes a node's
+    path in one recursion, which fails on assemblies nested about a thousand deep."""
+    below: dict[str, list[tuple[str, dict]]] = {}
+    for parent, child, data in scene.graph.to_edgelist():
+        below.setdefault(parent, []).append((child, data))
+    corners, stack = [], [(scene.graph.base_frame, np.eye(4))]
+    while stack:
+        node, world = stack.pop()
+        for child, data in below.get(node, []):
+            transform = world @ np.asarray(data.get("matrix", np.eye(4)), dtype=np.float64)
+            stack.append((child, transform))
+            if data.get("geometry") in scene.geometry:
+                points = np.dot(transform[:3, :3], scene.geometry[data["geometry"]].vertices.T)
+                corners += [points.min(axis=1) + transform[:3, 3], points.max(axis=1) + transform[:3, 3]]
+    corners = np.array(corners)
+    return np.array([corners.min(axis=0), corners.max(axis=0)])
 
 
 class GlbConfig(Config, RenderParams):

@@ -6,7 +6,9 @@ Each tick
    since a tick last saw them (``inbox_files``): changed content is new whatever its modification
    time says; the same bytes touched or dropped again are not;
 2. per tenant: new workbooks request the tenant's catalogue import; new STEP files request the
-   media chain of every product that names them (one query for all of them);
+   media chain of every product that names them (one query for all of them); a new file the
+   pipeline cannot take (another kind, a symbolic link, a name that is no UTF-8 or that no product
+   list can write) is recorded as rejected with its reason, and stays;
 3. per successful import not dispatched yet: the media chain of each product whose media inputs it
    changed (created; STEP file name, material assignments or activity changed), if its STEP file
    is in the inbox;
@@ -57,7 +59,7 @@ from automat_pipeline.db.models import Tenant
 from automat_pipeline.defs.jobs import MEDIA_STEPS, assets_after, import_catalog_job, product_media_job
 from automat_pipeline.defs.partitions import product_partitions, tenant_partitions
 from automat_pipeline.defs.resources import Database, MediaStore
-from automat_pipeline.inbox import Upload, scan, sha256, step_names
+from automat_pipeline.inbox import Upload, scan, step_names
 from automat_pipeline.keys import KEY_PART, partition_key
 from automat_pipeline.notify import events
 from automat_pipeline.settings import Settings
@@ -113,14 +115,15 @@ def upload_sensor(context: SensorEvaluationContext, database: Database, media: M
                 continue
             try:
                 with session.begin_nested():  # one tenant's failure must not stop the others
-                    received = [(u.path.name, digests[u.path], u.kind) for u in mine]
+                    received = [(u.name, digests[u.path], u.kind) for u in mine]
                     events.uploads_received(session, tenants[slug].id, received)
+                    mine = _taken(context, session, tenants[slug], mine, digests)
                     request = _import_request(tenants[slug], mine, digests)
                     steps = [u.path.name for u in mine if u.kind == "step"]
                     wanted.add(tenants[slug], repository.products_naming(session, tenants[slug].id, steps), steps)
             except Exception as error:  # logged, and retried: its files stay new until a tick takes them
                 context.log.error(f"[upload_sensor] {slug}: {type(error).__name__}: {error}; retried next tick")
-                repository.forget_inbox(session, slug, [u.path.name for u in mine])
+                repository.forget_inbox(session, slug, [u.name for u in mine])
                 continue
             if request:
                 requests[request.run_key] = request
@@ -188,14 +191,14 @@ def _track(
     state = repository.inbox_state(session, sorted(tenants))
     digests, new, rows = {}, [], []
     for upload in uploads:
-        seen = state.get((upload.tenant, upload.path.name))
+        seen = state.get((upload.tenant, upload.name))
         if seen is not None and (seen.size_bytes, seen.mtime_ns, seen.ctime_ns, seen.inode) == upload.fingerprint:
             digests[upload.path] = seen.sha256
             if cursor.tick is not None and seen.changed_tick > cursor.tick:
                 new.append(upload)
             continue
         try:
-            digest = digests[upload.path] = sha256(upload.path)
+            digest = digests[upload.path] = upload.version()
         except OSError:  # gone or unreadable since the scan: the next tick sees what is there then
             continue
         changed = seen is None or seen.sha256 != digest
@@ -206,7 +209,7 @@ def _track(
             rows.append(
                 {
                     "folder": upload.tenant,
-                    "filename": upload.path.name,
+                    "filename": upload.name,
                     "size_bytes": size,
                     "mtime_ns": mtime,
                     "ctime_ns": ctime,
@@ -217,6 +220,23 @@ def _track(
             )
     repository.record_inbox(session, rows)
     return digests, new
+
+
+def _taken(
+    context: SensorEvaluationContext, session: Session, tenant: Tenant, new: list[Upload], digests: dict[Path, str]
+) -> list[Upload]:
+    """The new uploads the pipeline can take; each other one is recorded as rejected with its reason
+    (``Upload.refusal``), once per content, and stays in the inbox."""
+    taken = []
+    for upload in new:
+        error = upload.refusal()
+        if error is None:
+            taken.append(upload)
+            continue
+        context.log.warning(f"[upload_sensor] {tenant.slug}: {error}")
+        kind = upload.kind or "other"
+        repository.record_file(session, tenant.id, upload.path, kind, digests[upload.path], error=str(error))
+    return taken
 
 
 def _import_request(tenant: Tenant, new: list[Upload], digests: dict[Path, str]) -> RunRequest | None:
@@ -241,7 +261,7 @@ class _Wanted:
         self.session, self.media, self.digests = session, media, digests
         self.inbox: dict[str, set[str]] = defaultdict(set)
         for upload in uploads:
-            if upload.kind == "step":
+            if upload.kind == "step" and upload.refusal() is None:
                 self.inbox[upload.tenant].add(upload.path.name)
         self.inputs: dict[int, str] = {}
         self.found: dict[int, tuple[Media, int | None]] = {}

@@ -17,7 +17,12 @@ depends_on = None
 def upgrade() -> None:
     op.add_column("tenants", sa.Column("settings", JSONB, nullable=False, server_default="{}"))
     op.add_column("products", sa.Column("key", sa.String(64)))
-    op.execute("UPDATE products SET key = pim_id")
+    # A PIM-ID over 64 characters (one a rollback of this revision kept) gets a hash suffix, as
+    # keys.product_key gives it.
+    op.execute(
+        "UPDATE products SET key = CASE WHEN length(pim_id) <= 64 THEN pim_id ELSE left(pim_id, 51) || '-' || "
+        "left(encode(sha256(convert_to(pim_id, 'UTF8')), 'hex'), 12) END"
+    )
     op.alter_column("products", "key", nullable=False)
     op.create_unique_constraint("products_tenant_id_key_key", "products", ["tenant_id", "key"])
     op.alter_column("products", "pim_id", type_=sa.String(200))
@@ -50,5 +55,6 @@ def downgrade() -> None:
         op.drop_column("products", column)
     op.drop_constraint("products_tenant_id_key_key", "products")
     op.drop_column("products", "key")
-    op.alter_column("products", "pim_id", type_=sa.String(64))
+    # products.pim_id stays String(200): narrowing it back to 64 fails on any longer PIM-ID (and
+    # truncating would lose and collide them); the code of 0001 reads the wider column as well.
     op.drop_column("tenants", "settings")

@@ -180,6 +180,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     for signature in FUNCTIONS:
         op.execute(f"DROP FUNCTION {signature}")
+    op.execute(f"REVOKE ALL ON users, tenants FROM {APP}")  # and the column grants below with them
     op.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON users, tenants, refresh_tokens TO {APP}")
     for table in ("refresh_tokens", "login_failures"):
         op.execute(f"ALTER TABLE {table} DISABLE ROW LEVEL SECURITY")
