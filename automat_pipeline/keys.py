@@ -53,6 +53,11 @@ def split_partition_key(key: str) -> tuple[str, str]:
     return check_key_part("tenant", tenant), check_key_part("product", product)
 
 
+def tenant_of(partition: str) -> str:
+    """The tenant slug of a ``tenant|product`` partition key."""
+    return split_partition_key(partition)[0]
+
+
 def path_under(root: Path | str, *parts: str) -> Path:
     """``root/part/…`` resolved, which must lie inside ``root``: a name from a request, a catalogue or
     a partition key never walks out of its folder (``..``, an absolute path, a symbolic link)."""

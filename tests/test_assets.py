@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import trimesh
 from conftest import STEP_FIXTURES, blender_processes
-from dagster import AssetKey, DagsterInstance, build_sensor_context, materialize
+from dagster import AssetKey, DagsterInstance, asset, build_sensor_context, materialize
 from openpyxl import Workbook, load_workbook
 from PIL import Image
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.exc import ProgrammingError
 
 from automat_pipeline import cad, tags
 from automat_pipeline.db import repository
@@ -28,6 +29,7 @@ from automat_pipeline.db.models import (
     OrderLine,
     Product,
     ProductFile,
+    Tenant,
     TenantMaterial,
     TenantOutputType,
 )
@@ -39,6 +41,7 @@ from automat_pipeline.defs.partitions import product_partitions, tenant_partitio
 from automat_pipeline.defs.render.assets import blend_export, still, thumbnail, turntable
 from automat_pipeline.defs.resources import Blender, Database, MediaStore
 from automat_pipeline.defs.uploads.sensor import _continue_failed_batches
+from automat_pipeline.keys import tenant_of
 
 CATALOG = [product_catalog, catalog_report]
 MEDIA = [step_file, cad_conversion, thumbnail]
@@ -483,6 +486,7 @@ def test_glb_deliverables_at_their_quality_leave_the_standard_one_alone(env, res
 def test_a_batch_goes_on_past_bad_files_and_the_sensor_continues_it(env, resources, imported):
     """A range run: step_file fails for the refused and the missing upload, materializes the good one
     and names the others; the upload sensor then requests the rest of the chain for the good one."""
+    (Path(env["AUTOMAT_UPLOADS_DIR"]) / "acme" / "ATS1-out.stp").write_bytes(b"ISO-10303-21;\nHEADER;\n")  # cut off
     batch = {"dagster/asset_partition_range_start": "acme|AS1", "dagster/asset_partition_range_end": "acme|GONE"}
     media = defs.resolve_job_def("product_media")
     result = media.execute_in_process(instance=imported, raise_on_error=False, tags=batch)
@@ -505,3 +509,30 @@ def test_a_batch_goes_on_past_bad_files_and_the_sensor_continues_it(env, resourc
     with session(env["AUTOMAT_DATABASE_URL"]) as s:
         files = {f.filename: f.status for f in s.scalars(select(ProductFile).where(ProductFile.kind == "step"))}
     assert files == {"as1-oc-214.stp": "ok", "ATS1-out.stp": "rejected"}
+
+
+def test_a_runs_unfiltered_query_sees_only_its_partitions_tenant(env, resources, imported):
+    """Row-level security binds the pipeline's steps too (migration 0018): an asset that forgets its
+    tenant filter reads, writes and counts its own tenant's rows only, and no account secrets."""
+    with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
+        beta = repository.tenant(s, "beta")
+        s.add(Product(tenant_id=beta.id, pim_id="B-1", key="B-1", name="beta's secret bearing"))
+    seen = {}
+
+    @asset(partitions_def=product_partitions)
+    def careless(context, database: Database) -> None:
+        with database.session(tenant_of(context.partition_key)) as s:
+            seen["names"] = sorted(s.scalars(text("SELECT name FROM products")))  # no tenant filter
+            seen["tenants"] = sorted(s.scalars(text("SELECT slug FROM tenants")))
+            seen["moved"] = s.execute(text("UPDATE products SET name = name || ' (touched)'")).rowcount
+            with pytest.raises(ProgrammingError, match="permission denied for table users"):
+                with s.begin_nested():
+                    s.execute(text("SELECT password_hash FROM users"))
+
+    assert materialize([careless], partition_key="acme|AS1", instance=imported, resources=resources).success
+    with session(env["AUTOMAT_DATABASE_URL"]) as s:
+        acme_names = sorted(s.scalars(select(Product.name).join(Tenant).where(Tenant.slug == "acme")))
+        beta_name = s.scalar(select(Product.name).where(Product.pim_id == "B-1"))
+    assert seen["names"] == sorted(n.removesuffix(" (touched)") for n in acme_names) and "beta's" not in str(seen)
+    assert seen["tenants"] == ["acme"] and seen["moved"] == len(acme_names)
+    assert beta_name == "beta's secret bearing"  # untouched

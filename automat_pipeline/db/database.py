@@ -12,6 +12,7 @@ from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+PIPELINE_ROLE = "automat_pipeline"  # what a run's tenant-scoped transaction acts as (migration 0018)
 
 
 @cache

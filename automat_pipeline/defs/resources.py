@@ -17,11 +17,12 @@ from dagster import (
     PipesTempFileMessageReader,
     open_pipes_session,
 )
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from automat_pipeline import templates
 from automat_pipeline.blender import CHECK_SCRIPT, blender_command, render_args, run_blender
-from automat_pipeline.db.database import session
+from automat_pipeline.db.database import PIPELINE_ROLE, session
 from automat_pipeline.keys import check_key_part, path_under
 from automat_pipeline.output_types import OutputType
 from automat_pipeline.settings import Settings
@@ -33,14 +34,27 @@ class Database(ConfigurableResource):
     url: str
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """One transaction: committed when the block ends, rolled back if it raises."""
+    def session(self, tenant: str | None = None) -> Iterator[Session]:
+        """One transaction: committed when the block ends, rolled back if it raises. With ``tenant`` (a
+        slug) it runs as the pipeline's role under row-level security and sees that tenant's rows only
+        (migration 0018): every step that works for one tenant's partition opens its sessions so."""
         s = session(self.url)
         try:
             with s.begin():
+                if tenant is not None:
+                    scope(s, tenant)
                 yield s
         finally:
             s.close()
+
+
+def scope(s: Session, tenant: str) -> None:
+    """Restrict the transaction to ``tenant``'s rows (none for an unknown slug)."""
+    tenant_id = s.scalar(text("SELECT id FROM tenants WHERE slug = :slug"), {"slug": tenant})
+    s.execute(text(f"SET LOCAL ROLE {PIPELINE_ROLE}"))
+    s.execute(
+        text("SELECT set_config('app.current_tenant_id', :t, true)"), {"t": "" if tenant_id is None else str(tenant_id)}
+    )
 
 
 class MediaStore(ConfigurableResource):

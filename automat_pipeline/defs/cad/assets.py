@@ -30,6 +30,7 @@ from automat_pipeline.defs.partitions import product_partitions
 from automat_pipeline.defs.resources import Database, MediaStore
 from automat_pipeline.errors import AutomatError
 from automat_pipeline.inbox import sha256, step_file_for
+from automat_pipeline.keys import tenant_of
 from automat_pipeline.output_types import QUALITY_DEFLECTION, OutputType
 from automat_pipeline.settings import deployment_limits
 from automat_pipeline.step_params import RenderParams
@@ -63,7 +64,7 @@ def step_file(context: AssetExecutionContext, database: Database, media: MediaSt
 def _pin_upload(database: Database, media: MediaStore, key: str) -> dict:
     """Validate, hash, record and pin one product's upload; its metadata."""
     started = time.perf_counter()
-    with database.session() as session:
+    with database.session(tenant_of(key)) as session:
         tenant, product = repository.tenant_and_product(session, key)
         path = step_file_for(media.inbox(tenant.slug), product)
         if path is None:
@@ -141,7 +142,7 @@ def cad_conversion(context: AssetExecutionContext, database: Database, media: Me
 
 def _convert(context: AssetExecutionContext, database: Database, media: MediaStore, key: str):
     """One product's conversion, isolated; a failure is recorded with its upload, which stays in the inbox."""
-    with database.session() as session:
+    with database.session(tenant_of(key)) as session:
         tenant, product = repository.tenant_and_product(session, key)
         resolver = repository.material_resolver(session, tenant, product)
         settings = TenantSettings.of(tenant.settings).within(deployment_limits()).cad
@@ -160,7 +161,7 @@ def _convert(context: AssetExecutionContext, database: Database, media: MediaSto
             name=upload.name,  # reasons and fallback names say the upload's name, not source.step
         )
     except AutomatError as error:
-        with database.session() as session:
+        with database.session(tenant.slug) as session:
             repository.record_file(
                 session, tenant.id, upload, "step", sha256(folder / SOURCE), error=str(error), product_id=product.id
             )
@@ -169,7 +170,7 @@ def _convert(context: AssetExecutionContext, database: Database, media: MediaSto
                 repository.record_media(session, tenant.id, product.id, step, "standard", "failed", **failure)
         raise
     wall = time.perf_counter() - started
-    with database.session() as session:  # both GLBs are media: listed, downloaded, zipped, ordered
+    with database.session(tenant.slug) as session:  # both GLBs are media: listed, downloaded, zipped, ordered
         repository.observe(session, "conversion", "cad_conversion", tenant.slug, wall)
         for step, glb, size in (
             ("glb_geometry", "model.glb", result.glb_bytes),
@@ -336,7 +337,7 @@ def glb_export(context: AssetExecutionContext, config: GlbConfig, database: Data
     started = time.perf_counter()
     outputs = {}
     with classified(context, "glb_export"):
-        with database.session() as session:
+        with database.session(tenant_of(context.partition_key)) as session:
             tenant, product = repository.tenant_and_product(session, context.partition_key)
             known = {t.name: t for t in repository.tenant_output_types(session, tenant, "glb")}
             resolver = repository.material_resolver(session, tenant, product)
@@ -347,7 +348,7 @@ def glb_export(context: AssetExecutionContext, config: GlbConfig, database: Data
         folder = media.product_dir(tenant.slug, product.key)
         for output_type in [known[n] for n in config.output_types] or known.values():
             path, details = _glb(folder, output_type, settings, resolver)
-            with database.session() as session:
+            with database.session(tenant.slug) as session:
                 repository.record_media(
                     session,
                     tenant.id,

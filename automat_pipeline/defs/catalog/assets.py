@@ -55,7 +55,7 @@ def product_catalog(context: AssetExecutionContext, config: CatalogImportConfig,
             raise AutomatError("no_workbook", f"{inbox} holds no .xlsx product list")
         results: list[ImportResult] = []
         for name in names:
-            with database.session() as session:
+            with database.session(slug) as session:
                 tenant = repository.known_tenant(session, slug)
                 result = import_workbook(session, tenant, inbox / name, f"{config.trigger}:{context.run.run_id}")
             results.append(result)
@@ -71,7 +71,7 @@ def product_catalog(context: AssetExecutionContext, config: CatalogImportConfig,
                 else AutomatError("import_failed", "; ".join(str(r.error) for r in failed))
             )
 
-    with database.session() as session:
+    with database.session(slug) as session:
         products = register_products(context.instance, session, repository.tenant(session, slug, create=False))
 
     totals = {
@@ -108,7 +108,7 @@ def catalog_report(context: AssetExecutionContext, database: Database, media: Me
     """
     slug = context.partition_key
     reports = {}
-    with classified(context, "catalog_report"), database.session() as session:
+    with classified(context, "catalog_report"), database.session(slug) as session:
         tenant = repository.known_tenant(session, slug)
         for record in imports_without_report(session, tenant.id):
             workbook = media.inbox(slug) / record.filename

@@ -33,6 +33,7 @@ from automat_pipeline.defs.failures import batch_failure, classified, record_out
 from automat_pipeline.defs.partitions import product_partitions
 from automat_pipeline.defs.resources import Blender, Database, MediaStore
 from automat_pipeline.errors import AutomatError
+from automat_pipeline.keys import tenant_of
 from automat_pipeline.output_types import OutputType, check_limits
 from automat_pipeline.settings import Settings, deployment_limits
 from automat_pipeline.step_params import RenderParams
@@ -61,9 +62,10 @@ class Renders:
         partition_key: str | None = None,
     ):
         self.context, self.blender, self.database = context, blender, database
-        with database.session() as session:
-            tenant, product = repository.tenant_and_product(session, partition_key or context.partition_key)
-            self.tenant_id, self.product_id = tenant.id, product.id
+        key = partition_key or context.partition_key
+        with database.session(tenant_of(key)) as session:
+            tenant, product = repository.tenant_and_product(session, key)
+            self.tenant_id, self.product_id, self.tenant = tenant.id, product.id, tenant.slug
             self.rules = TenantSettings.of(tenant.settings)
             self.output_types = {
                 kind: repository.tenant_output_types(session, tenant, kind)
@@ -107,7 +109,7 @@ class Renders:
         """A render's progress, on the order line whose run this is (the client's job document)."""
         line = self.context.run.tags.get(tags.ORDER_LINE)
         if line:
-            with self.database.session() as session:
+            with self.database.session(self.tenant) as session:
                 repository.record_progress(session, int(line), self.context.run.run_id, percent)
 
     def thumbnail_type(self, name: str | None) -> OutputType:
@@ -129,7 +131,7 @@ class Renders:
         return path
 
     def record(self, step: str, output_type: OutputType, status: str, **values) -> None:
-        with self.database.session() as session:
+        with self.database.session(self.tenant) as session:
             repository.record_media(
                 session,
                 self.tenant_id,

@@ -29,7 +29,7 @@ def check_upload(
     """Check one uploaded version in Blender and record the outcome (the step's work, and ``automat
     template upload``'s): ``(status, report, why Blender reached no verdict)``; status ``superseded``
     when nothing waits for this check any more (a newer upload, a delete)."""
-    with database.session() as session:
+    with database.session(tenant_slug) as session:
         tenant = repository.known_tenant(session, tenant_slug)
         version = templates.waiting(session, tenant.id, name, sha256)
         staged = version and templates.pending_file(media.media_dir, tenant.slug, version.id)
@@ -44,7 +44,7 @@ def check_upload(
         except AutomatError as error:
             failed = error
             report = {"problems": [["check_failed", f"Blender could not check {name}: {error}"]]}
-    with database.session() as session:
+    with database.session(tenant_slug) as session:
         kept = templates.record(session, tenant, name, sha256, media.media_dir, report)
         return (kept.status if kept else "superseded"), report, failed
 
