@@ -88,6 +88,80 @@ SEEDS: dict[str, list[str]] = {
         "INSERT INTO order_history (tenant_id, order_id, event, by_user, reason, lines) VALUES "
         "(1, 1, 'submitted', 2, NULL, '[1, 2]'), (2, 3, 'rejected', 1, 'too vague', '[]')",
     ],
+    "0012": [
+        "INSERT INTO password_resets (user_id, token_sha256, expires_at, used_at, revoked_at) VALUES "
+        "(2, repeat('1', 64), now() + interval '1 hour', now(), NULL), "
+        "(2, repeat('2', 64), now() + interval '1 hour', NULL, now()), "
+        "(3, repeat('3', 64), now() - interval '1 minute', NULL, NULL)",
+        "SELECT automat_password_reset_issue(3, repeat('4', 64), now() + interval '15 minutes')",  # revokes the '3'
+    ],
+    "0013": [
+        "INSERT INTO inbox_files (folder, filename, size_bytes, mtime_ns, ctime_ns, inode, sha256, changed_tick) "
+        "VALUES ('acme', '6204-2RS.stp', 10, 1764460800123456789, 1764460800987654321, 1048577, repeat('a', 64), 1), "
+        "('beta', 'Lager ø20 – Ⅻ.step', 3, 1764460801000000000, 1764460801000000000, 2097153, repeat('b', 64), 2)",
+        "SELECT setval('upload_sensor_ticks', 2)",
+        "INSERT INTO media_requests (product_id, media_key, tick) VALUES (1, md5('6204-2RS') || md5('ACME_Zinc'), 1), "
+        "(3, repeat('b', 64), 2)",
+        "UPDATE catalog_imports SET dispatch_error = 'DagsterUnavailable: Verbindung abgelehnt — später' WHERE id = 1",
+    ],
+    "0014": [
+        "INSERT INTO observations (metric, step, tenant, count, sum, buckets) VALUES "
+        "('conversion', 'cad_conversion', 'acme', 3, 4.25, '{0,0,0,1,1,2,3,3,3,3,3,3,3,3,3,3}'), "
+        "('render', 'thumbnail', 'βeta', 1, 31.5, '{0,0,0,0,0,0,0,0,0,1,1,1,1,1,1,1}'), "
+        "('sensor_tick', 'upload_sensor', '', 2, 0.07, '{1,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2}')",
+    ],
+    "0015": [
+        "INSERT INTO render_hosts (name, device, backend, driver, probed_at, probe, cache_warm, warmed_at, "
+        "gpu_renders, cpu_renders, last_render_at) VALUES "
+        "('render-01', 'NVIDIA H200', 'OPTIX', '570.86.15', now(), '{\"cuda\": \"12.8\", \"vram_gib\": 139}', "
+        "true, now(), 12, 3, now()), "
+        "('wärme-cpu', NULL, NULL, NULL, NULL, '{}', false, NULL, 0, 0, NULL)",
+    ],
+    "0016": [
+        "INSERT INTO render_templates (tenant_id, name, sha256, size_bytes, status, error_class, reason, report, "
+        "uploaded_by, checked_at, run_id, launch_error, launch_attempts) VALUES "
+        "(1, 'Studio Weiß', repeat('a', 64), 524288, 'ok', NULL, NULL, '{\"cameras\": [\"Kamera\"]}', 2, now(), "
+        "'run-t1', NULL, 1), "
+        "(1, 'Studio Weiß', repeat('b', 64), 9, 'refused', 'template_script', 'Skript eingebettet: ☠.py', '{}', 2, "
+        "now(), 'run-t2', NULL, 1), "
+        "(2, 'Drehteller 回転', repeat('c', 64), 1024, 'checking', NULL, NULL, '{}', NULL, NULL, NULL, "
+        "'Dagster antwortet nicht', 3)",
+    ],
+    "0017": [
+        "UPDATE order_lines SET ended_at = now() WHERE state IN ('completed', 'failed')",
+        "INSERT INTO events (tenant_id, key, type, category, subject, owner_id, actor_id, data) VALUES "
+        "(1, 'order.completed:1:1764460800.000000', 'order.completed', "
+        "'orders', 'order:1', 2, NULL, '{\"number\": \"ORD-2030-000009\"}'), "
+        "(2, 'upload.received:2:Lager ø20.step@bbbbbbbbbbbbbbbb', 'upload.received', "
+        "'imports', 'upload:1', 3, 3, '{\"filename\": \"Lager ø20.step\"}'), "
+        "(NULL, 'alert.disk_space:2030-01-01', 'alert.disk_space', 'alerts', NULL, NULL, NULL, '{\"free\": 0.04}')",
+        "INSERT INTO event_queue (event_id) VALUES (2), (3)",
+        "INSERT INTO notifications (tenant_id, user_id, key, event_id, category, kind, title, body, data, shown_at, "
+        "digest, digest_id, read_at) VALUES "
+        "(1, 2, 'event:1:user:2', 1, 'orders', 'order.completed', 'Auftrag ORD-2030-000009 fertig', "
+        "'Alles gerendert ✓', '{\"order_id\": 1}', now(), NULL, NULL, now()), "
+        "(NULL, 1, 'event:3:user:1', 3, 'alerts', 'alert.disk_space', 'Speicher fast voll', '4 % frei', '{}', NULL, "
+        "'daily', NULL, NULL), "
+        "(NULL, 1, 'digest:in_app:daily:1:2030-01-02T00:00:00+00:00', NULL, 'alerts', 'digest', 'Tagesübersicht', "
+        "'1 Meldung', '{}', now(), NULL, NULL, NULL)",
+        "UPDATE notifications SET digest_id = 3 WHERE id = 2",
+        "INSERT INTO notification_preferences (user_id, tenant_id, category, channel, mode) VALUES "
+        "(2, 1, 'orders', 'email', 'daily'), (3, 2, 'imports', 'in_app', 'never')",
+        "INSERT INTO webhooks (tenant_id, url, event_types, secret, description, active, created_by) VALUES "
+        "(1, 'https://hooks.acme.example/automat', '[\"order.completed\"]', 'whsec_ÄÖÜ', 'ERP-Anbindung', true, 2)",
+        "INSERT INTO deliveries (tenant_id, key, channel, notification_id, webhook_id, event_id, target, payload, "
+        "state, digest, batch_id, attempts, next_attempt_at, last_status, last_error, log, sent_at) VALUES "
+        "(1, 'webhook:1:event:1', 'webhook', NULL, 1, 1, 'https://hooks.acme.example/automat', NULL, 'failed', "
+        "NULL, NULL, 8, now() + interval '1 hour', 503, 'Service Unavailable', '[{\"status\": 503}]', NULL), "
+        "(1, 'email:event:1:user:2', 'email', 1, NULL, 1, 'pm@acme.example', NULL, 'batched', 'daily', 3, 0, "
+        "now(), NULL, NULL, '[]', NULL), "
+        "(1, 'digest:email:daily:2:2030-01-02', 'email', NULL, NULL, NULL, 'pm@acme.example', "
+        "'{\"subject\": \"Tageszusammenfassung für ACME\"}', 'sent', NULL, NULL, 1, now(), 250, NULL, "
+        "'[{\"status\": 250}]', now())",
+        "INSERT INTO audit_log (tenant_id, actor_id, actor, role, source, action, object, summary, request_id) VALUES "
+        "(1, 2, NULL, 'project_manager', 'api', 'order.submit', 'order:1', '{\"lines\": 2}', 'req-1'), "
+        "(NULL, NULL, 'cli:jürgen', 'operator', 'cli', 'tenant.create', 'tenant:beta', '{}', NULL)",
+    ],
 }
 
 # What the schema is, as sets of comparable facts. Extensions and their functions are left out
