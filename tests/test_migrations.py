@@ -162,6 +162,7 @@ SEEDS: dict[str, list[str]] = {
         "(1, 2, NULL, 'project_manager', 'api', 'order.submit', 'order:1', '{\"lines\": 2}', 'req-1'), "
         "(NULL, NULL, 'cli:jürgen', 'operator', 'cli', 'tenant.create', 'tenant:beta', '{}', NULL)",
     ],
+    "0018": [],  # a role and its privileges over tables that have rows
 }
 
 # What the schema is, as sets of comparable facts. Extensions and their functions are left out
