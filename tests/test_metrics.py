@@ -2,9 +2,9 @@
 down here; runs by state with a live Dagster: tests/test_ui.py)."""
 
 import pytest
+from conftest import SECRET
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
-from test_api import SECRET, api, world  # noqa: F401 - the fixtures
 
 from automat_pipeline.api.app import create_app
 from automat_pipeline.db import repository
