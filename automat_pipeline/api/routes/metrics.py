@@ -60,9 +60,8 @@ class _Metrics(Collector):
         self.database_url, self.dagster = database_url, dagster
 
     def collect(self):
-        with scoped_session(
-            self.database_url, None
-        ) as s:  # every tenant's slug, through global administration's function
+        with scoped_session(self.database_url, None) as s:
+            # every tenant's slug, through global administration's function (the role reads no tenants)
             tenants = sorted(s.scalars(text("SELECT slug FROM automat_tenants()")))
             histograms = repository.observations(s)
         yield from self._runs(tenants)
