@@ -1039,7 +1039,7 @@ def _look_up_inbox(database_url: str, tenant: str, inbox: Path, outcome: Outcome
             if imported.error:
                 outcome.error_class = imported.error.partition(": ")[0]
             return
-        products = repository.products_for_step(s, owner.id, outcome.stored)
+        products = repository.products_naming(s, owner.id, [outcome.stored])
         glbs = s.scalars(
             select(MediaAsset).where(
                 MediaAsset.asset == "glb_production", MediaAsset.product_id.in_([p.id for p in products])

@@ -322,13 +322,13 @@ def test_the_bell_shows_the_feed_links_orders_and_marks_what_it_showed_read(port
             )
         )
     page = portal.login("client@acme.example", PASSWORD)
-    page.get_by_role("button", name="Notifications, 1 unread").click()
+    page.get_by_role("button", name="Notifications 1 unread").click()
     feed = page.get_by_role("region", name="Notifications")
     expect(feed).to_contain_text("every line completed")
     expect(feed.get_by_role("link", name="ORD-2026-000001 finished: 1 of 1 succeeded")).to_have_attribute(
         "href", "#/orders/1"
     )
-    expect(page.get_by_role("button", name="Notifications, 0 unread")).to_be_visible()
+    expect(page.get_by_role("button", name="Notifications 0 unread")).to_be_visible()
     with session(url) as s:
         assert s.scalar(select(Notification.read_at).where(Notification.key == "test:bell")) is not None
 
@@ -383,7 +383,7 @@ def test_on_the_real_stack_a_client_orders_a_thumbnail_follows_it_and_downloads_
     subprocess.run([automat, "tenant", "create", "acme"], env=env, check=True, capture_output=True)
     subprocess.run(
         [automat, "user", "create", "--tenant", "acme", "--role", "client", "--email", "client@acme.example"],
-        env=env | {"AUTOMAT_USER_STACK_PASSWORD": STACK_PASSWORD},
+        env=env | {"AUTOMAT_USER_PASSWORD": STACK_PASSWORD},
         check=True,
         capture_output=True,
     )

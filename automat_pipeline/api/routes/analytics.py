@@ -13,11 +13,11 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 
+from automat_pipeline import tags
 from automat_pipeline.api.deps import Tx, Who
 from automat_pipeline.api.security import Permission
 
 router = APIRouter(tags=["analytics"])
-RENDER_STEPS = ("thumbnail", "still", "turntable", "blend_export")
 
 
 class Seconds(BaseModel):
@@ -133,7 +133,7 @@ def analytics(
         )
     for at in periods.values():
         at.success_rate = _rate(at.succeeded, at.failed)
-    media = {"t": who.tenant(), "since": since, "until": until, "renders": list(RENDER_STEPS)}
+    media = {"t": who.tenant(), "since": since, "until": until, "renders": sorted(tags.RENDER_STEPS)}
     render = tx.execute(
         text("""
         SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY (details->>'render_seconds')::float),

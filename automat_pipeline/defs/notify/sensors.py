@@ -54,7 +54,6 @@ UNFINISHED = {  # a run's status, in an alert's words
     DagsterRunStatus.STARTED: "running",
 }
 CAD_STEPS = frozenset({"step_file", "cad_conversion"})
-RENDER_STEPS = ("thumbnail", "still", "turntable", "blend_export")
 MONITORING = (  # how Dagster's run monitoring words the runs it ends (dagster/_daemon/monitoring)
     "Run timed out due to taking longer than",
     "Detected run worker status",
@@ -207,7 +206,7 @@ def _gpu_fallback(session: Session, run, host: str, hour: str) -> list[int]:
     fell_back = session.scalars(
         select(MediaAsset).where(
             MediaAsset.run_id == run.run_id,
-            MediaAsset.asset.in_(RENDER_STEPS),
+            MediaAsset.asset.in_(sorted(tags.RENDER_STEPS)),
             MediaAsset.status == "completed",
             MediaAsset.details["fallback_reason"].as_string().is_not(None),
         )

@@ -18,8 +18,8 @@ export function Bell() {
   };
   if (!feed) return null;
   return html`<div class="bell">
-    <button class="secondary" aria-expanded=${open} aria-controls="feed" onClick=${toggle}
-      aria-label=${`Notifications, ${feed.unread} unread`}>Notifications<span class="count" aria-hidden="true">${feed.unread}</span></button>
+    <button class="secondary" aria-expanded=${open} aria-controls="feed" onClick=${toggle}>Notifications <span
+      class="count">${feed.unread}</span><span class="sr-only"> unread</span></button>
     ${open && html`<div class="feed" id="feed" role="region" aria-label="Notifications">
       ${feed.items.length === 0 ? html`<p>No notifications.</p>` : html`<ul>
         ${feed.items.map((n) => html`<li class=${n.read_at ? '' : 'unread'}>
