@@ -231,7 +231,8 @@ class OrderLine(Base):
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     seconds: Mapped[float | None] = mapped_column(Float)
     updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    launch_attempts: Mapped[int] = mapped_column(default=0)  # launches Dagster refused
+    launch_attempts: Mapped[int] = mapped_column(default=0)  # failed launches (api.launcher: backoff, then failed)
+    launch_attempted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # the last failed one
 
 
 class OrderNumber(Base):
