@@ -247,7 +247,7 @@ class OrderNumber(Base):
 
 class OrderHistory(Base):
     """What happened to an order, appended: submitted (with its lines), rejected (with the reason),
-    resubmitted, cancelled, a line cancelled."""
+    resubmitted, cancelled, a line cancelled, a line retried (its run's worker was lost)."""
 
     __tablename__ = "order_history"
 

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 from dagster import AssetExecutionContext, Failure
 
-from automat_pipeline.errors import AutomatError
+from automat_pipeline.errors import AutomatError, disk_full
 
 
 def failure(error: AutomatError, **metadata) -> Failure:
@@ -20,10 +20,14 @@ def failure(error: AutomatError, **metadata) -> Failure:
 
 @contextmanager
 def classified(context: AssetExecutionContext, step: str) -> Iterator[None]:
-    """Fail the step with the class and reason of any ``AutomatError`` raised inside the block."""
+    """Fail the step with the class and reason of any ``AutomatError`` raised inside the block, or
+    ``disk_full`` for a write the full disk refused."""
     try:
         yield
-    except AutomatError as error:
+    except (AutomatError, OSError) as raised:
+        error = raised if isinstance(raised, AutomatError) else disk_full(raised.filename or ".", raised)
+        if error is None:
+            raise
         where = context.partition_key if context.has_partition_key else context.run.run_id
         context.log.error(f"[{step}] {where}: {error}")
-        raise failure(error) from error
+        raise failure(error) from raised

@@ -1,6 +1,6 @@
 """Jobs: the catalogue import per tenant, and the media chain per tenant|product."""
 
-from dagster import AssetSelection, define_asset_job, in_process_executor
+from dagster import AssetSelection, define_asset_job
 
 import_catalog_job = define_asset_job(
     "import_catalog",
@@ -8,11 +8,9 @@ import_catalog_job = define_asset_job(
     description="Import a tenant's product lists (by default every workbook in its inbox), then write reports.",
 )
 
-# In-process: a whole chain in one worker costs far less than a subprocess per step.
 product_media_job = define_asset_job(
     "product_media",
     selection=AssetSelection.assets("step_file", "cad_metadata", "glb_geometry", "glb_production", "thumbnail"),
-    executor_def=in_process_executor,
     description="STEP upload → CAD metadata → viewer and production GLB → thumbnail for one tenant|product.",
 )
 
@@ -21,6 +19,5 @@ product_media_job = define_asset_job(
 product_renders_job = define_asset_job(
     "product_renders",
     selection=AssetSelection.assets("still", "turntable", "blend_export"),
-    executor_def=in_process_executor,
     description="Stills and turntables of one tenant|product (one per output type of its tenant), and its .blend.",
 )

@@ -5,6 +5,7 @@ from the settings object for code that runs the definitions in-process (the demo
 """
 
 import json
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -63,6 +64,51 @@ class MediaStore(ConfigurableResource):
         path = path_under(self.media_dir, check_key_part("tenant", tenant), check_key_part("product", product))
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    @contextmanager
+    def writing(self, run_id: str, *outputs: Path) -> Iterator[list[Path]]:
+        """Where the run writes ``outputs`` until they are whole: ``<tenant>/.partial/<run id>/…`` on
+        the same volume, each moved into place when the block ends, all removed if it raises. A
+        reader never meets half a file; what a worker that died left is its run's folder
+        (``discard_partials``)."""
+        media = Path(self.media_dir).resolve()
+        partials = []
+        for output in outputs:
+            tenant, *rest = Path(output).resolve().relative_to(media).parts
+            partials.append(media / tenant / PARTIAL / run_id / Path(*rest))
+            partials[-1].parent.mkdir(parents=True, exist_ok=True)
+        try:
+            yield partials
+        except BaseException:
+            for partial in partials:
+                partial.unlink(missing_ok=True)
+            raise
+        finally:
+            for partial, output in zip(partials, outputs, strict=True):
+                if partial.exists():
+                    partial.replace(output)
+                _tidy(partial.parent)
+
+    def discard_partials(self, run_id: str) -> list[Path]:
+        """Remove what the run left half-written (its worker died mid-write); the files removed."""
+        removed = []
+        for folder in Path(self.media_dir).glob(f"*/{PARTIAL}/{run_id}"):
+            removed += [p for p in folder.rglob("*") if p.is_file()]
+            shutil.rmtree(folder, ignore_errors=True)
+        return removed
+
+
+PARTIAL = ".partial"  # no tenant or product key starts with a dot
+
+
+def _tidy(folder: Path) -> None:
+    """Remove ``folder`` and its parents up to the ``.partial`` folder while they are empty."""
+    while folder.name != PARTIAL and folder.parent != folder:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty: another output of the run, or of another run
+            return
+        folder = folder.parent
 
 
 class Blender(ConfigurableResource):

@@ -63,7 +63,8 @@ def step_file(context: AssetExecutionContext, database: Database, media: MediaSt
             )
         if rejected:  # recorded with the upload, which stays in the inbox
             raise rejected
-    shutil.copyfile(path, media.product_dir(tenant.slug, product.key) / SOURCE)
+        with media.writing(context.run.run_id, media.product_dir(tenant.slug, product.key) / SOURCE) as [source]:
+            shutil.copyfile(path, source)
     return MaterializeResult(
         metadata={
             "upload": MetadataValue.path(str(path)),
@@ -109,17 +110,21 @@ def cad_conversion(context: AssetExecutionContext, database: Database, media: Me
             resolver = repository.material_resolver(session, tenant, product)
             settings = TenantSettings.of(tenant.settings).within(deployment_limits()).cad
         folder = media.product_dir(tenant.slug, product.key)
+        with database.session() as session:  # what a worker lost meanwhile leaves for the run's outcome to settle
+            for step in ("glb_geometry", "glb_production"):
+                repository.record_started(session, tenant.id, product.id, step, "standard", context.run.run_id)
         started = time.perf_counter()
         try:
-            result = convert_isolated(
-                folder / SOURCE,
-                folder / "model.glb",
-                settings,
-                resolver,
-                folder / "production.glb",
-                timeout_seconds=settings.timeout_seconds,
-                memory_mb=settings.memory_mb,
-            )
+            with media.writing(context.run.run_id, folder / "model.glb", folder / "production.glb") as glbs:
+                result = convert_isolated(
+                    folder / SOURCE,
+                    glbs[0],
+                    settings,
+                    resolver,
+                    glbs[1],
+                    timeout_seconds=settings.timeout_seconds,
+                    memory_mb=settings.memory_mb,
+                )
         except AutomatError as error:
             upload = step_file_for(media.inbox(tenant.slug), product) or folder / SOURCE
             with database.session() as session:  # stored with the product's upload, which stays in the inbox
