@@ -5,11 +5,14 @@ from the settings object for code that runs the definitions in-process (the demo
 """
 
 import json
+import logging
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from dagster import (
     AssetExecutionContext,
@@ -21,10 +24,13 @@ from dagster import (
 from sqlalchemy.orm import Session
 
 from automat_pipeline.blender import blender_command, render_args, run_blender
-from automat_pipeline.db.database import session
+from automat_pipeline.db.database import database_away, session
 from automat_pipeline.keys import check_key_part, path_under
 from automat_pipeline.output_types import OutputType
 from automat_pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Database(ConfigurableResource):
@@ -41,6 +47,23 @@ class Database(ConfigurableResource):
                 yield s
         finally:
             s.close()
+
+    def retrying(self, work: Callable[[Session], T], patience: float = 600) -> T:
+        """``work`` in one transaction; if the database goes away meanwhile (a restart, a failover),
+        that transaction is rolled back and ``work`` runs again in a new one once the database
+        answers, for up to ``patience`` seconds. Nothing is written to Dagster's storage (the same
+        server, perhaps) while it waits: the wait is on the run's stderr only."""
+        deadline, pause = time.monotonic() + patience, 1.0
+        while True:
+            try:
+                with self.session() as s:
+                    return work(s)
+            except Exception as error:
+                if not database_away(error) or time.monotonic() + pause > deadline:
+                    raise
+                log.warning("the database went away (%s); trying again in %g s", str(error).splitlines()[0], pause)
+                time.sleep(pause)
+                pause = min(pause * 2, 15.0)
 
 
 class MediaStore(ConfigurableResource):
