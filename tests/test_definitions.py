@@ -20,6 +20,7 @@ def test_definitions_load_with_the_whole_graph():
         "cad_metadata",
         "glb_geometry",
         "glb_production",
+        "glb_export",
         "thumbnail",
         "still",
         "turntable",
