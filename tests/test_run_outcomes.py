@@ -139,3 +139,15 @@ def test_a_retried_run_hands_its_line_over_and_the_history_says_why(instance, en
         {"line": line, "run_id": run.run_id, "retry_run_id": retry.run_id, "error_class": "worker_lost"}
     ]
     assert history.reason.startswith("worker_lost: ")
+
+
+def test_a_write_that_fails_leaves_nothing_of_what_its_writer_wrote_beside_it(tmp_path):
+    """OpenCascade writes ``model.bin.tmp`` next to the GLB it is writing: when the write fails
+    (a full disk), that goes with the partial file, not only the file the block was asked for."""
+    media = MediaStore(uploads_dir=str(tmp_path / "uploads"), media_dir=str(tmp_path / "media"))
+    output = media.product_dir("acme", "SCREW") / "production.glb"
+    with pytest.raises(OSError), media.writing("run-1", output) as [partial]:
+        partial.write_bytes(b"glTF half")
+        (partial.parent / "model.bin.tmp").write_bytes(b"half a buffer")
+        raise OSError(28, "No space left on device")
+    assert not output.exists() and not (tmp_path / "media" / "acme" / ".partial" / "run-1").exists()

@@ -91,9 +91,9 @@ class MediaStore(ConfigurableResource):
     @contextmanager
     def writing(self, run_id: str, *outputs: Path) -> Iterator[list[Path]]:
         """Where the run writes ``outputs`` until they are whole: ``<tenant>/.partial/<run id>/…`` on
-        the same volume, each moved into place when the block ends, all removed if it raises. A
-        reader never meets half a file; what a worker that died left is its run's folder
-        (``discard_partials``)."""
+        the same volume, each moved into place when the block ends; if it raises, their folders go
+        with whatever else the writer left there (OpenCascade's ``*.bin.tmp``). A reader never meets
+        half a file; what a worker that died left is its run's folder (``discard_partials``)."""
         media = Path(self.media_dir).resolve()
         partials = []
         for output in outputs:
@@ -104,7 +104,7 @@ class MediaStore(ConfigurableResource):
             yield partials
         except BaseException:
             for partial in partials:
-                partial.unlink(missing_ok=True)
+                shutil.rmtree(partial.parent, ignore_errors=True)
             raise
         finally:
             for partial, output in zip(partials, outputs, strict=True):
@@ -129,6 +129,8 @@ def _tidy(folder: Path) -> None:
     while folder.name != PARTIAL and folder.parent != folder:
         try:
             folder.rmdir()
+        except FileNotFoundError:  # removed with what a failed writer left
+            pass
         except OSError:  # not empty: another output of the run, or of another run
             return
         folder = folder.parent
