@@ -411,6 +411,11 @@ def test_a_run_worker_killed_during_a_render(stack):
     assert wait_for("the run failed", lambda: ended(stack, first), 180)["status"] == "FAILURE"
     detected = time.monotonic() - killed
     assert wait_for("Blender gone", lambda: gone(blender), 60)
+    wait_for(  # the sensor settles the run: its record, its partial folder, the report
+        "[WORKER_RECOVERY] in the run's log",
+        lambda: [m for m in messages(stack, first) if m.startswith("[WORKER_RECOVERY]")],
+        120,
+    )
     assert not partials(stack, first)  # the half-rendered PNG is gone
     done = wait_for(
         "the order completed by the retry",
@@ -429,7 +434,6 @@ def test_a_run_worker_killed_during_a_render(stack):
     assert retried["lines"][0]["retry_run_id"] == line["run_id"] != first
     assert [o["asset"] for o in line["outputs"]] == ["still"]
     assert Image.open(stack.settings.media_dir / "acme" / "SCREW" / "still-still-slow.png").size == (256, 256)
-    assert any(m.startswith("[WORKER_RECOVERY]") for m in messages(stack, first))
     measured(
         "kill -9 of the run worker during a render",
         "run failed (worker_lost), Blender gone, no partial file, the line shows it, one retry completes it",
@@ -619,6 +623,8 @@ def test_postgresql_restarted_during_a_catalogue_import(stack):
     )
     token = client(stack)
     time.sleep(2)
+    worker_log = stack.home / "logs" / "daemon.log"  # run workers' stderr: Database.retrying's words
+    waited_before = worker_log.read_text().count("the database went away")
     stack.postgres.stop()
     stopped = time.monotonic()
     unavailable = stack.api("GET", "/orders", token)
@@ -641,6 +647,7 @@ def test_postgresql_restarted_during_a_catalogue_import(stack):
         ).all()
         bulk = s.scalar(select(func.count()).select_from(Product).where(Product.pim_id.like("BULK-%")))
     assert imports == [("ok", 1)] and bulk == len(rows)  # one complete import, nothing twice
+    assert worker_log.read_text().count("the database went away") > waited_before  # the outage met it
     assert stack.healthy() and stack.daemon_ticking()
     assert all(p.poll() is None for p in stack.processes.values())  # nothing had to be restarted
     measured(
