@@ -265,7 +265,7 @@ def convert_isolated(
     instead of failing cleanly, which would hide why it died.
     """
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["automat_pipeline.cad"])
+    context.set_forkserver_preload(["automat_pipeline.forkserver_lifeline", "automat_pipeline.cad"])
     receive, send = context.Pipe(duplex=False)
     child = context.Process(
         target=_child, args=(send, memory_mb, step_path, glb_path, options, resolver, production_path), daemon=True
@@ -296,7 +296,7 @@ def convert_isolated(
 
 
 def _child(send, memory_mb: int, *args) -> None:
-    die_with(os.getppid())  # the forkserver, which exits with the run worker that started it
+    die_with(os.getppid())  # the forkserver, which dies with the run worker (forkserver_lifeline)
     backstop = (memory_mb * 4 + 4096) * 1024 * 1024  # only against runaway growth between two looks
     resource.setrlimit(resource.RLIMIT_AS, (backstop, backstop))
     try:
