@@ -15,6 +15,9 @@ summary to ``bench/results/<name>-runs.jsonl``.
              of the same file and of the file with one row changed (goal: <= 10 s; one row written)
 - api:       the orders API seeded with 100,000 products and 1,000,000 media rows: media-browser
              and order-submission latency percentiles for 50 clients over loopback (goal: p95 <= 50 ms)
+- faults:    the fault-injection suite (tests/test_faults.py) on the whole stack: each fault, what must
+             come of it, whether it did, data lost, and how long detection and recovery took; the
+             README's Faults table (goal: all survived, 0 lost)
 """
 
 from __future__ import annotations
@@ -961,10 +964,40 @@ def bench_api_worker(out: Path, rounds: int = 7) -> None:
     save("api_worker", rows, summary)
 
 
+def bench_faults(out: Path) -> None:
+    """Run the fault-injection suite; each test that passes records its fault's row (the test asserts
+    the outcome; the seconds are only measured). A fault whose test failed counts as not survived."""
+    report = out / "faults.json"
+    tests = str(REPO / "tests" / "test_faults.py")
+    collected = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", tests],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    ).stdout
+    injected = sum(1 for line in collected.splitlines() if "::test_" in line)
+    env = {**os.environ, "AUTOMAT_FAULTS_REPORT": str(report)}
+    suite = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", tests], cwd=REPO, env=env)
+    rows = json.loads(report.read_text()) if report.exists() else []
+    print("| fault injected | expected outcome | survived | data lost | measured |\n|---|---|---|---|---|")
+    for r in rows:
+        figures = ", ".join(f"{k} {v}" for k, v in r.items() if k not in ("fault", "expected", "survived", "lost"))
+        print(f"| {r['fault']} | {r['expected']} | {'yes' if r['survived'] else 'no'} | {r['lost']} | {figures} |")
+    summary = {
+        "faults_injected": injected,
+        "survived": sum(1 for r in rows if r["survived"]),
+        "data_lost": sum(r["lost"] for r in rows),
+        "suite_exit": suite.returncode,
+        "goal": "every fault survived, 0 lost",
+    }
+    print(summary)
+    save("faults", rows, summary)
+
+
 def main() -> None:
     if sys.argv[1:2] == ["_one"]:
         return convert_one(*sys.argv[2:])
-    wanted = set(sys.argv[1:]) or {"convert", "render", "demo", "catalog", "api", "api_worker", "orders"}
+    wanted = set(sys.argv[1:]) or {"convert", "render", "demo", "catalog", "api", "api_worker", "orders", "faults"}
     with tempfile.TemporaryDirectory(prefix="automat-bench-") as tmp:
         out = Path(tmp)
         glbs = bench_convert(out) if wanted & {"convert", "render"} else []
@@ -980,6 +1013,8 @@ def main() -> None:
             bench_api_worker(out)
         if "orders" in wanted:
             bench_orders(out)
+        if "faults" in wanted:
+            bench_faults(out)
 
 
 if __name__ == "__main__":
