@@ -7,6 +7,7 @@ bpy 5.0.1 needs numpy < 2, which the pipeline's environment does not promise.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -19,7 +20,8 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from automat_pipeline.errors import AutomatError
+from automat_pipeline.errors import AutomatError, disk_full
+from automat_pipeline.lifeline import die_with
 from automat_pipeline.output_types import OutputType
 
 RESULT_PREFIX = "AUTOMAT_RESULT "
@@ -87,9 +89,10 @@ def run_blender(
     """Run Blender; return the script's results (one per render, a batch's in order) or raise
     AutomatError with Blender's reason.
 
-    Blender runs in its own process group. Past ``timeout`` seconds, or when this process is
-    interrupted (a terminated Dagster run), the whole group gets SIGTERM, then SIGKILL after a
-    grace period, and a partial ``output`` is removed. ``echo`` copies Blender's output to stderr
+    Blender runs in its own process group, and dies with this process (``lifeline``). Past
+    ``timeout`` seconds, or when this process is interrupted (a terminated Dagster run), the whole
+    group gets SIGTERM, then SIGKILL after a grace period (a stopped Blender too), and a partial
+    ``output`` is removed. ``echo`` copies Blender's output to stderr
     (a Dagster run's compute log) as it arrives; ``on_progress`` hears each percentage Blender
     reports (``[still] 50% (8/16 samples)``).
     """
@@ -102,6 +105,7 @@ def run_blender(
             text=True,
             errors="replace",
             start_new_session=True,
+            preexec_fn=functools.partial(die_with, os.getpid()),
         )
     except (FileNotFoundError, PermissionError) as error:
         raise AutomatError(
@@ -134,7 +138,7 @@ def run_blender(
         raise AutomatError("timeout", f"Blender did not finish in {timeout:g} s and was stopped")
     if code != 0 or not results:
         reason = next((line for line in reversed(lines) if line.startswith("error:")), None)
-        raise AutomatError(
+        raise (output is not None and disk_full(output)) or AutomatError(
             "render_failed", (reason or (lines[-1] if lines else f"exit code {code}")).removeprefix("error: ")
         )
     return results

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing
+import os
 import re
 import resource
 import shutil
@@ -65,7 +66,8 @@ from OCP.XCAFDoc import (
     XCAFDoc_VisMaterialPBR,
 )
 
-from automat_pipeline.errors import AutomatError
+from automat_pipeline.errors import AutomatError, disk_full
+from automat_pipeline.lifeline import die_with
 from automat_pipeline.materials import Material, MaterialResolver
 from automat_pipeline.tenant_settings import CadSettings
 
@@ -290,9 +292,10 @@ def convert_isolated(
             if rss > memory_mb * 1024 * 1024:
                 raise AutomatError("out_of_memory", f"{name}: conversion used over {memory_mb} MB")
         outcome, payload = receive.recv()
-    except EOFError:  # died without a word: a native crash
+    except (EOFError, psutil.NoSuchProcess):  # died without a word: a native crash (a full disk, perhaps)
         child.join()
-        raise AutomatError("damaged_geometry", f"{name}: OpenCascade crashed (exit {child.exitcode})") from None
+        crashed = AutomatError("damaged_geometry", f"{name}: OpenCascade crashed (exit {child.exitcode})")
+        raise disk_full(glb_path) or crashed from None
     finally:
         receive.close()
         if child.is_alive():
@@ -307,12 +310,13 @@ def start_isolation() -> multiprocessing.context.BaseContext:
     """The forkserver conversions run in, started if it is not yet: it imports OpenCascade (1-2 s),
     which a caller may let happen while it does other work before its first conversion."""
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["automat_pipeline.cad"])
+    context.set_forkserver_preload(["automat_pipeline.forkserver_lifeline", "automat_pipeline.cad"])
     forkserver.ensure_running()
     return context
 
 
 def _child(send, memory_mb: int, name: str, *args) -> None:
+    die_with(os.getppid())  # the forkserver, which dies with the run worker (forkserver_lifeline)
     backstop = (memory_mb * 4 + 4096) * 1024 * 1024  # only against runaway growth between two looks
     resource.setrlimit(resource.RLIMIT_AS, (backstop, backstop))
     try:
@@ -322,6 +326,9 @@ def _child(send, memory_mb: int, name: str, *args) -> None:
     except MemoryError:
         send.send(("error", ("out_of_memory", f"{name}: ran out of memory while converting")))
     except Exception as error:  # OpenCascade raises Standard_Failure subclasses on bad geometry
+        if isinstance(error, OSError) and (full := disk_full(args[1], error)):
+            send.send(("error", (full.error_class, full.reason)))
+            return
         send.send(("error", ("damaged_geometry", f"{name}: {type(error).__name__}: {error}".splitlines()[0])))
     finally:
         send.close()
@@ -360,7 +367,7 @@ def _write_glb(doc: TDocStd_Document, path: Path) -> int:
     writer.SetParallel(True)
     writer.SetMergeFaces(True)
     if not writer.Perform(doc, FileInfo(), Message_ProgressRange()):
-        raise AutomatError("damaged_geometry", f"OpenCascade could not write {path.name}")
+        raise disk_full(path) or AutomatError("damaged_geometry", f"OpenCascade could not write {path.name}")
     return path.stat().st_size
 
 

@@ -5,7 +5,7 @@ The Dagster glue lives under ``defs/``, a folder per domain (``catalog``, ``cad`
 environment (``EnvVar``), so the same definitions serve local runs and production.
 """
 
-from dagster import Definitions, EnvVar
+from dagster import Definitions, EnvVar, in_process_executor
 
 from automat_pipeline.defs.cad.assets import cad_conversion, glb_export, step_file
 from automat_pipeline.defs.catalog.assets import catalog_report, product_catalog
@@ -33,6 +33,9 @@ defs = Definitions(
     jobs=[import_catalog_job, product_media_job, product_renders_job, check_template_job, notification_digests],
     sensors=[upload_sensor, order_lines, pipeline_events],
     schedules=[hourly_digests, daily_digests],
+    # Every run in one worker process, the API's and backfills' too: a process per step costs seconds
+    # to start, and a run whose worker dies takes its Blender and conversion children with it.
+    executor=in_process_executor,
     resources={
         "database": Database(url=EnvVar("AUTOMAT_DATABASE_URL")),
         "media": MediaStore(uploads_dir=EnvVar("AUTOMAT_UPLOADS_DIR"), media_dir=EnvVar("AUTOMAT_MEDIA_DIR")),

@@ -5,6 +5,14 @@ their metadata (``automat_pipeline.defs.failures``), the upload staying where it
 answers with the class and the reason (``automat_pipeline.api.errors``).
 """
 
+from __future__ import annotations
+
+import errno
+import shutil
+from pathlib import Path
+
+FULL_BELOW_BYTES = 1 << 20  # a filesystem with less free space counts as full
+
 
 class AutomatError(Exception):
     """A failure with a stable, machine-readable ``error_class`` and a one-line ``reason``."""
@@ -27,3 +35,17 @@ class Conflict(AutomatError):
 
     def __init__(self, reason: str):
         super().__init__("conflict", reason)
+
+
+def disk_full(where: Path | str, error: OSError | None = None) -> AutomatError | None:
+    """A ``disk_full`` error if ``error`` says the disk is full (ENOSPC, EDQUOT) or, for a writer that
+    failed without saying why (OpenCascade, Blender), if ``where``'s filesystem has (almost) no
+    space left; else None."""
+    if error is not None and error.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return None
+    folder = Path(where)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if error is None and shutil.disk_usage(folder).free >= FULL_BELOW_BYTES:
+        return None
+    return AutomatError("disk_full", f"no space left on the volume of {where}")

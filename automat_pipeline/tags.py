@@ -1,6 +1,7 @@
 """Run tags: every ``automat/…`` tag a Dagster run carries, named once.
 
-The run queue sets the tenant tags on every run it is handed (``queue_tags``); the API's launcher
+The run queue sets the tenant tags and the tenant's retry cap on every run it is handed
+(``queue_tags``, ``MAX_RETRIES``); the API's launcher
 sets the order and workflow tags on the runs it launches (``automat_pipeline.api.launcher``).
 """
 
@@ -10,6 +11,7 @@ from automat_pipeline.keys import SEPARATOR
 
 PARTITION = "dagster/partition"  # Dagster's own
 PARTITION_RANGE_START = "dagster/asset_partition_range_start"  # Dagster's own: a run over a range (a batch)
+MAX_RETRIES = "dagster/max_retries"  # Dagster's own: a run's automatic retries (set by the run queue)
 TENANT = "automat/tenant"  # every run of a tenant (set by the run queue)
 RENDERS = "automat/renders"  # a tenant's runs with a Blender step (limited per tenant by the run queue)
 RENDER_HOST = "automat/render-host"  # the render host a render run goes to (the run launcher routes by it)

@@ -77,6 +77,13 @@ class TenantSettings(BaseModel):
         "the CPU with a warning in the run log; cpu: always the CPU, and no warning.",
     )
     max_order_size: int = Field(500, ge=1, le=100_000, description="Most lines one order may hold.")
+    max_run_retries: int = Field(
+        1,
+        ge=0,
+        le=3,
+        description="Times a run whose worker was lost (killed, out of memory, its host gone) is run again "
+        "automatically; a step's own failure is never retried.",
+    )
     fallback_material: str = Field(
         FALLBACK, min_length=1, max_length=200, description="Library material for parts no rule resolves."
     )

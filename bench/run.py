@@ -2,7 +2,7 @@
 summary to ``bench/results/<name>-runs.jsonl``.
 
     .venv/bin/python bench/run.py [convert] [render] [look] [catalog] [api] [api_worker] [orders] [portal]
-                                  [scale] [incremental] [daemon] [notify] [hostile [--slice]]
+                                  [scale] [incremental] [daemon] [notify] [hostile [--slice]] [faults]
                                   (default: all)
 
 - convert:   STEP→GLB seconds per fixture file (read, transfer, mesh, metadata, write, other), triangles,
@@ -40,6 +40,9 @@ summary to ``bench/results/<name>-runs.jsonl``.
              through the upload API and the inbox: server errors, crashed sensor ticks and steps,
              inputs without a recorded class and reason, reasons naming a Python exception, uploads
              lost (goal: 0, 0, 0, 0, 0)
+- faults:    the fault-injection suite (tests/test_faults.py) on the whole stack: each fault, what must
+             come of it, whether it did, data lost, and how long detection and recovery took; the
+             README's Faults table (goal: all survived, 0 lost)
 """
 
 from __future__ import annotations
@@ -2157,6 +2160,36 @@ def bench_hostile(out: Path, small: bool = False) -> None:
     save("hostile-slice" if small else "hostile", rows, summary)
 
 
+def bench_faults(out: Path) -> None:
+    """Run the fault-injection suite; each test that passes records its fault's row (the test asserts
+    the outcome; the seconds are only measured). A fault whose test failed counts as not survived."""
+    report = out / "faults.json"
+    tests = str(REPO / "tests" / "test_faults.py")
+    collected = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", tests],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    ).stdout
+    injected = sum(1 for line in collected.splitlines() if "::test_" in line)
+    env = {**os.environ, "AUTOMAT_FAULTS_REPORT": str(report)}
+    suite = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", tests], cwd=REPO, env=env)
+    rows = json.loads(report.read_text()) if report.exists() else []
+    print("| fault injected | expected outcome | survived | data lost | measured |\n|---|---|---|---|---|")
+    for r in rows:
+        figures = ", ".join(f"{k} {v}" for k, v in r.items() if k not in ("fault", "expected", "survived", "lost"))
+        print(f"| {r['fault']} | {r['expected']} | {'yes' if r['survived'] else 'no'} | {r['lost']} | {figures} |")
+    summary = {
+        "faults_injected": injected,
+        "survived": sum(1 for r in rows if r["survived"]),
+        "data_lost": sum(r["lost"] for r in rows),
+        "suite_exit": suite.returncode,
+        "goal": "every fault survived, 0 lost",
+    }
+    print(summary)
+    save("faults", rows, summary)
+
+
 def main() -> None:
     if sys.argv[1:2] == ["_one"]:
         return convert_one(*sys.argv[2:])
@@ -2164,9 +2197,7 @@ def main() -> None:
         return bare_work(*sys.argv[2:])
     if sys.argv[1:2] == ["_daemon"]:
         return daemon_path(*sys.argv[2:])
-    options = dict(
-        (a[2:].split("=", 1) + [""])[:2] for a in sys.argv[1:] if a.startswith("--")
-    )  # --flag or --key=value
+    options = dict((a[2:].split("=", 1) + [""])[:2] for a in sys.argv[1:] if a.startswith("--"))  # --flag, --key=v
     wanted = {a for a in sys.argv[1:] if not a.startswith("--")} or {
         "convert",
         "render",
@@ -2181,6 +2212,7 @@ def main() -> None:
         "daemon",
         "notify",
         "hostile",
+        "faults",
     }
     with tempfile.TemporaryDirectory(prefix="automat-bench-") as tmp:
         out = Path(tmp)
@@ -2217,6 +2249,8 @@ def main() -> None:
             bench_notify(out)
         if "hostile" in wanted:
             bench_hostile(out, small="slice" in options)
+        if "faults" in wanted:
+            bench_faults(out)
 
 
 if __name__ == "__main__":

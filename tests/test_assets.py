@@ -446,7 +446,8 @@ def test_order_lines_keep_what_their_runs_came_to(env, resources, imported, conv
     with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
         for key, line_id in line_ids.items():
             s.get(OrderLine, line_id).run_id = runs[key]  # as the launcher records it
-    context = build_sensor_context(instance=imported, resources={"database": resources["database"]})
+    sensor_resources = {"database": resources["database"], "media": resources["media"]}
+    context = build_sensor_context(instance=imported, resources=sensor_resources)
     order_lines(context)
     with session(env["AUTOMAT_DATABASE_URL"]) as s:
         done, failed = (s.get(OrderLine, line_ids[key]) for key in ("AS1", "FEA"))
@@ -455,9 +456,7 @@ def test_order_lines_keep_what_their_runs_came_to(env, resources, imported, conv
     assert [o["media_id"] for o in done.outputs] == [thumbnail_media.id] and "output" not in done.outputs[0]["details"]
     assert (failed.state, failed.error_class) == ("failed", "missing_input")
     assert "materialize glb_production first" in failed.reason and failed.outputs == []
-    again = order_lines(
-        build_sensor_context(instance=imported, cursor=context.cursor, resources={"database": resources["database"]})
-    )
+    again = order_lines(build_sensor_context(instance=imported, cursor=context.cursor, resources=sensor_resources))
     assert again.skip_message.startswith("0 order lines changed")
 
 
@@ -512,7 +511,7 @@ def test_a_batch_goes_on_past_bad_files_and_the_sensor_continues_it(env, resourc
 
 
 def test_a_runs_unfiltered_query_sees_only_its_partitions_tenant(env, resources, imported):
-    """Row-level security binds the pipeline's steps too (migration 0018): an asset that forgets its
+    """Row-level security binds the pipeline's steps too (migration 0020): an asset that forgets its
     tenant filter reads, writes and counts its own tenant's rows only, and no account secrets."""
     with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
         beta = repository.tenant(s, "beta")

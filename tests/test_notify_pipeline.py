@@ -118,7 +118,10 @@ def test_lines_and_their_order_summary_are_written_once_from_the_runs(api, world
         )
         with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
             s.get(OrderLine, line_id).run_id = run.run_id  # as the launcher records it
-    database = {"database": Database(url=env["AUTOMAT_DATABASE_URL"])}
+    database = {
+        "database": Database(url=env["AUTOMAT_DATABASE_URL"]),
+        "media": MediaStore(uploads_dir=env["AUTOMAT_UPLOADS_DIR"], media_dir=env["AUTOMAT_MEDIA_DIR"]),
+    }
     context = build_sensor_context(instance=instance, resources=database)
     order_lines(context)
     order_lines(build_sensor_context(instance=instance, cursor=context.cursor, resources=database))  # again

@@ -111,3 +111,13 @@ def test_a_batch_run_is_its_first_products_tenants(env, instance):
     batch = {"dagster/asset_partition_range_start": "acme|A", "dagster/asset_partition_range_end": "acme|B"}
     run = instance.get_run_by_id(submit(instance, None, "thumbnail", batch).run_id)
     assert (run.tags["automat/tenant"], run.tags["automat/renders"]) == ("acme", "acme")
+
+
+def test_each_run_carries_its_tenants_cap_on_automatic_retries(env, instance):
+    with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
+        repository.tenant(s, "acme").settings = {"max_run_retries": 0}
+        repository.tenant(s, "beta")
+        repository.tenant(s, "gamma").settings = {"max_run_retries": "many"}  # invalid: the instance's cap
+    runs = [submit(instance, partition, "thumbnail") for partition in ("acme|AS1", "beta|B1", "gamma|G1", "nobody|X")]
+    caps = [instance.get_run_by_id(r.run_id).tags.get("dagster/max_retries") for r in runs]
+    assert caps == ["0", "1", None, None]  # None: run_retries.max_retries of dagster.yaml applies

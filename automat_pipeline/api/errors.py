@@ -3,8 +3,10 @@
 Routes and the code under them raise the domain's errors (``automat_pipeline.errors``); this module
 decides their status: ``NotFound`` 404, ``Conflict`` 409, any other ``AutomatError`` 422. A value
 PostgreSQL cannot store, text that is not valid Unicode, or a name taken meanwhile by a concurrent
-request are the client's errors (422, 422, 409), never a 500. Every answer is ASCII JSON, and a
-rejected request's input is never echoed: an invalid body only names where it is wrong and why.
+request are the client's errors (422, 422, 409), never a 500; a database that does not answer
+(stopped, restarting, out of connections) is a 503 with ``Retry-After``, and the next request
+after it is back succeeds (the pool reconnects). Every answer is ASCII JSON, and a rejected
+request's input is never echoed: an invalid body only names where it is wrong and why.
 """
 
 from __future__ import annotations
@@ -14,13 +16,15 @@ import json
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
 from automat_pipeline.errors import AutomatError, Conflict, NotFound
 
 STATUS = {NotFound: 404, Conflict: 409}
 MAX_MESSAGE = 300  # characters of a validation message: a message may quote the input
+RETRY_AFTER_SECONDS = 5  # a restarting PostgreSQL answers again within seconds
 
 
 class SafeJSONResponse(JSONResponse):
@@ -75,6 +79,16 @@ def integrity(request: Request, error: IntegrityError) -> JSONResponse:
     return answer(422, "the request refers to something that does not exist or breaks a rule", "invalid_reference")
 
 
+def database_away(request: Request, error: Exception) -> JSONResponse:
+    """The database did not answer (not the client's fault): the same request will do once it is back."""
+    return answer(
+        503,
+        "the database is not answering; try again shortly",
+        "database_unavailable",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(AutomatError, domain_error)
     app.add_exception_handler(HTTPException, http_error)
@@ -82,3 +96,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(DataError, unstorable)
     app.add_exception_handler(UnicodeError, not_unicode)
     app.add_exception_handler(IntegrityError, integrity)
+    for away in (OperationalError, InterfaceError, PoolTimeout):
+        app.add_exception_handler(away, database_away)

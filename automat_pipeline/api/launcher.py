@@ -6,15 +6,20 @@ webserver answers; while it does not, they stay pending (checking) with the reas
 (``tags.LAUNCH_KEY``), so a launch whose answer was lost is found again instead of started twice.
 Nothing launches for a deactivated tenant: its submitted lines stay pending, saying why, until it
 is reactivated.
+
+A line Dagster refuses (or that alone fails while Dagster answers) is tried again after a backoff
+that doubles with each attempt (``backoff``), and fails with the reason after ``MAX_ATTEMPTS``; the
+order's other lines and every other order go on meanwhile.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from datetime import datetime, timedelta
 
-from sqlalchemy import select, text, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import func, select, text, update
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from automat_pipeline import tags, templates, workflows
@@ -30,8 +35,19 @@ from automat_pipeline.step_params import PARAMETERS
 
 log = logging.getLogger(__name__)
 INTERVAL_SECONDS = 5.0
-MAX_REFUSALS = 3  # launches Dagster refused before the line fails: a code location reloading refuses briefly
+MAX_ATTEMPTS = 5  # failed launches of one line before it fails: a code location reloading refuses briefly
 TENANT_INACTIVE = "the tenant is deactivated: this line launches once it is reactivated"
+BACKOFF_SECONDS = 10  # after the first failed launch; doubled after each further one (10, 20, 40, 80 s)
+
+
+def backoff(attempts: int) -> timedelta:
+    """How long a line waits after its ``attempts``-th failed launch before the next one."""
+    return timedelta(seconds=BACKOFF_SECONDS * 2 ** (attempts - 1))
+
+
+def due(line: OrderLine, now: datetime) -> bool:
+    """Whether ``line`` may be launched now: never tried, or its backoff is over."""
+    return line.launch_attempted_at is None or now >= line.launch_attempted_at + backoff(line.launch_attempts)
 
 
 def run_tags(
@@ -82,17 +98,21 @@ def launch_line(
 
 
 def launch_lines(tx: Session, client: DagsterClient, order: Order, types: dict[str, OutputType] | None = None) -> int:
-    """Launch the order's unlaunched lines. A line Dagster accepts is queued; one that can never
-    launch (its output type or workflow is gone, or Dagster refused it ``MAX_REFUSALS`` times) fails
-    with the reason, and the others go on; while Dagster does not answer, the rest stay pending, as
-    they do while the tenant is deactivated (``TENANT_INACTIVE``). Returns how many launched.
-    ``types``: the tenant's output types by name, where the caller has them."""
+    """Launch the order's unlaunched lines that are due (``due``). A line Dagster accepts is queued;
+    one that can never launch (its output type or workflow is gone) fails with the reason at once,
+    one whose launch fails while Dagster answers waits its backoff and fails after ``MAX_ATTEMPTS``,
+    and the others go on; while Dagster does not answer, the rest stay pending, as they do while the
+    tenant is deactivated (``TENANT_INACTIVE``). Returns how many launched. ``types``: the tenant's
+    output types by name, where the caller has them."""
     tenant = tx.get(Tenant, order.tenant_id)
-    pending = list(
-        tx.scalars(
+    now = tx.scalar(select(func.now()))
+    pending = [
+        line
+        for line in tx.scalars(
             select(OrderLine).where(OrderLine.order_id == order.id, OrderLine.state == "pending").order_by(OrderLine.id)
         )
-    )
+        if due(line, now)
+    ]
     if not tenant.active:
         for line in pending:
             line.launch_error = TENANT_INACTIVE
@@ -114,19 +134,24 @@ def launch_lines(tx: Session, client: DagsterClient, order: Order, types: dict[s
             line.run_id = launch_line(client, tenant, product, types[line.output_type], order, line, workflow)
             line.state, line.launch_error = "queued", None
             launched += 1
-        except DagsterRefused as error:
-            line.launch_attempts += 1
-            line.launch_error = str(error)[:2000]
-            if line.launch_attempts >= MAX_REFUSALS:
-                _refused(line, f"Dagster refused the launch {line.launch_attempts} times: {error}")
         except DagsterUnavailable as error:
-            line.launch_error = str(error)[:2000]
-            break  # the webserver is down: the loop tries again
+            line.launch_error = _storable(str(error))
+            if not isinstance(error, DagsterRefused) and not client.healthy():
+                break  # the webserver is down: the rest wait for it, not counted against them
+            line.launch_attempts += 1
+            line.launch_attempted_at = now
+            if line.launch_attempts >= MAX_ATTEMPTS:
+                _refused(line, f"{line.launch_attempts} launches failed, the last: {error}")
     return launched
 
 
 def _refused(line: OrderLine, reason: str) -> None:
-    line.state, line.error_class, line.reason = "failed", "launch_refused", reason[:2000]
+    line.state, line.error_class, line.reason = "failed", "launch_refused", _storable(reason)
+
+
+def _storable(text: str) -> str:
+    """Dagster's words as a line keeps them: at most 2,000 characters, no NUL (PostgreSQL text has none)."""
+    return text.replace("\x00", "\\0")[:2000]
 
 
 def hold_lines(tx: Session, tenant_id: int, held: bool) -> None:
@@ -184,7 +209,7 @@ def launch_remake(
 
 def launch_checks(tx: Session, client: DagsterClient, tenant: Tenant) -> int:
     """Launch the tenant's template checks not launched yet (job ``check_template`` on its tenant
-    partition). One Dagster refused ``MAX_REFUSALS`` times is refused with the reason; while Dagster
+    partition). One Dagster refused ``MAX_ATTEMPTS`` times is refused with the reason; while Dagster
     does not answer, the rest keep waiting. Returns how many launched."""
     launched = 0
     for version in tx.scalars(
@@ -203,7 +228,7 @@ def launch_checks(tx: Session, client: DagsterClient, tenant: Tenant) -> int:
         except DagsterRefused as error:
             version.launch_attempts += 1
             version.launch_error = str(error)[:2000]
-            if version.launch_attempts >= MAX_REFUSALS:
+            if version.launch_attempts >= MAX_ATTEMPTS:
                 version.status, version.error_class = "refused", "launch_refused"
                 version.reason = f"Dagster refused the check {version.launch_attempts} times: {error}"[:2000]
         except DagsterUnavailable as error:
@@ -220,20 +245,22 @@ def pending_orders(database_url: str) -> list[tuple[int, int]]:
 
 
 def launch_pending(database_url: str, client: DagsterClient) -> int:
-    """Launch every submitted line that is still waiting (the webserver was down at submission),
-    each order in its own tenant's transaction."""
-    if not client.healthy():
-        return 0
+    """Launch every submitted line that is still waiting (the webserver was down at submission, or
+    its backoff is over), each order in its own tenant's transaction. An order another transaction
+    holds (a submission launching it) is skipped, not waited for; one that fails is logged and the
+    others go on; the pass ends when Dagster or the database stops answering."""
     launched = 0
     for order_id, tenant_id in pending_orders(database_url):
+        if not client.healthy():
+            break
         try:
             with scoped_session(database_url, tenant_id) as s:
-                order = s.get(Order, order_id, with_for_update=True)
-                if order.status == "submitted":
+                order = s.scalar(select(Order).where(Order.id == order_id).with_for_update(skip_locked=True))
+                if order is not None and order.status == "submitted":
                     launched += launch_lines(s, client, order)
                     events.lines_settled(s, OrderLine.order_id == order.id)  # launches refused for good
-        except SQLAlchemyError:
-            raise
+        except (OperationalError, InterfaceError):
+            raise  # the database is away: the loop tries again
         except Exception:  # one order that cannot be launched must not hold up the others
             log.exception("launcher: order %s could not be launched", order_id)
     return launched

@@ -107,13 +107,16 @@ class Counts(BaseModel):
 
 
 class HistoryOut(BaseModel):
-    event: Literal["submitted", "rejected", "resubmitted", "cancelled", "line_cancelled"] = Field(
-        description="What happened."
+    event: Literal["submitted", "rejected", "resubmitted", "cancelled", "line_cancelled", "line_retried"] = Field(
+        description="What happened; line_retried: a line's run lost its worker and Dagster ran it again (the "
+        "reason says why, lines name the failed run and its retry)."
     )
     by_user: int | None = Field(description="Who did it.")
     at: datetime = Field(description="When.")
-    reason: str | None = Field(description="A rejection's reason.")
-    lines: list[dict] = Field(description="A submission's lines (id, product, output type); a cancelled line.")
+    reason: str | None = Field(description="A rejection's reason; a retried line's failure.")
+    lines: list[dict] = Field(
+        description="A submission's lines (id, product, output type); a cancelled line; a retried line."
+    )
 
 
 class OrderSummary(BaseModel):

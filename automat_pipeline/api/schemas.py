@@ -22,7 +22,7 @@ class MediaOut(BaseModel):
         "(the viewer GLB), glb_production, glb_export (a GLB output type)."
     )
     output_type: str = Field(description="The output type it followed.")
-    status: str = Field(description="completed, failed or cancelled.")
+    status: str = Field(description="running (its run is making it now), completed, failed or cancelled.")
     error_class: str | None = Field(description="Why it failed, as a class.")
     reason: str | None = Field(description="Why it failed or was cancelled, in one line.")
     updated_at: datetime = Field(description="When this outcome was recorded.")

@@ -9,10 +9,11 @@ from alembic import command
 from alembic.config import Config
 from psycopg import sql
 from sqlalchemy import Engine, create_engine, make_url, text
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-PIPELINE_ROLE = "automat_pipeline"  # what a run's tenant-scoped transaction acts as (migration 0018)
+PIPELINE_ROLE = "automat_pipeline"  # what a run's tenant-scoped transaction acts as (migration 0020)
 
 
 @cache
@@ -31,6 +32,21 @@ def engine(url: str, pool_size: int = 5) -> Engine:
             connect_args={"prepare_threshold": None},
         )
     return create_engine(url, pool_pre_ping=True)
+
+
+def database_away(error: BaseException | None) -> bool:
+    """Whether ``error`` (or what caused it: Dagster's storage wraps it) says the database went away
+    (stopped, restarting, failing over, not accepting connections yet), rather than that a
+    statement failed: the same work will do once it is back."""
+    while error is not None:
+        if isinstance(error, InterfaceError):
+            return True
+        if isinstance(error, OperationalError):
+            sqlstate = getattr(error.orig, "sqlstate", None)
+            # 08: connection exceptions; 57P01-03: an administrator's shutdown, a crash, not accepting yet
+            return error.connection_invalidated or not sqlstate or sqlstate[:2] == "08" or sqlstate[:4] == "57P0"
+        error = error.__cause__
+    return False
 
 
 def session(url: str, pool_size: int = 5) -> Session:

@@ -258,7 +258,8 @@ class OrderLine(Base):
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     seconds: Mapped[float | None] = mapped_column(Float)
     updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    launch_attempts: Mapped[int] = mapped_column(default=0)  # launches Dagster refused
+    launch_attempts: Mapped[int] = mapped_column(default=0)  # failed launches (api.launcher: backoff, then failed)
+    launch_attempted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # the last failed one
 
 
 class OrderNumber(Base):
@@ -273,7 +274,7 @@ class OrderNumber(Base):
 
 class OrderHistory(Base):
     """What happened to an order, appended: submitted (with its lines), rejected (with the reason),
-    resubmitted, cancelled, a line cancelled."""
+    resubmitted, cancelled, a line cancelled, a line retried (its run's worker was lost)."""
 
     __tablename__ = "order_history"
 

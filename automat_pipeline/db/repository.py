@@ -17,6 +17,7 @@ from automat_pipeline.db.models import (
     MaterialAlias,
     MediaAsset,
     MediaRequest,
+    OrderHistory,
     OrderLine,
     OrderNumber,
     Product,
@@ -537,6 +538,38 @@ def observations(session: Session) -> list[Row]:
     )
 
 
+def record_started(
+    session: Session, tenant_id: int, product_id: int, asset: str, output_type: str, run_id: str
+) -> None:
+    """A render or conversion the run starts now: ``running`` until its outcome is recorded (the
+    file of an earlier run, if any, stays where it is until the new one replaces it)."""
+    statement = insert(MediaAsset).values(
+        tenant_id=tenant_id,
+        product_id=product_id,
+        asset=asset,
+        output_type=output_type,
+        status="running",
+        run_id=run_id,
+    )
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["tenant_id", "product_id", "asset", "output_type"],
+            set_={"status": "running", "run_id": run_id, "error_class": None, "reason": None, "updated_at": func.now()},
+        )
+    )
+
+
+def settle_media(session: Session, run_id: str, status: str, error_class: str, reason: str) -> int:
+    """What the run left ``running`` (its worker died before it could say) or ``cancelled`` (run
+    monitoring stopped it: no one cancelled it) gets the run's outcome; how many records."""
+    settled = session.execute(
+        update(MediaAsset)
+        .where(MediaAsset.run_id == run_id, MediaAsset.status.in_(("running", "cancelled")))
+        .values(status=status, error_class=error_class, reason=reason, updated_at=func.now())
+    )
+    return settled.rowcount
+
+
 def next_order_number(session: Session, tenant_id: int, year: int) -> str:
     """The tenant's next order number of ``year``: ``ORD-2026-000042``. The counter row is locked by
     the upsert until the transaction ends, so concurrent orders never draw the same number."""
@@ -564,6 +597,40 @@ def record_line_outcome(session: Session, line_id: int, run_id: str, **values) -
     return bool(updated.rowcount)
 
 
+def adopt_retry(session: Session, line_id: int, parent_run_id: str, run_id: str, error_class: str, reason: str) -> bool:
+    """A run Dagster retried (its worker was lost) hands its line over to the retry; the order's
+    history keeps what happened. False if the line is not the parent's (any more) or was cancelled."""
+    adopted = session.execute(
+        update(OrderLine)
+        .where(OrderLine.id == line_id, OrderLine.run_id == parent_run_id, OrderLine.state != "cancelled")
+        .values(
+            run_id=run_id,
+            state="queued",
+            error_class=None,
+            reason=None,
+            progress=None,
+            outputs=[],
+            ended_at=None,
+            seconds=None,
+            updated_at=func.now(),
+        )
+        .returning(OrderLine.tenant_id, OrderLine.order_id)
+    ).one_or_none()
+    if adopted is None:
+        return False
+    retried = {"line": line_id, "run_id": parent_run_id, "retry_run_id": run_id, "error_class": error_class}
+    session.add(
+        OrderHistory(
+            tenant_id=adopted.tenant_id,
+            order_id=adopted.order_id,
+            event="line_retried",
+            reason=f"{error_class}: {reason}"[:2000],
+            lines=[retried],
+        )
+    )
+    return True
+
+
 def record_progress(session: Session, line_id: int, run_id: str, percent: int) -> None:
     """How far a line's render is (percent), while its run runs."""
     session.execute(
@@ -580,6 +647,15 @@ def runs_outputs(session: Session, run_ids: list[str]) -> dict[str, list[dict]]:
         details = {k: v for k, v in m.details.items() if k not in ("output", "path")}
         made[m.run_id].append({"media_id": m.id, "asset": m.asset, "output_type": m.output_type, "details": details})
     return made
+
+
+def max_run_retries(session: Session, slug: str) -> int | None:
+    """The tenant's ``max_run_retries``; None for a tenant that is not there or whose settings do not validate."""
+    found = tenant(session, slug, create=False)
+    try:
+        return TenantSettings.of(found.settings).max_run_retries if found else None
+    except AutomatError:
+        return None
 
 
 def render_limits(session: Session, default: int) -> dict[str, int]:

@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from dagster import AssetExecutionContext, AssetMaterialization, Failure, MetadataValue
 
-from automat_pipeline.errors import AutomatError
+from automat_pipeline.errors import AutomatError, disk_full
 
 T = TypeVar("T")
 
@@ -23,15 +23,25 @@ def failure(error: AutomatError, **metadata) -> Failure:
     return Failure(str(error), metadata={"error_class": error.error_class, "reason": error.reason, **metadata})
 
 
+def as_domain_error(raised: AutomatError | OSError) -> AutomatError | None:
+    """The domain error of what a step raised: itself, or ``disk_full`` for a write the full disk
+    refused; None for any other OS error (a bug to see as it is)."""
+    return raised if isinstance(raised, AutomatError) else disk_full(raised.filename or ".", raised)
+
+
 @contextmanager
 def classified(context: AssetExecutionContext, step: str) -> Iterator[None]:
-    """Fail the step with the class and reason of any ``AutomatError`` raised inside the block."""
+    """Fail the step with the class and reason of any ``AutomatError`` raised inside the block, or
+    ``disk_full`` for a write the full disk refused."""
     try:
         yield
-    except AutomatError as error:
+    except (AutomatError, OSError) as raised:
+        error = as_domain_error(raised)
+        if error is None:
+            raise
         where = context.partition_key if context.has_partition_key else context.run.run_id
         context.log.error(f"[{step}] {where}: {error}")
-        raise failure(error) from error
+        raise failure(error) from raised
 
 
 def each_product(context: AssetExecutionContext, step: str, work: Callable[[str], T]) -> tuple[dict[str, T], dict]:
@@ -41,7 +51,10 @@ def each_product(context: AssetExecutionContext, step: str, work: Callable[[str]
     for key in context.partition_keys:
         try:
             done[key] = work(key)
-        except AutomatError as error:
+        except (AutomatError, OSError) as raised:
+            error = as_domain_error(raised)
+            if error is None:
+                raise
             context.log.error(f"[{step}] {key}: {error}")
             failed[key] = error
     return done, failed

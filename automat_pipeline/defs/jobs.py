@@ -1,12 +1,14 @@
-"""Jobs: the catalogue import per tenant, and the media chain per tenant|product (or a range of them)."""
+"""Jobs: the catalogue import per tenant, and the media chain per tenant|product (or a range of them).
 
-from dagster import AssetSelection, define_asset_job, in_process_executor
+Every job runs in one process (the definitions' in-process executor): Dagster's default starts a
+process per step (2 s each here), and a run whose worker dies takes its children with it.
+"""
 
-# In-process, as every job here: Dagster's default executor starts a process per step (2 s each here).
+from dagster import AssetSelection, define_asset_job
+
 import_catalog_job = define_asset_job(
     "import_catalog",
     selection=AssetSelection.assets("product_catalog", "catalog_report"),
-    executor_def=in_process_executor,
     description="Import a tenant's product lists (by default every workbook in its inbox), then write reports.",
 )
 
@@ -18,13 +20,11 @@ MEDIA_STEPS = {
     "thumbnail": ["thumbnail"],
 }
 
-# In-process: a whole chain in one worker costs far less than a subprocess per step. A run may cover
-# a range of products (every asset handles ``context.partition_keys``): one worker, one OpenCascade
-# forkserver and one warm Blender for all of them.
+# A run may cover a range of products (every asset handles ``context.partition_keys``): one worker,
+# one OpenCascade forkserver and one warm Blender for all of them.
 product_media_job = define_asset_job(
     "product_media",
     selection=AssetSelection.assets(*(asset for assets in MEDIA_STEPS.values() for asset in assets)),
-    executor_def=in_process_executor,
     description="STEP upload → CAD metadata → viewer and production GLB → thumbnail for tenant|product partitions.",
 )
 
@@ -33,7 +33,6 @@ product_media_job = define_asset_job(
 product_renders_job = define_asset_job(
     "product_renders",
     selection=AssetSelection.assets("still", "turntable", "blend_export"),
-    executor_def=in_process_executor,
     description="Stills and turntables of one tenant|product (one per output type of its tenant), and its .blend.",
 )
 

@@ -5,10 +5,14 @@ from the settings object for code that runs the definitions in-process (the demo
 """
 
 import json
+import logging
+import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from dagster import (
     AssetExecutionContext,
@@ -22,10 +26,13 @@ from sqlalchemy.orm import Session
 
 from automat_pipeline import templates
 from automat_pipeline.blender import CHECK_SCRIPT, blender_command, render_args, run_blender
-from automat_pipeline.db.database import PIPELINE_ROLE, session
+from automat_pipeline.db.database import PIPELINE_ROLE, database_away, session
 from automat_pipeline.keys import check_key_part, path_under
 from automat_pipeline.output_types import OutputType
 from automat_pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Database(ConfigurableResource):
@@ -37,7 +44,7 @@ class Database(ConfigurableResource):
     def session(self, tenant: str | None = None) -> Iterator[Session]:
         """One transaction: committed when the block ends, rolled back if it raises. With ``tenant`` (a
         slug) it runs as the pipeline's role under row-level security and sees that tenant's rows only
-        (migration 0018): every step that works for one tenant's partition opens its sessions so."""
+        (migration 0020): every step that works for one tenant's partition opens its sessions so."""
         s = session(self.url)
         try:
             with s.begin():
@@ -47,14 +54,30 @@ class Database(ConfigurableResource):
         finally:
             s.close()
 
+    def retrying(self, work: Callable[[Session], T], tenant: str | None = None, patience: float = 600) -> T:
+        """``work`` in one transaction (``session(tenant)``); if the database goes away meanwhile (a
+        restart, a failover), that transaction is rolled back and ``work`` runs again in a new one once the database
+        answers, for up to ``patience`` seconds. Nothing is written to Dagster's storage (the same
+        server, perhaps) while it waits: the wait is on the run's stderr only."""
+        deadline, pause = time.monotonic() + patience, 1.0
+        while True:
+            try:
+                with self.session(tenant) as s:
+                    return work(s)
+            except Exception as error:
+                if not database_away(error) or time.monotonic() + pause > deadline:
+                    raise
+                log.warning("the database went away (%s); trying again in %g s", str(error).splitlines()[0], pause)
+                time.sleep(pause)
+                pause = min(pause * 2, 15.0)
+
 
 def scope(s: Session, tenant: str) -> None:
     """Restrict the transaction to ``tenant``'s rows (none for an unknown slug)."""
     tenant_id = s.scalar(text("SELECT id FROM tenants WHERE slug = :slug"), {"slug": tenant})
     s.execute(text(f"SET LOCAL ROLE {PIPELINE_ROLE}"))
-    s.execute(
-        text("SELECT set_config('app.current_tenant_id', :t, true)"), {"t": "" if tenant_id is None else str(tenant_id)}
-    )
+    scoped = "" if tenant_id is None else str(tenant_id)
+    s.execute(text("SELECT set_config('app.current_tenant_id', :t, true)"), {"t": scoped})
 
 
 class MediaStore(ConfigurableResource):
@@ -78,6 +101,53 @@ class MediaStore(ConfigurableResource):
         path = path_under(self.media_dir, check_key_part("tenant", tenant), check_key_part("product", product))
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    @contextmanager
+    def writing(self, run_id: str, *outputs: Path) -> Iterator[list[Path]]:
+        """Where the run writes ``outputs`` until they are whole: ``<tenant>/.partial/<run id>/…`` on
+        the same volume, each moved into place when the block ends; if it raises, their folders go
+        with whatever else the writer left there (OpenCascade's ``*.bin.tmp``). A reader never meets
+        half a file; what a worker that died left is its run's folder (``discard_partials``)."""
+        media = Path(self.media_dir).resolve()
+        partials = []
+        for output in outputs:
+            tenant, *rest = Path(output).resolve().relative_to(media).parts
+            partials.append(media / tenant / PARTIAL / run_id / Path(*rest))
+            partials[-1].parent.mkdir(parents=True, exist_ok=True)
+        try:
+            yield partials
+        except BaseException:
+            for partial in partials:
+                shutil.rmtree(partial.parent, ignore_errors=True)
+            raise
+        finally:
+            for partial, output in zip(partials, outputs, strict=True):
+                if partial.exists():
+                    partial.replace(output)
+                _tidy(partial.parent)
+
+    def discard_partials(self, run_id: str) -> list[Path]:
+        """Remove what the run left half-written (its worker died mid-write); the files removed."""
+        removed = []
+        for folder in Path(self.media_dir).glob(f"*/{PARTIAL}/{run_id}"):
+            removed += [p for p in folder.rglob("*") if p.is_file()]
+            shutil.rmtree(folder, ignore_errors=True)
+        return removed
+
+
+PARTIAL = ".partial"  # no tenant or product key starts with a dot
+
+
+def _tidy(folder: Path) -> None:
+    """Remove ``folder`` and its parents up to the ``.partial`` folder while they are empty."""
+    while folder.name != PARTIAL and folder.parent != folder:
+        try:
+            folder.rmdir()
+        except FileNotFoundError:  # removed with what a failed writer left
+            pass
+        except OSError:  # not empty: another output of the run, or of another run
+            return
+        folder = folder.parent
 
 
 class Blender(ConfigurableResource):

@@ -1,10 +1,12 @@
 """The run queue: Dagster's queued run coordinator, plus tenant tags and each tenant's render limit.
 
 Every submitted run (sensor, UI, backfill, API) gets ``automat/tenant`` from its partition (a
-batch's partitions are one tenant's), and ``automat/renders`` when it runs a Blender step. Each
-tenant's limit on ``automat/renders`` comes from its settings (``max_concurrent_renders``), read
-from the domain database whenever the daemon dequeues, so a changed setting applies without a
-restart. The instance names this class in ``dagster.yaml``.
+batch's partitions are one tenant's),
+``automat/renders`` when it runs a Blender step, and ``dagster/max_retries``: its tenant's cap on
+automatic retries (``max_run_retries``; the instance retries lost workers only). Each tenant's
+limit on ``automat/renders`` comes from its settings (``max_concurrent_renders``), read from the
+domain database whenever the daemon dequeues, so a changed setting applies without a restart.
+The instance names this class in ``dagster.yaml``.
 
 Where ``render_hosts`` are configured (production), a render run also gets ``automat/render-host``:
 the host with the fewest unfinished render runs, so the routing run launcher
@@ -68,6 +70,8 @@ class TenantRunCoordinator(QueuedRunCoordinator):
         run_tags = tags.queue_tags(partition, steps)
         if tags.RENDERS in run_tags and self.render_hosts and tags.RENDER_HOST not in run.tags:
             run_tags[tags.RENDER_HOST] = self.least_busy_render_host()
+        if tags.TENANT in run_tags and (retries := self._max_run_retries(run_tags[tags.TENANT])) is not None:
+            run_tags[tags.MAX_RETRIES] = str(retries)
         if run_tags:
             self._instance.add_run_tags(run.run_id, run_tags)
         return super().submit_run(context)
@@ -81,6 +85,19 @@ class TenantRunCoordinator(QueuedRunCoordinator):
             )
 
         return min(self.render_hosts, key=load)
+
+    def _max_run_retries(self, tenant: str) -> int | None:
+        """The tenant's cap on automatic retries (its ``max_run_retries``); None: the instance's
+        ``run_retries.max_retries`` applies (the tenant is unknown, or the database does not answer)."""
+        from automat_pipeline.db import repository
+        from automat_pipeline.db.database import session
+
+        try:
+            with session(self.database_url) as s:
+                return repository.max_run_retries(s, tenant)
+        except SQLAlchemyError as error:
+            log.warning("tenant %s: retry cap unavailable (%s); the instance's applies", tenant, error)
+            return None
 
     def get_run_queue_config(self) -> RunQueueConfig:
         config = super().get_run_queue_config()

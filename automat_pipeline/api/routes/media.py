@@ -38,7 +38,7 @@ def browse(
     tx: Tx,
     asset: Literal["thumbnail", "still", "turntable", "blend_export", "glb_geometry", "glb_production", "glb_export"]
     | None = Query(None, description="Only this pipeline step's media."),
-    status: Literal["completed", "failed", "cancelled"] | None = Query(None, description="Render status."),
+    status: Literal["running", "completed", "failed", "cancelled"] | None = Query(None, description="Render status."),
     category_key: str | None = Query(None, max_length=200, description="Products of this category."),
     lagertyp: str | None = Query(None, max_length=200, description="Products of this bearing type."),
     q: str | None = Query(None, max_length=200, description="Words in the product's name or PIM-ID."),

@@ -208,6 +208,7 @@ def submit(order_id: Id, request: Request, who: Who, tx: Tx) -> OrderOut:
     order.status, order.submitted_at = "submitted", datetime.now(UTC)
     for line in lines:
         line.run_id = line.launch_error = line.error_class = line.reason = line.progress = None
+        line.launch_attempts, line.launch_attempted_at = 0, None  # a resubmission launches afresh
         line.state, line.outputs, line.started_at, line.ended_at, line.seconds = "pending", [], None, None, None
     lines_sent = [{"line": line.id, "product_id": line.product_id, "output_type": line.output_type} for line in lines]
     _history(tx, order, who, "submitted", lines=lines_sent)

@@ -260,7 +260,7 @@ def _conversions(tx, record: Upload, seen: ProductFile | None) -> list[Conversio
                     reason=reason,
                 )
             )
-        elif glb is None or (seen and glb.updated_at < seen.recorded_at):
+        elif glb is None or glb.status == "running" or (seen and glb.updated_at < seen.recorded_at):
             out.append(
                 ConversionOut(
                     product_id=product.id, pim_id=product.pim_id, status="waiting", error_class=None, reason=None

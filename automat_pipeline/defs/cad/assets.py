@@ -53,7 +53,7 @@ def step_file(context: AssetExecutionContext, database: Database, media: MediaSt
     downstream fresh (a batch records the sha256 per product in the metadata).
     """
     start_isolation()  # OpenCascade loads in the conversions' forkserver meanwhile
-    done, failed = each_product(context, "step_file", lambda key: _pin_upload(database, media, key))
+    done, failed = each_product(context, "step_file", lambda key: _pin_upload(database, media, key, context.run.run_id))
     record_outcomes(context, {key: {"step_file": meta} for key, meta in done.items()}, failed)
     if failed:
         raise batch_failure("step_files_failed", "STEP files", failed, len(context.partition_keys))
@@ -61,7 +61,7 @@ def step_file(context: AssetExecutionContext, database: Database, media: MediaSt
     return MaterializeResult(data_version=DataVersion(digest) if digest else None)
 
 
-def _pin_upload(database: Database, media: MediaStore, key: str) -> dict:
+def _pin_upload(database: Database, media: MediaStore, key: str, run_id: str) -> dict:
     """Validate, hash, record and pin one product's upload; its metadata."""
     started = time.perf_counter()
     with database.session(tenant_of(key)) as session:
@@ -83,7 +83,8 @@ def _pin_upload(database: Database, media: MediaStore, key: str) -> dict:
         )
     if rejected:  # recorded with the upload, which stays in the inbox
         raise rejected
-    shutil.copyfile(path, media.product_dir(tenant.slug, product.key) / SOURCE)
+    with media.writing(run_id, media.product_dir(tenant.slug, product.key) / SOURCE) as [source]:
+        shutil.copyfile(path, source)
     return {
         "upload": MetadataValue.path(str(path)),
         "sha256": digest,
@@ -148,18 +149,22 @@ def _convert(context: AssetExecutionContext, database: Database, media: MediaSto
         settings = TenantSettings.of(tenant.settings).within(deployment_limits()).cad
     folder = media.product_dir(tenant.slug, product.key)
     upload = step_file_for(media.inbox(tenant.slug), product) or folder / SOURCE
+    with database.session(tenant.slug) as session:  # what a worker lost meanwhile leaves for the run's outcome
+        for step in ("glb_geometry", "glb_production"):
+            repository.record_started(session, tenant.id, product.id, step, "standard", context.run.run_id)
     started = time.perf_counter()
     try:
-        result = convert_isolated(
-            folder / SOURCE,
-            folder / "model.glb",
-            settings,
-            resolver,
-            folder / "production.glb",
-            timeout_seconds=settings.timeout_seconds,
-            memory_mb=settings.memory_mb,
-            name=upload.name,  # reasons and fallback names say the upload's name, not source.step
-        )
+        with media.writing(context.run.run_id, folder / "model.glb", folder / "production.glb") as glbs:
+            result = convert_isolated(
+                folder / SOURCE,
+                glbs[0],
+                settings,
+                resolver,
+                glbs[1],
+                timeout_seconds=settings.timeout_seconds,
+                memory_mb=settings.memory_mb,
+                name=upload.name,  # reasons and fallback names say the upload's name, not source.step
+            )
     except AutomatError as error:
         with database.session(tenant.slug) as session:
             repository.record_file(

@@ -46,7 +46,9 @@ class CatalogImportConfig(Config, CatalogImportParams):
     ],
 )
 def product_catalog(context: AssetExecutionContext, config: CatalogImportConfig, database: Database, media: MediaStore):
-    """Each workbook is one recorded import in its own transaction; a bad one is reported and skipped."""
+    """Each workbook is one recorded import in its own transaction; a bad one is reported and skipped.
+    A database that goes away mid-import (a restart) rolls the import back; it runs again once the
+    database answers (``Database.retrying``)."""
     with classified(context, "product_catalog"):
         slug = check_key_part("tenant", context.partition_key)
         inbox = media.inbox(slug)
@@ -54,10 +56,14 @@ def product_catalog(context: AssetExecutionContext, config: CatalogImportConfig,
         if not names:
             raise AutomatError("no_workbook", f"{inbox} holds no .xlsx product list")
         results: list[ImportResult] = []
-        for name in names:
-            with database.session(slug) as session:
-                tenant = repository.known_tenant(session, slug)
-                result = import_workbook(session, tenant, inbox / name, f"{config.trigger}:{context.run.run_id}")
+        trigger = f"{config.trigger}:{context.run.run_id}"
+        for name in names:  # a database that goes away mid-import rolls it back; it runs again once it is back
+            result = database.retrying(
+                lambda session, name=name: import_workbook(
+                    session, repository.known_tenant(session, slug), inbox / name, trigger
+                ),
+                tenant=slug,
+            )
             results.append(result)
             if result.error:
                 context.log.error(f"[product_catalog] {name} rejected: {result.error}")
@@ -71,8 +77,10 @@ def product_catalog(context: AssetExecutionContext, config: CatalogImportConfig,
                 else AutomatError("import_failed", "; ".join(str(r.error) for r in failed))
             )
 
-    with database.session(slug) as session:
-        products = register_products(context.instance, session, repository.tenant(session, slug, create=False))
+    products = database.retrying(
+        lambda session: register_products(context.instance, session, repository.tenant(session, slug, create=False)),
+        tenant=slug,
+    )
 
     totals = {
         k: sum(r.counts.get(k, 0) for r in results)

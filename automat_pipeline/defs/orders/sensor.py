@@ -1,4 +1,4 @@
-"""``order_lines``: what each order line's run came to, written to the line in PostgreSQL.
+"""``order_lines``: what each run came to, written where Automat's users read it, in PostgreSQL.
 
 Dagster knows a run's status; the client's job document must know it too, also while Dagster is
 down and after its run storage is cleaned. Each tick reads the runs updated since the last one
@@ -8,15 +8,23 @@ failing step's classified ``Failure``, else the run's own failure: a worker lost
 never started), its outputs (the media rows the run wrote) and its times; in the same transaction,
 each finished line's event and the summary of each order it finished (``notify.events``).
 Recording is idempotent, and a finished line stays finished, so a re-evaluated tick changes nothing.
+
+A run that did not finish by itself is settled here too, order line or not: what it left
+``running`` in ``media_assets`` gets its outcome, and what it left half-written is removed. A
+failed run that Dagster retries (run retries: a lost worker, never a step's own failure) keeps
+its line waiting for the retry, which takes the line over (``line_retried`` in the order's
+history). A lost worker or one its time limit stopped is reported once (``recovered``).
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 
 from dagster import (
     DagsterEventType,
     DagsterInstance,
+    DagsterRun,
     DagsterRunStatus,
     DefaultSensorStatus,
     RunsFilter,
@@ -24,14 +32,17 @@ from dagster import (
     SkipReason,
     sensor,
 )
+from dagster._core.events import RunFailureReason
 from dagster._core.storage.dagster_run import RunRecord
+from dagster._core.storage.tags import WILL_RETRY_TAG
 
 from automat_pipeline import tags
 from automat_pipeline.db import repository
 from automat_pipeline.db.models import OrderLine
-from automat_pipeline.defs.resources import Database
+from automat_pipeline.defs.resources import Database, MediaStore
 from automat_pipeline.notify import events
 
+log = logging.getLogger(__name__)
 STATES = {
     DagsterRunStatus.STARTED: "running",
     DagsterRunStatus.SUCCESS: "completed",
@@ -39,11 +50,20 @@ STATES = {
     DagsterRunStatus.CANCELED: "cancelled",
 }
 BATCH = 500
+RECOVERY = "[WORKER_RECOVERY]"
+RECOVERED = frozenset({"worker_lost", "timeout"})  # a worker that died, or one its time limit stopped
+RUNTIME_EXCEEDED = "maximum runtime"  # how run monitoring words a run it stopped for its time limit
+OWN_FAILURES = (  # the failures a run's worker reports itself
+    RunFailureReason.STEP_FAILURE,
+    RunFailureReason.RUN_EXCEPTION,
+    RunFailureReason.JOB_INITIALIZATION_FAILURE,
+)
 
 
 def failure_of(instance: DagsterInstance, run_id: str) -> tuple[str, str]:
-    """The class and reason of a failed run: its first failed step's classified failure, else what
-    failed the run itself (run monitoring: the worker is gone; an error before any step)."""
+    """The class and reason of a failed run: its first failed step's classified failure; else
+    ``worker_lost`` if its worker did not report the failure itself (it died: killed, out of
+    memory, its host gone, or it never started), ``run_failed`` for an error of the run's own."""
     for record in instance.get_records_for_run(run_id, of_type=DagsterEventType.STEP_FAILURE).records:
         failure = record.event_log_entry.dagster_event.step_failure_data
         metadata = (failure.user_failure_data.metadata if failure.user_failure_data else None) or {}
@@ -52,49 +72,128 @@ def failure_of(instance: DagsterInstance, run_id: str) -> tuple[str, str]:
         error = failure.error
         return "step_error", (error.message.strip().splitlines() or ["the step failed"])[-1][:2000] if error else ""
     for record in instance.get_records_for_run(run_id, of_type=DagsterEventType.RUN_FAILURE).records:
-        message = record.event_log_entry.dagster_event.message or record.event_log_entry.user_message or ""
-        lost = "worker" in message.lower() or "monitor" in message.lower() or "start timeout" in message.lower()
-        return ("worker_lost" if lost else "run_failed"), message.strip()[:2000] or "the run failed"
+        event = record.event_log_entry.dagster_event
+        message = (event.message or record.event_log_entry.user_message or "").strip()
+        if getattr(event.event_specific_data, "failure_reason", None) in OWN_FAILURES:
+            return "run_failed", message[:2000] or "the run failed"
+        return "worker_lost", (_crash(instance, run_id) or message)[:2000] or "the run worker was lost"
     return "run_failed", "the run failed without a step failure"
 
 
-def settle(instance: DagsterInstance, database: Database, records: list[RunRecord]) -> int:
-    """Record the order lines of ``records``' runs; how many lines changed."""
-    lines = [
-        (r, int(r.dagster_run.tags[tags.ORDER_LINE]))
-        for r in records
-        if tags.ORDER_LINE in r.dagster_run.tags and r.dagster_run.status in STATES
-    ]
-    if not lines:
-        return 0
-    changed, finished = 0, []
+def _stopped_for_runtime(instance: DagsterInstance, run_id: str) -> str | None:
+    """Run monitoring's words, if it stopped the run for its run time limit (the run may end
+    ``CANCELED``: the worker answers the termination before the monitor marks it failed)."""
+    stopping = {DagsterEventType.RUN_CANCELING, DagsterEventType.RUN_FAILURE}
+    for record in instance.get_records_for_run(run_id, of_type=stopping).records:
+        message = record.event_log_entry.dagster_event.message or ""
+        if RUNTIME_EXCEEDED in message:
+            return message.strip()
+    return None
+
+
+def _crash(instance: DagsterInstance, run_id: str) -> str | None:
+    """How the run's worker process ended, as the code server saw it ("… terminated by signal 9")."""
+    for record in instance.get_records_for_run(run_id, of_type=DagsterEventType.ENGINE_EVENT, ascending=False).records:
+        message = record.event_log_entry.dagster_event.message or ""
+        if "Run execution process for" in message:  # "[DagsterApiServer] Run execution process for …"
+            return message.strip()
+    return None
+
+
+def outcome(instance: DagsterInstance, run: DagsterRun) -> tuple[str, str | None, str | None]:
+    """A run's state as a line keeps it, and the class and reason of a failure or cancellation."""
+    state = STATES[run.status]
+    if state in ("failed", "cancelled") and (stopped := _stopped_for_runtime(instance, run.run_id)):
+        return "failed", "timeout", stopped  # stopped by run monitoring: no one cancelled it
+    if state == "failed":
+        return (state, *failure_of(instance, run.run_id))
+    if state == "cancelled":
+        return state, "cancelled", "the run was terminated"
+    return state, None, None
+
+
+def recovered(instance: DagsterInstance, run: DagsterRun, error_class: str, reason: str) -> str | None:
+    """The one place a lost or stuck worker is reported: ``[WORKER_RECOVERY]`` in the run's event log
+    (the run's page shows it), once per run; the line, or None if it was reported before.
+
+    ``settle`` raises its staff alert (``alert``)."""
+    logged = instance.get_records_for_run(run.run_id, of_type=DagsterEventType.ENGINE_EVENT).records
+    if any((r.event_log_entry.dagster_event.message or "").startswith(RECOVERY) for r in logged):
+        return None
+    retry = "retried automatically" if run.tags.get(WILL_RETRY_TAG) == "true" else "not retried"
+    where = run.tags.get(tags.PARTITION, run.job_name)
+    line = f"{RECOVERY} run {run.run_id} ({where}): {error_class}: {reason}; {retry}"
+    instance.report_engine_event(line, run)
+    log.warning(line)
+    return line
+
+
+def alert(session, run: DagsterRun, line: str) -> None:
+    """The staff alert of a recovery (global admins): ``alert.run_stopped``, keyed by the run, so the
+    ``pipeline_events`` sensor, which sees the runs run monitoring stopped, never writes it twice."""
+    where = run.tags.get(tags.PARTITION, "no partition")
+    events.record(
+        session,
+        "alert.run_stopped",
+        None,
+        tenant_id=None,
+        key=f"alert.run_stopped:{run.run_id}",
+        message=f"run {run.run_id} ({run.job_name}, {where}) lost its worker or its time",
+        details=line,
+        run_id=run.run_id,
+        job=run.job_name,
+        tenant=run.tags.get(tags.TENANT),
+    )
+
+
+def settle(
+    instance: DagsterInstance, database: Database, media: MediaStore, records: list[RunRecord]
+) -> tuple[int, list[str]]:
+    """Record what ``records``' runs came to; how many order lines changed, and the recovery lines."""
+    runs = [r for r in records if r.dagster_run.status in STATES]
+    outcomes = {r.dagster_run.run_id: outcome(instance, r.dagster_run) for r in runs}
+    lines = [(r, int(r.dagster_run.tags[tags.ORDER_LINE])) for r in runs if tags.ORDER_LINE in r.dagster_run.tags]
+    changed, recoveries, finished = 0, [], []
     with database.session() as session:
+        for record in runs:
+            run = record.dagster_run
+            state, error_class, reason = outcomes[run.run_id]
+            if state in ("failed", "cancelled"):
+                repository.settle_media(session, run.run_id, state, error_class, reason)
+                media.discard_partials(run.run_id)
+            if error_class in RECOVERED and (line := recovered(instance, run, error_class, reason)):
+                recoveries.append(line)
+                alert(session, run, line)
         outputs = repository.runs_outputs(session, [r.dagster_run.run_id for r, _ in lines])
         for record, line_id in lines:
             run = record.dagster_run
-            state = STATES[run.status]
+            if run.parent_run_id:  # a retry takes over its parent's line
+                parent = instance.get_run_by_id(run.parent_run_id)
+                failed = outcome(instance, parent)[1:] if parent else ("run_failed", "the retried run is gone")
+                repository.adopt_retry(session, line_id, run.parent_run_id, run.run_id, *failed)
+            state, error_class, reason = outcomes[run.run_id]
             values = {"state": state}
             if record.start_time:
                 values["started_at"] = datetime.fromtimestamp(record.start_time, UTC)
-            if state != "running":
+            if state == "failed" and run.tags.get(WILL_RETRY_TAG) == "true":
+                values |= {"state": "queued", "progress": None}  # its retry takes the line over
+            elif state != "running":
                 values |= {"progress": None, "outputs": outputs[run.run_id]}
                 if record.end_time:
                     values["ended_at"] = datetime.fromtimestamp(record.end_time, UTC)
                     values["seconds"] = round(record.end_time - (record.start_time or record.end_time), 3)
-            if state == "failed":
-                values["error_class"], values["reason"] = failure_of(instance, run.run_id)
-            elif state == "cancelled":
-                values["error_class"], values["reason"] = "cancelled", "the run was terminated"
+            if error_class:
+                values["error_class"], values["reason"] = error_class, reason
             if repository.record_line_outcome(session, line_id, run.run_id, **values):
                 changed += 1
-                finished += [line_id] if state != "running" else []
+                finished += [line_id] if values["state"] not in ("running", "queued") else []
         events.lines_settled(session, OrderLine.id.in_(finished))  # their events, and finished orders' summaries
-    return changed
+    return changed, recoveries
 
 
 @sensor(minimum_interval_seconds=5, default_status=DefaultSensorStatus.RUNNING)
-def order_lines(context: SensorEvaluationContext, database: Database):
-    """Record what each order line's run came to, for the clients' job documents."""
+def order_lines(context: SensorEvaluationContext, database: Database, media: MediaStore):
+    """Record what each run came to: order lines, renders and conversions its worker left, recoveries."""
     since = float(context.cursor) - 0.001 if context.cursor else 0.0  # again the last tick's last: idempotent
     records = context.instance.get_run_records(
         RunsFilter(updated_after=datetime.fromtimestamp(since, UTC)),
@@ -104,6 +203,8 @@ def order_lines(context: SensorEvaluationContext, database: Database):
     )
     if not records:
         return SkipReason("no run changed")
-    changed = settle(context.instance, database, list(records))
+    changed, recoveries = settle(context.instance, database, media, list(records))
+    for line in recoveries:
+        context.log.warning(line)
     context.update_cursor(str(max(r.update_timestamp.timestamp() for r in records)))
     return SkipReason(f"{changed} order lines changed, from {len(records)} runs")

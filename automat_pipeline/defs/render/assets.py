@@ -61,7 +61,7 @@ class Renders:
         workdir: Path,
         partition_key: str | None = None,
     ):
-        self.context, self.blender, self.database = context, blender, database
+        self.context, self.blender, self.database, self.media = context, blender, database, media
         key = partition_key or context.partition_key
         with database.session(tenant_of(key)) as session:
             tenant, product = repository.tenant_and_product(session, key)
@@ -83,19 +83,23 @@ class Renders:
         self.library.write_text(json.dumps(library))
 
     def render(self, step: str, output_type: OutputType, output: Path) -> dict:
-        """Render one output; its outcome is recorded whether it completes, fails or is cancelled."""
+        """Render one output; its outcome is recorded whether it completes, fails or is cancelled
+        (and, if the worker dies meanwhile, by the run's outcome: it is ``running`` till then)."""
+        self.record(step, output_type, "running")
         try:
             self.allowed(output_type)
             template = self.template(output_type)
-            details = self.blender.render(
-                self.context, self.glb, output, output_type, self.library, template, step, self.progress
-            )
+            with self.media.writing(self.context.run.run_id, output) as [partial]:
+                details = self.blender.render(
+                    self.context, self.glb, partial, output_type, self.library, template, step, self.progress
+                )
         except AutomatError as error:
             self.record(step, output_type, "failed", error_class=error.error_class, reason=error.reason)
             raise
         except (DagsterExecutionInterruptedError, KeyboardInterrupt):
             self.record(step, output_type, "cancelled", reason=CANCELLED)
             raise
+        details = details | {"output": str(output)}  # Blender wrote it under its partial name
         self.record(step, output_type, "completed", path=str(output), details=details)
         return details
 
@@ -132,6 +136,11 @@ class Renders:
 
     def record(self, step: str, output_type: OutputType, status: str, **values) -> None:
         with self.database.session(self.tenant) as session:
+            if status == "running":
+                repository.record_started(
+                    session, self.tenant_id, self.product_id, step, output_type.name, self.context.run.run_id
+                )
+                return
             repository.record_media(
                 session,
                 self.tenant_id,
@@ -209,7 +218,11 @@ CANCELLED = "the run was terminated while Blender rendered"
 
 
 def render_warm(
-    context: AssetExecutionContext, blender: Blender, step: str, jobs: list[tuple[Renders, OutputType, Path]]
+    context: AssetExecutionContext,
+    blender: Blender,
+    media: MediaStore,
+    step: str,
+    jobs: list[tuple[Renders, OutputType, Path]],
 ) -> list[RenderOutcome]:
     """Render many products in one warm Blender process and record each outcome; one product's
     failure does not stop the others."""
@@ -218,30 +231,39 @@ def render_warm(
     for renders, output_type, output in jobs:
         try:
             renders.allowed(output_type)
-            args = render_args(renders.glb, output, output_type, renders.library, renders.template(output_type), step)
-            batch.append((renders, output_type, output, args))
+            batch.append((renders, output_type, output, renders.template(output_type)))
         except AutomatError as error:
             renders.record(step, output_type, "failed", error_class=error.error_class, reason=error.reason)
             outcomes.append(RenderOutcome(output, error=error))
     if not batch:  # every one refused before Blender: nothing to start
         return outcomes
+    for renders, output_type, _, _ in batch:
+        renders.record(step, output_type, "running")
+    results = {}
     try:
-        results = blender.render_batch(
-            context, [args for *_, args in batch], timeout=sum(t.timeout_seconds for _, t, _, _ in batch)
-        )
+        with media.writing(context.run.run_id, *(output for _, _, output, _ in batch)) as partials:
+            args = [
+                render_args(renders.glb, partial, output_type, renders.library, template, step)
+                for (renders, output_type, _, template), partial in zip(batch, partials, strict=True)
+            ]
+            by_output = {
+                r.get("output"): r
+                for r in blender.render_batch(context, args, timeout=sum(t.timeout_seconds for _, t, _, _ in batch))
+            }
+            for (_, _, output, _), partial in zip(batch, partials, strict=True):
+                results[output] = by_output.get(str(partial), {"error": "render_failed: Blender reported no result"})
+                if "error" in results[output]:
+                    partial.unlink(missing_ok=True)
     except AutomatError as error:  # Blender could not start, or the batch ran out of time
-        for renders, output_type, output, _ in batch:
-            output.unlink(missing_ok=True)
+        for renders, output_type, _, _ in batch:
             renders.record(step, output_type, "failed", error_class=error.error_class, reason=error.reason)
         raise
     except (DagsterExecutionInterruptedError, KeyboardInterrupt):
-        for renders, output_type, output, _ in batch:
-            output.unlink(missing_ok=True)
+        for renders, output_type, _, _ in batch:
             renders.record(step, output_type, "cancelled", reason=CANCELLED)
         raise
-    by_output = {r.get("output"): r for r in results}
-    for renders, output_type, output, _ in batch:
-        result = by_output.get(str(output), {"error": "render_failed: Blender reported no result"})
+    for renders, output_type, output, _ in batch:  # each file in place now
+        result = results[output]
         if "error" in result:
             error = (
                 AutomatError(*result["error"].split(": ", 1))
@@ -249,11 +271,11 @@ def render_warm(
                 else AutomatError("render_failed", result["error"])
             )
             renders.record(step, output_type, "failed", error_class=error.error_class, reason=error.reason)
-            output.unlink(missing_ok=True)
             outcomes.append(RenderOutcome(output, error=error))
         else:
-            renders.record(step, output_type, "completed", path=str(output), details=result)
-            outcomes.append(RenderOutcome(output, details=result))
+            details = result | {"output": str(output)}
+            renders.record(step, output_type, "completed", path=str(output), details=details)
+            outcomes.append(RenderOutcome(output, details=details))
     return outcomes
 
 
@@ -332,7 +354,7 @@ def thumbnail(
             keys[renders.folder / "thumbnail.png"] = key
             jobs.append((renders, output_type, renders.folder / "thumbnail.png"))
         with classified(context, "thumbnail"):
-            outcomes = render_warm(context, blender, "thumbnail", jobs) if jobs else []
+            outcomes = render_warm(context, blender, media, "thumbnail", jobs) if jobs else []
     failed |= {keys[o.output]: o.error for o in outcomes if o.error}
     if len(context.partition_keys) == 1 and failed:
         with classified(context, "thumbnail"):

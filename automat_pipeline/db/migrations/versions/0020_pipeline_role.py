@@ -9,14 +9,14 @@ failures, password resets, webhooks' secrets), and writes the render hosts' stat
 histograms, which belong to no tenant. Sensors, the run queue and the CLI, which work across
 tenants by design, stay the owner.
 
-Revision ID: 0018
-Revises: 0017
+Revision ID: 0020
+Revises: 0019
 """
 
 from alembic import op
 
-revision = "0018"
-down_revision = "0017"
+revision = "0020"
+down_revision = "0019"
 branch_labels = None
 depends_on = None
 

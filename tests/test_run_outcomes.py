@@ -1,0 +1,153 @@
+"""What the ``order_lines`` sensor makes of a run that did not end by itself: a worker that died, a
+run that run monitoring stopped, a retry that takes a line over. Runs are ended here as Dagster's
+code server and run monitoring end them (the same instance calls, on a real instance); the same
+faults on the whole stack: tests/test_faults.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from dagster import AssetKey, DagsterEvent, DagsterEventType, instance_for_test
+from sqlalchemy import select
+
+from automat_pipeline import tags
+from automat_pipeline.db import repository
+from automat_pipeline.db.database import session
+from automat_pipeline.db.models import MediaAsset, Order, OrderHistory, OrderLine
+from automat_pipeline.definitions import defs
+from automat_pipeline.defs.orders.sensor import RECOVERY, settle
+from automat_pipeline.defs.resources import Database, MediaStore
+
+RETRIES = {"run_retries": {"enabled": True, "max_retries": 1, "retry_on_asset_or_op_failure": False}}
+
+
+@pytest.fixture
+def instance(env):
+    with instance_for_test(overrides=RETRIES) as instance:
+        yield instance
+
+
+@pytest.fixture
+def line(env, world) -> int:
+    """A submitted order's line, its product's still ``running`` in a run about to be created."""
+    with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
+        order = Order(tenant_id=world["tenants"]["acme"], number="ORD-2026-000001", status="submitted")
+        s.add(order)
+        s.flush()
+        line = OrderLine(
+            tenant_id=order.tenant_id,
+            order_id=order.id,
+            product_id=world["products"]["6204-2RS"],
+            output_type="still-web",
+            state="queued",
+        )
+        s.add(line)
+        s.flush()
+        return line.id
+
+
+def run_of(instance, env, line_id: int, launched: bool = True, **extra):
+    """A run of the line's still, started, which began a render; ``launched``: the run the API
+    launched for the line (a retry is not: Dagster starts it)."""
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection={AssetKey("still")})
+    run = instance.create_run_for_job(
+        job, tags={tags.ORDER_LINE: str(line_id), tags.PARTITION: "acme|6204-2RS", tags.TENANT: "acme"}, **extra
+    )
+    instance.report_dagster_event(DagsterEvent(DagsterEventType.RUN_START.value, job_name=run.job_name), run.run_id)
+    with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
+        line = s.get(OrderLine, line_id)
+        line.run_id = run.run_id if launched else line.run_id
+        repository.record_started(s, line.tenant_id, line.product_id, "still", "still-web", run.run_id)
+    return instance.get_run_by_id(run.run_id)
+
+
+def sensor_tick(instance, env, *runs) -> list[str]:
+    """What one tick of the sensor settles for ``runs``; the recovery lines it logged."""
+    media = MediaStore(uploads_dir=env["AUTOMAT_UPLOADS_DIR"], media_dir=env["AUTOMAT_MEDIA_DIR"])
+    records = [instance.get_run_record_by_id(r.run_id) for r in runs]
+    return settle(instance, Database(url=env["AUTOMAT_DATABASE_URL"]), media, records)[1]
+
+
+def state(env, line_id: int) -> tuple:
+    with session(env["AUTOMAT_DATABASE_URL"]) as s:
+        line = s.get(OrderLine, line_id)
+        media = s.scalar(select(MediaAsset).where(MediaAsset.asset == "still"))
+        return (line.state, line.error_class, line.reason, line.run_id), (media.status, media.error_class)
+
+
+def test_a_run_whose_worker_died_fails_as_worker_lost_with_its_render_and_is_reported_once(instance, env, line):
+    run = run_of(instance, env, line)
+    instance.add_run_tags(run.run_id, {"dagster/max_retries": "0"})  # this tenant retries nothing
+    partial = Path(env["AUTOMAT_MEDIA_DIR"]) / "acme" / ".partial" / run.run_id / "6204-2RS" / "still-still-web.png"
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(b"\x89PNG half a render")
+    # what the code server does when the run's worker process is gone
+    crash = f"[DagsterApiServer] Run execution process for {run.run_id} was terminated by signal 9 (SIGKILL)."
+    instance.report_engine_event(crash, instance.get_run_by_id(run.run_id))
+    instance.report_run_failed(instance.get_run_by_id(run.run_id))
+    recoveries = sensor_tick(instance, env, run)
+    (line_state, error_class, reason, _), media = state(env, line)
+    assert (line_state, error_class, media) == ("failed", "worker_lost", ("failed", "worker_lost"))
+    assert "signal 9" in reason
+    assert not partial.parent.parent.exists()  # what the dead worker half wrote is gone
+    [recovery] = recoveries
+    assert (
+        recovery.startswith(f"{RECOVERY} run {run.run_id} (acme|6204-2RS): worker_lost: ") and "not retried" in recovery
+    )
+    assert sensor_tick(instance, env, run) == []  # reported once, however often the run is looked at
+    logged = instance.get_records_for_run(run.run_id, of_type=DagsterEventType.ENGINE_EVENT).records
+    assert [r.event_log_entry.dagster_event.message for r in logged].count(recovery) == 1
+
+
+def test_a_run_that_run_monitoring_stopped_for_its_time_limit_fails_as_timeout_not_cancelled(instance, env, line):
+    run = run_of(instance, env, line)
+    # what run monitoring does past max_runtime_seconds; the worker answers the termination itself
+    instance.report_run_canceling(run, message="Canceling due to exceeding maximum runtime of 60 seconds.")
+    with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():  # the interrupted render said "cancelled"
+        line_row = s.get(OrderLine, line)
+        repository.record_media(
+            s, line_row.tenant_id, line_row.product_id, "still", "still-web", "cancelled", run_id=run.run_id
+        )
+    instance.report_run_canceled(instance.get_run_by_id(run.run_id))
+    recoveries = sensor_tick(instance, env, run)
+    (line_state, error_class, reason, _), media = state(env, line)
+    assert (line_state, error_class, media) == ("failed", "timeout", ("failed", "timeout"))
+    assert "maximum runtime of 60 seconds" in reason and len(recoveries) == 1
+
+
+def test_a_retried_run_hands_its_line_over_and_the_history_says_why(instance, env, line):
+    run = run_of(instance, env, line)
+    instance.report_run_failed(run)  # its worker died; the tenant allows one retry (the instance's cap)
+    assert instance.get_run_by_id(run.run_id).tags["dagster/will_retry"] == "true"
+    [recovery] = sensor_tick(instance, env, run)
+    assert "retried automatically" in recovery
+    (line_state, error_class, _, run_id), _ = state(env, line)
+    assert (line_state, error_class, run_id) == ("queued", "worker_lost", run.run_id)  # waiting for its retry
+    retry = run_of(instance, env, line, launched=False, parent_run_id=run.run_id, root_run_id=run.run_id)
+    sensor_tick(instance, env, run, retry)
+    (line_state, error_class, _, run_id), _ = state(env, line)
+    assert (line_state, error_class, run_id) == ("running", None, retry.run_id)
+    instance.report_dagster_event(
+        DagsterEvent(DagsterEventType.RUN_SUCCESS.value, job_name=retry.job_name), retry.run_id
+    )
+    sensor_tick(instance, env, run, retry)
+    assert state(env, line)[0][:2] == ("completed", None)
+    with session(env["AUTOMAT_DATABASE_URL"]) as s:
+        [history] = s.scalars(select(OrderHistory).where(OrderHistory.event == "line_retried")).all()
+    assert history.lines == [
+        {"line": line, "run_id": run.run_id, "retry_run_id": retry.run_id, "error_class": "worker_lost"}
+    ]
+    assert history.reason.startswith("worker_lost: ")
+
+
+def test_a_write_that_fails_leaves_nothing_of_what_its_writer_wrote_beside_it(tmp_path):
+    """OpenCascade writes ``model.bin.tmp`` next to the GLB it is writing: when the write fails
+    (a full disk), that goes with the partial file, not only the file the block was asked for."""
+    media = MediaStore(uploads_dir=str(tmp_path / "uploads"), media_dir=str(tmp_path / "media"))
+    output = media.product_dir("acme", "SCREW") / "production.glb"
+    with pytest.raises(OSError), media.writing("run-1", output) as [partial]:
+        partial.write_bytes(b"glTF half")
+        (partial.parent / "model.bin.tmp").write_bytes(b"half a buffer")
+        raise OSError(28, "No space left on device")
+    assert not output.exists() and not (tmp_path / "media" / "acme" / ".partial" / "run-1").exists()
