@@ -18,6 +18,7 @@ from automat_pipeline.db.models import MediaAsset, Order, OrderHistory, OrderLin
 from automat_pipeline.definitions import defs
 from automat_pipeline.defs.orders.sensor import RECOVERY, settle
 from automat_pipeline.defs.resources import Database, MediaStore
+from automat_pipeline.notify.models import Event
 
 RETRIES = {"run_retries": {"enabled": True, "max_retries": 1, "retry_on_asset_or_op_failure": False}}
 
@@ -98,6 +99,13 @@ def test_a_run_whose_worker_died_fails_as_worker_lost_with_its_render_and_is_rep
     assert sensor_tick(instance, env, run) == []  # reported once, however often the run is looked at
     logged = instance.get_records_for_run(run.run_id, of_type=DagsterEventType.ENGINE_EVENT).records
     assert [r.event_log_entry.dagster_event.message for r in logged].count(recovery) == 1
+    with session(env["AUTOMAT_DATABASE_URL"]) as s:  # and the global admins get one staff alert
+        alerts = s.scalars(
+            select(Event).where(Event.type == "alert.run_stopped", Event.data["run_id"].astext == run.run_id)
+        ).all()
+    assert [(a.subject, a.tenant_id, a.data["run_id"], a.data["details"]) for a in alerts] == [
+        (None, None, run.run_id, recovery)
+    ]
 
 
 def test_a_run_that_run_monitoring_stopped_for_its_time_limit_fails_as_timeout_not_cancelled(instance, env, line):
