@@ -100,9 +100,7 @@ def test_a_run_whose_worker_died_fails_as_worker_lost_with_its_render_and_is_rep
     logged = instance.get_records_for_run(run.run_id, of_type=DagsterEventType.ENGINE_EVENT).records
     assert [r.event_log_entry.dagster_event.message for r in logged].count(recovery) == 1
     with session(env["AUTOMAT_DATABASE_URL"]) as s:  # and the global admins get one staff alert
-        alerts = s.scalars(
-            select(Event).where(Event.type == "alert.run_stopped", Event.data["run_id"].astext == run.run_id)
-        ).all()
+        alerts = s.scalars(select(Event).where(Event.key == f"alert.run_stopped:{run.run_id}")).all()
     assert [(a.subject, a.tenant_id, a.data["run_id"], a.data["details"]) for a in alerts] == [
         (None, None, run.run_id, recovery)
     ]
