@@ -793,10 +793,8 @@ class Pipeline:
 
     def settle(self) -> None:
         """Tick and run until the sensor has nothing new."""
-        from dagster import SkipReason, build_sensor_context, materialize
+        from dagster import SkipReason, build_sensor_context
 
-        from automat_pipeline.defs.cad.assets import cad_conversion, step_file
-        from automat_pipeline.defs.catalog.assets import catalog_report, product_catalog
         from automat_pipeline.defs.jobs import import_catalog_job
         from automat_pipeline.defs.uploads.sensor import upload_sensor
 
@@ -818,26 +816,40 @@ class Pipeline:
             for request in fresh:
                 self.run_keys.add(request.run_key)
                 catalog = request.job_name == import_catalog_job.name
-                # The media chain up to the production GLB: thumbnails (Blender) are not in this corpus.
-                outcome = materialize(
-                    [product_catalog, catalog_report] if catalog else [step_file, cad_conversion],
-                    partition_key=request.partition_key,
-                    run_config=request.run_config if catalog else None,
-                    instance=self.instance,
-                    resources=self.resources,
-                    raise_on_error=False,
-                )
-                self.runs += 1
-                for event in outcome.all_events:
-                    if event.is_step_failure:
-                        failure = event.step_failure_data.user_failure_data
-                        if failure is None or "error_class" not in failure.metadata:
-                            error = event.step_failure_data.error
-                            self.unclassified.append(
-                                f"{request.partition_key} {event.step_key}: {error.message.strip() if error else '?'}"[
-                                    :500
-                                ]
-                            )
+                for key in [request.partition_key] if request.partition_key else self.batch(request.tags):
+                    self.materialize(catalog, request, key)
+
+    def batch(self, request_tags: dict) -> list[str]:
+        """The products of a batch request (a range of product partitions, in their order): run one
+        by one here, so that each input's outcome is its own run's."""
+        from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+        order = self.instance.get_dynamic_partitions("products")
+        start, end = request_tags[ASSET_PARTITION_RANGE_START_TAG], request_tags[ASSET_PARTITION_RANGE_END_TAG]
+        return order[order.index(start) : order.index(end) + 1]
+
+    def materialize(self, catalog: bool, request, key: str) -> None:
+        from dagster import materialize
+
+        from automat_pipeline.defs.cad.assets import cad_conversion, step_file
+        from automat_pipeline.defs.catalog.assets import catalog_report, product_catalog
+
+        # The media chain up to the production GLB: thumbnails (Blender) are not in this corpus.
+        outcome = materialize(
+            [product_catalog, catalog_report] if catalog else [step_file, cad_conversion],
+            partition_key=key,
+            run_config=request.run_config if catalog else None,
+            instance=self.instance,
+            resources=self.resources,
+            raise_on_error=False,
+        )
+        self.runs += 1
+        for event in outcome.all_events:
+            if event.is_step_failure:
+                failure = event.step_failure_data.user_failure_data
+                if failure is None or "error_class" not in failure.metadata:
+                    error = event.step_failure_data.error
+                    self.unclassified.append(f"{key} {event.step_key}: {error.message.strip() if error else '?'}"[:500])
 
 
 def sha(path: Path) -> str:
