@@ -370,14 +370,16 @@ def test_terminated_render_stops_blender_removes_output_and_is_recorded_cancelle
         env={**os.environ, **env, "AUTOMAT_MAX_RENDER_SAMPLES": "4096"},  # a render long enough to stop
     )
     output = str(converted / "still-still-web.png")
+    marker = str(converted.parent / ".partial")  # Blender writes under the run's .partial folder until whole
     deadline = time.monotonic() + 120
-    while not blender_processes(output):
+    while not blender_processes(marker):
         assert time.monotonic() < deadline and run.poll() is None, "Blender never started"
         time.sleep(0.2)
     time.sleep(1.0)  # let it render
     run.send_signal(signal.SIGINT)  # what terminating a Dagster run does to its run worker
     run.wait(timeout=60)
-    assert blender_processes(output) == [] and not Path(output).exists()
+    assert blender_processes(marker) == [] and not Path(output).exists()
+    assert not list((converted.parent / ".partial").glob("**/*.png"))
     record = media_assets(env["AUTOMAT_DATABASE_URL"])[("still", "still-web")]
     assert (record.status, record.reason) == ("cancelled", "the run was terminated while Blender rendered")
 
