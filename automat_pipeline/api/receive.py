@@ -15,6 +15,14 @@ from starlette.concurrency import run_in_threadpool
 from automat_pipeline.inbox import file_name
 
 
+def file_body(description: str) -> dict:
+    """The OpenAPI request body of a route that receives one file as the ``file`` part (the route
+    reads the body itself, so FastAPI cannot describe it)."""
+    file = {"type": "string", "format": "binary", "description": description}
+    schema = {"type": "object", "required": ["file"], "properties": {"file": file}}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
+
+
 class ReceivedFile:
     """The ``file`` part of a multipart body, written as it streams to a partial file of its own in
     ``folder`` (a dot file, which the upload sensor ignores), for the route to move into place whole.

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from automat_pipeline import templates
 from automat_pipeline.api.deps import Caller, Tx, Who, caller_tenant, scoped_session, settings
 from automat_pipeline.api.launcher import launch_checks
-from automat_pipeline.api.receive import ReceivedFile, boundary, receive
+from automat_pipeline.api.receive import ReceivedFile, boundary, file_body, receive
 from automat_pipeline.api.security import Permission
 from automat_pipeline.db.models import RenderTemplate, Tenant, User
 from automat_pipeline.errors import AutomatError
@@ -54,27 +54,9 @@ class TemplateOut(BaseModel):
     launch_error: str | None = Field(description="Why its check has not been launched yet (Dagster not answering).")
 
 
-TEMPLATE_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {
-                        "file": {
-                            "type": "string",
-                            "format": "binary",
-                            "description": "The template (.blend): lights, world and render settings, no meshes; "
-                            "its file name is the template's name.",
-                        }
-                    },
-                }
-            }
-        },
-    }
-}
+TEMPLATE_BODY = file_body(
+    "The template (.blend): lights, world and render settings, no meshes; its file name is the template's name."
+)
 
 
 @router.post(

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from automat_pipeline.api import audit
 from automat_pipeline.api.deps import Caller, Id, Tx, Who, caller_tenant, owned, scoped_session, settings
-from automat_pipeline.api.receive import ReceivedFile, boundary, receive
+from automat_pipeline.api.receive import ReceivedFile, boundary, file_body, receive
 from automat_pipeline.api.security import Permission
 from automat_pipeline.db import repository
 from automat_pipeline.db.models import CatalogImport, MediaAsset, ProductFile, Tenant, Upload
@@ -64,26 +64,7 @@ class UploadOut(BaseModel):
     conversions: list[ConversionOut] | None = Field(description="A STEP file: each product that names it.")
 
 
-UPLOAD_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {
-                        "file": {
-                            "type": "string",
-                            "format": "binary",
-                            "description": "An .xlsx product list or a STEP file (.stp, .step).",
-                        }
-                    },
-                }
-            }
-        },
-    }
-}
+UPLOAD_BODY = file_body("An .xlsx product list or a STEP file (.stp, .step).")
 SUFFIXES = {".xlsx": "catalog", ".stp": "step", ".step": "step"}
 
 
