@@ -1052,11 +1052,14 @@ def _fanout_round(settings: Settings, order: int, line_ids: list[int], failing: 
 
     from automat_pipeline.db.database import session
     from automat_pipeline.defs.orders.sensor import order_lines
-    from automat_pipeline.defs.resources import Database
+    from automat_pipeline.defs.resources import Database, MediaStore
 
     instance = _finished_runs(line_ids, settings.database_url, failing)
     mails, posts = len(mailbox.messages), len(receiver.requests)
-    database = {"database": Database(url=settings.database_url)}
+    database = {
+        "database": Database(url=settings.database_url),
+        "media": MediaStore(uploads_dir=str(settings.uploads_dir), media_dir=str(settings.media_dir)),
+    }
     unfinished = "SELECT count(*) FROM order_lines WHERE order_id = :o AND state NOT IN ('completed', 'failed')"
     ticks, cursor = [], None
     with session(settings.database_url) as s:
