@@ -663,7 +663,8 @@ def parser() -> argparse.ArgumentParser:
 
     subcommands: dict[str, argparse._SubParsersAction] = {}
 
-    def command(path: str, func, help: str) -> argparse.ArgumentParser:
+    def command(path: str, func, help: str, answers: bool = True) -> argparse.ArgumentParser:
+        """A command ``group name`` (or ``group``); ``answers``: it prints a result, and --json asks for it as JSON."""
         group, _, name = path.partition(" ")
         if not name:
             p = groups.add_parser(group, help=help)
@@ -672,6 +673,8 @@ def parser() -> argparse.ArgumentParser:
                 subcommands[group] = groups.add_parser(group).add_subparsers(dest="command", required=True)
             p = subcommands[group].add_parser(name, help=help)
         p.set_defaults(func=func, name=path)
+        if answers:
+            p.add_argument("--json", action="store_true")
         return p
 
     p = command("cad convert", cad_convert, "convert one STEP file to a binary GLB, in an isolated process")
@@ -680,7 +683,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--production", help="also write the production GLB (shipped material library)")
     p.add_argument("--timeout", type=float, default=300, help="seconds before the conversion is killed")
     p.add_argument("--memory-mb", type=int, default=4096, help="memory before the conversion is killed")
-    p.add_argument("--json", action="store_true")
     for kind, help in (
         ("thumbnail", "render a transparent PNG of a GLB with Blender"),
         ("still", "render a GLB as one of a tenant's (or the shipped) still output types"),
@@ -691,7 +693,6 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("glb")
         p.add_argument("-o", "--output", required=True)
         p.add_argument("--tenant", help="use the tenant's material library, templates and output types")
-        p.add_argument("--json", action="store_true")
         if kind == "still":
             p.add_argument("--output-type", required=True, help="the still output type's name, e.g. still-web")
             continue
@@ -714,26 +715,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=1800, help="seconds (a card's first compile takes minutes)")
     p.add_argument("--status-file", help="write the result here when done (the render image's healthcheck)")
     p.add_argument("--every", type=float, help="then probe again every so many seconds, until stopped")
-    p.add_argument("--json", action="store_true")
     p = command("catalog check", catalog_check, "parse a product list without writing anything")
     p.add_argument("xlsx")
-    p.add_argument("--json", action="store_true")
     p = command("catalog import", catalog_import, "import a product list into a tenant's catalogue")
     p.add_argument("xlsx")
     p.add_argument("--tenant", required=True)
-    p.add_argument("--json", action="store_true")
     p = command("tenant create", tenant_create, "create a tenant, its partition and its upload inbox")
     p.add_argument("name")
-    p.add_argument("--json", action="store_true")
-    command("demo", demo, "set up the embedded stack, fill a demo inbox, run the pipeline")
+    command("demo", demo, "set up the embedded stack, fill a demo inbox, run the pipeline", answers=False)
     p = command("user create", user_create, "create an API user (password from stdin or AUTOMAT_USER_PASSWORD)")
     p.add_argument("--tenant", help="the user's tenant (not for global_admin)")
     p.add_argument("--role", required=True, choices=["global_admin", "tenant_admin", "project_manager", "client"])
     p.add_argument("--email", required=True)
-    p.add_argument("--json", action="store_true")
     p = command("material list", material_list, "a tenant's material library: shipped and its own")
     p.add_argument("--tenant", required=True)
-    p.add_argument("--json", action="store_true")
     p = command("material set", material_set, "add or replace a tenant's own material (linear RGB, PBR 0..1)")
     p.add_argument("material_name", metavar="NAME")
     p.add_argument("--tenant", required=True)
@@ -741,21 +736,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--metallic", type=float, required=True)
     p.add_argument("--roughness", type=float, required=True)
     p.add_argument("--description", default="")
-    p.add_argument("--json", action="store_true")
     p = command("material delete", material_delete, "delete a tenant's own material (an override: the shipped returns)")
     p.add_argument("material_name", metavar="NAME")
     p.add_argument("--tenant", required=True)
-    p.add_argument("--json", action="store_true")
     p = command("alias list", alias_list, "a tenant's own aliases, in the order they are tried")
     p.add_argument("--tenant", required=True)
-    p.add_argument("--json", action="store_true")
     p = command("alias set", alias_set, "replace a tenant's aliases: PATTERN=MATERIAL ..., tried in this order")
     p.add_argument("aliases", nargs="*", metavar="PATTERN=MATERIAL")
     p.add_argument("--tenant", required=True)
-    p.add_argument("--json", action="store_true")
     p = command("user list", user_list, "list users (of one tenant with --tenant)")
     p.add_argument("--tenant")
-    p.add_argument("--json", action="store_true")
     for name, help in (
         ("deactivate", "deactivate a user: signed out at once, cannot log in"),
         ("activate", "let a deactivated user log in again"),
@@ -765,51 +755,45 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--email", required=True)
         if name == "role":
             p.add_argument("--role", required=True, choices=["tenant_admin", "project_manager", "client"])
-        p.add_argument("--json", action="store_true")
     p = command("user reset-password", user_reset_password, "a one-time token to set a new password with")
     p.add_argument("--email", required=True)
-    p.add_argument("--json", action="store_true")
     p = command("tenant list", tenant_list, "list tenants")
-    p.add_argument("--json", action="store_true")
     for name, help in (
         ("deactivate", "deactivate a tenant: users out, uploads and submitted lines wait"),
         ("activate", "reactivate a tenant: everything resumes"),
     ):
         p = command(f"tenant {name}", tenant_change, help)
         p.add_argument("name")
-        p.add_argument("--json", action="store_true")
     p = command("workflow validate", workflow_validate, "check a workflow file (exit 2 with its errors)")
     p.add_argument("file")
-    p.add_argument("--json", action="store_true")
     p = command("workflow plan", workflow_plan, "the asset selection and run config a workflow would launch")
     p.add_argument("file")
     p.add_argument("--partition", required=True, help="TENANT|PRODUCT")
-    p.add_argument("--json", action="store_true")
     p = command("template upload", template_upload, "store a render template (.blend) and check it in Blender")
     p.add_argument("file")
     p.add_argument("--tenant", required=True)
     p.add_argument("--name", dest="template", help="the template's name (default: the file's name)")
-    p.add_argument("--json", action="store_true")
     p = command("template list", template_list, "a tenant's render templates and their checks")
     p.add_argument("--tenant", required=True)
-    p.add_argument("--json", action="store_true")
     p = command("template delete", template_delete, "delete a render template no output type names")
     p.add_argument("template", help="its name, e.g. studio.blend")
     p.add_argument("--tenant", required=True)
-    p.add_argument("--json", action="store_true")
     p = command(
         "migrate",
         migrate,
         "migrate the domain database and write the Dagster instance of "
         "AUTOMAT_DEPLOYMENT (production runs it once before the services start)",
     )
-    p.add_argument("--json", action="store_true")
-    p = command("api", api, "the orders API (FastAPI) on the embedded stack")
+    p = command("api", api, "the orders API (FastAPI) on the embedded stack", answers=False)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="server processes (default: one per CPU)")
-    command("notify", notify, "the deliverer: fans out events, sends e-mails and webhooks, raises alerts")
-    p = command("ui", ui, "Dagster webserver + daemon + orders API on the embedded stack (Ctrl-C stops all)")
+    command(
+        "notify", notify, "the deliverer: fans out events, sends e-mails and webhooks, raises alerts", answers=False
+    )
+    p = command(
+        "ui", ui, "Dagster webserver + daemon + orders API on the embedded stack (Ctrl-C stops all)", answers=False
+    )
     p.add_argument("--port", type=int, default=3000)
     p.add_argument("--api-port", type=int, default=8000)
     return root
