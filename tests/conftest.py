@@ -205,6 +205,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_for(what: str, probe, seconds: float = 300, every: float = 1, show=None):
+    """Poll ``probe`` until it returns something truthy; that value (a bounded wait, not a timing). On
+    time-out the message holds what ``show()`` saw last (an order, a backfill): where things stood."""
+    deadline = time.monotonic() + seconds
+    while not (value := probe()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {seconds:g} s; last seen: {show() if show else value}")
+        time.sleep(every)
+    return value
+
+
 @pytest.fixture
 def live(env, world):
     """The API served by uvicorn in a thread of this process; its base URL."""

@@ -43,15 +43,6 @@ class Postgres:
         pg_ctl(options, pgdata=self.data, user=self.user, timeout=120)
 
 
-def wait_for(what: str, probe, seconds: float = 300, every: float = 1):
-    """Poll ``probe`` until it returns something truthy; that value (a bounded wait, not a timing)."""
-    deadline = time.monotonic() + seconds
-    while not (value := probe()):
-        assert time.monotonic() < deadline, f"{what}: not within {seconds:g} s"
-        time.sleep(every)
-    return value
-
-
 @dataclass
 class Stack:
     home: Path

@@ -20,9 +20,9 @@ import httpx
 import pytest
 import uvicorn
 import yaml
-from conftest import PASSWORD, STEP_FIXTURES
+from conftest import PASSWORD, STEP_FIXTURES, free_port, wait_for
 from sqlalchemy import text
-from test_ui import RUN, WORKSPACE, free_port, graphql, wait_for
+from test_ui import RUN, WORKSPACE, graphql
 
 from automat_pipeline.api.app import create_app
 from automat_pipeline.api.dagster_client import ASSET_JOB, DagsterClient

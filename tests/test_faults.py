@@ -23,11 +23,11 @@ import psutil
 import pytest
 import trimesh
 import uvicorn
-from conftest import PASSWORD, PASSWORD_HASH, STEP_FIXTURES, free_port
+from conftest import PASSWORD, PASSWORD_HASH, STEP_FIXTURES, free_port, wait_for
 from openpyxl import Workbook
 from PIL import Image
 from sqlalchemy import func, select
-from stack import Postgres, Stack, descendants, gone, wait_for
+from stack import Postgres, Stack, descendants, gone
 
 from automat_pipeline.api.app import create_app
 from automat_pipeline.api.dagster_client import ASSET_JOB, DagsterClient

@@ -5,12 +5,10 @@ does not load and a sensor whose ticks fail alert the global admins, once an hou
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
-from conftest import as_role
-from loopback import free_port
+from conftest import as_role, free_port, wait_for
 from sqlalchemy import select
 
 from automat_pipeline.api.dagster_client import LOCATION, DagsterClient
@@ -33,14 +31,6 @@ def catalogue_share():
 
 defs = Definitions(sensors=[catalogue_share])
 """
-
-
-def wait_for(what: str, probe, seconds: float = 180):
-    deadline = time.monotonic() + seconds
-    while not (value := probe()):
-        assert time.monotonic() < deadline, f"{what}: not within {seconds:g} s"
-        time.sleep(1)
-    return value
 
 
 @pytest.fixture

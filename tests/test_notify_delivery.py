@@ -13,8 +13,8 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import as_role, login
-from loopback import Mailbox, Receiver, free_port
+from conftest import as_role, free_port, login
+from loopback import Mailbox, Receiver
 from sqlalchemy import func, select, text
 
 from automat_pipeline.api.dagster_client import DagsterClient

@@ -15,8 +15,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import STEP_FIXTURES, fresh_home_env
-from loopback import Mailbox, Receiver, free_port
+from conftest import STEP_FIXTURES, free_port, fresh_home_env, wait_for
+from loopback import Mailbox, Receiver
 from openpyxl import Workbook
 
 from automat_pipeline.notify import webhooks
@@ -37,14 +37,6 @@ def http(method: str, url: str, body: dict | None = None, token: str | None = No
             return json.loads(response.read() or b"null")
     except OSError:
         return None
-
-
-def wait_for(what: str, probe, seconds: float = 240):
-    deadline = time.monotonic() + seconds
-    while not (value := probe()):
-        assert time.monotonic() < deadline, f"{what}: not within {seconds:g} s"
-        time.sleep(1)
-    return value
 
 
 def start(automat: str, env: dict, api: str) -> subprocess.Popen:

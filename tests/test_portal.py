@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import PASSWORD, STEP_FIXTURES, free_port, fresh_home_env
+from conftest import PASSWORD, STEP_FIXTURES, free_port, fresh_home_env, wait_for
 from openpyxl import Workbook
 from playwright.sync_api import expect
 from portal_browser import (  # noqa: F401
@@ -31,7 +31,7 @@ from portal_browser import (  # noqa: F401
 )
 from sqlalchemy import select, text
 from test_ui import PASSWORD as STACK_PASSWORD
-from test_ui import http, wait_for
+from test_ui import http
 
 from automat_pipeline.api.security import Role, access_token
 from automat_pipeline.catalog_import import attach_report, import_workbook

@@ -4,7 +4,6 @@ Dagster end to end; Ctrl-C stops all of it."""
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from conftest import STEP_FIXTURES, fresh_home_env
+from conftest import STEP_FIXTURES, free_port, fresh_home_env, wait_for
 from openpyxl import Workbook
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -23,12 +22,6 @@ from automat_pipeline.cad import read_glb
 from automat_pipeline.embedded import REPO
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 LAUNCH = """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
@@ -83,17 +76,6 @@ def command_line(process: psutil.Process) -> str:
         return " ".join(process.cmdline())
     except psutil.NoSuchProcess:  # ZombieProcess included
         return ""
-
-
-def wait_for(what: str, probe, seconds: float = 180, show=None):
-    """Poll ``probe`` until it returns something truthy; that value. On timeout the message holds
-    what ``show()`` saw last (the order, the backfill), so a failure says where things stood."""
-    deadline = time.monotonic() + seconds
-    while not (value := probe()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {seconds:g} s; last seen: {show() if show else value}")
-        time.sleep(1)
-    return value
 
 
 def http(method: str, url: str, body: dict | None = None, token: str | None = None, strict: bool = False):
