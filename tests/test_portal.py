@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import PASSWORD, STEP_FIXTURES, free_port, fresh_home_env, wait_for
+from conftest import PASSWORD, fresh_home_env, wait_for
 from openpyxl import Workbook
 from playwright.sync_api import expect
 from portal_browser import (  # noqa: F401
@@ -31,7 +30,7 @@ from portal_browser import (  # noqa: F401
 )
 from sqlalchemy import select, text
 from test_ui import PASSWORD as STACK_PASSWORD
-from test_ui import http
+from test_ui import http, screw_catalogue, start_ui
 
 from automat_pipeline.api.security import Role, access_token
 from automat_pipeline.catalog_import import attach_report, import_workbook
@@ -387,20 +386,8 @@ def test_on_the_real_stack_a_client_orders_a_thumbnail_follows_it_and_downloads_
         check=True,
         capture_output=True,
     )
-    inbox = tmp_path / "home" / "uploads" / "acme"
-    workbook = Workbook()
-    workbook.active.append(["PIM-ID", "Name", "CAD-Datei"])
-    workbook.active.append(["SCREW-1", "Screw", "screw.step"])
-    workbook.save(inbox / "products.xlsx")
-    shutil.copyfile(STEP_FIXTURES / "occt" / "screw.step", inbox / "screw.step")
-    port, api_port = free_port(), free_port()
-    ui = subprocess.Popen(
-        [automat, "ui", "--port", str(port), "--api-port", str(api_port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    api = f"http://127.0.0.1:{api_port}"
+    screw_catalogue(tmp_path / "home" / "uploads" / "acme")
+    ui, _, api = start_ui(automat, env)
     context = new_context(chromium)
     try:
         wait_for("webserver and API", lambda: (h := http("GET", f"{api}/health")) and h["dagster"], seconds=120)

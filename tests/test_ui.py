@@ -257,6 +257,27 @@ def material_change_remade(api: str, port: int, media: Path) -> tuple[dict, dict
     return change | {"remake": remake, "backfill": backfill}, document
 
 
+def screw_catalogue(inbox: Path) -> None:
+    """A one-product catalogue naming the screw, and the screw's STEP file, dropped into an inbox."""
+    workbook = Workbook()
+    workbook.active.append(["PIM-ID", "Name", "CAD-Datei"])
+    workbook.active.append(["SCREW-1", "Screw", "screw.step"])
+    workbook.save(inbox / "products.xlsx")
+    shutil.copyfile(STEP_FIXTURES / "occt" / "screw.step", inbox / "screw.step")
+
+
+def start_ui(automat: str, env: dict) -> tuple[subprocess.Popen, int, str]:
+    """``automat ui`` on free loopback ports: the process, the webserver's port and the API's URL."""
+    port, api_port = free_port(), free_port()
+    ui = subprocess.Popen(
+        [automat, "ui", "--port", str(port), "--api-port", str(api_port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return ui, port, f"http://127.0.0.1:{api_port}"
+
+
 def test_ui_serves_runs_and_orders_and_ctrl_c_stops_everything(tmp_path: Path):
     env = fresh_home_env(tmp_path / "home")
     automat = str(Path(sys.executable).parent / "automat")
@@ -270,20 +291,9 @@ def test_ui_serves_runs_and_orders_and_ctrl_c_stops_everything(tmp_path: Path):
             text=True,
         )
         assert created.returncode == 0, created.stderr
-    inbox = tmp_path / "home" / "uploads" / "acme"
-    workbook = Workbook()
-    workbook.active.append(["PIM-ID", "Name", "CAD-Datei"])
-    workbook.active.append(["SCREW-1", "Screw", "screw.step"])
-    workbook.save(inbox / "products.xlsx")
-    shutil.copyfile(STEP_FIXTURES / "occt" / "screw.step", inbox / "screw.step")
-    port, api_port = free_port(), free_port()
-    ui = subprocess.Popen(
-        [automat, "ui", "--port", str(port), "--api-port", str(api_port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    api = f"http://127.0.0.1:{api_port}"
+    screw_catalogue(tmp_path / "home" / "uploads" / "acme")
+    ui, port, api = start_ui(automat, env)
+    api_port = int(api.rsplit(":", 1)[1])
     try:
         health = wait_for(
             "webserver and API",
