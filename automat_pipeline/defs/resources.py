@@ -73,11 +73,16 @@ class Database(ConfigurableResource):
 
 
 def scope(s: Session, tenant: str) -> None:
-    """Restrict the transaction to ``tenant``'s rows (none for an unknown slug)."""
-    tenant_id = s.scalar(text("SELECT id FROM tenants WHERE slug = :slug"), {"slug": tenant})
+    """Restrict the transaction to ``tenant``'s rows (none for an unknown slug): its id looked up as
+    the owner, then the pipeline's role taken."""
+    s.execute(
+        text(
+            "SELECT set_config('app.current_tenant_id', "
+            "coalesce((SELECT id::text FROM tenants WHERE slug = :slug), ''), true)"
+        ),
+        {"slug": tenant},
+    )
     s.execute(text(f"SET LOCAL ROLE {PIPELINE_ROLE}"))
-    scoped = "" if tenant_id is None else str(tenant_id)
-    s.execute(text("SELECT set_config('app.current_tenant_id', :t, true)"), {"t": scoped})
 
 
 class MediaStore(ConfigurableResource):
