@@ -19,7 +19,6 @@ from enum import StrEnum
 
 import jwt
 from argon2 import PasswordHasher, Type
-from argon2.exceptions import InvalidHashError, VerificationError
 from argon2.low_level import ARGON2_VERSION, hash_secret_raw
 
 from automat_pipeline.db.models import User
@@ -117,13 +116,6 @@ def new_user(email: str, password: str, role: Role, tenant_id: int | None) -> Us
 
 def hash_password(password: str) -> str:
     return _hasher.hash(password)
-
-
-def password_matches(password_hash: str, password: str) -> bool:
-    try:
-        return _hasher.verify(password_hash, password)
-    except (VerificationError, InvalidHashError):
-        return False
 
 
 def access_token(

@@ -51,7 +51,7 @@ class Read(BaseModel):
     all: bool = Field(False, description="Mark every notification of yours read.")
 
     @model_validator(mode="after")
-    def _something(self) -> Read:
+    def _ids_or_all(self) -> Read:
         if not self.ids and not self.all:
             raise ValueError("name ids, or all: true")
         return self
