@@ -52,6 +52,7 @@ class Step:
     partitions: str  # "tenants" or "products"
     upstream: frozenset[str]
     made_with: frozenset[str]  # steps one computation makes together (the STEP conversion)
+    batch: bool  # many products in one run (a backfill's range of partitions), in one warm process
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ def steps() -> dict[str, Step]:
     """Every step, as the code location's asset graph defines it (``step_graph.json``)."""
     described = json.loads(STEP_GRAPH.read_text())["steps"]
     return {
-        name: Step(name, s["partitions"], frozenset(s["upstream"]), frozenset(s["made_with"]))
+        name: Step(name, s["partitions"], frozenset(s["upstream"]), frozenset(s["made_with"]), s["batch"])
         for name, s in described.items()
     }
 
@@ -98,6 +99,7 @@ def step_catalog() -> list[dict]:
             "upstream": sorted(s.upstream),
             "downstream": downstream[s.name],
             "made_with": sorted(s.made_with),
+            "batch": s.batch,
             "parameters": PARAMETERS[s.name].model_json_schema() if s.name in PARAMETERS else None,
         }
         for s in sorted(steps().values(), key=lambda s: s.name)

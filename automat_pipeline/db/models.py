@@ -234,7 +234,8 @@ class Order(Base):
 
 
 class OrderLine(Base):
-    """One product × output type of an order; ``run_id`` once its Dagster run is launched. Its state
+    """One product × output type of an order; ``run_id`` once its Dagster run is launched (a line
+    launched in a batch has ``batch_id``, its backfill, until the run for its product starts). Its state
     and outcome are kept here (the API sets pending, queued, cancelled; the pipeline's
     ``order_lines`` sensor running, completed, failed, cancelled), so the job document needs no
     Dagster to answer."""
@@ -248,6 +249,7 @@ class OrderLine(Base):
     product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"))
     output_type: Mapped[str] = mapped_column(String(64))
     run_id: Mapped[str | None] = mapped_column(String(64))
+    batch_id: Mapped[str | None] = mapped_column(String(64))
     launch_error: Mapped[str | None] = mapped_column(Text)
     state: Mapped[str] = mapped_column(String(16), default="pending")
     error_class: Mapped[str | None] = mapped_column(String(64))

@@ -12,7 +12,8 @@ from automat_pipeline.workflows import STEP_GRAPH
 
 
 def describe() -> dict:
-    """Every asset: its partitions, upstream assets, and the assets one computation makes with it."""
+    """Every asset: its partitions, upstream assets, the assets one computation makes with it, and
+    whether a backfill runs many of its partitions in one run (``BackfillPolicy.single_run``)."""
     graph = defs.resolve_asset_graph()
     steps = {}
     for node in sorted(graph.asset_nodes, key=lambda n: n.key.to_user_string()):
@@ -21,6 +22,7 @@ def describe() -> dict:
             "partitions": node.partitions_def.name,
             "upstream": sorted(k.to_user_string() for k in node.parent_keys),
             "made_with": sorted(k.to_user_string() for k in node.execution_set_asset_keys if k != node.key),
+            "batch": node.backfill_policy is not None and node.backfill_policy.max_partitions_per_run is None,
         }
     return {"steps": steps}
 

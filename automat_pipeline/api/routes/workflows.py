@@ -65,8 +65,8 @@ def saved_out(saved: workflows.Saved) -> SavedOut:
 
 @router.get("/steps")
 def list_steps(who: Who) -> list[dict]:
-    """Every step: its parameters (JSON schema with help texts) and the upstream and downstream
-    steps the asset graph allows."""
+    """Every step: its parameters (JSON schema with help texts), the upstream and downstream
+    steps the asset graph allows, and whether it renders many products in one run (``batch``)."""
     who.require(Permission.own_orders)
     return workflows.step_catalog()
 
