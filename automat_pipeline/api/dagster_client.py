@@ -22,6 +22,10 @@ ADD_PARTITION = """mutation($selector: RepositorySelector!, $name: String!, $key
   __typename ... on Error { message } } }"""
 BACKFILL = """mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
   __typename ... on LaunchBackfillSuccess { backfillId } ... on Error { message } } }"""
+BACKFILLS_SINCE = """query($since: Float!) { partitionBackfillsOrError(filters: {createdAfter: $since}, limit: 1000) {
+  ... on PartitionBackfills { results { id tags { key value } } } } }"""
+CANCEL_BACKFILL = """mutation($id: String!) { cancelPartitionBackfill(backfillId: $id) {
+  __typename ... on Error { message } } }"""
 TERMINATE = """mutation($ids: [String!]!) { terminateRuns(runIds: $ids) { __typename } }"""
 RUN_WITH_TAG = """query($key: String!, $value: String!) { runsOrError(filter: {tags: [{key: $key, value: $value}]},
   limit: 1) { ... on Runs { results { runId } } } }"""
@@ -114,19 +118,44 @@ class DagsterClient:
             raise DagsterRefused(f"{launched['__typename']}: {launched.get('message', '')}".rstrip(": "))
         return launched["run"]["runId"]
 
-    def backfill(self, assets: list[str], partitions: list[str], run_config: dict, title: str) -> str:
-        """One backfill of ``assets`` over ``partitions`` (which exist): the daemon launches its runs
-        and the operator follows them as one. The backfill id."""
+    def backfill(
+        self,
+        assets: list[str],
+        partitions: list[str],
+        run_config: dict,
+        title: str,
+        run_tags: dict[str, str] | None = None,
+        launch_key: str | None = None,
+        since: float | None = None,
+    ) -> str:
+        """One backfill of ``assets`` over ``partitions`` (which exist): the daemon launches its runs,
+        each with ``run_tags``, and the operator follows them as one. The backfill id.
+
+        With a ``launch_key``, idempotent like ``launch``: a backfill with that key created after
+        ``since`` (a timestamp: when its cause was, an order's submission) is found, not made twice."""
+        if launch_key is not None:
+            recent = self._query(BACKFILLS_SINCE, since=since or 0.0)["partitionBackfillsOrError"]
+            for found in recent.get("results", []):
+                if {"key": tags.LAUNCH_KEY, "value": launch_key} in found["tags"]:
+                    return found["id"]
+        every_tag = {**(run_tags or {}), **({tags.LAUNCH_KEY: launch_key} if launch_key else {})}
         params = {
             "assetSelection": [{"path": [asset]} for asset in assets],
             "partitionNames": partitions,
             "runConfigData": run_config,
             "title": title,
+            **({"tags": [{"key": k, "value": v} for k, v in every_tag.items()]} if every_tag else {}),
         }
         launched = self._query(BACKFILL, params=params)["launchPartitionBackfill"]
         if launched["__typename"] != "LaunchBackfillSuccess":
             raise DagsterRefused(f"{launched['__typename']}: {launched.get('message', '')}".rstrip(": "))
         return launched["backfillId"]
+
+    def cancel_backfill(self, backfill_id: str) -> None:
+        """Launch no more runs of the backfill (those it launched are terminated separately)."""
+        cancelled = self._query(CANCEL_BACKFILL, id=backfill_id)["cancelPartitionBackfill"]
+        if cancelled["__typename"] not in ("CancelBackfillSuccess",):
+            raise DagsterRefused(f"{cancelled['__typename']}: {cancelled.get('message', '')}".rstrip(": "))
 
     def add_partition(self, partitions: str, key: str) -> None:
         """Add ``key`` to the dynamic partitions ``partitions`` (tenants or products), if it is new."""

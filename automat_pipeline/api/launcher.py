@@ -1,5 +1,8 @@
 """The one place the API launches work into Dagster: order lines, workflow runs and template checks.
 
+An order's lines of one output type whose step renders many products in one run (thumbnails)
+are launched together as one backfill (``launch_batch``): a 500-line order is a few runs, not 500.
+
 A submitted order's lines (an uploaded template's check) are launched at once when the Dagster
 webserver answers; while it does not, they stay pending (checking) with the reason, and
 ``LaunchLoop`` launches them once it is back: nothing is lost. Every launch carries a launch key
@@ -97,8 +100,39 @@ def launch_line(
     )
 
 
+def launch_batch(
+    client: DagsterClient, tenant: Tenant, order: Order, output_type: OutputType, products: list[Product]
+) -> str:
+    """Launch order lines of one output type as one backfill of its step over their products (a
+    step that renders many products in one run, ``workflows.Step.batch``): the daemon makes a run
+    per range of consecutive products, each in one warm process. The backfill id; each line learns
+    its run from the ``order_lines`` sensor. Idempotent per submission, like ``launch_line``."""
+    submitted = order.submitted_at.timestamp()
+    return client.backfill(
+        [output_type.step],
+        [partition_key(tenant.slug, product.key) for product in products],
+        {"ops": {output_type.step: {"config": {"output_types": [output_type.name]}}}},
+        f"{order.number}: {len(products)} × {output_type.name}",
+        run_tags(order),
+        f"batch:{order.id}:{output_type.name}@{submitted:.6f}",
+        since=submitted - 1,
+    )
+
+
+def batches(lines: list[OrderLine], types: dict[str, OutputType]) -> list[list[OrderLine]]:
+    """The lines launched together: per output type whose step runs in batches, when there are
+    several; every other line alone."""
+    grouped: dict[str, list[OrderLine]] = {}
+    for line in lines:
+        kind = types.get(line.output_type)
+        key = line.output_type if kind and workflows.steps()[kind.step].batch else f"line:{line.id}"
+        grouped.setdefault(key, []).append(line)
+    return list(grouped.values())
+
+
 def launch_lines(tx: Session, client: DagsterClient, order: Order, types: dict[str, OutputType] | None = None) -> int:
-    """Launch the order's unlaunched lines that are due (``due``). A line Dagster accepts is queued;
+    """Launch the order's unlaunched lines that are due (``due``): alone, or, without a workflow,
+    in batches (``batches``, ``launch_batch``). A line Dagster accepts is queued;
     one that can never launch (its output type or workflow is gone) fails with the reason at once,
     one whose launch fails while Dagster answers waits its backoff and fails after ``MAX_ATTEMPTS``,
     and the others go on; while Dagster does not answer, the rest stay pending, as they do while the
@@ -125,24 +159,40 @@ def launch_lines(tx: Session, client: DagsterClient, order: Order, types: dict[s
             _refused(line, f"workflow {order.workflow!r} cannot run: {error}")
         return 0
     launched = 0
-    for line in pending:
-        if line.output_type not in types:
-            _refused(line, f"output type {line.output_type!r} no longer exists")
+    for group in [[line] for line in pending] if workflow else batches(pending, types):
+        if group[0].output_type not in types:
+            _refused(group[0], f"output type {group[0].output_type!r} no longer exists")
             continue
+        output_type = types[group[0].output_type]
+        products = [tx.get(Product, line.product_id) for line in group]
         try:
-            product = tx.get(Product, line.product_id)
-            line.run_id = launch_line(client, tenant, product, types[line.output_type], order, line, workflow)
-            line.state, line.launch_error = "queued", None
-            launched += 1
+            if len(group) > 1:
+                batch_id = launch_batch(client, tenant, order, output_type, products)
+                for line in group:
+                    line.batch_id = batch_id
+            else:
+                group[0].run_id = launch_line(client, tenant, products[0], output_type, order, group[0], workflow)
         except DagsterUnavailable as error:
-            line.launch_error = _storable(str(error))
             if not isinstance(error, DagsterRefused) and not client.healthy():
+                for line in group:
+                    line.launch_error = _storable(str(error))
                 break  # the webserver is down: the rest wait for it, not counted against them
-            line.launch_attempts += 1
-            line.launch_attempted_at = now
-            if line.launch_attempts >= MAX_ATTEMPTS:
-                _refused(line, f"{line.launch_attempts} launches failed, the last: {error}")
+            for line in group:
+                _launch_failed(line, error, now)
+            continue
+        for line in group:
+            line.state, line.launch_error = "queued", None
+        launched += len(group)
     return launched
+
+
+def _launch_failed(line: OrderLine, error: DagsterUnavailable, now: datetime) -> None:
+    """One more failed launch of ``line``, while Dagster answers: it waits its backoff, or fails."""
+    line.launch_error = _storable(str(error))
+    line.launch_attempts += 1
+    line.launch_attempted_at = now
+    if line.launch_attempts >= MAX_ATTEMPTS:
+        _refused(line, f"{line.launch_attempts} launches failed, the last: {error}")
 
 
 def _refused(line: OrderLine, reason: str) -> None:

@@ -168,7 +168,8 @@ def remove_line(order_id: Id, line_id: Id, request: Request, who: Who, tx: Tx) -
     responses={**NOT_FOUND, **CONFLICT, 422: {"description": "The order breaks a tenant rule."}},
 )
 def submit(order_id: Id, request: Request, who: Who, tx: Tx) -> OrderOut:
-    """Check the order against the tenant's rules, then launch one Dagster run per line."""
+    """Check the order against the tenant's rules, then launch it: a Dagster run per line, or per
+    batch of lines whose step renders many products in one run (``launcher.launch_lines``)."""
     order = _draft(tx, who, order_id)
     lines = list(tx.scalars(select(OrderLine).where(OrderLine.order_id == order.id).order_by(OrderLine.id)))
     settings = TenantSettings.of(tx.get(Tenant, order.tenant_id).settings)
@@ -207,7 +208,7 @@ def submit(order_id: Id, request: Request, who: Who, tx: Tx) -> OrderOut:
         raise HTTPException(422, "; ".join(problems))
     order.status, order.submitted_at = "submitted", datetime.now(UTC)
     for line in lines:
-        line.run_id = line.launch_error = line.error_class = line.reason = line.progress = None
+        line.run_id = line.batch_id = line.launch_error = line.error_class = line.reason = line.progress = None
         line.launch_attempts, line.launch_attempted_at = 0, None  # a resubmission launches afresh
         line.state, line.outputs, line.started_at, line.ended_at, line.seconds = "pending", [], None, None, None
     lines_sent = [{"line": line.id, "product_id": line.product_id, "output_type": line.output_type} for line in lines]
@@ -333,18 +334,27 @@ def _draft(tx: Session, who: Caller, order_id: int) -> Order:
 
 
 def _stop(tx: Session, client: DagsterClient, order: Order, why: str, lines: list[OrderLine] | None = None) -> None:
-    """Terminate the runs of the order's unfinished lines (or of ``lines``); lines never launched are
-    cancelled at once, the others when their runs end (the pipeline's ``order_lines`` sensor)."""
-    if lines is None:
-        lines = list(
-            tx.scalars(select(OrderLine).where(OrderLine.order_id == order.id, OrderLine.state.not_in(FINISHED)))
-        )
+    """Stop the order's unfinished lines (or ``lines``): terminate their runs, and cancel their
+    batches' backfills, unless other lines still need them. A line whose run is terminated is
+    cancelled when the run ends (the pipeline's ``order_lines`` sensor); any other at once (never
+    launched, waiting in a backfill, or sharing a batch run that goes on for other lines)."""
+    unfinished = list(
+        tx.scalars(select(OrderLine).where(OrderLine.order_id == order.id, OrderLine.state.not_in(FINISHED)))
+    )
+    lines = unfinished if lines is None else lines
+    stopped = {line.id for line in lines}
+    kept = [line for line in unfinished if line.id not in stopped]
+    runs = {line.run_id for line in lines if line.run_id} - {line.run_id for line in kept}
+    batches = {line.batch_id for line in lines if line.batch_id and line.run_id is None}
+    batches -= {line.batch_id for line in kept if line.run_id is None}
     try:
-        client.terminate([line.run_id for line in lines if line.run_id])
+        client.terminate(sorted(runs))
+        for batch_id in sorted(batches):
+            client.cancel_backfill(batch_id)
     except DagsterUnavailable as error:
         raise HTTPException(503, f"Dagster does not answer, so the runs cannot be stopped: {error}") from error
     for line in lines:
-        if line.run_id is None:
+        if line.run_id not in runs:
             line.state, line.error_class, line.reason = "cancelled", "cancelled", why
 
 
