@@ -1,5 +1,7 @@
 """The API's launch loop under launches that fail: a refused line waits a growing backoff and then
-fails with the reason; neither a line nor an order that cannot launch holds up the others.
+fails with the reason; neither a line nor an order that cannot launch holds up the others. An
+order's thumbnail lines launch as one backfill, found again when its answer was lost, and
+stopping some of them leaves a run other lines still need alone.
 
 Dagster's answers come from a GraphQL endpoint on loopback that answers as the webserver does
 (``dagster_client``'s queries), refusing the lines a test names; that the real webserver launches
@@ -18,8 +20,9 @@ from sqlalchemy import text
 
 from automat_pipeline.api.dagster_client import DagsterClient
 from automat_pipeline.api.launcher import MAX_ATTEMPTS, backoff, launch_pending
+from automat_pipeline.db import repository
 from automat_pipeline.db.database import session
-from automat_pipeline.db.models import Order
+from automat_pipeline.db.models import Order, Product, ProductFile
 from automat_pipeline.embedded import api_url
 
 
@@ -34,6 +37,10 @@ class DagsterAnswers(ThreadingHTTPServer):
         self.fail: set[int] = set()
         self.attempts: dict[int, int] = {}
         self.launched: dict[str, str] = {}  # launch key → run id
+        self.backfills: list[dict] = []  # the backfills launched: their parameters, id and tags
+        self.lose_backfill_answers = 0  # backfills made whose answer is lost (HTTP 500)
+        self.terminated: list[str] = []
+        self.cancelled_backfills: list[str] = []
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
     @property
@@ -52,6 +59,17 @@ class Answer(BaseHTTPRequestHandler):
         query, variables = body["query"], body.get("variables", {})
         if "launchRun" in query:
             found = self.launch(variables["params"])
+        elif "launchPartitionBackfill" in query:
+            found = self.backfill(variables["params"])
+        elif "partitionBackfillsOrError" in query:
+            made = [{"id": b["id"], "tags": b["params"].get("tags", [])} for b in self.server.backfills]
+            found = {"partitionBackfillsOrError": {"results": made}}
+        elif "cancelPartitionBackfill" in query:
+            self.server.cancelled_backfills.append(variables["id"])
+            found = {"cancelPartitionBackfill": {"__typename": "CancelBackfillSuccess"}}
+        elif "terminateRuns" in query:
+            self.server.terminated += variables["ids"]
+            found = {"terminateRuns": {"__typename": "TerminateRunsResult"}}
         elif "addDynamicPartition" in query:
             found = {"addDynamicPartition": {"__typename": "AddDynamicPartitionSuccess"}}
         elif "runsOrError" in query:
@@ -81,6 +99,14 @@ class Answer(BaseHTTPRequestHandler):
         run_id = f"run-{line}-{self.server.attempts[line]}"
         self.server.launched[tags["automat/launch-key"]] = run_id
         return {"launchRun": {"__typename": "LaunchRunSuccess", "run": {"runId": run_id}}}
+
+    def backfill(self, params: dict) -> dict | None:
+        backfill_id = f"bf-{len(self.server.backfills) + 1}"
+        self.server.backfills.append({"id": backfill_id, "params": params})
+        if self.server.lose_backfill_answers:
+            self.server.lose_backfill_answers -= 1
+            return None
+        return {"launchPartitionBackfill": {"__typename": "LaunchBackfillSuccess", "backfillId": backfill_id}}
 
 
 @pytest.fixture
@@ -186,3 +212,90 @@ def test_the_loop_skips_an_order_another_transaction_holds(api, world, env, dags
     launch_pending(loop_url, DagsterClient(dagster.url))  # the held order's turn, once it is free
     assert lines(api, client, held)[held["lines"][0]["id"]]["state"] == "queued"
     assert sorted(dagster.attempts.values()) == [1, 1]  # each launched once
+
+
+def screws(env, world, count: int) -> list[int]:
+    """``count`` more acme products with a converted STEP file each: their ids."""
+    with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
+        tenant = world["tenants"]["acme"]
+        made = [
+            Product(tenant_id=tenant, pim_id=f"S-{n}", key=f"S-{n}", name=f"Screw {n}", materials={}, attributes={})
+            for n in range(count)
+        ]
+        s.add_all(made)
+        s.flush()
+        for product in made:
+            s.add(
+                ProductFile(
+                    tenant_id=tenant,
+                    product_id=product.id,
+                    filename=f"{product.key}.stp",
+                    kind="step",
+                    sha256="0" * 64,
+                    size_bytes=1,
+                    status="ok",
+                )
+            )
+        return [p.id for p in made]
+
+
+def ordered(api, headers, lines: list[tuple[int, str]]) -> dict:
+    order = api.post("/orders", headers=headers).json()
+    for product_id, output_type in lines:
+        line = {"product_id": product_id, "output_type": output_type}
+        order = api.post(f"/orders/{order['id']}/lines", headers=headers, json=line).json()
+    return order
+
+
+def test_an_orders_thumbnail_lines_launch_as_one_backfill_found_again_when_its_answer_was_lost(
+    api, world, env, dagster
+):
+    client = login(api, "client@acme.example")
+    api.app.state.dagster = DagsterClient(dagster.url)
+    products = screws(env, world, 3)
+    order = ordered(api, client, [(p, "thumbnail") for p in products] + [(products[0], "still-web")])
+    dagster.lose_backfill_answers = 1  # Dagster makes it, but its answer never arrives
+    submitted = api.post(f"/orders/{order['id']}/submit", headers=client).json()
+    thumbnails = [line["id"] for line in submitted["lines"] if line["output_type"] == "thumbnail"]
+    states = {line["id"]: (line["state"], line["run_id"]) for line in submitted["lines"]}
+    assert [states[line] for line in thumbnails] == [("pending", None)] * 3  # waits its backoff
+    [still] = [line for line in submitted["lines"] if line["output_type"] == "still-web"]
+    assert (still["state"], still["run_id"]) == ("queued", f"run-{still['id']}-1")  # a still renders alone
+    for line in thumbnails:
+        age_last_attempt(env, line, backoff(1))
+    launch_pending(api_url(env["AUTOMAT_DATABASE_URL"]), DagsterClient(dagster.url))
+    [backfill] = dagster.backfills  # found by its launch key, not made again
+    params = backfill["params"]
+    assert sorted(params["partitionNames"]) == sorted(f"acme|S-{n}" for n in range(3))
+    assert params["assetSelection"] == [{"path": ["thumbnail"]}]
+    assert params["runConfigData"] == {"ops": {"thumbnail": {"config": {"output_types": ["thumbnail"]}}}}
+    assert {"key": "automat/order", "value": str(order["id"])} in params["tags"]
+    with session(env["AUTOMAT_DATABASE_URL"]) as s:
+        waiting = s.execute(
+            text("SELECT state, batch_id, run_id FROM order_lines WHERE id = ANY(:ids)"), {"ids": thumbnails}
+        )
+        assert set(waiting) == {("queued", "bf-1", None)}
+    assert dagster.attempts == {still["id"]: 1}
+
+
+def test_stopping_lines_of_a_batch_leaves_a_run_other_lines_need_alone(api, world, env, dagster):
+    client = login(api, "client@acme.example")
+    api.app.state.dagster = DagsterClient(dagster.url)
+    products = screws(env, world, 3)
+    order = api.post(
+        f"/orders/{ordered(api, client, [(p, 'thumbnail') for p in products])['id']}/submit", headers=client
+    ).json()
+    first, second, third = (line["id"] for line in order["lines"])
+    with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():  # the daemon's first run renders two of them
+        assert repository.claim_batch_lines(s, "bf-1", "run-a", ["acme|S-0", "acme|S-1"]) == 2
+    cancelled = api.post(f"/orders/{order['id']}/lines/{first}/cancel", headers=client).json()
+    assert dagster.terminated == [] and dagster.cancelled_backfills == []  # the run renders the second too
+    assert {line["id"]: line["state"] for line in cancelled["lines"]} == {
+        first: "cancelled",
+        second: "queued",
+        third: "queued",
+    }
+    cancelled = api.post(f"/orders/{order['id']}/cancel", headers=client).json()
+    assert (dagster.terminated, dagster.cancelled_backfills) == (["run-a"], ["bf-1"])
+    states = {line["id"]: line["state"] for line in cancelled["lines"]}
+    assert states == {first: "cancelled", second: "queued", third: "cancelled"}  # the second when its run ends

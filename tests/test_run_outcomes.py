@@ -5,18 +5,21 @@ faults on the whole stack: tests/test_faults.py."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 from dagster import AssetKey, DagsterEvent, DagsterEventType, instance_for_test
+from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, BACKFILL_ID_TAG
 from sqlalchemy import select
 
 from automat_pipeline import tags
 from automat_pipeline.db import repository
 from automat_pipeline.db.database import session
-from automat_pipeline.db.models import MediaAsset, Order, OrderHistory, OrderLine
+from automat_pipeline.db.models import MediaAsset, Order, OrderHistory, OrderLine, Product
 from automat_pipeline.definitions import defs
-from automat_pipeline.defs.orders.sensor import RECOVERY, settle
+from automat_pipeline.defs.orders.sensor import RECOVERY, settle, settle_batches
 from automat_pipeline.defs.resources import Database, MediaStore
 from automat_pipeline.notify.models import Event
 
@@ -157,3 +160,101 @@ def test_a_write_that_fails_leaves_nothing_of_what_its_writer_wrote_beside_it(tm
         (partial.parent / "model.bin.tmp").write_bytes(b"half a buffer")
         raise OSError(28, "No space left on device")
     assert not output.exists() and not (tmp_path / "media" / "acme" / ".partial" / "run-1").exists()
+
+
+@pytest.fixture
+def batch(env, world) -> dict[str, int]:
+    """A submitted order's two thumbnail lines waiting in backfill ``bf-1``: product → line id."""
+    with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
+        tenant = world["tenants"]["acme"]
+        screw = Product(tenant_id=tenant, pim_id="S-1", key="S-1", name="Screw", materials={}, attributes={})
+        order = Order(tenant_id=tenant, number="ORD-2026-000001", status="submitted")
+        s.add_all([screw, order])
+        s.flush()
+        lines = {
+            key: OrderLine(
+                tenant_id=tenant,
+                order_id=order.id,
+                product_id=product_id,
+                output_type="thumbnail",
+                state="queued",
+                batch_id="bf-1",
+            )
+            for key, product_id in (("6204-2RS", world["products"]["6204-2RS"]), ("S-1", screw.id))
+        }
+        s.add_all(lines.values())
+        s.flush()
+        return {key: line.id for key, line in lines.items()} | {"order": order.id}
+
+
+def line_row(env, line_id: int) -> OrderLine:
+    with session(env["AUTOMAT_DATABASE_URL"]) as s:
+        return s.get(OrderLine, line_id)
+
+
+def test_a_batch_run_gives_each_line_its_own_products_outcome_and_output(instance, env, batch):
+    instance.add_dynamic_partitions("products", ["acme|6204-2RS", "acme|S-1"])
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection={AssetKey("thumbnail")})
+    run = instance.create_run_for_job(
+        job,
+        tags={
+            tags.ORDER: str(batch["order"]),
+            BACKFILL_ID_TAG: "bf-1",
+            ASSET_PARTITION_RANGE_START_TAG: "acme|6204-2RS",
+            ASSET_PARTITION_RANGE_END_TAG: "acme|S-1",
+            tags.TENANT: "acme",
+            "dagster/max_retries": "0",
+        },
+    )
+    instance.report_dagster_event(DagsterEvent(DagsterEventType.RUN_START.value, job_name=run.job_name), run.run_id)
+    sensor_tick(instance, env, run)  # the run takes both lines
+    assert {line_row(env, batch[k]).run_id for k in ("6204-2RS", "S-1")} == {run.run_id}
+    with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():  # one thumbnail made, one refused by Blender
+        bearing, screw = (s.get(OrderLine, batch[k]) for k in ("6204-2RS", "S-1"))
+        repository.record_media(
+            s,
+            bearing.tenant_id,
+            bearing.product_id,
+            "thumbnail",
+            "thumbnail",
+            "completed",
+            run_id=run.run_id,
+            path="/media/acme/6204-2RS/thumbnail.png",
+            details={"engine": "workbench"},
+        )
+        repository.record_media(
+            s,
+            screw.tenant_id,
+            screw.product_id,
+            "thumbnail",
+            "thumbnail",
+            "failed",
+            run_id=run.run_id,
+            error_class="render_failed",
+            reason="Blender found no mesh in S-1",
+        )
+    instance.report_run_failed(instance.get_run_by_id(run.run_id))  # the step failed for one product
+    sensor_tick(instance, env, run)
+    bearing, screw = (line_row(env, batch[k]) for k in ("6204-2RS", "S-1"))
+    assert (bearing.state, bearing.error_class) == ("completed", None)
+    assert [(o["asset"], o["product_id"]) for o in bearing.outputs] == [("thumbnail", bearing.product_id)]
+    assert (screw.state, screw.error_class, screw.reason) == ("failed", "render_failed", "Blender found no mesh in S-1")
+    assert all(o["product_id"] == screw.product_id for o in screw.outputs)  # never the bearing's
+
+
+def test_lines_a_cancelled_backfill_never_ran_are_cancelled_saying_so(instance, env, batch):
+    instance.add_backfill(
+        PartitionBackfill(
+            "bf-1", BulkActionStatus.CANCELED, False, {}, time.time(), asset_selection=[AssetKey("thumbnail")]
+        )
+    )
+    media = MediaStore(uploads_dir=env["AUTOMAT_UPLOADS_DIR"], media_dir=env["AUTOMAT_MEDIA_DIR"])
+    assert settle_batches(instance, Database(url=env["AUTOMAT_DATABASE_URL"]), media) == 2
+    for key in ("6204-2RS", "S-1"):
+        line = line_row(env, batch[key])
+        assert (line.state, line.error_class, line.reason) == (
+            "cancelled",
+            "cancelled",
+            "backfill bf-1 was cancelled in Dagster",
+        )
+    assert settle_batches(instance, Database(url=env["AUTOMAT_DATABASE_URL"]), media) == 0

@@ -597,12 +597,12 @@ def record_line_outcome(session: Session, line_id: int, run_id: str, **values) -
     return bool(updated.rowcount)
 
 
-def adopt_retry(session: Session, line_id: int, parent_run_id: str, run_id: str, error_class: str, reason: str) -> bool:
-    """A run Dagster retried (its worker was lost) hands its line over to the retry; the order's
-    history keeps what happened. False if the line is not the parent's (any more) or was cancelled."""
+def adopt_retry(session: Session, parent_run_id: str, run_id: str, error_class: str, reason: str) -> int:
+    """A run Dagster retried (its worker was lost) hands its lines over to the retry; each order's
+    history keeps what happened. How many lines (none if they are another run's now, or cancelled)."""
     adopted = session.execute(
         update(OrderLine)
-        .where(OrderLine.id == line_id, OrderLine.run_id == parent_run_id, OrderLine.state != "cancelled")
+        .where(OrderLine.run_id == parent_run_id, OrderLine.state != "cancelled")
         .values(
             run_id=run_id,
             state="queued",
@@ -614,21 +614,87 @@ def adopt_retry(session: Session, line_id: int, parent_run_id: str, run_id: str,
             seconds=None,
             updated_at=func.now(),
         )
-        .returning(OrderLine.tenant_id, OrderLine.order_id)
-    ).one_or_none()
-    if adopted is None:
-        return False
-    retried = {"line": line_id, "run_id": parent_run_id, "retry_run_id": run_id, "error_class": error_class}
-    session.add(
-        OrderHistory(
-            tenant_id=adopted.tenant_id,
-            order_id=adopted.order_id,
-            event="line_retried",
-            reason=f"{error_class}: {reason}"[:2000],
-            lines=[retried],
+        .returning(OrderLine.id, OrderLine.tenant_id, OrderLine.order_id)
+    ).all()
+    by_order: dict[tuple[int, int], list[dict]] = {}
+    for line in adopted:
+        retried = {"line": line.id, "run_id": parent_run_id, "retry_run_id": run_id, "error_class": error_class}
+        by_order.setdefault((line.tenant_id, line.order_id), []).append(retried)
+    for (tenant_id, order_id), lines in by_order.items():
+        session.add(
+            OrderHistory(
+                tenant_id=tenant_id,
+                order_id=order_id,
+                event="line_retried",
+                reason=f"{error_class}: {reason}"[:2000],
+                lines=lines,
+            )
+        )
+    return len(adopted)
+
+
+def claim_batch_lines(session: Session, batch_id: str, run_id: str, partitions: list[str]) -> int:
+    """The lines of backfill ``batch_id`` whose products the run renders (``partitions``) get its run
+    id, unless they finished (cancelled) or have a run already. How many."""
+    products = [split_partition_key(p)[1] for p in partitions]
+    claimed = session.execute(
+        update(OrderLine)
+        .where(
+            OrderLine.batch_id == batch_id,
+            OrderLine.run_id.is_(None),
+            OrderLine.state.not_in(("completed", "failed", "cancelled")),
+            OrderLine.product_id == Product.id,
+            Product.key == any_(literal(products, ARRAY(String))),
+        )
+        .values(run_id=run_id, updated_at=func.now())
+        .execution_options(synchronize_session=False)
+    )
+    return claimed.rowcount
+
+
+def lines_of_runs(session: Session, run_ids: list[str]) -> list[Row]:
+    """``(id, run_id, product_id, output_type)`` of every line the runs render."""
+    return session.execute(
+        select(OrderLine.id, OrderLine.run_id, OrderLine.product_id, OrderLine.output_type)
+        .where(OrderLine.run_id == any_(literal(run_ids, ARRAY(String))))
+        .order_by(OrderLine.id)
+    ).all()
+
+
+def media_outcomes(session: Session, run_ids: list[str]) -> dict[tuple[str, int, str], Row]:
+    """What the runs' steps recorded per product and output type: ``status, error_class, reason``,
+    by ``(run id, product id, output type)``: a batch run's line succeeds or fails with its product."""
+    rows = session.execute(
+        select(
+            MediaAsset.run_id,
+            MediaAsset.product_id,
+            MediaAsset.output_type,
+            MediaAsset.status,
+            MediaAsset.error_class,
+            MediaAsset.reason,
+        ).where(MediaAsset.run_id == any_(literal(run_ids, ARRAY(String))))
+    ).all()
+    return {(r.run_id, r.product_id, r.output_type): r for r in rows}
+
+
+def waiting_batches(session: Session) -> list[str]:
+    """The backfills that have lines waiting for their run."""
+    waiting = select(OrderLine.batch_id).where(
+        OrderLine.batch_id.is_not(None), OrderLine.run_id.is_(None), OrderLine.state == "queued"
+    )
+    return list(session.scalars(waiting.distinct()))
+
+
+def end_waiting(session: Session, batch_id: str, state: str, error_class: str, reason: str) -> list[int]:
+    """The lines of ``batch_id`` that no run took end in ``state`` with the reason; their ids."""
+    return list(
+        session.scalars(
+            update(OrderLine)
+            .where(OrderLine.batch_id == batch_id, OrderLine.run_id.is_(None), OrderLine.state == "queued")
+            .values(state=state, error_class=error_class, reason=reason[:2000], updated_at=func.now())
+            .returning(OrderLine.id)
         )
     )
-    return True
 
 
 def record_progress(session: Session, line_id: int, run_id: str, percent: int) -> None:
@@ -641,11 +707,20 @@ def record_progress(session: Session, line_id: int, run_id: str, percent: int) -
 
 
 def runs_outputs(session: Session, run_ids: list[str]) -> dict[str, list[dict]]:
-    """What each run made: its media rows, as an order line lists them."""
+    """What each run made: its media rows, as an order line lists them (with the product: a batch
+    run makes many products')."""
     made: dict[str, list[dict]] = {run_id: [] for run_id in run_ids}
     for m in session.scalars(select(MediaAsset).where(MediaAsset.run_id.in_(run_ids)).order_by(MediaAsset.id)):
         details = {k: v for k, v in m.details.items() if k not in ("output", "path")}
-        made[m.run_id].append({"media_id": m.id, "asset": m.asset, "output_type": m.output_type, "details": details})
+        made[m.run_id].append(
+            {
+                "media_id": m.id,
+                "product_id": m.product_id,
+                "asset": m.asset,
+                "output_type": m.output_type,
+                "details": details,
+            }
+        )
     return made
 
 

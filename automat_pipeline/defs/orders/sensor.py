@@ -2,11 +2,14 @@
 
 Dagster knows a run's status; the client's job document must know it too, also while Dagster is
 down and after its run storage is cleaned. Each tick reads the runs updated since the last one
-(the cursor is an update timestamp), and for every run that carries an order line's tag records
-the line's state (running, completed, failed, cancelled), the class and reason of a failure (the
-failing step's classified ``Failure``, else the run's own failure: a worker lost, a launch that
-never started), its outputs (the media rows the run wrote) and its times; in the same transaction,
-each finished line's event and the summary of each order it finished (``notify.events``).
+(the cursor is an update timestamp), and for every run of an order line (its tag; or a run of an
+order's batch backfill, which first takes the lines of its products) records the line's state
+(running, completed, failed, cancelled), the class and reason of a failure (the failing step's
+classified ``Failure``, else the run's own failure: a worker lost, a launch that never started;
+in a batch, its own product's), its outputs (the media rows the run wrote for its product) and
+its times; in the same transaction, each finished line's event and the summary of each order it
+finished (``notify.events``). Lines of a backfill that ended without running their product end
+too (``settle_batches``).
 Recording is idempotent, and a finished line stays finished, so a re-evaluated tick changes nothing.
 
 A run that did not finish by itself is settled here too, order line or not: what it left
@@ -33,12 +36,20 @@ from dagster import (
     sensor,
 )
 from dagster._core.events import RunFailureReason
+from dagster._core.execution.backfill import BulkActionStatus
 from dagster._core.storage.dagster_run import RunRecord
-from dagster._core.storage.tags import WILL_RETRY_TAG
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    BACKFILL_ID_TAG,
+    WILL_RETRY_TAG,
+)
+from sqlalchemy import Row
 
 from automat_pipeline import tags
 from automat_pipeline.db import repository
 from automat_pipeline.db.models import OrderLine
+from automat_pipeline.defs.partitions import product_partitions
 from automat_pipeline.defs.resources import Database, MediaStore
 from automat_pipeline.notify import events
 
@@ -146,14 +157,48 @@ def alert(session, run: DagsterRun, line: str) -> None:
     )
 
 
+def partitions_of(instance: DagsterInstance, run: DagsterRun, order: list[str] | None) -> tuple[list[str], list[str]]:
+    """The product partitions a run renders (its partition, or its range in ``order``, the products'
+    partitions in Dagster's order, read once per tick: the second value)."""
+    if tags.PARTITION in run.tags:
+        return [run.tags[tags.PARTITION]], order or []
+    order = order or instance.get_dynamic_partitions(product_partitions.name)
+    start, end = run.tags[ASSET_PARTITION_RANGE_START_TAG], run.tags[ASSET_PARTITION_RANGE_END_TAG]
+    return order[order.index(start) : order.index(end) + 1], order
+
+
+def line_values(record: RunRecord, outcome_: tuple, media: Row | None) -> dict:
+    """What a line of the run came to: the run's outcome, or, for a line of a batch run, its own
+    product's (the step recorded it), which may differ from the run's."""
+    run = record.dagster_run
+    state, error_class, reason = outcome_
+    if media is not None and state in ("completed", "failed") and media.status in ("completed", "failed"):
+        state, error_class, reason = media.status, media.error_class, media.reason
+    values = {"state": state}
+    if record.start_time:
+        values["started_at"] = datetime.fromtimestamp(record.start_time, UTC)
+    if outcome_[0] == "failed" and run.tags.get(WILL_RETRY_TAG) == "true":
+        values |= {"state": "queued", "progress": None}  # its retry takes the line over
+    elif state != "running":
+        values["progress"] = None
+        if record.end_time:
+            values["ended_at"] = datetime.fromtimestamp(record.end_time, UTC)
+            values["seconds"] = round(record.end_time - (record.start_time or record.end_time), 3)
+    if error_class:
+        values["error_class"], values["reason"] = error_class, reason
+    return values
+
+
 def settle(
     instance: DagsterInstance, database: Database, media: MediaStore, records: list[RunRecord]
 ) -> tuple[int, list[str]]:
-    """Record what ``records``' runs came to; how many order lines changed, and the recovery lines."""
+    """Record what ``records``' runs came to; how many order lines changed, and the recovery lines.
+
+    A run of an order's batch (``api.launcher.launch_batch``) first takes the lines of its products."""
     runs = [r for r in records if r.dagster_run.status in STATES]
     outcomes = {r.dagster_run.run_id: outcome(instance, r.dagster_run) for r in runs}
-    lines = [(r, int(r.dagster_run.tags[tags.ORDER_LINE])) for r in runs if tags.ORDER_LINE in r.dagster_run.tags]
-    changed, recoveries, finished = 0, [], []
+    ordered = [r for r in runs if {tags.ORDER, tags.ORDER_LINE} & r.dagster_run.tags.keys()]
+    changed, recoveries, finished, order = 0, [], [], None
     with database.session() as session:
         for record in runs:
             run = record.dagster_run
@@ -164,31 +209,58 @@ def settle(
             if error_class in RECOVERED and (line := recovered(instance, run, error_class, reason)):
                 recoveries.append(line)
                 alert(session, run, line)
-        outputs = repository.runs_outputs(session, [r.dagster_run.run_id for r, _ in lines])
-        for record, line_id in lines:
+        for record in ordered:
             run = record.dagster_run
-            if run.parent_run_id:  # a retry takes over its parent's line
+            if run.parent_run_id:  # a retry takes over its parent's lines
                 parent = instance.get_run_by_id(run.parent_run_id)
                 failed = outcome(instance, parent)[1:] if parent else ("run_failed", "the retried run is gone")
-                repository.adopt_retry(session, line_id, run.parent_run_id, run.run_id, *failed)
-            state, error_class, reason = outcomes[run.run_id]
-            values = {"state": state}
-            if record.start_time:
-                values["started_at"] = datetime.fromtimestamp(record.start_time, UTC)
-            if state == "failed" and run.tags.get(WILL_RETRY_TAG) == "true":
-                values |= {"state": "queued", "progress": None}  # its retry takes the line over
-            elif state != "running":
-                values |= {"progress": None, "outputs": outputs[run.run_id]}
-                if record.end_time:
-                    values["ended_at"] = datetime.fromtimestamp(record.end_time, UTC)
-                    values["seconds"] = round(record.end_time - (record.start_time or record.end_time), 3)
-            if error_class:
-                values["error_class"], values["reason"] = error_class, reason
-            if repository.record_line_outcome(session, line_id, run.run_id, **values):
+                repository.adopt_retry(session, run.parent_run_id, run.run_id, *failed)
+            elif BACKFILL_ID_TAG in run.tags and tags.ORDER_LINE not in run.tags:
+                partitions, order = partitions_of(instance, run, order)
+                repository.claim_batch_lines(session, run.tags[BACKFILL_ID_TAG], run.run_id, partitions)
+        run_ids = [r.dagster_run.run_id for r in ordered]
+        outputs = repository.runs_outputs(session, run_ids)
+        made = repository.media_outcomes(session, run_ids)
+        records_by_id = {r.dagster_run.run_id: r for r in ordered}
+        for line in repository.lines_of_runs(session, run_ids):
+            record = records_by_id[line.run_id]
+            batch = tags.ORDER_LINE not in record.dagster_run.tags
+            own = made.get((line.run_id, line.product_id, line.output_type)) if batch else None
+            values = line_values(record, outcomes[line.run_id], own)
+            if values["state"] not in ("running", "queued"):
+                values["outputs"] = [o for o in outputs[line.run_id] if o["product_id"] == line.product_id]
+            if repository.record_line_outcome(session, line.id, line.run_id, **values):
                 changed += 1
-                finished += [line_id] if values["state"] not in ("running", "queued") else []
+                finished += [line.id] if values["state"] not in ("running", "queued") else []
         events.lines_settled(session, OrderLine.id.in_(finished))  # their events, and finished orders' summaries
     return changed, recoveries
+
+
+def settle_batches(instance: DagsterInstance, database: Database, media: MediaStore) -> int:
+    """Lines of a backfill that ended without a run for their product (an operator cancelled it, or
+    it failed) end too: cancelled or failed, saying so. Its runs are settled first, so a line whose
+    run this sensor had not seen yet is not ended wrongly. How many lines ended."""
+    with database.session() as session:
+        waiting = repository.waiting_batches(session)
+    ended = 0
+    for batch_id in waiting:
+        backfill = instance.get_backfill(batch_id)
+        if backfill is not None and backfill.status in (BulkActionStatus.REQUESTED, BulkActionStatus.CANCELING):
+            continue
+        settle(instance, database, media, list(instance.get_run_records(RunsFilter(tags={BACKFILL_ID_TAG: batch_id}))))
+        status = backfill.status.value if backfill else "gone"
+        with database.session() as session:
+            if backfill is not None and backfill.status == BulkActionStatus.CANCELED:
+                lines = repository.end_waiting(
+                    session, batch_id, "cancelled", "cancelled", f"backfill {batch_id} was cancelled in Dagster"
+                )
+            else:
+                lines = repository.end_waiting(
+                    session, batch_id, "failed", "run_failed", f"backfill {batch_id} ended ({status}) without a run"
+                )
+            events.lines_settled(session, OrderLine.id.in_(lines))
+        ended += len(lines)
+    return ended
 
 
 @sensor(minimum_interval_seconds=5, default_status=DefaultSensorStatus.RUNNING)
@@ -201,10 +273,11 @@ def order_lines(context: SensorEvaluationContext, database: Database, media: Med
         ascending=True,
         limit=BATCH,
     )
+    ended = settle_batches(context.instance, database, media) if len(records) < BATCH else 0
     if not records:
-        return SkipReason("no run changed")
+        return SkipReason(f"no run changed; {ended} lines of ended backfills ended" if ended else "no run changed")
     changed, recoveries = settle(context.instance, database, media, list(records))
     for line in recoveries:
         context.log.warning(line)
     context.update_cursor(str(max(r.update_timestamp.timestamp() for r in records)))
-    return SkipReason(f"{changed} order lines changed, from {len(records)} runs")
+    return SkipReason(f"{changed + ended} order lines changed, from {len(records)} runs")
