@@ -677,12 +677,10 @@ def media_outcomes(session: Session, run_ids: list[str]) -> dict[tuple[str, int,
     return {(r.run_id, r.product_id, r.output_type): r for r in rows}
 
 
-def waiting_batches(session: Session) -> list[str]:
-    """The backfills that have lines waiting for their run."""
-    waiting = select(OrderLine.batch_id).where(
-        OrderLine.batch_id.is_not(None), OrderLine.run_id.is_(None), OrderLine.state == "queued"
-    )
-    return list(session.scalars(waiting.distinct()))
+def waiting_batches(session: Session) -> list[tuple[str, int]]:
+    """The backfills that have lines waiting for their run, with their tenant: across tenants,
+    through the database's one function that may see them (migration 0021)."""
+    return [tuple(row) for row in session.execute(text("SELECT batch_id, tenant_id FROM automat_waiting_batches()"))]
 
 
 def end_waiting(session: Session, batch_id: str, state: str, error_class: str, reason: str) -> list[int]:

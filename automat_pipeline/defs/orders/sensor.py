@@ -243,7 +243,7 @@ def settle_batches(instance: DagsterInstance, database: Database, media: MediaSt
     with database.session() as session:
         waiting = repository.waiting_batches(session)
     ended = 0
-    for batch_id in waiting:
+    for batch_id, _tenant_id in waiting:
         backfill = instance.get_backfill(batch_id)
         if backfill is not None and backfill.status in (BulkActionStatus.REQUESTED, BulkActionStatus.CANCELING):
             continue
