@@ -21,12 +21,11 @@ from dagster import (
     PipesTempFileMessageReader,
     open_pipes_session,
 )
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from automat_pipeline import templates
 from automat_pipeline.blender import CHECK_SCRIPT, blender_command, render_args, run_blender
-from automat_pipeline.db.database import PIPELINE_ROLE, database_away, session
+from automat_pipeline.db.database import database_away, scope, session
 from automat_pipeline.keys import check_key_part, path_under
 from automat_pipeline.output_types import OutputType
 from automat_pipeline.settings import Settings
@@ -54,6 +53,15 @@ class Database(ConfigurableResource):
         finally:
             s.close()
 
+    @contextmanager
+    def tenant_by_tenant(self) -> Iterator[Session]:
+        """One transaction as the pipeline's role that sees no tenant's rows until ``as_tenant`` names
+        one: for a sensor, which works tenant by tenant and learns which tenants have work through the
+        security-definer functions granted to the role (migration 18a)."""
+        with self.session() as s:
+            scope(s, None)
+            yield s
+
     def retrying(self, work: Callable[[Session], T], tenant: str | None = None, patience: float = 600) -> T:
         """``work`` in one transaction (``session(tenant)``); if the database goes away meanwhile (a
         restart, a failover), that transaction is rolled back and ``work`` runs again in a new one once the database
@@ -70,19 +78,6 @@ class Database(ConfigurableResource):
                 log.warning("the database went away (%s); trying again in %g s", str(error).splitlines()[0], pause)
                 time.sleep(pause)
                 pause = min(pause * 2, 15.0)
-
-
-def scope(s: Session, tenant: str) -> None:
-    """Restrict the transaction to ``tenant``'s rows (none for an unknown slug): its id looked up as
-    the owner, then the pipeline's role taken."""
-    s.execute(
-        text(
-            "SELECT set_config('app.current_tenant_id', "
-            "coalesce((SELECT id::text FROM tenants WHERE slug = :slug), ''), true)"
-        ),
-        {"slug": tenant},
-    )
-    s.execute(text(f"SET LOCAL ROLE {PIPELINE_ROLE}"))
 
 
 class MediaStore(ConfigurableResource):
