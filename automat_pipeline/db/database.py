@@ -71,6 +71,7 @@ def scope(s: Session, tenant: str | None) -> None:
 def as_tenant(s: Session, tenant_id: int | None) -> None:
     """Under ``scope``: from here on the transaction sees ``tenant_id``'s rows only (None: no tenant's),
     until the next call or until a savepoint opened before this one is rolled back."""
+    s.flush()  # what the session holds is written where it was made
     s.execute(
         text("SELECT set_config('app.current_tenant_id', :t, true)"), {"t": "" if tenant_id is None else str(tenant_id)}
     )

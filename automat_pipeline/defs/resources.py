@@ -40,27 +40,22 @@ class Database(ConfigurableResource):
     url: str
 
     @contextmanager
-    def session(self, tenant: str | None = None) -> Iterator[Session]:
-        """One transaction: committed when the block ends, rolled back if it raises. With ``tenant`` (a
-        slug) it runs as the pipeline's role under row-level security and sees that tenant's rows only
-        (migration 0020): every step that works for one tenant's partition opens its sessions so."""
+    def session(self, tenant: str | None = None, owner: bool = False) -> Iterator[Session]:
+        """One transaction: committed when the block ends, rolled back if it raises. It runs as the
+        pipeline's role under row-level security (migrations 0020, 18a) and sees ``tenant``'s rows only
+        (a slug): every step that works for one tenant's partition opens its sessions so. Without a
+        tenant it sees no tenant's rows until ``as_tenant`` names one: a sensor working tenant by
+        tenant, which learns which tenants have work through the security-definer functions granted to
+        the role. ``owner``: as the tables' owner, whom no policy binds, for what must read every
+        tenant's users and notifications (``notify.digests``) or administer (the demo's tenant)."""
         s = session(self.url)
         try:
             with s.begin():
-                if tenant is not None:
+                if not owner:
                     scope(s, tenant)
                 yield s
         finally:
             s.close()
-
-    @contextmanager
-    def tenant_by_tenant(self) -> Iterator[Session]:
-        """One transaction as the pipeline's role that sees no tenant's rows until ``as_tenant`` names
-        one: for a sensor, which works tenant by tenant and learns which tenants have work through the
-        security-definer functions granted to the role (migration 18a)."""
-        with self.session() as s:
-            scope(s, None)
-            yield s
 
     def retrying(self, work: Callable[[Session], T], tenant: str | None = None, patience: float = 600) -> T:
         """``work`` in one transaction (``session(tenant)``); if the database goes away meanwhile (a

@@ -19,6 +19,7 @@ history). A lost worker or one its time limit stopped is reported once (``recove
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from datetime import UTC, datetime
 
 from dagster import (
@@ -35,9 +36,11 @@ from dagster import (
 from dagster._core.events import RunFailureReason
 from dagster._core.storage.dagster_run import RunRecord
 from dagster._core.storage.tags import WILL_RETRY_TAG
+from sqlalchemy.orm import Session
 
 from automat_pipeline import tags
 from automat_pipeline.db import repository
+from automat_pipeline.db.database import as_tenant
 from automat_pipeline.db.models import OrderLine
 from automat_pipeline.defs.resources import Database, MediaStore
 from automat_pipeline.notify import events
@@ -149,45 +152,64 @@ def alert(session, run: DagsterRun, line: str) -> None:
 def settle(
     instance: DagsterInstance, database: Database, media: MediaStore, records: list[RunRecord]
 ) -> tuple[int, list[str]]:
-    """Record what ``records``' runs came to; how many order lines changed, and the recovery lines."""
+    """Record what ``records``' runs came to; how many order lines changed, and the recovery lines.
+    Each tenant's runs are settled in a part of the transaction that sees that tenant's rows only (the
+    pipeline's role, migration 18a); a run over no known tenant's partition sees none (a recovery's
+    staff alert, which belongs to no tenant, is written all the same)."""
     runs = [r for r in records if r.dagster_run.status in STATES]
     outcomes = {r.dagster_run.run_id: outcome(instance, r.dagster_run) for r in runs}
+    by_tenant: dict[str | None, list[RunRecord]] = defaultdict(list)
+    for record in runs:
+        by_tenant[tags.run_tenant(record.dagster_run.tags)].append(record)
+    changed, recoveries = 0, []
+    with database.session() as session:
+        known = repository.tenants_by_slug(session)
+        for slug, mine in by_tenant.items():
+            as_tenant(session, known[slug].id if slug in known else None)
+            lines_changed, recovered_here = _settle(instance, session, media, mine, outcomes)
+            changed, recoveries = changed + lines_changed, recoveries + recovered_here
+    return changed, recoveries
+
+
+def _settle(
+    instance: DagsterInstance, session: Session, media: MediaStore, runs: list[RunRecord], outcomes: dict
+) -> tuple[int, list[str]]:
+    """``settle`` for one tenant's runs."""
     lines = [(r, int(r.dagster_run.tags[tags.ORDER_LINE])) for r in runs if tags.ORDER_LINE in r.dagster_run.tags]
     changed, recoveries, finished = 0, [], []
-    with database.session() as session:
-        for record in runs:
-            run = record.dagster_run
-            state, error_class, reason = outcomes[run.run_id]
-            if state in ("failed", "cancelled"):
-                repository.settle_media(session, run.run_id, state, error_class, reason)
-                media.discard_partials(run.run_id)
-            if error_class in RECOVERED and (line := recovered(instance, run, error_class, reason)):
-                recoveries.append(line)
-                alert(session, run, line)
-        outputs = repository.runs_outputs(session, [r.dagster_run.run_id for r, _ in lines])
-        for record, line_id in lines:
-            run = record.dagster_run
-            if run.parent_run_id:  # a retry takes over its parent's line
-                parent = instance.get_run_by_id(run.parent_run_id)
-                failed = outcome(instance, parent)[1:] if parent else ("run_failed", "the retried run is gone")
-                repository.adopt_retry(session, line_id, run.parent_run_id, run.run_id, *failed)
-            state, error_class, reason = outcomes[run.run_id]
-            values = {"state": state}
-            if record.start_time:
-                values["started_at"] = datetime.fromtimestamp(record.start_time, UTC)
-            if state == "failed" and run.tags.get(WILL_RETRY_TAG) == "true":
-                values |= {"state": "queued", "progress": None}  # its retry takes the line over
-            elif state != "running":
-                values |= {"progress": None, "outputs": outputs[run.run_id]}
-                if record.end_time:
-                    values["ended_at"] = datetime.fromtimestamp(record.end_time, UTC)
-                    values["seconds"] = round(record.end_time - (record.start_time or record.end_time), 3)
-            if error_class:
-                values["error_class"], values["reason"] = error_class, reason
-            if repository.record_line_outcome(session, line_id, run.run_id, **values):
-                changed += 1
-                finished += [line_id] if values["state"] not in ("running", "queued") else []
-        events.lines_settled(session, OrderLine.id.in_(finished))  # their events, and finished orders' summaries
+    for record in runs:
+        run = record.dagster_run
+        state, error_class, reason = outcomes[run.run_id]
+        if state in ("failed", "cancelled"):
+            repository.settle_media(session, run.run_id, state, error_class, reason)
+            media.discard_partials(run.run_id)
+        if error_class in RECOVERED and (line := recovered(instance, run, error_class, reason)):
+            recoveries.append(line)
+            alert(session, run, line)
+    outputs = repository.runs_outputs(session, [r.dagster_run.run_id for r, _ in lines])
+    for record, line_id in lines:
+        run = record.dagster_run
+        if run.parent_run_id:  # a retry takes over its parent's line
+            parent = instance.get_run_by_id(run.parent_run_id)
+            failed = outcome(instance, parent)[1:] if parent else ("run_failed", "the retried run is gone")
+            repository.adopt_retry(session, line_id, run.parent_run_id, run.run_id, *failed)
+        state, error_class, reason = outcomes[run.run_id]
+        values = {"state": state}
+        if record.start_time:
+            values["started_at"] = datetime.fromtimestamp(record.start_time, UTC)
+        if state == "failed" and run.tags.get(WILL_RETRY_TAG) == "true":
+            values |= {"state": "queued", "progress": None}  # its retry takes the line over
+        elif state != "running":
+            values |= {"progress": None, "outputs": outputs[run.run_id]}
+            if record.end_time:
+                values["ended_at"] = datetime.fromtimestamp(record.end_time, UTC)
+                values["seconds"] = round(record.end_time - (record.start_time or record.end_time), 3)
+        if error_class:
+            values["error_class"], values["reason"] = error_class, reason
+        if repository.record_line_outcome(session, line_id, run.run_id, **values):
+            changed += 1
+            finished += [line_id] if values["state"] not in ("running", "queued") else []
+    events.lines_settled(session, OrderLine.id.in_(finished))  # their events, and finished orders' summaries
     return changed, recoveries
 
 

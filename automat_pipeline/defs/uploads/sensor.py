@@ -23,10 +23,12 @@ Each tick
 Each tenant's part of a tick runs as the pipeline's role with that tenant set (row-level security,
 migration 18a), so a query that forgets its tenant filter sees that tenant's rows only; which
 tenants have work (whose inbox folder is whose, imports not dispatched, a lost tick's requests)
-comes from narrow security-definer functions. One tenant's or one import's failure is logged (an
-import's also in ``catalog_imports``) and retried next tick; the others go on. The cursor names the last tick whose result Dagster stored,
-so what a lost tick (a crash, the evaluation time-out) wrote is taken up again. A product's own
-run key is ``<tenant>|<product>@<media key>``; a batch's names its range and a digest of its members'.
+comes from narrow security-definer functions. A tenant's part of a tick is rolled back if it fails,
+and one import's or its uploads' failure is logged (an import's also in ``catalog_imports``); all are
+retried next tick, and the others go on. The cursor names the last tick whose result Dagster
+stored, so what a lost tick (a crash, the evaluation time-out) wrote is taken up again. A
+product's own run key is ``<tenant>|<product>@<media key>``; a batch's names its range and a
+digest of its members'.
 """
 
 from __future__ import annotations
@@ -108,7 +110,7 @@ def upload_sensor(context: SensorEvaluationContext, database: Database, media: M
         inboxes[upload.tenant].append(upload)
     requests: dict[str, RunRequest] = {}
     products: list[Media] = []
-    with database.tenant_by_tenant() as session:  # the pipeline's role: no tenant's rows but the one named
+    with database.session() as session:  # the pipeline's role: no tenant's rows but the one named
         tick = repository.next_sensor_tick(session)
         tenants = repository.tenants_by_slug(session)
         for folder in sorted(set(inboxes) - set(tenants)):
@@ -140,7 +142,7 @@ def upload_sensor(context: SensorEvaluationContext, database: Database, media: M
     imports = {r.partition_key for r in requests.values() if r.job_name == import_catalog_job.name}
     new_tenants = sorted(imports - set(context.instance.get_dynamic_partitions(tenant_partitions.name)))
     next_cursor = Cursor(tick, failures_checked).dump()
-    with database.tenant_by_tenant() as session:
+    with database.session() as session:
         repository.observe(session, "sensor_tick", "upload_sensor", "", time.perf_counter() - started)
     if not requests:
         return SensorResult(skip_reason=SkipReason("no new uploads or products"), cursor=next_cursor)

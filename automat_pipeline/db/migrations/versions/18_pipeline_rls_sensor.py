@@ -1,9 +1,11 @@
-"""The upload sensor and the run queue under row-level security too: role ``automat_pipeline``.
+"""The sensors and the run queue under row-level security too: role ``automat_pipeline``.
 
-0020 bound the run workers' tenant-scoped transactions. Now the upload sensor works as that role
-too, with ``app.current_tenant_id`` set per tenant block (``Database.tenant_by_tenant``), and the
-run queue (``TenantRunCoordinator``) reads a tenant's retry cap scoped to it and every tenant's
-render limit through one function; migrations and administration (the CLI) keep the owner.
+0020 bound the run workers' tenant-scoped transactions. Now the sensors work as that role too, with
+``app.current_tenant_id`` set per tenant block (``Database.session``, ``as_tenant``): the upload sensor
+per tenant, ``order_lines`` and ``pipeline_events`` per run's tenant; the run queue
+(``TenantRunCoordinator``) reads a tenant's retry cap scoped to it and every tenant's render limit
+through one function. Migrations, administration (the CLI) and what must read users' addresses and
+webhooks' secrets (the deliverer, the digests) keep the owner.
 
 - ``inbox_files`` and ``media_requests`` hold tenants' rows without a tenant column: each gets
   ``tenant_id`` (an inbox file's replaces the folder's name, its tenant's slug, in the key) and the
@@ -14,6 +16,9 @@ render limit through one function; migrations and administration (the CLI) keep 
   runs are not requested yet; ``automat_requested_tenants(tick)``: the tenants with media requests
   that ticks after ``tick`` wrote (a lost tick's); ``automat_render_limits()``: each tenant's
   ``max_concurrent_renders`` setting, as written (the run queue validates it).
+- The staff alerts (events of no tenant: a worker lost, a run stalled, a GPU host on the CPU) are
+  the sensors' to write: the role may add them and read them back (``INSERT … RETURNING``), not
+  change them, as it writes the render hosts' status (0020).
 
 Revision ID: 18a
 Revises: 0020
@@ -60,9 +65,13 @@ def upgrade() -> None:
         op.execute(f"REVOKE ALL ON FUNCTION {signature} FROM PUBLIC")
         op.execute(f"GRANT EXECUTE ON FUNCTION {signature} TO {ROLE}")
     op.execute(f"GRANT EXECUTE ON FUNCTION automat_tenants() TO {ROLE}")
+    op.execute(f"CREATE POLICY staff_alerts_read ON events FOR SELECT TO {ROLE} USING (tenant_id IS NULL)")
+    op.execute(f"CREATE POLICY staff_alerts_written ON events FOR INSERT TO {ROLE} WITH CHECK (tenant_id IS NULL)")
 
 
 def downgrade() -> None:
+    op.execute("DROP POLICY staff_alerts_written ON events")
+    op.execute("DROP POLICY staff_alerts_read ON events")
     op.execute(f"REVOKE EXECUTE ON FUNCTION automat_tenants() FROM {ROLE}")
     for signature in FUNCTIONS:
         op.execute(f"DROP FUNCTION {signature}")
