@@ -28,7 +28,7 @@ from automat_pipeline.defs.partitions import tenant_partitions
 from automat_pipeline.defs.resources import Database, MediaStore, resources_from
 from automat_pipeline.defs.uploads.sensor import upload_sensor
 from automat_pipeline.embedded import prepare
-from automat_pipeline.keys import partition_key, split_partition_key
+from automat_pipeline.keys import partition_key, split_partition_key, tenant_of
 from automat_pipeline.redirect import redirected
 from automat_pipeline.settings import Settings
 from automat_pipeline.tags import PARTITION_RANGE_START
@@ -123,7 +123,7 @@ def latest_metadata(instance: DagsterInstance, asset: str, partition: str) -> di
 def failure_reason(database: Database, partition: str) -> str | None:
     """Why the product has no thumbnail, as the pipeline recorded it: its upload's rejection, or its
     thumbnail's failure."""
-    with database.session() as session:
+    with database.session(tenant_of(partition)) as session:
         tenant, product = repository.tenant_and_product(session, partition)
         return repository.media_failure(session, tenant.id, product.id)
 
@@ -166,7 +166,7 @@ def run_demo() -> int:
     settings = prepare().settings
     resources = resources_from(settings)
     database, media = resources["database"], resources["media"]
-    with database.session() as s:
+    with database.session(owner=True) as s:  # administration: the demo's tenant is made if missing
         repository.tenant(s, TENANT)
     fill_inbox(media.inbox(TENANT))
     log = settings.home / "demo.log"
@@ -180,7 +180,7 @@ def run_demo() -> int:
         while batch:
             ran += batch
             batch, cursor = run_requested(instance, database, media, log, cursor)
-        with database.session() as s:
+        with database.session(TENANT) as s:
             tenant = repository.tenant(s, TENANT, create=False)
             keys = [partition_key(TENANT, p.key) for p in repository.active_products(s, tenant.id)]
         rows = report(instance, database, keys)

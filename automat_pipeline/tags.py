@@ -7,6 +7,8 @@ sets the order and workflow tags on the runs it launches (``automat_pipeline.api
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from automat_pipeline.keys import SEPARATOR
 
 PARTITION = "dagster/partition"  # Dagster's own
@@ -31,3 +33,10 @@ def queue_tags(partition: str | None, step_keys: list[str]) -> dict[str, str]:
         return {}
     tenant = partition.split(SEPARATOR, 1)[0]
     return {TENANT: tenant} | ({RENDERS: tenant} if RENDER_STEPS.intersection(step_keys) else {})
+
+
+def run_tenant(run_tags: Mapping[str, str]) -> str | None:
+    """The tenant a run works for: its partition's (a batch's partitions are one tenant's); None for a
+    run over no partition."""
+    partition = run_tags.get(PARTITION) or run_tags.get(PARTITION_RANGE_START)
+    return partition.split(SEPARATOR, 1)[0] if partition else None

@@ -170,6 +170,12 @@ SEEDS: dict[str, list[str]] = {
     "0019": [],
     "0020": [],  # a role and its privileges over tables that have rows
     "0021": ["UPDATE order_lines SET batch_id = 'bfk-ÄÖ-1', run_id = NULL WHERE id = 2"],
+    "0022": [
+        "INSERT INTO inbox_files (tenant_id, filename, size_bytes, mtime_ns, ctime_ns, inode, sha256, changed_tick) "
+        "VALUES (2, 'Größe 2.STEP', 5, 1764460802000000000, 1764460802000000000, 3145729, repeat('c', 64), 3)",
+        "SELECT setval('upload_sensor_ticks', 3)",
+        "INSERT INTO media_requests (tenant_id, product_id, media_key, tick) VALUES (2, 5, repeat('c', 64), 3)",
+    ],
 }
 
 # What the schema is, as sets of comparable facts. Extensions and their functions are left out

@@ -25,13 +25,14 @@ from dagster import (
 from dagster._core.test_utils import create_run_for_test
 from dagster._daemon.monitoring.run_monitoring import monitor_starting_run
 from openpyxl import Workbook
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from automat_pipeline import tags
 from automat_pipeline.db.database import session
 from automat_pipeline.db.models import Order, OrderLine, User
 from automat_pipeline.defs.catalog.assets import catalog_report, product_catalog
 from automat_pipeline.defs.failures import classified
+from automat_pipeline.defs.notify import sensors
 from automat_pipeline.defs.notify.schedules import hourly_digests, notification_digests
 from automat_pipeline.defs.notify.sensors import pipeline_events, stalled
 from automat_pipeline.defs.orders.sensor import order_lines
@@ -151,6 +152,40 @@ def test_lines_and_their_order_summary_are_written_once_from_the_runs(api, world
     [note] = api.get("/notifications", headers=client).json()["items"]
     assert note["title"] == f"{order['number']} finished: 1 of 2 succeeded, 1 failed (1 timeout)"
     assert len(api.get("/notifications", headers=as_role(api, world, "pm")).json()["items"]) == 1
+
+
+def test_each_runs_events_are_written_seeing_only_its_tenants_rows(world, env, monkeypatch):
+    """Row-level security binds the ``pipeline_events`` sensor (migration 0022): a query that forgets its
+    tenant filter sees the rows of the tenant whose run it is looking at, and none while it looks for
+    stalled runs (the staff alerts belong to no tenant)."""
+    instance = DagsterInstance.ephemeral()
+    partitions = ["acme|6204-2RS", "beta|B-1"]
+    instance.add_dynamic_partitions(product_partitions.name, partitions)
+    for key in partitions:
+        assert materialize([rendered], partition_key=key, instance=instance).success
+    seen, run_events, find_stalled = [], sensors.run_events, sensors.stalled
+
+    def unfiltered(s) -> tuple:
+        return s.scalar(text("SELECT current_user")), sorted(s.scalars(text("SELECT pim_id FROM products")))
+
+    def careless_run(instance, s, record):
+        seen.append((record.dagster_run.tags[tags.PARTITION], *unfiltered(s)))
+        return run_events(instance, s, record)
+
+    def careless_stalled(instance, s, minutes):
+        seen.append(("stalled", *unfiltered(s)))
+        return find_stalled(instance, s, minutes)
+
+    monkeypatch.setattr(sensors, "run_events", careless_run)
+    monkeypatch.setattr(sensors, "stalled", careless_stalled)
+    pipeline_events(
+        build_sensor_context(instance=instance, resources={"database": Database(url=env["AUTOMAT_DATABASE_URL"])})
+    )
+    assert seen == [
+        ("acme|6204-2RS", "automat_pipeline", ["6204-2RS"]),
+        ("beta|B-1", "automat_pipeline", ["B-1"]),
+        ("stalled", "automat_pipeline", []),
+    ]
 
 
 def workbook(rows: list[list]) -> bytes:

@@ -12,7 +12,8 @@ import pytest
 from dagster import AssetKey, DagsterEvent, DagsterEventType, instance_for_test
 from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, BACKFILL_ID_TAG
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.exc import ProgrammingError
 
 from automat_pipeline import tags
 from automat_pipeline.db import repository
@@ -107,6 +108,33 @@ def test_a_run_whose_worker_died_fails_as_worker_lost_with_its_render_and_is_rep
     assert [(a.subject, a.tenant_id, a.data["run_id"], a.data["details"]) for a in alerts] == [
         (None, None, run.run_id, recovery)
     ]
+
+
+def test_a_run_is_settled_seeing_only_its_tenants_rows(instance, env, line, monkeypatch):
+    """Row-level security binds the ``order_lines`` sensor (migration 0022): settling a run of acme's, a
+    query that forgets its tenant filter reads and changes acme's rows only and no account secrets;
+    the staff alert of its lost worker, which belongs to no tenant, is written all the same."""
+    run = run_of(instance, env, line)
+    instance.add_run_tags(run.run_id, {"dagster/max_retries": "0"})
+    instance.report_run_failed(instance.get_run_by_id(run.run_id))  # its worker gone without a word
+    seen, settle_media = {}, repository.settle_media
+
+    def careless(s, *args):
+        seen["user"] = s.scalar(text("SELECT current_user"))
+        seen["tenants"] = sorted(s.scalars(text("SELECT slug FROM tenants")))  # no tenant filter
+        seen["products"] = sorted(s.scalars(text("SELECT pim_id FROM products")))
+        seen["changed"] = s.execute(text("UPDATE products SET name = name")).rowcount
+        with pytest.raises(ProgrammingError, match="permission denied for table users"), s.begin_nested():
+            s.execute(text("SELECT password_hash FROM users"))
+        return settle_media(s, *args)
+
+    monkeypatch.setattr(repository, "settle_media", careless)
+    assert len(sensor_tick(instance, env, run)) == 1
+    assert seen == {"user": "automat_pipeline", "tenants": ["acme"], "products": ["6204-2RS"], "changed": 1}
+    (line_state, error_class, _, _), media = state(env, line)
+    assert (line_state, error_class, media) == ("failed", "worker_lost", ("failed", "worker_lost"))
+    with session(env["AUTOMAT_DATABASE_URL"]) as s:
+        assert s.scalar(select(Event.tenant_id).where(Event.key == f"alert.run_stopped:{run.run_id}")) is None
 
 
 def test_a_run_that_run_monitoring_stopped_for_its_time_limit_fails_as_timeout_not_cancelled(instance, env, line):

@@ -6,7 +6,8 @@ import pytest
 from dagster import AssetKey, instance_for_test
 from dagster._core.remote_origin import InProcessCodeLocationOrigin
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
-from sqlalchemy import update
+from sqlalchemy import text, update
+from sqlalchemy.exc import ProgrammingError
 
 from automat_pipeline import templates
 from automat_pipeline.db import repository
@@ -121,3 +122,29 @@ def test_each_run_carries_its_tenants_cap_on_automatic_retries(env, instance):
     runs = [submit(instance, partition, "thumbnail") for partition in ("acme|AS1", "beta|B1", "gamma|G1", "nobody|X")]
     caps = [instance.get_run_by_id(r.run_id).tags.get("dagster/max_retries") for r in runs]
     assert caps == ["0", "1", None, None]  # None: run_retries.max_retries of dagster.yaml applies
+
+
+def test_the_run_queue_reads_as_the_pipelines_role_not_the_owner(env, instance, monkeypatch):
+    """Neither of the run queue's reads has the owner's rights (migration 0022): the render limits come
+    through a function into a transaction that sees no tenant's rows and may change no tenant; a run's
+    retry cap is read seeing its own tenant's rows only."""
+    with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
+        repository.tenant(s, "acme").settings = {"max_run_retries": 2, "max_concurrent_renders": 2}
+        repository.tenant(s, "beta")
+    seen = {}
+
+    def careless(name, read):
+        def unfiltered(s, *args):
+            seen[name] = (s.scalar(text("SELECT current_user")), sorted(s.scalars(text("SELECT slug FROM tenants"))))
+            with pytest.raises(ProgrammingError, match="permission denied for table tenants"), s.begin_nested():
+                s.execute(text("UPDATE tenants SET settings = '{}'"))
+            return read(s, *args)
+
+        return unfiltered
+
+    monkeypatch.setattr(repository, "render_limits", careless("limits", repository.render_limits))
+    monkeypatch.setattr(repository, "max_run_retries", careless("retries", repository.max_run_retries))
+    assert render_limits(instance) == {"acme": 2, "beta": 1}
+    run = submit(instance, "acme|AS1", "thumbnail")
+    assert instance.get_run_by_id(run.run_id).tags.get("dagster/max_retries") == "2"
+    assert seen == {"limits": ("automat_pipeline", []), "retries": ("automat_pipeline", ["acme"])}

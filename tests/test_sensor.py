@@ -10,6 +10,7 @@ from conftest import STEP_FIXTURES, login
 from dagster import DagsterInstance, SkipReason, build_sensor_context
 from openpyxl import Workbook
 from sqlalchemy import Engine, event, select, text, update
+from sqlalchemy.exc import ProgrammingError
 
 from automat_pipeline.catalog_import import import_workbook
 from automat_pipeline.db import repository
@@ -247,6 +248,72 @@ def test_one_tenants_bad_state_does_not_stop_the_others_and_is_retried(tick, cat
             True,
             None,
         )
+
+
+def test_a_tenant_whose_part_of_the_tick_fails_is_retried_and_the_others_go_on(tick, catalogue, env, monkeypatch):
+    """Whatever fails in one tenant's part of a tick (here: reading what its inbox held) rolls back that
+    part only: the other tenants' runs are requested, and its own files are new to the next tick."""
+    for tenant in ("acme", "beta"):
+        catalogue([["SCREW-1", "Screw", "screw.step"]], tenant=tenant)
+        (Path(env["AUTOMAT_UPLOADS_DIR"]) / tenant).mkdir(parents=True)
+        shutil.copyfile(SCREW, Path(env["AUTOMAT_UPLOADS_DIR"]) / tenant / "screw.step")
+    inbox_state = repository.inbox_state
+
+    def failing(s, tenant_id):
+        if s.scalar(text("SELECT slug FROM tenants WHERE id = :t"), {"t": tenant_id}) == "acme":
+            raise OSError("the inbox share went away")
+        return inbox_state(s, tenant_id)
+
+    monkeypatch.setattr(repository, "inbox_state", failing)
+    assert [r.partition_key for r in tick()] == ["beta|SCREW-1"]
+    monkeypatch.setattr(repository, "inbox_state", inbox_state)
+    assert [r.partition_key for r in tick()] == ["acme|SCREW-1"]
+    assert tick() == []
+
+
+def test_a_ticks_unfiltered_query_sees_only_the_tenant_it_works_for(tick, catalogue, env, monkeypatch):
+    """Row-level security binds the upload sensor (migration 0022): a query that forgets its tenant
+    filter in a tenant's part of a tick sees that tenant's rows only, and no account secrets; in the
+    part that crosses tenants it sees no tenant's rows."""
+    for tenant in ("acme", "beta"):
+        catalogue([[f"{tenant.upper()}-1", "Screw", "screw.step"]], tenant=tenant)
+        (Path(env["AUTOMAT_UPLOADS_DIR"]) / tenant).mkdir(parents=True)
+        shutil.copyfile(SCREW, Path(env["AUTOMAT_UPLOADS_DIR"]) / tenant / "screw.step")
+    seen, next_sensor_tick, media_inputs = {}, repository.next_sensor_tick, repository.media_inputs
+
+    def unfiltered(s) -> dict:
+        found = {"user": s.scalar(text("SELECT current_user"))}
+        for table, column in (("tenants", "slug"), ("products", "pim_id"), ("catalog_imports", "filename")):
+            found[table] = sorted(s.scalars(text(f"SELECT {column} FROM {table}")))  # no tenant filter
+        for table in ("inbox_files", "media_requests"):  # acme's part of the tick wrote some before beta's
+            found[table] = s.scalar(text(f"SELECT count(*) FROM {table}"))
+        with pytest.raises(ProgrammingError, match="permission denied for table users"), s.begin_nested():
+            s.execute(text("SELECT password_hash FROM users"))
+        return found
+
+    def careless_tick(s):  # the part of the tick that crosses tenants
+        seen["across"] = unfiltered(s)
+        return next_sensor_tick(s)
+
+    def careless_inputs(s, tenant):  # in each tenant's part of the tick
+        seen[tenant.slug] = unfiltered(s)
+        return media_inputs(s, tenant)
+
+    monkeypatch.setattr(repository, "next_sensor_tick", careless_tick)
+    monkeypatch.setattr(repository, "media_inputs", careless_inputs)
+    assert sorted(r.partition_key for r in tick()) == ["acme|ACME-1", "beta|BETA-1"]
+    nothing = {"tenants": [], "products": [], "catalog_imports": [], "inbox_files": 0, "media_requests": 0}
+    assert seen == {
+        "across": {"user": "automat_pipeline"} | nothing,
+        "acme": {"user": "automat_pipeline", "tenants": ["acme"], "products": ["ACME-1"]}
+        | {"catalog_imports": ["acme-list.xlsx"], "inbox_files": 1, "media_requests": 0},
+        "beta": {"user": "automat_pipeline", "tenants": ["beta"], "products": ["BETA-1"]}
+        | {"catalog_imports": ["beta-list.xlsx"], "inbox_files": 1, "media_requests": 0},
+    }
+    with session(env["AUTOMAT_DATABASE_URL"]) as s:  # what the tick wrote, each row its tenant's
+        assert s.scalar(text("SELECT count(*) FROM inbox_files")) == 2
+        join = "media_requests r JOIN products p ON (p.id, p.tenant_id) = (r.product_id, r.tenant_id)"
+        assert s.scalar(text(f"SELECT count(*) FROM {join}")) == 2
 
 
 def test_a_step_file_uploaded_under_a_german_name_meets_the_product_list_that_names_it(api, tick, catalogue):

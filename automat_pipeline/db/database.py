@@ -53,6 +53,30 @@ def session(url: str, pool_size: int = 5) -> Session:
     return sessionmaker(engine(url, pool_size), expire_on_commit=False)()
 
 
+def scope(s: Session, tenant: str | None) -> None:
+    """Restrict the rest of the transaction to ``tenant``'s rows (a slug; none for an unknown one, and
+    for None until ``as_tenant`` names one): its id looked up as the owner, then the pipeline's role
+    taken, which the tenants' policies bind (migration 0020). What must cross tenants goes through the
+    security-definer functions granted to the role (migrations 0010, 0022)."""
+    s.execute(
+        text(
+            "SELECT set_config('app.current_tenant_id', "
+            "coalesce((SELECT id::text FROM tenants WHERE slug = :slug), ''), true)"
+        ),
+        {"slug": tenant},
+    )
+    s.execute(text(f"SET LOCAL ROLE {PIPELINE_ROLE}"))
+
+
+def as_tenant(s: Session, tenant_id: int | None) -> None:
+    """Under ``scope``: from here on the transaction sees ``tenant_id``'s rows only (None: no tenant's),
+    until the next call or until a savepoint opened before this one is rolled back."""
+    s.flush()  # what the session holds is written where it was made
+    s.execute(
+        text("SELECT set_config('app.current_tenant_id', :t, true)"), {"t": "" if tenant_id is None else str(tenant_id)}
+    )
+
+
 def migrate(url: str, revision: str = "head") -> None:
     """Bring the schema up to ``revision`` (the newest by default)."""
     _alembic(url, command.upgrade, revision)

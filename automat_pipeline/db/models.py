@@ -78,11 +78,12 @@ class ProductFile(Base):
 
 class InboxFile(Base):
     """What the upload sensor last saw of one inbox file (migration 0013): its stat fingerprint and
-    sha256, and the sensor tick in which its content last changed."""
+    sha256, and the sensor tick in which its content last changed; the inbox folder is its tenant's
+    (migration 0022: under row-level security)."""
 
     __tablename__ = "inbox_files"
 
-    folder: Mapped[str] = mapped_column(String(64), primary_key=True)  # the tenant folder's name
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
     filename: Mapped[str] = mapped_column(String(255), primary_key=True)
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     mtime_ns: Mapped[int] = mapped_column(BigInteger)
@@ -98,6 +99,7 @@ class MediaRequest(Base):
     __tablename__ = "media_requests"
 
     product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))  # migration 0022
     media_key: Mapped[str] = mapped_column(String(64))
     tick: Mapped[int] = mapped_column(BigInteger, index=True)
 

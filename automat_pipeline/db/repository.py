@@ -116,13 +116,32 @@ def products_naming(session: Session, tenant_id: int, filenames: list[str]) -> l
     )
 
 
-def undispatched_imports(session: Session) -> list[CatalogImport]:
-    """Successful imports whose media runs are not requested yet, oldest first, locked for this tick. A
-    deactivated tenant's imports wait for its reactivation."""
+def tenants_by_slug(session: Session) -> dict[str, Row]:
+    """Every tenant's id, slug, name and state (``active``), by slug, through ``automat_tenants()``:
+    the pipeline's role reads no other tenant's row (migration 0022)."""
+    return {row.slug: row for row in session.execute(text("SELECT * FROM automat_tenants()"))}
+
+
+def undispatched_tenants(session: Session) -> list[int]:
+    """The active tenants with successful imports whose media runs are not requested yet, through
+    ``automat_undispatched_tenants()`` (migration 0022)."""
+    return list(session.scalars(text("SELECT automat_undispatched_tenants()")))
+
+
+def requested_tenants(session: Session, tick: int) -> list[int]:
+    """The tenants with media requests that sensor ticks after ``tick`` wrote, through
+    ``automat_requested_tenants()`` (migration 0022)."""
+    return list(session.scalars(text("SELECT automat_requested_tenants(:tick)"), {"tick": tick}))
+
+
+def undispatched_imports(session: Session, tenant_id: int) -> list[CatalogImport]:
+    """The tenant's successful imports whose media runs are not requested yet, oldest first, locked for
+    this tick. A deactivated tenant's imports wait for its reactivation."""
     return list(
         session.scalars(
             select(CatalogImport)
             .where(
+                CatalogImport.tenant_id == tenant_id,
                 CatalogImport.status == "ok",
                 ~CatalogImport.dispatched,
                 CatalogImport.tenant_id.in_(select(Tenant.id).where(Tenant.active)),
@@ -170,32 +189,35 @@ def media_inputs(session: Session, tenant: Tenant) -> str:
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
 
-def inbox_state(session: Session, folders: list[str]) -> dict[tuple[str, str], InboxFile]:
-    """What the upload sensor last saw of the files in these inbox folders, by (folder, file name)."""
-    found = session.scalars(select(InboxFile).where(any_of(InboxFile.folder, folders, String)))
-    return {(f.folder, f.filename): f for f in found}
+def inbox_state(session: Session, tenant_id: int) -> dict[str, InboxFile]:
+    """What the upload sensor last saw of the files in the tenant's inbox, by file name."""
+    return {f.filename: f for f in session.scalars(select(InboxFile).where(InboxFile.tenant_id == tenant_id))}
 
 
-def record_inbox(session: Session, rows: list[dict]) -> None:
-    """Upsert inbox file states (``InboxFile`` columns) in one statement: arrays, whatever their number."""
+def record_inbox(session: Session, tenant_id: int, rows: list[dict]) -> None:
+    """Upsert the tenant's inbox file states (``InboxFile`` columns) in one statement: arrays, whatever
+    their number."""
     if not rows:
         return
-    columns = ["folder", "filename", "size_bytes", "mtime_ns", "ctime_ns", "inode", "sha256", "changed_tick"]
-    types = ["text", "text", "bigint", "bigint", "bigint", "bigint", "text", "bigint"]
+    columns = ["filename", "size_bytes", "mtime_ns", "ctime_ns", "inode", "sha256", "changed_tick"]
+    types = ["text", "bigint", "bigint", "bigint", "bigint", "text", "bigint"]
+    arrays = ", ".join(f"CAST(:{c} AS {t}[])" for c, t in zip(columns, types, strict=True))
     session.execute(
         text(f"""
-        INSERT INTO inbox_files ({", ".join(columns)})
-        SELECT * FROM unnest({", ".join(f"CAST(:{c} AS {t}[])" for c, t in zip(columns, types, strict=True))})
-        ON CONFLICT (folder, filename) DO UPDATE SET
-            {", ".join(f"{c} = EXCLUDED.{c}" for c in columns[2:])}
+        INSERT INTO inbox_files (tenant_id, {", ".join(columns)})
+        SELECT :tenant_id, * FROM unnest({arrays})
+        ON CONFLICT (tenant_id, filename) DO UPDATE SET
+            {", ".join(f"{c} = EXCLUDED.{c}" for c in columns[1:])}
     """),
-        {c: [row[c] for row in rows] for c in columns},
+        {"tenant_id": tenant_id} | {c: [row[c] for row in rows] for c in columns},
     )
 
 
-def forget_inbox(session: Session, folder: str, filenames: list[str]) -> None:
+def forget_inbox(session: Session, tenant_id: int, filenames: list[str]) -> None:
     """Forget what the upload sensor saw of these files: the next tick sees them as new."""
-    session.execute(delete(InboxFile).where(InboxFile.folder == folder, any_of(InboxFile.filename, filenames, String)))
+    session.execute(
+        delete(InboxFile).where(InboxFile.tenant_id == tenant_id, any_of(InboxFile.filename, filenames, String))
+    )
 
 
 def next_sensor_tick(session: Session) -> int:
@@ -203,35 +225,40 @@ def next_sensor_tick(session: Session) -> int:
     return session.scalar(text("SELECT nextval('upload_sensor_ticks')"))
 
 
-def media_requested(session: Session, product_ids: list[int]) -> dict[int, MediaRequest]:
-    """The media chain last requested for each of these products (those that have one)."""
-    found = session.scalars(select(MediaRequest).where(any_of(MediaRequest.product_id, product_ids, Integer)))
+def media_requested(session: Session, tenant_id: int, product_ids: list[int]) -> dict[int, MediaRequest]:
+    """The media chain last requested for each of these products of the tenant (those that have one)."""
+    found = session.scalars(
+        select(MediaRequest).where(
+            MediaRequest.tenant_id == tenant_id, any_of(MediaRequest.product_id, product_ids, Integer)
+        )
+    )
     return {r.product_id: r for r in found}
 
 
-def media_requested_after(session: Session, tick: int) -> list[Row]:
-    """Products whose media requests ticks after ``tick`` wrote (``MEDIA_COLUMNS`` and ``tenant_id``)."""
+def media_requested_after(session: Session, tenant_id: int, tick: int) -> list[Row]:
+    """The tenant's products whose media requests ticks after ``tick`` wrote (``MEDIA_COLUMNS``)."""
     return list(
         session.execute(
-            select(*MEDIA_COLUMNS, Product.tenant_id)
+            select(*MEDIA_COLUMNS)
             .join(MediaRequest, MediaRequest.product_id == Product.id)
-            .where(MediaRequest.tick > tick, Product.active)
-            .order_by(Product.tenant_id, Product.key)
+            .where(MediaRequest.tenant_id == tenant_id, MediaRequest.tick > tick, Product.active)
+            .order_by(Product.key)
         )
     )
 
 
-def record_media_requests(session: Session, keys: dict[int, str], tick: int) -> None:
-    """Remember the media chain requested for each product id (its inputs' key), in one statement."""
+def record_media_requests(session: Session, tenant_id: int, keys: dict[int, str], tick: int) -> None:
+    """Remember the media chain requested for each of the tenant's product ids (its inputs' key), in one
+    statement."""
     if keys:
         session.execute(
             text("""
-            INSERT INTO media_requests (product_id, media_key, tick)
-            SELECT product_id, media_key, :tick FROM unnest(CAST(:ids AS integer[]), CAST(:keys AS text[]))
-                AS r (product_id, media_key)
+            INSERT INTO media_requests (tenant_id, product_id, media_key, tick)
+            SELECT :tenant_id, product_id, media_key, :tick
+                FROM unnest(CAST(:ids AS integer[]), CAST(:keys AS text[])) AS r (product_id, media_key)
             ON CONFLICT (product_id) DO UPDATE SET media_key = EXCLUDED.media_key, tick = EXCLUDED.tick
         """),
-            {"ids": list(keys), "keys": list(keys.values()), "tick": tick},
+            {"tenant_id": tenant_id, "ids": list(keys), "keys": list(keys.values()), "tick": tick},
         )
 
 
@@ -732,9 +759,10 @@ def max_run_retries(session: Session, slug: str) -> int | None:
 
 
 def render_limits(session: Session, default: int) -> dict[str, int]:
-    """Each tenant's ``max_concurrent_renders``; a missing or invalid setting means ``default``."""
+    """Each tenant's ``max_concurrent_renders``, through ``automat_render_limits()`` (migration 0022: the
+    run queue reads no tenant's rows); a missing or invalid setting means ``default``."""
     limits = {}
-    for slug, value in session.execute(select(Tenant.slug, Tenant.settings["max_concurrent_renders"])):
+    for slug, value in session.execute(text("SELECT slug, max_concurrent_renders FROM automat_render_limits()")):
         limits[slug] = value if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 64 else default
     return limits
 

@@ -21,12 +21,11 @@ from dagster import (
     PipesTempFileMessageReader,
     open_pipes_session,
 )
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from automat_pipeline import templates
 from automat_pipeline.blender import CHECK_SCRIPT, blender_command, render_args, run_blender
-from automat_pipeline.db.database import PIPELINE_ROLE, database_away, session
+from automat_pipeline.db.database import database_away, scope, session
 from automat_pipeline.keys import check_key_part, path_under
 from automat_pipeline.output_types import OutputType
 from automat_pipeline.settings import Settings
@@ -41,14 +40,18 @@ class Database(ConfigurableResource):
     url: str
 
     @contextmanager
-    def session(self, tenant: str | None = None) -> Iterator[Session]:
-        """One transaction: committed when the block ends, rolled back if it raises. With ``tenant`` (a
-        slug) it runs as the pipeline's role under row-level security and sees that tenant's rows only
-        (migration 0020): every step that works for one tenant's partition opens its sessions so."""
+    def session(self, tenant: str | None = None, owner: bool = False) -> Iterator[Session]:
+        """One transaction: committed when the block ends, rolled back if it raises. It runs as the
+        pipeline's role under row-level security (migrations 0020, 0022) and sees ``tenant``'s rows only
+        (a slug): every step that works for one tenant's partition opens its sessions so. Without a
+        tenant it sees no tenant's rows until ``as_tenant`` names one: a sensor working tenant by
+        tenant, which learns which tenants have work through the security-definer functions granted to
+        the role. ``owner``: as the tables' owner, whom no policy binds, for what must read every
+        tenant's users and notifications (``notify.digests``) or administer (the demo's tenant)."""
         s = session(self.url)
         try:
             with s.begin():
-                if tenant is not None:
+                if not owner:
                     scope(s, tenant)
                 yield s
         finally:
@@ -70,19 +73,6 @@ class Database(ConfigurableResource):
                 log.warning("the database went away (%s); trying again in %g s", str(error).splitlines()[0], pause)
                 time.sleep(pause)
                 pause = min(pause * 2, 15.0)
-
-
-def scope(s: Session, tenant: str) -> None:
-    """Restrict the transaction to ``tenant``'s rows (none for an unknown slug): its id looked up as
-    the owner, then the pipeline's role taken."""
-    s.execute(
-        text(
-            "SELECT set_config('app.current_tenant_id', "
-            "coalesce((SELECT id::text FROM tenants WHERE slug = :slug), ''), true)"
-        ),
-        {"slug": tenant},
-    )
-    s.execute(text(f"SET LOCAL ROLE {PIPELINE_ROLE}"))
 
 
 class MediaStore(ConfigurableResource):

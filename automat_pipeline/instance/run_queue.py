@@ -6,7 +6,9 @@ batch's partitions are one tenant's),
 automatic retries (``max_run_retries``; the instance retries lost workers only). Each tenant's
 limit on ``automat/renders`` comes from its settings (``max_concurrent_renders``), read from the
 domain database whenever the daemon dequeues, so a changed setting applies without a restart.
-The instance names this class in ``dagster.yaml``.
+Neither read has the owner's rights: both act as the pipeline's role under row-level security, a
+run's retry cap scoped to its tenant, the render limits through ``automat_render_limits()``
+(migration 0022). The instance names this class in ``dagster.yaml``.
 
 Where ``render_hosts`` are configured (production), a render run also gets ``automat/render-host``:
 the host with the fewest unfinished render runs, so the routing run launcher
@@ -90,10 +92,11 @@ class TenantRunCoordinator(QueuedRunCoordinator):
         """The tenant's cap on automatic retries (its ``max_run_retries``); None: the instance's
         ``run_retries.max_retries`` applies (the tenant is unknown, or the database does not answer)."""
         from automat_pipeline.db import repository
-        from automat_pipeline.db.database import session
+        from automat_pipeline.db.database import scope, session
 
         try:
-            with session(self.database_url) as s:
+            with session(self.database_url) as s, s.begin():
+                scope(s, tenant)  # the pipeline's role: the run's tenant's rows only
                 return repository.max_run_retries(s, tenant)
         except SQLAlchemyError as error:
             log.warning("tenant %s: retry cap unavailable (%s); the instance's applies", tenant, error)
@@ -105,11 +108,12 @@ class TenantRunCoordinator(QueuedRunCoordinator):
 
     def _render_limits(self) -> list[dict]:
         from automat_pipeline.db import repository
-        from automat_pipeline.db.database import session
+        from automat_pipeline.db.database import scope, session
 
         default = self.default_max_concurrent_renders
         try:
-            with session(self.database_url) as s:
+            with session(self.database_url) as s, s.begin():
+                scope(s, None)  # the pipeline's role, no tenant's rows: the limits come through a function
                 limits = repository.render_limits(s, default)
         except SQLAlchemyError as error:  # the queue goes on with the default for every tenant
             log.warning("tenant render limits unavailable (%s); using %d per tenant", error, default)

@@ -32,7 +32,7 @@ class DigestConfig(Config):
 @op
 def build_digests(context: OpExecutionContext, config: DigestConfig, database: Database) -> dict:
     """Gather what waits for the period's digests."""
-    with database.session() as session:
+    with database.session(owner=True) as session:  # every user's waiting notifications, and their addresses
         made = digests.build(session, config.period, datetime.fromisoformat(config.until))
     context.log.info(f"[notification_digests] {config.period} until {config.until}: {made}")
     return made

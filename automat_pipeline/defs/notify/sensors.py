@@ -15,7 +15,8 @@ which a 1,000-product upload outruns) and records, in one transaction:
 
 and ``alert.run_stalled`` for every run queued or running longer than ``AUTOMAT_ALERT_STALLED_MINUTES``.
 Every event's key comes from what it is about (an import, a run, a host and hour), so a tick seen
-twice writes nothing twice.
+twice writes nothing twice. Each run's events are written as the pipeline's role seeing the run's
+tenant's rows only (migration 0022), the staff alerts, which belong to no tenant, seeing none.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from automat_pipeline import tags
+from automat_pipeline.db import repository
+from automat_pipeline.db.database import as_tenant
 from automat_pipeline.db.models import CatalogImport, MediaAsset, ProductFile
 from automat_pipeline.db.repository import tenant_and_product
 from automat_pipeline.defs.orders.sensor import failure_of
@@ -72,8 +75,14 @@ def pipeline_events(context: SensorEvaluationContext, database: Database):
         ascending=True,
         limit=BATCH,
     )
+    written = 0
     with database.session() as session:
-        written = sum(len(run_events(context.instance, session, record)) for record in records)
+        known = repository.tenants_by_slug(session)
+        for record in records:  # each in a part of the transaction that sees its tenant's rows only
+            slug = tags.run_tenant(record.dagster_run.tags)
+            as_tenant(session, known[slug].id if slug in known else None)
+            written += len(run_events(context.instance, session, record))
+        as_tenant(session, None)  # the staff alerts belong to no tenant
         written += len(stalled(context.instance, session, deployment_limits().alert_stalled_minutes))
     if records:
         context.update_cursor(str(max(r.update_timestamp.timestamp() for r in records)))

@@ -22,6 +22,7 @@ history). A lost worker or one its time limit stopped is reported once (``recove
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from datetime import UTC, datetime
 
 from dagster import (
@@ -45,9 +46,11 @@ from dagster._core.storage.tags import (
     WILL_RETRY_TAG,
 )
 from sqlalchemy import Row
+from sqlalchemy.orm import Session
 
 from automat_pipeline import tags
 from automat_pipeline.db import repository
+from automat_pipeline.db.database import as_tenant
 from automat_pipeline.db.models import OrderLine
 from automat_pipeline.defs.partitions import product_partitions
 from automat_pipeline.defs.resources import Database, MediaStore
@@ -157,14 +160,19 @@ def alert(session, run: DagsterRun, line: str) -> None:
     )
 
 
-def partitions_of(instance: DagsterInstance, run: DagsterRun, order: list[str] | None) -> tuple[list[str], list[str]]:
-    """The product partitions a run renders (its partition, or its range in ``order``, the products'
-    partitions in Dagster's order, read once per tick: the second value)."""
-    if tags.PARTITION in run.tags:
-        return [run.tags[tags.PARTITION]], order or []
-    order = order or instance.get_dynamic_partitions(product_partitions.name)
-    start, end = run.tags[ASSET_PARTITION_RANGE_START_TAG], run.tags[ASSET_PARTITION_RANGE_END_TAG]
-    return order[order.index(start) : order.index(end) + 1], order
+class Partitions:
+    """The product partitions a run renders: its partition, or its range in Dagster's order of the
+    products' partitions (read once, when a tick first meets a range)."""
+
+    def __init__(self, instance: DagsterInstance):
+        self.instance, self.order = instance, None
+
+    def of(self, run: DagsterRun) -> list[str]:
+        if tags.PARTITION in run.tags:
+            return [run.tags[tags.PARTITION]]
+        self.order = self.order or self.instance.get_dynamic_partitions(product_partitions.name)
+        start, end = run.tags[ASSET_PARTITION_RANGE_START_TAG], run.tags[ASSET_PARTITION_RANGE_END_TAG]
+        return self.order[self.order.index(start) : self.order.index(end) + 1]
 
 
 def line_values(record: RunRecord, outcome_: tuple, media: Row | None) -> dict:
@@ -194,45 +202,68 @@ def settle(
 ) -> tuple[int, list[str]]:
     """Record what ``records``' runs came to; how many order lines changed, and the recovery lines.
 
-    A run of an order's batch (``api.launcher.launch_batch``) first takes the lines of its products."""
+    A run of an order's batch (``api.launcher.launch_batch``) first takes the lines of its products.
+    Each tenant's runs are settled in a part of the transaction that sees that tenant's rows only (the
+    pipeline's role, migration 0022); a run over no known tenant's partition sees none (a recovery's
+    staff alert, which belongs to no tenant, is written all the same)."""
     runs = [r for r in records if r.dagster_run.status in STATES]
     outcomes = {r.dagster_run.run_id: outcome(instance, r.dagster_run) for r in runs}
-    ordered = [r for r in runs if {tags.ORDER, tags.ORDER_LINE} & r.dagster_run.tags.keys()]
-    changed, recoveries, finished, order = 0, [], [], None
+    by_tenant: dict[str | None, list[RunRecord]] = defaultdict(list)
+    for record in runs:
+        by_tenant[tags.run_tenant(record.dagster_run.tags)].append(record)
+    changed, recoveries, order = 0, [], Partitions(instance)
     with database.session() as session:
-        for record in runs:
-            run = record.dagster_run
-            state, error_class, reason = outcomes[run.run_id]
-            if state in ("failed", "cancelled"):
-                repository.settle_media(session, run.run_id, state, error_class, reason)
-                media.discard_partials(run.run_id)
-            if error_class in RECOVERED and (line := recovered(instance, run, error_class, reason)):
-                recoveries.append(line)
-                alert(session, run, line)
-        for record in ordered:
-            run = record.dagster_run
-            if run.parent_run_id:  # a retry takes over its parent's lines
-                parent = instance.get_run_by_id(run.parent_run_id)
-                failed = outcome(instance, parent)[1:] if parent else ("run_failed", "the retried run is gone")
-                repository.adopt_retry(session, run.parent_run_id, run.run_id, *failed)
-            elif BACKFILL_ID_TAG in run.tags and tags.ORDER_LINE not in run.tags:
-                partitions, order = partitions_of(instance, run, order)
-                repository.claim_batch_lines(session, run.tags[BACKFILL_ID_TAG], run.run_id, partitions)
-        run_ids = [r.dagster_run.run_id for r in ordered]
-        outputs = repository.runs_outputs(session, run_ids)
-        made = repository.media_outcomes(session, run_ids)
-        records_by_id = {r.dagster_run.run_id: r for r in ordered}
-        for line in repository.lines_of_runs(session, run_ids):
-            record = records_by_id[line.run_id]
-            batch = tags.ORDER_LINE not in record.dagster_run.tags
-            own = made.get((line.run_id, line.product_id, line.output_type)) if batch else None
-            values = line_values(record, outcomes[line.run_id], own)
-            if values["state"] not in ("running", "queued"):
-                values["outputs"] = [o for o in outputs[line.run_id] if o["product_id"] == line.product_id]
-            if repository.record_line_outcome(session, line.id, line.run_id, **values):
-                changed += 1
-                finished += [line.id] if values["state"] not in ("running", "queued") else []
-        events.lines_settled(session, OrderLine.id.in_(finished))  # their events, and finished orders' summaries
+        known = repository.tenants_by_slug(session)
+        for slug, mine in by_tenant.items():
+            as_tenant(session, known[slug].id if slug in known else None)
+            lines_changed, recovered_here = _settle(instance, session, media, mine, outcomes, order)
+            changed, recoveries = changed + lines_changed, recoveries + recovered_here
+    return changed, recoveries
+
+
+def _settle(
+    instance: DagsterInstance,
+    session: Session,
+    media: MediaStore,
+    runs: list[RunRecord],
+    outcomes: dict,
+    partitions: Partitions,
+) -> tuple[int, list[str]]:
+    """``settle`` for one tenant's runs."""
+    ordered = [r for r in runs if {tags.ORDER, tags.ORDER_LINE} & r.dagster_run.tags.keys()]
+    changed, recoveries, finished = 0, [], []
+    for record in runs:
+        run = record.dagster_run
+        state, error_class, reason = outcomes[run.run_id]
+        if state in ("failed", "cancelled"):
+            repository.settle_media(session, run.run_id, state, error_class, reason)
+            media.discard_partials(run.run_id)
+        if error_class in RECOVERED and (line := recovered(instance, run, error_class, reason)):
+            recoveries.append(line)
+            alert(session, run, line)
+    for record in ordered:
+        run = record.dagster_run
+        if run.parent_run_id:  # a retry takes over its parent's lines
+            parent = instance.get_run_by_id(run.parent_run_id)
+            failed = outcome(instance, parent)[1:] if parent else ("run_failed", "the retried run is gone")
+            repository.adopt_retry(session, run.parent_run_id, run.run_id, *failed)
+        elif BACKFILL_ID_TAG in run.tags and tags.ORDER_LINE not in run.tags:
+            repository.claim_batch_lines(session, run.tags[BACKFILL_ID_TAG], run.run_id, partitions.of(run))
+    run_ids = [r.dagster_run.run_id for r in ordered]
+    outputs = repository.runs_outputs(session, run_ids)
+    made = repository.media_outcomes(session, run_ids)
+    records_by_id = {r.dagster_run.run_id: r for r in ordered}
+    for line in repository.lines_of_runs(session, run_ids):
+        record = records_by_id[line.run_id]
+        batch = tags.ORDER_LINE not in record.dagster_run.tags
+        own = made.get((line.run_id, line.product_id, line.output_type)) if batch else None
+        values = line_values(record, outcomes[line.run_id], own)
+        if values["state"] not in ("running", "queued"):
+            values["outputs"] = [o for o in outputs[line.run_id] if o["product_id"] == line.product_id]
+        if repository.record_line_outcome(session, line.id, line.run_id, **values):
+            changed += 1
+            finished += [line.id] if values["state"] not in ("running", "queued") else []
+    events.lines_settled(session, OrderLine.id.in_(finished))  # their events, and finished orders' summaries
     return changed, recoveries
 
 
@@ -243,21 +274,19 @@ def settle_batches(instance: DagsterInstance, database: Database, media: MediaSt
     with database.session() as session:
         waiting = repository.waiting_batches(session)
     ended = 0
-    for batch_id, _tenant_id in waiting:
+    for batch_id, tenant_id in waiting:
         backfill = instance.get_backfill(batch_id)
         if backfill is not None and backfill.status in (BulkActionStatus.REQUESTED, BulkActionStatus.CANCELING):
             continue
         settle(instance, database, media, list(instance.get_run_records(RunsFilter(tags={BACKFILL_ID_TAG: batch_id}))))
-        status = backfill.status.value if backfill else "gone"
+        if backfill is not None and backfill.status == BulkActionStatus.CANCELED:
+            outcome_ = ("cancelled", "cancelled", f"backfill {batch_id} was cancelled in Dagster")
+        else:
+            status = backfill.status.value if backfill else "gone"
+            outcome_ = ("failed", "run_failed", f"backfill {batch_id} ended ({status}) without a run")
         with database.session() as session:
-            if backfill is not None and backfill.status == BulkActionStatus.CANCELED:
-                lines = repository.end_waiting(
-                    session, batch_id, "cancelled", "cancelled", f"backfill {batch_id} was cancelled in Dagster"
-                )
-            else:
-                lines = repository.end_waiting(
-                    session, batch_id, "failed", "run_failed", f"backfill {batch_id} ended ({status}) without a run"
-                )
+            as_tenant(session, tenant_id)
+            lines = repository.end_waiting(session, batch_id, *outcome_)
             events.lines_settled(session, OrderLine.id.in_(lines))
         ended += len(lines)
     return ended

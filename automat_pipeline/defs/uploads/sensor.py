@@ -20,10 +20,15 @@ Each tick
 6. continues batch runs whose step failed for some of their products, for the others, from the
    next step.
 
-One tenant's or one import's failure is logged (an import's also in ``catalog_imports``) and
-retried next tick; the others go on. The cursor names the last tick whose result Dagster stored,
-so what a lost tick (a crash, the evaluation time-out) wrote is taken up again. A product's own
-run key is ``<tenant>|<product>@<media key>``; a batch's names its range and a digest of its members'.
+Each tenant's part of a tick runs as the pipeline's role with that tenant set (row-level security,
+migration 0022), so a query that forgets its tenant filter sees that tenant's rows only; which
+tenants have work (whose inbox folder is whose, imports not dispatched, a lost tick's requests)
+comes from narrow security-definer functions. A tenant's part of a tick is rolled back if it fails,
+and one import's or its uploads' failure is logged (an import's also in ``catalog_imports``); all are
+retried next tick, and the others go on. The cursor names the last tick whose result Dagster
+stored, so what a lost tick (a crash, the evaluation time-out) wrote is taken up again. A
+product's own run key is ``<tenant>|<product>@<media key>``; a batch's names its range and a
+digest of its members'.
 """
 
 from __future__ import annotations
@@ -51,16 +56,16 @@ from dagster import (
     sensor,
 )
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
-from sqlalchemy import String, select
 from sqlalchemy.orm import Session
 
 from automat_pipeline.db import repository
+from automat_pipeline.db.database import as_tenant
 from automat_pipeline.db.models import Tenant
 from automat_pipeline.defs.jobs import MEDIA_STEPS, assets_after, import_catalog_job, product_media_job
 from automat_pipeline.defs.partitions import product_partitions, tenant_partitions
 from automat_pipeline.defs.resources import Database, MediaStore
 from automat_pipeline.inbox import Upload, scan, step_names
-from automat_pipeline.keys import KEY_PART, partition_key
+from automat_pipeline.keys import partition_key
 from automat_pipeline.notify import events
 from automat_pipeline.settings import Settings
 
@@ -100,51 +105,33 @@ def upload_sensor(context: SensorEvaluationContext, database: Database, media: M
     started = time.perf_counter()
     cursor = Cursor.parse(context.cursor)
     failures_checked = time.time()
-    uploads = scan(media.uploads_dir)
+    inboxes: dict[str, list[Upload]] = defaultdict(list)
+    for upload in scan(media.uploads_dir):
+        inboxes[upload.tenant].append(upload)
     requests: dict[str, RunRequest] = {}
-    with database.session() as session:
+    products: list[Media] = []
+    with database.session() as session:  # the pipeline's role: no tenant's rows but the one named
         tick = repository.next_sensor_tick(session)
-        tenants = _tenants(session, {u.tenant for u in uploads})
-        digests, new = _track(session, uploads, tenants, tick, cursor)
-        wanted = _Wanted(session, media, uploads, digests)
-        for slug in sorted({u.tenant for u in new}):
-            mine = [u for u in new if u.tenant == slug]
-            if not _active(tenants.get(slug)):
-                why = "is not a known tenant" if tenants.get(slug) is None else "is deactivated"
-                context.log.warning(f"[upload_sensor] {slug!r} {why}; {len(mine)} files wait")
-                continue
+        tenants = repository.tenants_by_slug(session)
+        for folder in sorted(set(inboxes) - set(tenants)):
+            context.log.warning(f"[upload_sensor] {folder!r} is not a known tenant; {len(inboxes[folder])} files wait")
+        busy = {tenants[folder].id for folder in inboxes if folder in tenants}
+        busy.update(repository.undispatched_tenants(session))
+        if cursor.tick is not None:  # requests of a tick whose result Dagster never stored
+            busy.update(repository.requested_tenants(session, cursor.tick))
+        for tenant in sorted((t for t in tenants.values() if t.id in busy), key=lambda t: t.slug):
+            as_tenant(session, tenant.id)
             try:
                 with session.begin_nested():  # one tenant's failure must not stop the others
-                    received = [(u.name, digests[u.path], u.kind) for u in mine]
-                    events.uploads_received(session, tenants[slug].id, received)
-                    mine = _taken(context, session, tenants[slug], mine, digests)
-                    request = _import_request(tenants[slug], mine, digests)
-                    steps = [u.path.name for u in mine if u.kind == "step"]
-                    wanted.add(tenants[slug], repository.products_naming(session, tenants[slug].id, steps), steps)
-            except Exception as error:  # logged, and retried: its files stay new until a tick takes them
-                context.log.error(f"[upload_sensor] {slug}: {type(error).__name__}: {error}; retried next tick")
-                repository.forget_inbox(session, slug, [u.name for u in mine])
+                    request, wanted = _tenant_tick(
+                        context, session, media, tenant.id, inboxes[tenant.slug], tick, cursor
+                    )
+            except Exception as error:  # rolled back, so retried next tick: its files are still new
+                context.log.error(f"[upload_sensor] {tenant.slug}: {type(error).__name__}: {error}; retried next tick")
                 continue
+            products += wanted
             if request:
                 requests[request.run_key] = request
-        for record in repository.undispatched_imports(session):
-            try:
-                with session.begin_nested():
-                    tenant = session.get(Tenant, record.tenant_id)
-                    wanted.add(tenant, repository.import_media_products(session, record))
-                    record.dispatched, record.dispatch_error = True, None
-            except Exception as error:  # stored with the import, and retried next tick
-                record.dispatch_error = f"{type(error).__name__}: {error}"
-                context.log.error(f"[upload_sensor] import {record.id}: {record.dispatch_error}; retried next tick")
-        if cursor.tick is not None:  # requests of a tick whose result Dagster never stored
-            lost = repository.media_requested_after(session, cursor.tick)
-            for tenant_id, rows in _by_tenant(lost).items():
-                try:
-                    with session.begin_nested():
-                        wanted.add(session.get(Tenant, tenant_id), rows, uncommitted=cursor.tick)
-                except Exception as error:
-                    context.log.error(f"[upload_sensor] tenant {tenant_id}: {type(error).__name__}: {error}")
-        products = wanted.requested(tick)
 
     order = context.instance.get_dynamic_partitions(product_partitions.name) if products else []
     new_partitions = sorted({m.partition for m in products} - set(order))
@@ -170,28 +157,61 @@ def upload_sensor(context: SensorEvaluationContext, database: Database, media: M
     )
 
 
-def _tenants(session: Session, folders: set[str]) -> dict[str, Tenant | None]:
-    """The tenant of each inbox folder; None for a folder no tenant owns (yet)."""
-    slugs = [f for f in folders if KEY_PART.fullmatch(f)]
-    found = {t.slug: t for t in session.scalars(select(Tenant).where(repository.any_of(Tenant.slug, slugs, String)))}
-    return {folder: found.get(folder) for folder in folders}
-
-
-def _active(tenant: Tenant | None) -> bool:
-    return tenant is not None and tenant.active
+def _tenant_tick(
+    context: SensorEvaluationContext,
+    session: Session,
+    media: MediaStore,
+    tenant_id: int,
+    uploads: list[Upload],
+    tick: int,
+    cursor: Cursor,
+) -> tuple[RunRequest | None, list[Media]]:
+    """One tenant's part of a tick, in a transaction that sees its rows only: its catalogue import
+    request, if new workbooks want one, and the products whose media chain it requests."""
+    tenant = session.get(Tenant, tenant_id)
+    digests, new = _track(session, tenant, uploads, tick, cursor)
+    wanted = _Wanted(session, media, tenant, uploads, digests)
+    request = None
+    if new and not tenant.active:
+        context.log.warning(f"[upload_sensor] {tenant.slug!r} is deactivated; {len(new)} files wait")
+    elif new:
+        try:
+            with session.begin_nested():  # its uploads' failure must not stop its imports
+                events.uploads_received(session, tenant.id, [(u.name, digests[u.path], u.kind) for u in new])
+                taken = _taken(context, session, tenant, new, digests)
+                steps = [u.path.name for u in taken if u.kind == "step"]
+                wanted.add(repository.products_naming(session, tenant.id, steps), steps)
+            request = _import_request(tenant, taken, digests)
+        except Exception as error:  # logged, and retried: its files stay new until a tick takes them
+            context.log.error(f"[upload_sensor] {tenant.slug}: {type(error).__name__}: {error}; retried next tick")
+            repository.forget_inbox(session, tenant.id, [u.name for u in new])
+    for record in repository.undispatched_imports(session, tenant.id):
+        try:
+            with session.begin_nested():
+                wanted.add(repository.import_media_products(session, record))
+                record.dispatched, record.dispatch_error = True, None
+        except Exception as error:  # stored with the import, and retried next tick
+            record.dispatch_error = f"{type(error).__name__}: {error}"
+            context.log.error(f"[upload_sensor] import {record.id}: {record.dispatch_error}; retried next tick")
+    if cursor.tick is not None and (lost := repository.media_requested_after(session, tenant.id, cursor.tick)):
+        try:
+            with session.begin_nested():
+                wanted.add(lost, uncommitted=cursor.tick)
+        except Exception as error:
+            context.log.error(f"[upload_sensor] {tenant.slug}: {type(error).__name__}: {error}")
+    return request, wanted.requested(tick)
 
 
 def _track(
-    session: Session, uploads: list[Upload], tenants: dict[str, Tenant | None], tick: int, cursor: Cursor
+    session: Session, tenant: Tenant, uploads: list[Upload], tick: int, cursor: Cursor
 ) -> tuple[dict[Path, str], list[Upload]]:
     """Every upload's sha256, and the uploads whose content is new to the sensor: changed since a tick
     saw it, or changed in a tick whose result was lost. Only files whose stat fingerprint moved are read.
-    Files of a tenant that does not exist yet or is deactivated are not recorded: they stay new until it
-    exists or is reactivated."""
-    state = repository.inbox_state(session, sorted(tenants))
+    Files of a deactivated tenant are not recorded: they stay new until it is reactivated."""
+    state = repository.inbox_state(session, tenant.id)
     digests, new, rows = {}, [], []
     for upload in uploads:
-        seen = state.get((upload.tenant, upload.name))
+        seen = state.get(upload.name)
         if seen is not None and (seen.size_bytes, seen.mtime_ns, seen.ctime_ns, seen.inode) == upload.fingerprint:
             digests[upload.path] = seen.sha256
             if cursor.tick is not None and seen.changed_tick > cursor.tick:
@@ -204,11 +224,10 @@ def _track(
         changed = seen is None or seen.sha256 != digest
         if changed or (cursor.tick is not None and seen.changed_tick > cursor.tick):
             new.append(upload)
-        if _active(tenants.get(upload.tenant)):
+        if tenant.active:
             size, mtime, ctime, inode = upload.fingerprint
             rows.append(
                 {
-                    "folder": upload.tenant,
                     "filename": upload.name,
                     "size_bytes": size,
                     "mtime_ns": mtime,
@@ -218,7 +237,7 @@ def _track(
                     "changed_tick": tick if changed else seen.changed_tick,
                 }
             )
-    repository.record_inbox(session, rows)
+    repository.record_inbox(session, tenant.id, rows)
     return digests, new
 
 
@@ -255,31 +274,29 @@ def _import_request(tenant: Tenant, new: list[Upload], digests: dict[Path, str])
 
 
 class _Wanted:
-    """Products whose media chain a tick wants, with their STEP file's content and their inputs' key."""
+    """A tenant's products whose media chain a tick wants, with their STEP file's content and their inputs' key."""
 
-    def __init__(self, session: Session, media: MediaStore, uploads: list[Upload], digests: dict[Path, str]):
-        self.session, self.media, self.digests = session, media, digests
-        self.inbox: dict[str, set[str]] = defaultdict(set)
-        for upload in uploads:
-            if upload.kind == "step" and upload.refusal() is None:
-                self.inbox[upload.tenant].add(upload.path.name)
-        self.inputs: dict[int, str] = {}
+    def __init__(self, session: Session, media: MediaStore, tenant: Tenant, uploads: list[Upload], digests):
+        self.session, self.media, self.tenant, self.digests = session, media, tenant, digests
+        self.inbox = {u.path.name for u in uploads if u.kind == "step" and u.refusal() is None}
+        self.inputs: str | None = None
         self.found: dict[int, tuple[Media, int | None]] = {}
 
-    def add(self, tenant: Tenant, products, only: list[str] | None = None, uncommitted: int | None = None) -> None:
+    def add(self, products, only: list[str] | None = None, uncommitted: int | None = None) -> None:
         """Want ``products`` (rows with ``repository.MEDIA_COLUMNS``) whose STEP file is in the inbox
         (and is one of ``only``, if given); ``uncommitted``: request them even with the same inputs."""
-        if tenant.id not in self.inputs:
-            self.inputs[tenant.id] = repository.media_inputs(self.session, tenant)
-        present, only = self.inbox[tenant.slug], set(only) if only is not None else None
+        tenant = self.tenant
+        if self.inputs is None:
+            self.inputs = repository.media_inputs(self.session, tenant)
+        only = set(only) if only is not None else None
         found = {}
         for product in products:
-            name = next((n for n in step_names(product) if n in present), None)
+            name = next((n for n in step_names(product) if n in self.inbox), None)
             if name is None or (only is not None and name not in only):
                 continue
             content = self.digests[self.media.inbox(tenant.slug) / name]
             materials = json.dumps(product.materials or {}, sort_keys=True)
-            inputs = hashlib.sha256((self.inputs[tenant.id] + materials).encode()).hexdigest()
+            inputs = hashlib.sha256((self.inputs + materials).encode()).hexdigest()
             partition = partition_key(tenant.slug, product.key)
             found[product.id] = (
                 Media(tenant.slug, product.id, partition, f"{content[:16]}-{inputs[:16]}"),
@@ -290,7 +307,9 @@ class _Wanted:
     def requested(self, tick: int) -> list[Media]:
         """The wanted products whose inputs differ from those last requested (or whose request a lost
         tick made), remembered as requested by ``tick``."""
-        before = repository.media_requested(self.session, list(self.found))
+        if not self.found:
+            return []
+        before = repository.media_requested(self.session, self.tenant.id, list(self.found))
         wanted = [
             media
             for media, uncommitted in self.found.values()
@@ -298,15 +317,9 @@ class _Wanted:
             or last.media_key != media.media_key
             or (uncommitted is not None and last.tick > uncommitted)
         ]
-        repository.record_media_requests(self.session, {m.product_id: m.media_key for m in wanted}, tick)
+        keys = {m.product_id: m.media_key for m in wanted}
+        repository.record_media_requests(self.session, self.tenant.id, keys, tick)
         return wanted
-
-
-def _by_tenant(rows) -> dict[int, list]:
-    grouped = defaultdict(list)
-    for row in rows:
-        grouped[row.tenant_id].append(row)
-    return grouped
 
 
 def ranges(order: list[str], wanted: set[str], size: int = BATCH) -> list[list[str]]:
