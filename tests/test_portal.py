@@ -293,7 +293,9 @@ def test_an_expired_token_is_refreshed_and_a_deactivated_user_is_sent_to_login(p
     )
     page.reload()
     page.get_by_role("link", name="Orders").click()
-    expect(page.get_by_role("heading", level=1)).to_have_text("My orders")  # 401, refreshed, answered
+    expect(page.get_by_role("heading", level=1)).to_have_text("My orders")
+    # the heading shows before the list's request comes back: 401, refreshed, answered
+    page.wait_for_function("f => JSON.parse(sessionStorage.getItem('automat.session')).access !== f", arg=forged)
     after = page.evaluate("JSON.parse(sessionStorage.getItem('automat.session'))")
     assert after["refresh"] != before["refresh"] and after["access"] != forged
     with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():
