@@ -172,6 +172,13 @@ def test_the_board_filters_pages_and_counts(api, world):
     assert mine[0]["number"].startswith("ORD-20") and len({o["number"] for o in mine}) == 3
 
 
+def test_a_global_admin_naming_a_tenant_that_does_not_exist_gets_404(api, world):
+    ga = login(api, "ga@acme.example")
+    refused = api.get("/orders", headers=ga | {"X-Tenant-Id": "99999"})
+    assert (refused.status_code, refused.json()["detail"]) == (404, "no tenant 99999")
+    assert api.get("/orders", headers=ga | {"X-Tenant-Id": str(world["tenants"]["acme"])}).status_code == 200
+
+
 def test_order_numbers_stay_unique_under_concurrent_orders(live, world):
     token = httpx.post(f"{live}/auth/login", json={"email": "client@acme.example", "password": PASSWORD}).json()
     headers = {"Authorization": f"Bearer {token['access_token']}"}
