@@ -42,6 +42,8 @@ LINE_COLUMNS = (
     "seconds",
     "outputs",
 )
+# what summary() reads of an order: the board selects these columns alone
+SUMMARY_COLUMNS = ("id", "number", "status", "workflow", "created_by", "created_at", "submitted_at")
 RUN_STATES = {  # Dagster's run status → a line's state
     "QUEUED": "queued",
     "NOT_STARTED": "queued",
@@ -300,10 +302,7 @@ def board(
     )
     lines = select(func.jsonb_object_agg(by_state.c.state, by_state.c.n)).scalar_subquery()
     page = tx.execute(
-        select(
-            *(Order.id, Order.number, Order.status, Order.workflow, Order.created_by),
-            *(Order.created_at, Order.submitted_at, lines.label("lines")),
-        )
+        select(*(getattr(Order, c) for c in SUMMARY_COLUMNS), lines.label("lines"))
         .where(*filters)
         .order_by(Order.id.desc())
         .limit(limit + 1)
