@@ -686,6 +686,7 @@ def bench_api(
     from automat_pipeline.db.database import engine
     from automat_pipeline.embedded import prepare
 
+    load_at_start = os.getloadavg()  # the others' load: the seed below adds its own
     home = out / "api-home"
     for key in [k for k in os.environ if k.startswith("AUTOMAT_")]:
         del os.environ[key]
@@ -712,7 +713,7 @@ def bench_api(
     )
     base = f"http://127.0.0.1:{port}"
 
-    runs = {}
+    runs, loads = {}, {}
     try:
         for _ in range(120):
             try:
@@ -725,13 +726,14 @@ def bench_api(
         ).json()["access_token"]
         for arrivals, lockstep in (("independent", False), ("lockstep", True)):
             latencies: dict[str, list[float]] = {}
+            before = os.getloadavg()
             with ProcessPoolExecutor(client_processes) as pool:
                 shares = [list(range(clients))[k::client_processes] for k in range(client_processes)]
                 arguments = [(port, token, share, products, seconds, think, lockstep) for share in shares]
                 for part in pool.map(api_clients, *zip(*arguments, strict=True)):
                     for name, values in part.items():
                         latencies.setdefault(name, []).extend(values)
-            runs[arrivals] = latencies
+            runs[arrivals], loads[arrivals] = latencies, (before, os.getloadavg())
     finally:
         api.terminate()
         api.wait(timeout=30)
@@ -746,6 +748,7 @@ def bench_api(
             "client_processes": client_processes,
             "seconds": seconds,
             "seed_seconds": round(seed_seconds, 1),
+            "load_average_at_start": [round(x, 2) for x in load_at_start],
         },
     )
     for arrivals, latencies in runs.items():
@@ -769,6 +772,8 @@ def bench_api(
             "media_browser_p99_ms": percentile(browse, 0.99),
             "submit_order_p50_ms": percentile(latencies["submit order"], 0.5),
             "submit_order_p95_ms": percentile(latencies["submit order"], 0.95),
+            "load_average_before": [round(x, 2) for x in loads[arrivals][0]],
+            "load_average_after": [round(x, 2) for x in loads[arrivals][1]],
         }
     print(f"Orders API, {clients} clients ({think} s mean think time) for {seconds:g} s each way, over loopback")
     table(rows, ["arrivals", "request", "count", "p50_ms", "p95_ms", "p99_ms"])
@@ -884,6 +889,7 @@ def bench_orders(
     from automat_pipeline.db.database import engine
     from automat_pipeline.embedded import prepare
 
+    load_at_start = os.getloadavg()  # the others' load: the seed below adds its own
     for key in [k for k in os.environ if k.startswith("AUTOMAT_")]:
         del os.environ[key]
     prepare(Settings(home=out / "orders-home"))
@@ -971,6 +977,7 @@ def bench_orders(
         "document_p95_ms": percentile(latencies["job document"], 0.95),
         "bare_sql_board_p50_ms": percentile(bare["board newest (SQL)"], 0.5),
         "bare_sql_document_p50_ms": percentile(bare["job document (SQL)"], 0.5),
+        "load_average_at_start": [round(x, 2) for x in load_at_start],
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in load_after],
         "goal": "order board and job document p95 <= 50 ms",
