@@ -686,6 +686,7 @@ def bench_api(
     from automat_pipeline.db.database import engine
     from automat_pipeline.embedded import prepare
 
+    load_at_start = os.getloadavg()  # the others' load: the seed below adds its own
     home = out / "api-home"
     for key in [k for k in os.environ if k.startswith("AUTOMAT_")]:
         del os.environ[key]
@@ -712,7 +713,7 @@ def bench_api(
     )
     base = f"http://127.0.0.1:{port}"
 
-    runs = {}
+    runs, loads = {}, {}
     try:
         for _ in range(120):
             try:
@@ -725,13 +726,14 @@ def bench_api(
         ).json()["access_token"]
         for arrivals, lockstep in (("independent", False), ("lockstep", True)):
             latencies: dict[str, list[float]] = {}
+            before = os.getloadavg()
             with ProcessPoolExecutor(client_processes) as pool:
                 shares = [list(range(clients))[k::client_processes] for k in range(client_processes)]
                 arguments = [(port, token, share, products, seconds, think, lockstep) for share in shares]
                 for part in pool.map(api_clients, *zip(*arguments, strict=True)):
                     for name, values in part.items():
                         latencies.setdefault(name, []).extend(values)
-            runs[arrivals] = latencies
+            runs[arrivals], loads[arrivals] = latencies, (before, os.getloadavg())
     finally:
         api.terminate()
         api.wait(timeout=30)
@@ -746,6 +748,7 @@ def bench_api(
             "client_processes": client_processes,
             "seconds": seconds,
             "seed_seconds": round(seed_seconds, 1),
+            "load_average_at_start": [round(x, 2) for x in load_at_start],
         },
     )
     for arrivals, latencies in runs.items():
@@ -769,6 +772,8 @@ def bench_api(
             "media_browser_p99_ms": percentile(browse, 0.99),
             "submit_order_p50_ms": percentile(latencies["submit order"], 0.5),
             "submit_order_p95_ms": percentile(latencies["submit order"], 0.95),
+            "load_average_before": [round(x, 2) for x in loads[arrivals][0]],
+            "load_average_after": [round(x, 2) for x in loads[arrivals][1]],
         }
     print(f"Orders API, {clients} clients ({think} s mean think time) for {seconds:g} s each way, over loopback")
     table(rows, ["arrivals", "request", "count", "p50_ms", "p95_ms", "p99_ms"])
@@ -794,8 +799,12 @@ SELECT 1, o.id, p.n, 'still-web',
            [1 + (o.id + p.n) % 8],
        md5(o.id::text || p.n::text), 1 + (o.id + p.n) % 60, now() - make_interval(mins => o.id), '[]'
 FROM orders o CROSS JOIN generate_series(1, :lines_per_order) p(n);
-ANALYZE;
 """
+BARE_BOARD = """
+SELECT o.id, o.number, o.status, o.workflow, o.created_by, o.created_at, o.submitted_at,
+       (SELECT jsonb_object_agg(s.state, s.n) FROM (SELECT state, count(*) AS n FROM order_lines l
+        WHERE l.order_id = o.id AND l.tenant_id = 1 GROUP BY state) s)
+FROM orders o WHERE o.tenant_id = 1 ORDER BY o.id DESC LIMIT 51"""
 BOARD_QUERIES = {
     "board newest": {},
     "board submitted": {"status": "submitted"},
@@ -867,7 +876,9 @@ def bench_orders(
 ) -> None:
     """The order board and the job document over loopback with 10k orders and 1M lines in the tenant,
     50 independent clients; beside them, the same board and document queries as bare SQL, one at a
-    time, which is the database's share of each answer."""
+    time, which is the database's share of each answer. The tables are vacuumed after the seed, as
+    autovacuum keeps a tenant's (else it starts in the middle of the run); the load average before
+    and after the clients is in the summary (the machine is shared)."""
     import socket
     from concurrent.futures import ProcessPoolExecutor
 
@@ -878,6 +889,7 @@ def bench_orders(
     from automat_pipeline.db.database import engine
     from automat_pipeline.embedded import prepare
 
+    load_at_start = os.getloadavg()  # the others' load: the seed below adds its own
     for key in [k for k in os.environ if k.startswith("AUTOMAT_")]:
         del os.environ[key]
     prepare(Settings(home=out / "orders-home"))
@@ -894,24 +906,15 @@ def bench_orders(
             ),
             {"h": hash_password("bench password")},
         )
+    with engine(url).connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE"))
     seed_seconds = time.perf_counter() - started
     bare = {"board newest (SQL)": [], "job document (SQL)": []}
     with engine(url).connect() as conn:
         for n in range(200):
             began = time.perf_counter()
-            ids = (
-                conn.execute(text("SELECT id FROM orders WHERE tenant_id = 1 ORDER BY id DESC LIMIT 51"))
-                .scalars()
-                .all()
-            )
-            conn.execute(
-                text(
-                    "SELECT order_id, state, count(*) FROM order_lines WHERE tenant_id = 1 AND order_id = ANY(:i) "
-                    "GROUP BY 1, 2"
-                ),
-                {"i": ids},
-            ).all()
             conn.execute(text("SELECT status, count(*) FROM orders WHERE tenant_id = 1 GROUP BY 1")).all()
+            conn.execute(text(BARE_BOARD)).all()
             bare["board newest (SQL)"].append(time.perf_counter() - began)
             began = time.perf_counter()
             conn.execute(
@@ -938,12 +941,14 @@ def bench_orders(
             f"{base}/auth/login", json={"email": "pm@acme.example", "password": "bench password"}
         ).json()["access_token"]
         latencies: dict[str, list[float]] = {}
+        load_before = os.getloadavg()
         with ProcessPoolExecutor(client_processes) as pool:
             shares = [list(range(clients))[k::client_processes] for k in range(client_processes)]
             arguments = [(port, token, share, orders, seconds, think) for share in shares]
             for part in pool.map(order_clients, *zip(*arguments, strict=True)):
                 for name, values in part.items():
                     latencies.setdefault(name, []).extend(values)
+        load_after = os.getloadavg()
     finally:
         api.terminate()
         api.wait(timeout=30)
@@ -972,6 +977,9 @@ def bench_orders(
         "document_p95_ms": percentile(latencies["job document"], 0.95),
         "bare_sql_board_p50_ms": percentile(bare["board newest (SQL)"], 0.5),
         "bare_sql_document_p50_ms": percentile(bare["job document (SQL)"], 0.5),
+        "load_average_at_start": [round(x, 2) for x in load_at_start],
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in load_after],
         "goal": "order board and job document p95 <= 50 ms",
     }
     table(rows, ["request", "count", "p50_ms", "p95_ms", "p99_ms"])

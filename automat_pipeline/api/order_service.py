@@ -10,8 +10,9 @@ sensor's last look, in one batched query.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
@@ -41,6 +42,8 @@ LINE_COLUMNS = (
     "seconds",
     "outputs",
 )
+# what summary() reads of an order: the board selects these columns alone
+SUMMARY_COLUMNS = ("id", "number", "status", "workflow", "created_by", "created_at", "submitted_at")
 RUN_STATES = {  # Dagster's run status → a line's state
     "QUEUED": "queued",
     "NOT_STARTED": "queued",
@@ -141,16 +144,16 @@ class OrderOut(OrderSummary):
     lines: list[LineOut] = Field(description="Its lines: the render job document.")
 
 
-def counts(states: list[str]) -> Counts:
-    tally = Counter(states)
+def counts(by_state: Mapping[str, int]) -> Counts:
+    """An order's lines by state, from the number of lines in each state."""
     return Counts(
-        total=len(states),
-        pending=tally["pending"],
-        queued=tally["queued"],
-        running=tally["running"],
-        succeeded=tally["completed"],
-        failed=tally["failed"],
-        cancelled=tally["cancelled"],
+        total=sum(by_state.values()),
+        pending=by_state.get("pending", 0),
+        queued=by_state.get("queued", 0),
+        running=by_state.get("running", 0),
+        succeeded=by_state.get("completed", 0),
+        failed=by_state.get("failed", 0),
+        cancelled=by_state.get("cancelled", 0),
     )
 
 
@@ -168,8 +171,8 @@ def order_state(status: str, tally: Counts) -> str:
     return "failed" if tally.failed else "cancelled"
 
 
-def summary(order: Order, states: list[str]) -> OrderSummary:
-    tally = counts(states)
+def summary(order, tally: Counts) -> OrderSummary:
+    """``order``: an ``Order`` or a row with its columns."""
     return OrderSummary(
         id=order.id,
         number=order.number,
@@ -233,7 +236,7 @@ def document(tx: Session, order: Order, dagster: DagsterClient) -> OrderOut:
         )
     history = tx.scalars(select(OrderHistory).where(OrderHistory.order_id == order.id).order_by(OrderHistory.id))
     return OrderOut(
-        **summary(order, [line.state for line in out]).model_dump(),
+        **summary(order, counts(Counter(line.state for line in out))).model_dump(),
         reject_reason=order.reject_reason,
         rejected_at=order.rejected_at,
         history=[
@@ -277,30 +280,33 @@ def board(
     limit: int,
 ) -> tuple[list[OrderSummary], int | None, dict[str, int]]:
     """A page of the tenant's orders (newest first, keyset by id), the next cursor, and the number of
-    orders per status under the same filters but the status one."""
-    base = select(Order).where(Order.tenant_id == tenant_id)
+    orders per status under the same filters but the status one. Two statements: the counts, and the
+    page with each of its orders' lines counted by state (only the page's orders are counted)."""
+    filters = [Order.tenant_id == tenant_id]
     if created_by is not None:
-        base = base.where(Order.created_by == created_by)
+        filters.append(Order.created_by == created_by)
     if number:
-        base = base.where(Order.number == number)
-    per_status = _status_counts(tx, base)
-    page = base.where(Order.status.in_(statuses)) if statuses else base
+        filters.append(Order.number == number)
+    per_status = {status: 0 for status in get_args(OrderStatus)}
+    per_status |= dict(tx.execute(select(Order.status, func.count()).where(*filters).group_by(Order.status)).all())
+    if statuses:
+        filters.append(Order.status.in_(statuses))
     if cursor is not None:
-        page = page.where(Order.id < cursor)
-    orders = list(tx.scalars(page.order_by(Order.id.desc()).limit(limit + 1)))
-    more, orders = len(orders) > limit, orders[:limit]
-    states: dict[int, list[str]] = {o.id: [] for o in orders}
-    if orders:
-        for order_id, state, n in tx.execute(
-            select(OrderLine.order_id, OrderLine.state, func.count())
-            .where(OrderLine.tenant_id == tenant_id, OrderLine.order_id.in_(states))
-            .group_by(OrderLine.order_id, OrderLine.state)
-        ):
-            states[order_id] += [state] * n
-    return [summary(o, states[o.id]) for o in orders], orders[-1].id if more else None, per_status
-
-
-def _status_counts(tx: Session, base) -> dict[str, int]:
-    filtered = base.subquery()
-    rows = tx.execute(select(filtered.c.status, func.count()).group_by(filtered.c.status))
-    return {status: 0 for status in ("draft", "submitted", "cancelled", "rejected")} | dict(rows.all())
+        filters.append(Order.id < cursor)
+    by_state = (
+        select(OrderLine.state, func.count().label("n"))
+        .where(OrderLine.order_id == Order.id, OrderLine.tenant_id == tenant_id)
+        .group_by(OrderLine.state)
+        .correlate(Order)
+        .subquery()
+    )
+    lines = select(func.jsonb_object_agg(by_state.c.state, by_state.c.n)).scalar_subquery()
+    page = tx.execute(
+        select(*(getattr(Order, c) for c in SUMMARY_COLUMNS), lines.label("lines"))
+        .where(*filters)
+        .order_by(Order.id.desc())
+        .limit(limit + 1)
+    ).all()
+    more, page = len(page) > limit, page[:limit]
+    items = [summary(order, counts(order.lines or {})) for order in page]
+    return items, page[-1].id if more else None, per_status

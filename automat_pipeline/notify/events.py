@@ -252,7 +252,7 @@ def summary_event(session: Session, order: Order) -> dict:
     by_class: dict[str, int] = {}
     for line in failed:
         by_class[line.error_class or "unknown"] = by_class.get(line.error_class or "unknown", 0) + 1
-    tally = counts([state for state, n in states.items() for _ in range(n)])
+    tally = counts(states)
     submitted = order.submitted_at.timestamp() if order.submitted_at else 0.0
     return {
         "tenant_id": order.tenant_id,

@@ -61,18 +61,6 @@ class Board(BaseModel):
     counts: dict[str, int] = Field(description="Orders per status under the same filters (but the status one).")
 
 
-def _order(tx: Session, who: Caller, order_id: int) -> Order:
-    """The order if the caller may see it: their own, or any of the tenant's with view_all_orders."""
-    who.require(Permission.own_orders)
-    query = select(Order).where(Order.id == order_id, Order.tenant_id == who.tenant())
-    if not who.can(Permission.view_all_orders):
-        query = query.where(Order.created_by == who.user_id)
-    order = tx.scalar(query.with_for_update())
-    if order is None:
-        raise HTTPException(404, f"no order {order_id}")
-    return order
-
-
 def dagster(request: Request) -> DagsterClient:
     return request.app.state.dagster
 
@@ -128,7 +116,7 @@ def order_board(
 def get_order(order_id: Id, request: Request, who: Who, tx: Tx) -> OrderOut:
     """The render job document: every line's state, progress, failure, steps and outputs, and the
     order's history."""
-    return document(tx, _order(tx, who, order_id), dagster(request))
+    return document(tx, _order(tx, who, order_id, lock=False), dagster(request))
 
 
 @router.post(
@@ -283,7 +271,7 @@ def download(order_id: Id, request: Request, who: Who, tx: Tx):
     """Every completed line's files in one ZIP, named by product and output type
     (``<PIM-ID key>/<output type>-<step>.<ext>``); a file a later render replaced is left out and
     named in ``MISSING.txt``."""
-    order = _order(tx, who, order_id)
+    order = _order(tx, who, order_id, lock=False)
     lines = tx.scalars(select(OrderLine).where(OrderLine.order_id == order.id, OrderLine.state == "completed"))
     keys = dict(tx.execute(select(Product.id, Product.key).where(Product.tenant_id == order.tenant_id)).all())
     files, missing = [], []
@@ -306,13 +294,14 @@ def download(order_id: Id, request: Request, who: Who, tx: Tx):
     )
 
 
-def _order(tx: Session, who: Caller, order_id: int) -> Order:
-    """The order if the caller may see it: their own, or any of the tenant's with view_all_orders."""
+def _order(tx: Session, who: Caller, order_id: int, lock: bool = True) -> Order:
+    """The order if the caller may see it: their own, or any of the tenant's with view_all_orders;
+    locked against concurrent changes unless ``lock`` is False (a request that only reads it)."""
     who.require(Permission.own_orders)
     query = select(Order).where(Order.id == order_id, Order.tenant_id == who.tenant())
     if not who.can(Permission.view_all_orders):
         query = query.where(Order.created_by == who.user_id)
-    order = tx.scalar(query.with_for_update())
+    order = tx.scalar(query.with_for_update() if lock else query)
     if order is None:
         raise HTTPException(404, f"no order {order_id}")
     return order
