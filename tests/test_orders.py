@@ -99,11 +99,9 @@ def test_the_document_gives_each_failure_its_class_and_the_order_its_counts(api,
     failed = next(line for line in document["lines"] if line["id"] == second)
     assert (failed["error_class"], failed["reason"]) == ("timeout", "Blender did not finish in 300 s")
     with session(env["AUTOMAT_DATABASE_URL"]) as s:  # every failed line of the tenant: one indexed query
-        plan = "\n".join(
-            s.execute(text("EXPLAIN SELECT id FROM order_lines WHERE tenant_id = 1 AND state = 'failed'")).scalars()
-        )
-    indexed = any(f"using {index} " in plan for index in ("order_lines_tenant_state", "order_lines_tenant_order_state"))
-    assert indexed or "Seq Scan" in plan  # a tiny table may be scanned
+        indexes = s.execute(text("SELECT indexdef FROM pg_indexes WHERE tablename = 'order_lines'")).scalars().all()
+    # the index, not the plan: on a tiny table the planner may pick any index, or none
+    assert any(d.endswith("(tenant_id, state)") for d in indexes), indexes
 
 
 def test_a_line_that_can_never_launch_fails_and_the_others_go_on(api, world, env):
