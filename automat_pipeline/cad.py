@@ -15,6 +15,7 @@ geometry), so a file converts if it holds shape geometry and is refused as no_ge
 
 from __future__ import annotations
 
+import ctypes
 import json
 import math
 import multiprocessing
@@ -74,6 +75,8 @@ from automat_pipeline.tenant_settings import CadSettings
 # Names some writers give every product; we fall back to the file name instead.
 GENERIC_NAMES = re.compile(r"^(open[ _]cascade[ _]step[ _]translator.*|the product name|\(unsaved\)|)$", re.I)
 MAX_STEP_BYTES = 512 * 1024 * 1024
+# glibc's malloc settings for a conversion process (keep_freed_memory): parameter number, value
+KEPT_FREED_MEMORY = {"TRIM_THRESHOLD": (-1, 1 << 30), "MMAP_THRESHOLD": (-3, 32 << 20)}
 VIEWER_DEFAULT = Material("cad_default_grey", (0.6, 0.6, 0.6), 0.0, 0.5)
 
 
@@ -315,8 +318,22 @@ def start_isolation() -> multiprocessing.context.BaseContext:
     return context
 
 
+def keep_freed_memory() -> None:
+    """Have glibc keep the memory a conversion frees for its next allocations, instead of handing
+    it back to the kernel (and faulting it in again, page by page): OpenCascade's meshing threads
+    free and allocate without pause. Over the fixtures: a fifth fewer page faults, an eighth less
+    meshing time, 2-3% off the total. For a process that converts and exits, as ``convert_isolated``'s
+    child does."""
+    libc = ctypes.CDLL(None)
+    # The trim threshold keeps freed memory; setting it stops glibc raising its mmap threshold as it
+    # goes (large blocks would be mapped and unmapped each time), so that is fixed where it would end.
+    for parameter, value in KEPT_FREED_MEMORY.values():
+        libc.mallopt(parameter, value)
+
+
 def _child(send, memory_mb: int, name: str, *args) -> None:
     die_with(os.getppid())  # the forkserver, which dies with the run worker (forkserver_lifeline)
+    keep_freed_memory()
     backstop = (memory_mb * 4 + 4096) * 1024 * 1024  # only against runaway growth between two looks
     resource.setrlimit(resource.RLIMIT_AS, (backstop, backstop))
     try:

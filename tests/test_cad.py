@@ -1,5 +1,6 @@
 import math
 import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -219,6 +220,33 @@ def test_isolated_conversion_limits_time_and_memory(tmp_path):
     assert hungry.value.error_class == "out_of_memory"
     ok = convert_isolated(SCREW, tmp_path / "s.glb")
     assert ok.triangles == convert_step(SCREW, tmp_path / "s2.glb").triangles
+
+
+FREE_200_MB = """
+import ctypes, sys, psutil
+from automat_pipeline.cad import keep_freed_memory
+if sys.argv[1] == "keep":
+    keep_freed_memory()
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+blocks = [libc.malloc(1 << 20) for _ in range(200)]
+for block in blocks:
+    ctypes.memset(block, 1, 1 << 20)
+before = psutil.Process().memory_info().rss
+for block in blocks:
+    libc.free(ctypes.c_void_p(block))
+print(before - psutil.Process().memory_info().rss)
+"""
+
+
+def test_a_conversion_process_keeps_the_memory_it_frees():
+    """What a conversion frees stays with its process for the next allocations (no page faults to
+    take it back), where glibc would hand it back to the kernel at once."""
+    returned = {
+        mode: int(subprocess.run([sys.executable, "-c", FREE_200_MB, mode], capture_output=True, check=True).stdout)
+        for mode in ("keep", "glibc")
+    }
+    assert returned["glibc"] > 150 << 20 and returned["keep"] < 10 << 20, returned
 
 
 def test_a_child_gone_right_after_it_answered_is_no_crash(tmp_path, monkeypatch):
