@@ -159,12 +159,14 @@ def launch_lines(tx: Session, client: DagsterClient, order: Order, types: dict[s
             _refused(line, f"workflow {order.workflow!r} cannot run: {error}")
         return 0
     launched = 0
+    ids = [line.product_id for line in pending]  # one read for every line's product, not one a line
+    products_by_id = {p.id: p for p in tx.scalars(select(Product).where(Product.id.in_(ids)))} if ids else {}
     for group in [[line] for line in pending] if workflow else batches(pending, types):
         if group[0].output_type not in types:
             _refused(group[0], f"output type {group[0].output_type!r} no longer exists")
             continue
         output_type = types[group[0].output_type]
-        products = [tx.get(Product, line.product_id) for line in group]
+        products = [products_by_id[line.product_id] for line in group]
         try:
             if len(group) > 1:
                 batch_id = launch_batch(client, tenant, order, output_type, products)
