@@ -8,6 +8,11 @@ PORTAL := automat_pipeline/portal
 SYSTEM_PACKAGES := libegl1 libgl1 libglu1-mesa libgomp1 libsm6 libxi6 libxkbcommon0 libxrender1 libxxf86vm1 libxfixes3 \
 	nodejs chromium
 
+# PyPI downloads break off mid-file at times (CI lost the 374 MB bpy wheel at the same byte six times
+# in a row): pip resumes a broken download, and an install that still fails is tried again afresh.
+export PIP_RESUME_RETRIES := 20
+pip_install = for attempt in 1 2 3; do $(1) && exit 0; echo "pip failed (attempt $$attempt of 3)" >&2; sleep 30; done; exit 1
+
 .PHONY: setup portal system-packages docker-engine docker-images demo ui lint test test-fast test-faults bench clean
 
 setup: $(VENV)/.installed $(RENDER_VENV)/.installed portal
@@ -22,13 +27,13 @@ $(PORTAL)/node_modules/.installed: $(PORTAL)/package.json $(PORTAL)/package-lock
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	$(call pip_install,$(VENV)/bin/pip install --quiet -e '.[dev]')
 	touch $@
 
 $(RENDER_VENV)/.installed: blender/requirements.txt
 	$(PYTHON) -m venv $(RENDER_VENV)
 	$(RENDER_VENV)/bin/pip install --quiet --upgrade pip
-	$(RENDER_VENV)/bin/pip install --quiet -r blender/requirements.txt
+	$(call pip_install,$(RENDER_VENV)/bin/pip install --quiet -r blender/requirements.txt)
 	touch $@
 
 # Root only; the README lists the same packages for a manual install. Debian's npm only where no npm
