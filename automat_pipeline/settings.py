@@ -114,6 +114,13 @@ class Settings(BaseSettings):
         description="most products one media run makes: the upload sensor runs a burst of products in batches "
         "of consecutive ones (one run worker, OpenCascade forkserver and warm Blender each); 1: a run per product",
     )
+    conversions_at_once: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="STEP conversions one media run makes at once, each in its own isolated process within its "
+        "tenant's memory_mb; 0: one per CPU core the run's host gives it",
+    )
     smtp_url: SecretStr | None = Field(
         None,
         description="where notification e-mails go: `smtp://` (plain), `smtp+starttls://` (STARTTLS required) or "

@@ -8,6 +8,7 @@ others and fails naming it (``record_outcomes``, ``batch_failure``).
 """
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import TypeVar
 
@@ -44,19 +45,29 @@ def classified(context: AssetExecutionContext, step: str) -> Iterator[None]:
         raise failure(error) from raised
 
 
-def each_product(context: AssetExecutionContext, step: str, work: Callable[[str], T]) -> tuple[dict[str, T], dict]:
-    """``work`` for every product (partition) of the run: what it returned, and the ``AutomatError`` of
-    each product it failed for (logged as ``[step] <partition>: <class>: <reason>``); the others go on."""
+def each_product(
+    context: AssetExecutionContext, step: str, work: Callable[[str], T], at_once: int = 1
+) -> tuple[dict[str, T], dict]:
+    """``work`` for every product (partition) of the run, ``at_once`` at a time: what it returned, and
+    the ``AutomatError`` of each product it failed for (logged as ``[step] <partition>: <class>:
+    <reason>``); the others go on. ``work`` runs in a thread of its own when ``at_once`` > 1, so it
+    must not log: the results are gathered, and logged, here in the step's thread, in partition order."""
     done, failed = {}, {}
-    for key in context.partition_keys:
-        try:
-            done[key] = work(key)
-        except (AutomatError, OSError) as raised:
-            error = as_domain_error(raised)
-            if error is None:
+    with ThreadPoolExecutor(max_workers=at_once) as pool:
+        futures = {key: pool.submit(work, key) for key in context.partition_keys}
+        for key, future in futures.items():
+            try:
+                done[key] = future.result()
+            except (AutomatError, OSError) as raised:
+                error = as_domain_error(raised)
+                if error is None:
+                    pool.shutdown(cancel_futures=True)  # a bug: the products not started yet stay so
+                    raise
+                context.log.error(f"[{step}] {key}: {error}")
+                failed[key] = error
+            except BaseException:
+                pool.shutdown(cancel_futures=True)
                 raise
-            context.log.error(f"[{step}] {key}: {error}")
-            failed[key] = error
     return done, failed
 
 

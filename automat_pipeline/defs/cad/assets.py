@@ -1,6 +1,7 @@
 """CAD assets per tenant|product: the validated STEP upload, its metadata, its viewer and production GLBs."""
 
 import json
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -123,10 +124,20 @@ CHECKS = [
 def cad_conversion(context: AssetExecutionContext, database: Database, media: MediaStore):
     """Metadata, viewer GLB and production GLB in one isolated step per product: the STEP is read once.
 
-    A batch keeps one OpenCascade forkserver for all its products (started while step_file ran).
+    A batch keeps one OpenCascade forkserver for all its products (started while step_file ran), and
+    converts them on every core (AUTOMAT_CONVERSIONS_AT_ONCE), which cascadio's one call per file cannot.
     The asset checks of a batch pass when they pass for every product; their metadata name the others.
     """
-    done, failed = each_product(context, "cad_metadata", lambda key: _convert(context, database, media, key))
+    done, failed = each_product(
+        context,
+        "cad_metadata",
+        lambda key: _convert(context, database, media, key),
+        deployment_limits().conversions_at_once or len(os.sched_getaffinity(0)),
+    )
+    for key, (result, _, _) in done.items():
+        context.log.info(f"[cad_metadata] {key}: " + "; ".join(result.materials))  # one event, however many parts
+        for warning in result.warnings:
+            context.log.warning(f"[cad_metadata] {key}: {warning}")
     record_outcomes(context, {key: _metadata(*converted) for key, converted in done.items()}, failed)
     if not failed:
         for asset in ("cad_metadata", "glb_geometry", "glb_production"):
@@ -200,9 +211,6 @@ def _convert(context: AssetExecutionContext, database: Database, media: MediaSto
                 details=details,
             )
     (folder / "cad_metadata.json").write_text(json.dumps(result.as_dict(), indent=1))
-    context.log.info(f"[cad_metadata] {key}: " + "; ".join(result.materials))  # one event, however many parts
-    for warning in result.warnings:
-        context.log.warning(f"[cad_metadata] {key}: {warning}")
     return result, folder, wall
 
 
