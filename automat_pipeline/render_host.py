@@ -34,8 +34,8 @@ def warm(settings: Settings, timeout: float, status_file: Path | None = None) ->
     kernels compiled into the caches. The probe is recorded in ``render_hosts`` when a database is
     configured; ``status_file`` (the healthcheck's) is written last."""
     from automat_pipeline.bearings import CATALOGUE, write_step
-    from automat_pipeline.cad import convert_step
     from automat_pipeline.materials import ALIASES, FALLBACK, LIBRARY, MaterialResolver, for_blender
+    from automat_pipeline.opencascade import convert_step
 
     started = time.perf_counter()
     library = {m.name: m for m in LIBRARY}

@@ -112,8 +112,8 @@ def stats(png: Path) -> dict:
 def material_glbs(folder: Path) -> dict[str, Path]:
     """The simple part's production GLB carrying each shipped library material (the catalogue
     assigns it to the part), as the CAD stage writes it."""
-    from automat_pipeline.cad import convert_step
     from automat_pipeline.materials import ALIASES, LIBRARY, MaterialResolver
+    from automat_pipeline.opencascade import convert_step
 
     library = {m.name: m for m in LIBRARY}
     glbs = {}
@@ -150,8 +150,8 @@ MODELS = {
 
 def reference_glbs(folder: Path) -> dict[str, Path]:
     from automat_pipeline.bearings import CATALOGUE, write_step
-    from automat_pipeline.cad import convert_step
     from automat_pipeline.materials import ALIASES, LIBRARY, MaterialResolver
+    from automat_pipeline.opencascade import convert_step
 
     glbs = {}
     for name, (step, assigned) in MODELS.items():

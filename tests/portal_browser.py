@@ -126,8 +126,8 @@ def convert_bearing(folder: Path) -> Path:
     cad_metadata.json as the cad_conversion asset writes them (its cage resolves to no library
     material: the magenta fallback)."""
     from automat_pipeline.bearings import CATALOGUE, write_step
-    from automat_pipeline.cad import convert_step
     from automat_pipeline.materials import ALIASES, LIBRARY, MaterialResolver
+    from automat_pipeline.opencascade import convert_step
 
     step = write_step(CATALOGUE[0], folder / "source.step")
     resolver = MaterialResolver({m.name: m for m in LIBRARY}, ALIASES)

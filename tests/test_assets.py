@@ -1,15 +1,20 @@
 """The assets materialized for one partition on a real ephemeral instance, real PostgreSQL,
 the real converter and a real (small) Blender render."""
 
+import contextlib
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+from multiprocessing import forkserver
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import trimesh
 from conftest import STEP_FIXTURES, blender_processes
@@ -19,7 +24,7 @@ from PIL import Image
 from sqlalchemy import select, text
 from sqlalchemy.exc import ProgrammingError
 
-from automat_pipeline import cad, tags
+from automat_pipeline import opencascade, tags
 from automat_pipeline.db import repository
 from automat_pipeline.db.database import session
 from automat_pipeline.db.models import (
@@ -42,6 +47,7 @@ from automat_pipeline.defs.render.assets import blend_export, still, thumbnail, 
 from automat_pipeline.defs.resources import Blender, Database, MediaStore
 from automat_pipeline.defs.uploads.sensor import _continue_failed_batches
 from automat_pipeline.keys import tenant_of
+from automat_pipeline.settings import deployment_limits
 
 CATALOG = [product_catalog, catalog_report]
 MEDIA = [step_file, cad_conversion, thumbnail]
@@ -267,7 +273,7 @@ def converted(env, imported):
     with session(env["AUTOMAT_DATABASE_URL"]) as s:
         tenant = repository.tenant(s, "acme", create=False)
         resolver = repository.material_resolver(s, tenant, repository.product(s, tenant.id, "AS1"))
-    cad.convert_step(
+    opencascade.convert_step(
         STEP_FIXTURES / "occt-import-js" / "as1-oc-214.stp",
         folder / "model.glb",
         resolver=resolver,
@@ -537,3 +543,49 @@ def test_a_runs_unfiltered_query_sees_only_its_partitions_tenant(env, resources,
     assert seen["names"] == sorted(n.removesuffix(" (touched)") for n in acme_names) and "beta's" not in str(seen)
     assert seen["tenants"] == ["acme"] and seen["moved"] == len(acme_names)
     assert beta_name == "beta's secret bearing"  # untouched
+
+
+def test_a_batch_converts_its_products_on_every_core(env, resources, tenant_inbox, monkeypatch, request):
+    """A batch run makes AUTOMAT_CONVERSIONS_AT_ONCE conversions at a time, each in its own isolated
+    process (the forkserver's children, watched from here), and each product still gets its own
+    GLBs, metadata and record."""
+    book = Workbook()
+    book.active.append(["Sachnummer", "Produktname", "CAD-Datei"])
+    for n in range(1, 5):
+        book.active.append([f"M{n}", f"Screw {n}", "m6.step"])
+    book.save(tenant_inbox / "products.xlsx")
+    shutil.copyfile(STEP_FIXTURES / "build123d" / "M6-1x12-countersunk-screw.step", tenant_inbox / "m6.step")
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(tenant_partitions.name, ["acme"])
+    assert materialize(CATALOG, partition_key="acme", instance=instance, resources=resources).success
+    monkeypatch.setenv("AUTOMAT_CONVERSIONS_AT_ONCE", "2")
+    deployment_limits.cache_clear()
+    request.addfinalizer(deployment_limits.cache_clear)
+    peak, done = 0, threading.Event()
+
+    def watch() -> None:  # how many conversions run at once
+        nonlocal peak
+        while not done.is_set():
+            server = forkserver._forkserver._forkserver_pid
+            with contextlib.suppress(psutil.NoSuchProcess, ValueError):
+                peak = max(peak, len(psutil.Process(server).children()) if server else 0)
+            time.sleep(0.002)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        batch = {"dagster/asset_partition_range_start": "acme|M1", "dagster/asset_partition_range_end": "acme|M4"}
+        result = materialize([step_file, cad_conversion], instance=instance, resources=resources, tags=batch)
+    finally:
+        done.set()
+        watcher.join()
+    assert result.success and peak == 2
+    media = Path(env["AUTOMAT_MEDIA_DIR"]) / "acme"
+    triangles = {json.loads((media / f"M{n}" / "cad_metadata.json").read_text())["triangles"] for n in range(1, 5)}
+    assert len(triangles) == 1 and triangles.pop() > 1000  # the same file, converted four times alike
+    with session(env["AUTOMAT_DATABASE_URL"]) as s:
+        made = s.execute(
+            select(Product.pim_id, MediaAsset.path).join(MediaAsset).where(MediaAsset.asset == "glb_production")
+        ).all()
+    assert sorted(made) == [(f"M{n}", str(media / f"M{n}" / "production.glb")) for n in range(1, 5)]
+    assert instance.get_materialized_partitions(AssetKey("glb_production")) == {f"acme|M{n}" for n in range(1, 5)}

@@ -12,11 +12,12 @@ import trimesh
 from conftest import STEP_FIXTURES
 
 from automat_pipeline.bearings import CATALOGUE, write_step
-from automat_pipeline.cad import _write_production_glb, convert_isolated, convert_step, read_glb, sniff_step, write_glb
+from automat_pipeline.cad import _write_production_glb, convert_isolated, read_glb, sniff_step, write_glb
 from automat_pipeline.defs.cad.assets import check_glbs
 from automat_pipeline.embedded import REPO
 from automat_pipeline.errors import AutomatError
 from automat_pipeline.materials import ALIASES, LIBRARY, MaterialResolver
+from automat_pipeline.opencascade import convert_step
 
 SCREW = STEP_FIXTURES / "occt" / "screw.step"
 VENDORED = Path(__file__).parent / "fixtures" / "step"  # real files ../shared/fixtures lacks (SOURCES.tsv)

@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+from conftest import STEP_FIXTURES
+
 from automat_pipeline.workflows import STEP_GRAPH
 
 HEAVY = ("OCP", "trimesh", "dagster", "dagster_pipes", "numpy", "openpyxl", "python_calamine")
@@ -22,6 +24,20 @@ def test_importing_the_api_leaves_the_pipeline_out():
     assert "automat_pipeline.definitions" not in loaded and not any(
         m.startswith("automat_pipeline.defs") for m in loaded
     )
+
+
+def test_a_run_worker_leaves_opencascade_to_its_conversions():
+    """Loading the definitions (every run worker's start) imports no OpenCascade (0.6 s): only the
+    conversions' forkserver does, and a conversion still works from there."""
+    probe = (
+        "import sys, tempfile; from pathlib import Path; import automat_pipeline.definitions; "
+        "print('OCP' in sys.modules); from automat_pipeline.cad import convert_isolated; "
+        "print(convert_isolated(Path(sys.argv[1]), Path(tempfile.mkdtemp()) / 'm.glb').triangles > 0); "
+        "print('OCP' in sys.modules)"
+    )
+    step = STEP_FIXTURES / "cadquery" / "red_cube_blue_cylinder.step"
+    lines = subprocess.run([sys.executable, "-c", probe, str(step)], capture_output=True, text=True, check=True)
+    assert lines.stdout.split() == ["False", "True", "False"], lines.stderr[-2000:]
 
 
 def test_the_step_graph_file_is_the_definitions_asset_graph():

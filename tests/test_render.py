@@ -10,8 +10,8 @@ import pytest
 from conftest import STEP_FIXTURES, blender_processes
 from PIL import Image
 
-from automat_pipeline.cad import convert_step
 from automat_pipeline.embedded import REPO
+from automat_pipeline.opencascade import convert_step
 
 pytestmark = pytest.mark.slow
 

@@ -17,7 +17,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import ProgrammingError
 from test_assets import acme, set_output_type
 
-from automat_pipeline import cad
+from automat_pipeline import opencascade
 from automat_pipeline.api.deps import scoped_session
 from automat_pipeline.db import repository
 from automat_pipeline.db.database import session
@@ -160,7 +160,7 @@ def test_blender_pool_limit_1_serialises_blender_across_concurrent_runs(env, tmp
     for key in keys:
         folder = Path(env["AUTOMAT_MEDIA_DIR"]) / "acme" / key
         folder.mkdir(parents=True)
-        cad.convert_step(
+        opencascade.convert_step(
             STEP_FIXTURES / "occt-import-js" / "as1-oc-214.stp",
             folder / "model.glb",
             resolver=MaterialResolver(library, ALIASES),
