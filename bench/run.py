@@ -1,13 +1,15 @@
 """Benchmarks: prints a table per figure, writes ``bench/results/<name>.json`` and appends the
 summary to ``bench/results/<name>-runs.jsonl``.
 
-    .venv/bin/python bench/run.py [convert] [render] [look] [catalog] [api] [api_worker] [orders] [portal]
-                                  [scale] [incremental] [daemon] [notify] [hostile [--slice]] [faults]
+    .venv/bin/python bench/run.py [convert] [convert_batch] [render] [look] [catalog] [api] [api_worker]
+                                  [orders] [portal] [scale] [incremental] [daemon] [notify] [hostile [--slice]] [faults]
                                   (default: all)
 
 - convert:   STEP→GLB seconds per fixture file (read, transfer, mesh, metadata, write, other), triangles,
              bytes, peak memory, and cascadio on the same file at the same deflection, as shipped and
              with our conversion child's malloc settings (goal: <= 0.9x)
+- convert_batch: the same files as one media run converts them (every core), against cascadio one
+             file after another (goal: <= 0.9x) and in a pool on the same cores, in turns
 - render:    still seconds per engine at 256, 1024 and 2048 px (one cold Blender process each), the
              studio look and the look before it in turns, a 36-frame turntable, and thumbnail
              throughput of one process per thumbnail (cold) against one process rendering the whole
@@ -64,8 +66,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from automat_pipeline.blender import blender_command, render_args, run_blender  # noqa: E402
-from automat_pipeline.cad import KEPT_FREED_MEMORY, convert_isolated, convert_step, keep_freed_memory  # noqa: E402
+from automat_pipeline.cad import KEPT_FREED_MEMORY, convert_isolated, keep_freed_memory  # noqa: E402
 from automat_pipeline.errors import AutomatError  # noqa: E402
+from automat_pipeline.opencascade import convert_step  # noqa: E402
 from automat_pipeline.output_types import OutputType  # noqa: E402
 from automat_pipeline.settings import Settings  # noqa: E402
 
@@ -308,6 +311,109 @@ def bench_convert(out: Path) -> list[Path]:
     print(summary)
     save("convert", rows, summary)
     return glbs
+
+
+def batch_work(tool: str, at_once: str, out: str, deflections: str) -> None:
+    """Child-process body: the convertible fixtures as one batch, ``at_once`` at a time, warm (imports
+    done; for ours the forkserver started, as a run's step_file leaves it; cascadio's pool forked after
+    its import), timed from the first conversion to the last; prints JSON. Ours is what a media run's
+    cad_conversion step does (``convert_isolated`` in ``each_product``'s threads); cascadio converts
+    at our deflection per file, in this process one after another (``at_once`` 1) or in a pool of
+    ``at_once`` processes: the same cores for the same files, its best use."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    files = [(Path(step), deflection) for step, deflection in json.loads(deflections)]
+    at_once, folder = int(at_once), Path(out)
+    if tool == "ours":
+        from automat_pipeline.materials import ALIASES, LIBRARY, MaterialResolver
+
+        resolver = MaterialResolver({m.name: m for m in LIBRARY}, ALIASES)
+        convert_isolated(files[0][0], folder / "warm.glb")
+
+        def one(job: tuple[int, Path]):
+            number, step = job
+            glb = folder / f"{number}.glb"
+            return convert_isolated(step, glb, resolver=resolver, production_path=glb.with_suffix(".prod.glb"))
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=at_once) as pool:
+            triangles = sum(r.triangles for r in pool.map(one, enumerate(step for step, _ in files)))
+        print(json.dumps({"seconds": time.perf_counter() - started, "triangles": triangles}))
+        return
+    import multiprocessing
+
+    import cascadio  # noqa: F401  (warm: before the timing, and before the pool forks)
+
+    jobs = [(str(step), str(folder / f"{n}.cascadio.glb"), deflection) for n, (step, deflection) in enumerate(files)]
+    started = time.perf_counter()
+    if at_once == 1:
+        for job in jobs:
+            _cascadio(*job)
+    else:
+        with multiprocessing.get_context("fork").Pool(at_once) as pool:
+            pool.starmap(_cascadio, jobs, chunksize=1)
+    print(json.dumps({"seconds": time.perf_counter() - started}))
+
+
+def _cascadio(step: str, glb: str, deflection: float) -> None:
+    import cascadio  # imported before the pool forks
+
+    cascadio.step_to_glb(step, glb, tol_linear=deflection, tol_angular=0.5, tol_relative=False)
+
+
+def bench_convert_batch(out: Path, rounds: int = 5) -> None:
+    """The convertible fixtures as one media run converts them, on every core, against cascadio one file
+    after another (the issue's figure, goal: <= 0.9x) and cascadio in a pool on the same cores (like
+    for like), and ours one at a time: in turns, each in a fresh process, the order turned each round."""
+    at_once = len(os.sched_getaffinity(0))
+    fixtures = convertible_fixtures()
+    with tempfile.TemporaryDirectory() as tmp:  # our deflection per file, which cascadio is given
+        deflections = [(str(p), convert_isolated(p, Path(tmp) / "d.glb").linear_deflection_mm) for p in fixtures]
+    variants = [("ours", at_once), ("cascadio", 1), ("cascadio", at_once), ("ours", 1)]
+    rows = []
+    for round_ in range(rounds):
+        for tool, n in variants if round_ % 2 == 0 else variants[::-1]:
+            with tempfile.TemporaryDirectory(dir=out) as where:
+                done = subprocess.run(  # with -c, as bench_convert's isolation_cost: see there
+                    [
+                        sys.executable,
+                        "-c",
+                        "import sys; sys.path.insert(0, sys.argv[1]); import run; run.batch_work(*sys.argv[2:])",
+                        str(Path(__file__).parent),
+                        tool,
+                        str(n),
+                        where,
+                        json.dumps(deflections),
+                    ],
+                    stdout=subprocess.PIPE,
+                    text=True,
+                    check=True,
+                )
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            rows.append({"round": round_, "tool": tool, "at_once": n, "load": os.getloadavg()[0], **result})
+            print(f"round {round_} {tool:8s} {n} at once {result['seconds']:7.3f} s", flush=True)
+
+    def median(tool: str, n: int) -> float:
+        values = sorted(r["seconds"] for r in rows if r["tool"] == tool and r["at_once"] == n)
+        return values[len(values) // 2]
+
+    ours, serial = median("ours", at_once), median("ours", 1)
+    loop, pool = median("cascadio", 1), median("cascadio", at_once)
+    summary = {
+        "files": len(fixtures),
+        "cores": at_once,
+        "rounds": rounds,
+        "ours_seconds": round(ours, 3),
+        "ours_one_at_a_time_seconds": round(serial, 3),
+        "cascadio_one_after_another_seconds": round(loop, 3),
+        "cascadio_pool_seconds": round(pool, 3),
+        "ratio_to_cascadio": round(ours / loop, 3),
+        "ratio_to_cascadio_pool": round(ours / pool, 3),
+        "ratio_one_at_a_time_to_cascadio": round(serial / loop, 3),
+        "triangles": sorted({r["triangles"] for r in rows if "triangles" in r}),
+    }
+    print(summary)
+    save("convert_batch", rows, summary)
 
 
 ENGINES = ("workbench", "eevee", "cycles")
@@ -2231,6 +2337,7 @@ def main() -> None:
     options = dict((a[2:].split("=", 1) + [""])[:2] for a in sys.argv[1:] if a.startswith("--"))  # --flag, --key=v
     wanted = {a for a in sys.argv[1:] if not a.startswith("--")} or {
         "convert",
+        "convert_batch",
         "render",
         "look",
         "catalog",
@@ -2249,6 +2356,8 @@ def main() -> None:
         out = Path(tmp)
         if "convert" in wanted:
             bench_convert(out)
+        if "convert_batch" in wanted:
+            bench_convert_batch(out)
         if "render" in wanted:
             bench_render(out)
         if "look" in wanted:
