@@ -5,6 +5,7 @@ faults on the whole stack: tests/test_faults.py."""
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -188,6 +189,31 @@ def test_a_write_that_fails_leaves_nothing_of_what_its_writer_wrote_beside_it(tm
         (partial.parent / "model.bin.tmp").write_bytes(b"half a buffer")
         raise OSError(28, "No space left on device")
     assert not output.exists() and not (tmp_path / "media" / "acme" / ".partial" / "run-1").exists()
+
+
+def test_a_batchs_writers_in_threads_never_trip_over_each_others_folders(tmp_path):
+    """A batch's conversions write at once, each under the run's ``.partial`` folder, which the one
+    that finishes removes when it is empty: another's folders are made again, never lost."""
+    media = MediaStore(uploads_dir=str(tmp_path / "uploads"), media_dir=str(tmp_path / "media"))
+    errors = []
+
+    def writer(n: int) -> None:
+        for i in range(300):
+            output = media.product_dir("acme", f"P{n}-{i}") / "model.glb"
+            try:
+                with media.writing("run-1", output) as [partial]:
+                    partial.write_bytes(b"glTF")
+            except OSError as error:
+                errors.append(error)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(list((tmp_path / "media" / "acme").glob("*/model.glb"))) == 8 * 300
+    assert not (tmp_path / "media" / "acme" / ".partial" / "run-1").exists()
 
 
 @pytest.fixture

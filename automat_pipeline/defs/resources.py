@@ -108,7 +108,7 @@ class MediaStore(ConfigurableResource):
         for output in outputs:
             tenant, *rest = Path(output).resolve().relative_to(media).parts
             partials.append(media / tenant / PARTIAL / run_id / Path(*rest))
-            partials[-1].parent.mkdir(parents=True, exist_ok=True)
+            _make_folder(partials[-1].parent)
         try:
             yield partials
         except BaseException:
@@ -131,6 +131,18 @@ class MediaStore(ConfigurableResource):
 
 
 PARTIAL = ".partial"  # no tenant or product key starts with a dot
+
+
+def _make_folder(folder: Path) -> None:
+    """``folder`` and its parents. A writer of the same run finishing in another thread (a batch's
+    conversions run at once) may ``_tidy`` away the run's folder between two of mkdir's steps:
+    then the folders are made again."""
+    for _ in range(10):
+        try:
+            return folder.mkdir(parents=True, exist_ok=True)
+        except (FileNotFoundError, FileExistsError):  # a parent gone; or made, then gone, at once
+            continue
+    folder.mkdir(parents=True, exist_ok=True)
 
 
 def _tidy(folder: Path) -> None:
