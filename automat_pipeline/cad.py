@@ -21,6 +21,7 @@ import os
 import re
 import resource
 import struct
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from multiprocessing import forkserver
@@ -113,8 +114,10 @@ def convert_isolated(
     timeout_seconds: float = 300,
     memory_mb: int = 4096,
     name: str | None = None,
+    cancelled: threading.Event | None = None,
 ) -> Conversion:
-    """``convert_step`` in a child process, killed past ``timeout_seconds`` or ``memory_mb`` of RSS.
+    """``convert_step`` in a child process, killed past ``timeout_seconds`` or ``memory_mb`` of RSS,
+    or once ``cancelled`` is set (its run was terminated while another thread waits here).
 
     A forkserver child: OpenCascade is imported once in the server, so each conversion costs a
     fork (about 25 ms, bench/run.py), not an interpreter start, and shares no thread or lock with
@@ -133,6 +136,8 @@ def convert_isolated(
         while not receive.poll(0.05):
             if time.monotonic() > deadline:
                 raise AutomatError("timeout", f"{name}: conversion took over {timeout_seconds:g} s")
+            if cancelled is not None and cancelled.is_set():
+                raise AutomatError("cancelled", f"{name}: the run was terminated while it converted")
             try:
                 rss = psutil.Process(child.pid).memory_info().rss
             except psutil.NoSuchProcess:  # it has exited: its answer, if it sent one, is in the pipe

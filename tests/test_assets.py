@@ -589,3 +589,61 @@ def test_a_batch_converts_its_products_on_every_core(env, resources, tenant_inbo
         ).all()
     assert sorted(made) == [(f"M{n}", str(media / f"M{n}" / "production.glb")) for n in range(1, 5)]
     assert instance.get_materialized_partitions(AssetKey("glb_production")) == {f"acme|M{n}" for n in range(1, 5)}
+
+
+TERMINATED_BATCH = """
+from dagster import DagsterInstance, materialize
+from automat_pipeline.definitions import defs
+from automat_pipeline.defs.cad.assets import cad_conversion, step_file
+instance = DagsterInstance.ephemeral()
+instance.add_dynamic_partitions("products", [f"acme|M{n}" for n in range(1, 5)])
+batch = {"dagster/asset_partition_range_start": "acme|M1", "dagster/asset_partition_range_end": "acme|M4"}
+materialize([step_file, cad_conversion], instance=instance, resources=defs.resources, tags=batch)
+"""
+
+
+def conversions(run: subprocess.Popen) -> list[psutil.Process]:
+    """The conversion children of a run worker's forkserver."""
+    found = []
+    for process in psutil.Process(run.pid).children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if "forkserver" in " ".join(process.parent().cmdline()):
+                found.append(process)
+    return found
+
+
+@pytest.mark.slow
+def test_a_terminated_batch_run_stops_every_conversion_under_way(env, resources, tenant_inbox):
+    """Terminating a batch run while two conversions run ends both at once, not when they are done,
+    and converts none of the products that had not started."""
+    book = Workbook()
+    book.active.append(["Sachnummer", "Produktname", "CAD-Datei"])
+    for n in range(1, 5):
+        book.active.append([f"M{n}", f"Screw {n}", "m6.step"])
+    book.save(tenant_inbox / "products.xlsx")
+    shutil.copyfile(STEP_FIXTURES / "build123d" / "M6-1x12-countersunk-screw.step", tenant_inbox / "m6.step")
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(tenant_partitions.name, ["acme"])
+    assert materialize(CATALOG, partition_key="acme", instance=instance, resources=resources).success
+    with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():  # meshing this fine takes the screw ~10 s
+        fine = {"relative_deflection": 0.000001, "min_deflection_mm": 0.0002, "angular_deflection": 0.05}
+        repository.tenant(s, "acme", create=False).settings = {"cad": fine}
+    run = subprocess.Popen(
+        [sys.executable, "-c", TERMINATED_BATCH],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env, "AUTOMAT_CONVERSIONS_AT_ONCE": "2"},
+    )
+    deadline = time.monotonic() + 120
+    while len(conversions(run)) < 2:
+        assert time.monotonic() < deadline and run.poll() is None, "the batch never converted two at once"
+        time.sleep(0.1)
+    under_way = conversions(run)
+    run.send_signal(signal.SIGINT)  # what terminating a Dagster run does to its run worker
+    signalled = time.monotonic()
+    gone, alive = psutil.wait_procs(under_way, timeout=5)
+    assert alive == [] and time.monotonic() - signalled < 5, "the conversions ran on after the run was terminated"
+    run.wait(timeout=60)
+    media = Path(env["AUTOMAT_MEDIA_DIR"]) / "acme"
+    assert not any((media / f"M{n}" / "model.glb").exists() for n in range(1, 5))

@@ -46,12 +46,17 @@ def classified(context: AssetExecutionContext, step: str) -> Iterator[None]:
 
 
 def each_product(
-    context: AssetExecutionContext, step: str, work: Callable[[str], T], at_once: int = 1
+    context: AssetExecutionContext,
+    step: str,
+    work: Callable[[str], T],
+    at_once: int = 1,
+    stop: Callable[[], None] | None = None,
 ) -> tuple[dict[str, T], dict]:
     """``work`` for every product (partition) of the run, ``at_once`` at a time: what it returned, and
     the ``AutomatError`` of each product it failed for (logged as ``[step] <partition>: <class>:
-    <reason>``); the others go on. ``work`` runs in a thread of its own when ``at_once`` > 1, so it
-    must not log: the results are gathered, and logged, here in the step's thread, in partition order."""
+    <reason>``); the others go on. ``work`` runs in threads, so it must not log: the results are
+    gathered, and logged, here in the step's thread, in partition order. When the step is
+    interrupted (its run terminated), ``stop`` tells the work under way to end now, not when done."""
     done, failed = {}, {}
     with ThreadPoolExecutor(max_workers=at_once) as pool:
         futures = {key: pool.submit(work, key) for key in context.partition_keys}
@@ -66,6 +71,8 @@ def each_product(
                 context.log.error(f"[{step}] {key}: {error}")
                 failed[key] = error
             except BaseException:
+                if stop is not None:
+                    stop()
                 pool.shutdown(cancel_futures=True)
                 raise
     return done, failed

@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -128,11 +129,13 @@ def cad_conversion(context: AssetExecutionContext, database: Database, media: Me
     converts them on every core (AUTOMAT_CONVERSIONS_AT_ONCE), which cascadio's one call per file cannot.
     The asset checks of a batch pass when they pass for every product; their metadata name the others.
     """
+    cancelled = threading.Event()  # the run was terminated: every conversion under way ends
     done, failed = each_product(
         context,
         "cad_metadata",
-        lambda key: _convert(context, database, media, key),
+        lambda key: _convert(context, database, media, key, cancelled),
         deployment_limits().conversions_at_once or len(os.sched_getaffinity(0)),
+        stop=cancelled.set,
     )
     for key, (result, _, _) in done.items():
         context.log.info(f"[cad_metadata] {key}: " + "; ".join(result.materials))  # one event, however many parts
@@ -152,7 +155,9 @@ def cad_conversion(context: AssetExecutionContext, database: Database, media: Me
         raise batch_failure("conversions_failed", "conversions", failed, len(context.partition_keys))
 
 
-def _convert(context: AssetExecutionContext, database: Database, media: MediaStore, key: str):
+def _convert(
+    context: AssetExecutionContext, database: Database, media: MediaStore, key: str, cancelled: threading.Event
+):
     """One product's conversion, isolated; a failure is recorded with its upload, which stays in the inbox."""
     with database.session(tenant_of(key)) as session:
         tenant, product = repository.tenant_and_product(session, key)
@@ -175,6 +180,7 @@ def _convert(context: AssetExecutionContext, database: Database, media: MediaSto
                 timeout_seconds=settings.timeout_seconds,
                 memory_mb=settings.memory_mb,
                 name=upload.name,  # reasons and fallback names say the upload's name, not source.step
+                cancelled=cancelled,
             )
     except AutomatError as error:
         with database.session(tenant.slug) as session:
