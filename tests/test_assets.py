@@ -545,10 +545,9 @@ def test_a_runs_unfiltered_query_sees_only_its_partitions_tenant(env, resources,
     assert beta_name == "beta's secret bearing"  # untouched
 
 
-def test_a_batch_converts_its_products_on_every_core(env, resources, tenant_inbox, monkeypatch, request):
-    """A batch run makes AUTOMAT_CONVERSIONS_AT_ONCE conversions at a time, each in its own isolated
-    process (the forkserver's children, watched from here), and each product still gets its own
-    GLBs, metadata and record."""
+@pytest.fixture
+def screws(resources, tenant_inbox):
+    """Four products M1..M4 imported, each naming the same M6 screw's STEP file; the instance."""
     book = Workbook()
     book.active.append(["Sachnummer", "Produktname", "CAD-Datei"])
     for n in range(1, 5):
@@ -558,6 +557,13 @@ def test_a_batch_converts_its_products_on_every_core(env, resources, tenant_inbo
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(tenant_partitions.name, ["acme"])
     assert materialize(CATALOG, partition_key="acme", instance=instance, resources=resources).success
+    return instance
+
+
+def test_a_batch_converts_its_products_on_every_core(env, resources, screws, monkeypatch, request):
+    """A batch run makes AUTOMAT_CONVERSIONS_AT_ONCE conversions at a time, each in its own isolated
+    process (the forkserver's children, watched from here), and each product still gets its own
+    GLBs, metadata and record."""
     monkeypatch.setenv("AUTOMAT_CONVERSIONS_AT_ONCE", "2")
     deployment_limits.cache_clear()
     request.addfinalizer(deployment_limits.cache_clear)
@@ -575,7 +581,7 @@ def test_a_batch_converts_its_products_on_every_core(env, resources, tenant_inbo
     watcher.start()
     try:
         batch = {"dagster/asset_partition_range_start": "acme|M1", "dagster/asset_partition_range_end": "acme|M4"}
-        result = materialize([step_file, cad_conversion], instance=instance, resources=resources, tags=batch)
+        result = materialize([step_file, cad_conversion], instance=screws, resources=resources, tags=batch)
     finally:
         done.set()
         watcher.join()
@@ -588,7 +594,7 @@ def test_a_batch_converts_its_products_on_every_core(env, resources, tenant_inbo
             select(Product.pim_id, MediaAsset.path).join(MediaAsset).where(MediaAsset.asset == "glb_production")
         ).all()
     assert sorted(made) == [(f"M{n}", str(media / f"M{n}" / "production.glb")) for n in range(1, 5)]
-    assert instance.get_materialized_partitions(AssetKey("glb_production")) == {f"acme|M{n}" for n in range(1, 5)}
+    assert screws.get_materialized_partitions(AssetKey("glb_production")) == {f"acme|M{n}" for n in range(1, 5)}
 
 
 TERMINATED_BATCH = """
@@ -613,18 +619,9 @@ def conversions(run: subprocess.Popen) -> list[psutil.Process]:
 
 
 @pytest.mark.slow
-def test_a_terminated_batch_run_stops_every_conversion_under_way(env, resources, tenant_inbox):
+def test_a_terminated_batch_run_stops_every_conversion_under_way(env, screws):
     """Terminating a batch run while two conversions run ends both at once, not when they are done,
     and converts none of the products that had not started."""
-    book = Workbook()
-    book.active.append(["Sachnummer", "Produktname", "CAD-Datei"])
-    for n in range(1, 5):
-        book.active.append([f"M{n}", f"Screw {n}", "m6.step"])
-    book.save(tenant_inbox / "products.xlsx")
-    shutil.copyfile(STEP_FIXTURES / "build123d" / "M6-1x12-countersunk-screw.step", tenant_inbox / "m6.step")
-    instance = DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions(tenant_partitions.name, ["acme"])
-    assert materialize(CATALOG, partition_key="acme", instance=instance, resources=resources).success
     with session(env["AUTOMAT_DATABASE_URL"]) as s, s.begin():  # meshing this fine takes the screw ~10 s
         fine = {"relative_deflection": 0.000001, "min_deflection_mm": 0.0002, "angular_deflection": 0.05}
         repository.tenant(s, "acme", create=False).settings = {"cad": fine}
