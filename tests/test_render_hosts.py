@@ -6,6 +6,9 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -24,6 +27,7 @@ from automat_pipeline.db.database import session
 from automat_pipeline.db.models import RenderHost, Tenant
 from automat_pipeline.defs.render.assets import still
 from automat_pipeline.embedded import REPO, api_url, database_url
+from automat_pipeline.instance.storage import PooledPostgresStorage
 from automat_pipeline.materials import ALIASES, LIBRARY, MaterialResolver
 
 HOST = "test-host"
@@ -131,16 +135,44 @@ with DagsterInstance.get() as instance:
 """
 
 
-@pytest.mark.slow
-def test_blender_pool_limit_1_serialises_blender_across_concurrent_runs(env, tmp_path):
-    """Two runs at once on a real instance (PostgreSQL storage) whose ``blender`` pool allows one
-    step: both runs are alive together, their Blender renders (by the times Blender reports) never."""
+@pytest.fixture
+def dagster_storage_url(env, monkeypatch):
+    """A fresh Dagster storage database on the test server, named as the shipped instance reads it."""
     server = env["AUTOMAT_DATABASE_URL"].replace("/automat_test?", "/postgres?")
-    storage = database_url(server, "dagster_pool_test").replace("+psycopg:", "+psycopg2:")
+    name = f"dagster_pool_{os.getpid()}_{time.monotonic_ns()}"
+    url = database_url(server, name).replace("+psycopg:", "+psycopg2:")
+    monkeypatch.setenv("AUTOMAT_DAGSTER_STORAGE_URL", url)
+    return url
+
+
+def test_a_pool_slot_is_claimed_by_one_of_many_steps_claiming_at_once(dagster_storage_url):
+    """Eight steps in eight processes' storages claim the one slot of a pool at the same moment, twenty
+    times over: each time exactly one gets it. dagster-postgres's claim let up to four through."""
+    storages = [PooledPostgresStorage(dagster_storage_url) for _ in range(8)]
+    storages[0].event_log_storage.set_concurrency_slots("blender", 1)
+    claimed_per_round = []
+
+    def claim(start: threading.Barrier, storage: PooledPostgresStorage, run_id: str):
+        start.wait()
+        return storage.event_log_storage.claim_concurrency_slot("blender", run_id, "still")
+
+    for round in range(20):
+        start, run_ids = threading.Barrier(len(storages)), [f"run-{round}-{step}" for step in range(len(storages))]
+        with ThreadPoolExecutor(len(storages)) as threads:
+            statuses = list(threads.map(claim, [start] * len(storages), storages, run_ids))
+        claimed_per_round.append(sum(status.is_claimed for status in statuses))
+        for run_id in run_ids:
+            storages[0].event_log_storage.free_concurrency_slots_for_run(run_id)
+    assert claimed_per_round == [1] * 20
+
+
+@pytest.mark.slow
+def test_blender_pool_limit_1_serialises_blender_across_concurrent_runs(env, dagster_storage_url, tmp_path):
+    """Two runs at once on a real instance (the shipped PostgreSQL storage) whose ``blender`` pool allows
+    one step: both runs are alive together, their Blender renders (by the times Blender reports) never."""
     home = tmp_path / "dagster_home"
     home.mkdir()
     instance_yaml = yaml.safe_load((REPO / "dagster.yaml").read_text())
-    instance_yaml["storage"] = {"postgres": {"postgres_url": storage}}
     del instance_yaml["run_coordinator"]
     (home / "dagster.yaml").write_text(yaml.safe_dump(instance_yaml))
     acme(env["AUTOMAT_DATABASE_URL"])

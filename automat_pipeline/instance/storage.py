@@ -1,4 +1,5 @@
-"""Dagster's PostgreSQL storage, with a small connection pool in every process that uses it.
+"""Dagster's PostgreSQL storage, with a small connection pool in every process that uses it, and pool
+slots that admit no more steps than the pool's limit.
 
 dagster-postgres opens a new connection for every storage call (SQLAlchemy's NullPool), except in
 the webserver: about five per Dagster event. A run worker storing a batch's events spent a quarter
@@ -10,16 +11,54 @@ The instance names this class in ``dagster.yaml``.
 
 from __future__ import annotations
 
+from dagster._core.storage.event_log.base import ConcurrencyClaimStatus
 from dagster_postgres import DagsterPostgresStorage
+from dagster_postgres.event_log import PostgresEventLogStorage
+from dagster_postgres.run_storage import PostgresRunStorage
+from dagster_postgres.schedule_storage import PostgresScheduleStorage
 from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
+from sqlalchemy import text
 
 POOL_RECYCLE_SECONDS = 3600
 OVERFLOW = 10  # connections beyond the pooled one while calls overlap, closed when they end
 
 
+class PoolSafeEventLogStorage(PostgresEventLogStorage):
+    """Each pool's slot claims one at a time, across processes.
+
+    dagster-postgres claims a slot with a ``SELECT … FOR UPDATE SKIP LOCKED`` and an ``UPDATE`` on an
+    autocommit connection, so the row lock ends with the ``SELECT``: steps claiming at the same moment
+    all take the same free slot. With the ``blender`` pool at 1, up to four of eight simultaneous
+    claims succeeded (tests/test_render_hosts.py), and two Blenders rendered on a host sized for one.
+    A session advisory lock per pool, held around Dagster's own claim, makes the claim exclusive.
+    """
+
+    def claim_concurrency_slot(
+        self, concurrency_key: str, run_id: str, step_key: str, priority: int | None = None
+    ) -> ConcurrencyClaimStatus:
+        with self.index_connection() as conn:
+            lock = {"pool": f"dagster-pool:{concurrency_key}"}
+            conn.execute(text("SELECT pg_advisory_lock(hashtext(:pool))"), lock)
+            try:
+                return super().claim_concurrency_slot(concurrency_key, run_id, step_key, priority)
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(hashtext(:pool))"), lock)
+
+
 class PooledPostgresStorage(DagsterPostgresStorage):
     def __init__(self, postgres_url: str, should_autocreate_tables: bool = True, inst_data=None, token_provider=None):
-        super().__init__(postgres_url, should_autocreate_tables, inst_data, token_provider)
+        # dagster-postgres's three storages, made here rather than by its constructor so that the
+        # event log is the pool-safe one (each storage made costs connections at every process start).
+        self.postgres_url = postgres_url
+        self.should_autocreate_tables = should_autocreate_tables
+        self._inst_data = inst_data
+        self._run_storage = PostgresRunStorage(postgres_url, should_autocreate_tables, token_provider=token_provider)
+        self._event_log_storage = PoolSafeEventLogStorage(
+            postgres_url, should_autocreate_tables, token_provider=token_provider
+        )
+        self._schedule_storage = PostgresScheduleStorage(
+            postgres_url, should_autocreate_tables, token_provider=token_provider
+        )
         for storage in (self._run_storage, self._event_log_storage, self._schedule_storage):
             # The webserver's pool: a held connection, no statement time-out (0) in run workers and the daemon.
             storage.optimize_for_webserver(
