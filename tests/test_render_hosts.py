@@ -166,6 +166,37 @@ def test_a_pool_slot_is_claimed_by_one_of_many_steps_claiming_at_once(dagster_st
     assert claimed_per_round == [1] * 20
 
 
+def shipped_instance(home: Path, pool_default_limit: int) -> DagsterInstance:
+    """The shipped instance (dagster.yaml, its storage) with this pool default, without the run queue."""
+    home.mkdir(exist_ok=True)
+    config = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    del config["run_coordinator"]
+    config["concurrency"]["pools"]["default_limit"] = pool_default_limit
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+    return DagsterInstance.from_config(str(home))
+
+
+def test_steps_first_using_a_pool_at_once_all_go_on_and_a_new_default_applies(dagster_storage_url, tmp_path):
+    """Six processes' steps use the ``blender`` pool for the first time at the same moment: each gets
+    the default limit set up without an error (dagster-postgres failed all but one of them with
+    InFailedSqlTransaction), and the pool has its two slots. A new default in dagster.yaml applies."""
+    instances = [shipped_instance(tmp_path / "home", 2) for _ in range(6)]
+    start = threading.Barrier(len(instances))
+
+    def first_use(instance: DagsterInstance) -> None:
+        start.wait()
+        instance.event_log_storage.initialize_concurrency_limit_to_default("blender")
+
+    with ThreadPoolExecutor(len(instances)) as threads:
+        list(threads.map(first_use, instances))
+    assert instances[0].event_log_storage.get_concurrency_info("blender").slot_count == 2
+    with shipped_instance(tmp_path / "home-3", 3) as instance:
+        instance.event_log_storage.initialize_concurrency_limit_to_default("blender")
+        assert instance.event_log_storage.get_concurrency_info("blender").slot_count == 3
+    for instance in instances:
+        instance.dispose()
+
+
 @pytest.mark.slow
 def test_blender_pool_limit_1_serialises_blender_across_concurrent_runs(env, dagster_storage_url, tmp_path):
     """Two runs at once on a real instance (the shipped PostgreSQL storage) whose ``blender`` pool allows

@@ -1,5 +1,5 @@
-"""Dagster's PostgreSQL storage, with a small connection pool in every process that uses it, and pool
-slots that admit no more steps than the pool's limit.
+"""Dagster's PostgreSQL storage, with a small connection pool in every process that uses it, and pools
+(``blender``) that admit no more steps than their limit.
 
 dagster-postgres opens a new connection for every storage call (SQLAlchemy's NullPool), except in
 the webserver: about five per Dagster event. A run worker storing a batch's events spent a quarter
@@ -11,38 +11,66 @@ The instance names this class in ``dagster.yaml``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from dagster._core.storage.event_log.base import ConcurrencyClaimStatus
+from dagster._core.storage.event_log.schema import ConcurrencyLimitsTable
 from dagster_postgres import DagsterPostgresStorage
 from dagster_postgres.event_log import PostgresEventLogStorage
 from dagster_postgres.run_storage import PostgresRunStorage
 from dagster_postgres.schedule_storage import PostgresScheduleStorage
 from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
 from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import insert
 
 POOL_RECYCLE_SECONDS = 3600
 OVERFLOW = 10  # connections beyond the pooled one while calls overlap, closed when they end
 
 
 class PoolSafeEventLogStorage(PostgresEventLogStorage):
-    """Each pool's slot claims one at a time, across processes.
+    """A pool's slots change one step or one process at a time.
 
-    dagster-postgres claims a slot with a ``SELECT … FOR UPDATE SKIP LOCKED`` and an ``UPDATE`` on an
-    autocommit connection, so the row lock ends with the ``SELECT``: steps claiming at the same moment
-    all take the same free slot. With the ``blender`` pool at 1, up to four of eight simultaneous
-    claims succeeded (tests/test_render_hosts.py), and two Blenders rendered on a host sized for one.
-    A session advisory lock per pool, held around Dagster's own claim, makes the claim exclusive.
+    dagster-postgres runs a pool's bookkeeping on autocommit connections, so it races:
+    - A claim is a ``SELECT … FOR UPDATE SKIP LOCKED`` and an ``UPDATE``, and the row lock ends with
+      the ``SELECT``: steps claiming at the same moment all took the one free slot (up to four of
+      eight with the ``blender`` pool at 1; two Blenders rendered on a host sized for one).
+    - A pool's first use writes its default limit with ``INSERT``, and on a duplicate ``UPDATE``s in
+      the transaction the failed ``INSERT`` aborted: when two steps first used a pool at once, or
+      after ``default_limit`` changed in ``dagster.yaml``, the step failed with
+      ``InFailedSqlTransaction``.
+    A session advisory lock per pool is held around both, and the limit is written as an upsert.
     """
+
+    @contextmanager
+    def _pool_locked(self, pool: str) -> Iterator[None]:
+        with self.index_connection() as conn:
+            lock = {"pool": f"dagster-pool:{pool}"}
+            conn.execute(text("SELECT pg_advisory_lock(hashtext(:pool))"), lock)
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(hashtext(:pool))"), lock)
 
     def claim_concurrency_slot(
         self, concurrency_key: str, run_id: str, step_key: str, priority: int | None = None
     ) -> ConcurrencyClaimStatus:
-        with self.index_connection() as conn:
-            lock = {"pool": f"dagster-pool:{concurrency_key}"}
-            conn.execute(text("SELECT pg_advisory_lock(hashtext(:pool))"), lock)
-            try:
-                return super().claim_concurrency_slot(concurrency_key, run_id, step_key, priority)
-            finally:
-                conn.execute(text("SELECT pg_advisory_unlock(hashtext(:pool))"), lock)
+        with self._pool_locked(concurrency_key):
+            return super().claim_concurrency_slot(concurrency_key, run_id, step_key, priority)
+
+    def initialize_concurrency_limit_to_default(self, concurrency_key: str) -> bool:
+        default_limit = self._instance.global_op_concurrency_default_limit if self.has_instance else None
+        if default_limit is None or not (self.has_concurrency_limits_table and self.has_default_pool_limit_col):
+            return super().initialize_concurrency_limit_to_default(concurrency_key)
+        self._reconcile_concurrency_limits_from_slots()
+        with self._pool_locked(concurrency_key), self.index_transaction() as conn:
+            conn.execute(
+                insert(ConcurrencyLimitsTable)
+                .values(concurrency_key=concurrency_key, limit=default_limit, using_default_limit=True)
+                .on_conflict_do_update(index_elements=["concurrency_key"], set_={"limit": default_limit})
+            )
+            self._allocate_concurrency_slots(conn, concurrency_key, default_limit)
+        return True
 
 
 class PooledPostgresStorage(DagsterPostgresStorage):
