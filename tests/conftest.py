@@ -106,9 +106,10 @@ def blender_processes(marker: str) -> list[psutil.Process]:
 
 def fresh_home_env(home: Path) -> dict[str, str]:
     """This process's environment for a child on its own AUTOMAT_HOME: no AUTOMAT_/DAGSTER_ settings
-    inherited, so it starts its own embedded PostgreSQL and Dagster instance there."""
+    inherited, so it starts its own embedded PostgreSQL and Dagster instance there; only where the
+    fixtures are stays, so that the child and the test agree on whether they are present."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOMAT_", "DAGSTER_"))}
-    return env | {"AUTOMAT_HOME": str(home)}
+    return env | {"AUTOMAT_HOME": str(home), "AUTOMAT_FIXTURES_DIR": str(FIXTURES)}
 
 
 # The API on the real database as its role: two tenants, a user of every role.
