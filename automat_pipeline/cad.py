@@ -203,7 +203,7 @@ def _child(send, memory_mb: int, name: str, *args) -> None:
         send.close()
 
 
-def _write_production_glb(viewer: Path, path: Path, materials: dict[str, Material]) -> int:
+def write_production_glb(viewer: Path, path: Path, materials: dict[str, Material]) -> int:
     """The GLB OpenCascade wrote with each part's (node's) primitives on its library material, named
     after it. (Colours OpenCascade finds on the shapes would win over a material it is given.)
 

@@ -52,7 +52,7 @@ from OCP.XCAFDoc import (
     XCAFDoc_VisMaterialPBR,
 )
 
-from automat_pipeline.cad import Conversion, Part, _write_production_glb, sniff_step
+from automat_pipeline.cad import Conversion, Part, sniff_step, write_production_glb
 from automat_pipeline.errors import AutomatError, disk_full
 from automat_pipeline.materials import Material, MaterialResolver
 from automat_pipeline.tenant_settings import CadSettings
@@ -154,7 +154,7 @@ def convert_step(
         decisions = [resolver.resolve(p.name) for p in parts]
         for part, decision in zip(parts, decisions, strict=True):
             part.material, part.material_source = decision.material, decision.source
-        glb_bytes = _write_production_glb(glb_path, glb_path, {d.part: resolver.library[d.material] for d in decisions})
+        glb_bytes = write_production_glb(glb_path, glb_path, {d.part: resolver.library[d.material] for d in decisions})
         if production_path is not None:
             shutil.copyfile(glb_path, production_path)
             production_bytes = glb_bytes

@@ -12,7 +12,7 @@ import trimesh
 from conftest import STEP_FIXTURES
 
 from automat_pipeline.bearings import CATALOGUE, write_step
-from automat_pipeline.cad import _write_production_glb, convert_isolated, read_glb, sniff_step, write_glb
+from automat_pipeline.cad import convert_isolated, read_glb, sniff_step, write_glb, write_production_glb
 from automat_pipeline.defs.cad.assets import check_glbs
 from automat_pipeline.embedded import REPO
 from automat_pipeline.errors import AutomatError
@@ -190,7 +190,7 @@ def test_production_glb_splits_a_mesh_shared_by_parts_on_different_materials(tmp
         for name in ("SCHAEFFLER_010101_Steel-Bare", "SCHAEFFLER_020201_Brass-Cage")
     )
     materials = {n["name"]: steel for n in document["nodes"] if "mesh" in n} | {"rod_1": brass}
-    _write_production_glb(tmp_path / "shared.glb", tmp_path / "p.glb", materials)
+    write_production_glb(tmp_path / "shared.glb", tmp_path / "p.glb", materials)
     production, _ = read_glb(tmp_path / "p.glb")
     on = {n["name"]: production["meshes"][n["mesh"]] for n in production["nodes"] if "mesh" in n}
     assert on["nut_1"]["primitives"][0]["indices"] == on["rod_1"]["primitives"][0]["indices"]
