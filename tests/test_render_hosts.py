@@ -146,8 +146,9 @@ def dagster_storage_url(env, monkeypatch):
 
 
 def test_a_pool_slot_is_claimed_by_one_of_many_steps_claiming_at_once(dagster_storage_url):
-    """Eight steps in eight processes' storages claim the one slot of a pool at the same moment, twenty
-    times over: each time exactly one gets it. dagster-postgres's claim let up to four through."""
+    """Eight steps, each through its own storage as eight run workers would, claim the one slot of a
+    pool at the same moment, twenty times over: each time exactly one gets it. dagster-postgres's claim
+    let up to four through."""
     storages = [PooledPostgresStorage(dagster_storage_url) for _ in range(8)]
     storages[0].event_log_storage.set_concurrency_slots("blender", 1)
     claimed_per_round = []
@@ -166,20 +167,23 @@ def test_a_pool_slot_is_claimed_by_one_of_many_steps_claiming_at_once(dagster_st
     assert claimed_per_round == [1] * 20
 
 
-def shipped_instance(home: Path, pool_default_limit: int) -> DagsterInstance:
-    """The shipped instance (dagster.yaml, its storage) with this pool default, without the run queue."""
+def shipped_instance(home: Path, pool_default_limit: int | None = None) -> DagsterInstance:
+    """The shipped instance (dagster.yaml, its storage) in ``home``, without the run queue; with another
+    pool default if one is given."""
     home.mkdir(exist_ok=True)
     config = yaml.safe_load((REPO / "dagster.yaml").read_text())
     del config["run_coordinator"]
-    config["concurrency"]["pools"]["default_limit"] = pool_default_limit
+    if pool_default_limit is not None:
+        config["concurrency"]["pools"]["default_limit"] = pool_default_limit
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
     return DagsterInstance.from_config(str(home))
 
 
 def test_steps_first_using_a_pool_at_once_all_go_on_and_a_new_default_applies(dagster_storage_url, tmp_path):
-    """Six processes' steps use the ``blender`` pool for the first time at the same moment: each gets
-    the default limit set up without an error (dagster-postgres failed all but one of them with
-    InFailedSqlTransaction), and the pool has its two slots. A new default in dagster.yaml applies."""
+    """Six instances' steps (as six run workers') use the ``blender`` pool for the first time at the
+    same moment: each gets the default limit set up without an error (dagster-postgres failed all but
+    one of them with InFailedSqlTransaction), and the pool has its two slots. A new default in
+    dagster.yaml applies."""
     instances = [shipped_instance(tmp_path / "home", 2) for _ in range(6)]
     start = threading.Barrier(len(instances))
 
@@ -202,10 +206,6 @@ def test_blender_pool_limit_1_serialises_blender_across_concurrent_runs(env, dag
     """Two runs at once on a real instance (the shipped PostgreSQL storage) whose ``blender`` pool allows
     one step: both runs are alive together, their Blender renders (by the times Blender reports) never."""
     home = tmp_path / "dagster_home"
-    home.mkdir()
-    instance_yaml = yaml.safe_load((REPO / "dagster.yaml").read_text())
-    del instance_yaml["run_coordinator"]
-    (home / "dagster.yaml").write_text(yaml.safe_dump(instance_yaml))
     acme(env["AUTOMAT_DATABASE_URL"])
     set_output_type(env["AUTOMAT_DATABASE_URL"], "still-web", kind="still", resolution=64, samples=16)
     keys = ["P1", "P2"]
@@ -230,7 +230,7 @@ def test_blender_pool_limit_1_serialises_blender_across_concurrent_runs(env, dag
             production_path=folder / "production.glb",
         )
     child_env = {**os.environ, "DAGSTER_HOME": str(home)}
-    with DagsterInstance.from_config(str(home)) as instance:
+    with shipped_instance(home) as instance:
         instance.add_dynamic_partitions("products", [f"acme|{key}" for key in keys])
         instance.event_log_storage.set_concurrency_slots("blender", 1)
         runs = [
