@@ -4,7 +4,7 @@ OpenCascade sees a file, the conversion in an isolated child process, and the GL
 ``convert_isolated`` runs the conversion (``opencascade.convert_step``) in a child process with a
 wall-time and a memory limit: OpenCascade can hang, eat memory or crash on bad geometry, and none of
 that may take the run worker down. The children fork from a server that has imported OpenCascade;
-the run worker itself never does (0.6 s of every run's start).
+the run worker itself never does (1.2 s of every run's start, bench/results/worker_imports.json).
 
 Failure classes: not_step, truncated, too_large, no_geometry, damaged_geometry, timeout,
 out_of_memory. The schema a file declares decides nothing: OpenCascade translates the shape

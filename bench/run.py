@@ -1,8 +1,9 @@
 """Benchmarks: prints a table per figure, writes ``bench/results/<name>.json`` and appends the
 summary to ``bench/results/<name>-runs.jsonl``.
 
-    .venv/bin/python bench/run.py [convert] [convert_batch] [render] [look] [catalog] [api] [api_worker]
-                                  [orders] [portal] [scale] [incremental] [daemon] [notify] [hostile [--slice]] [faults]
+    .venv/bin/python bench/run.py [convert] [convert_batch] [worker_imports] [render] [look] [catalog] [api]
+                                  [api_worker] [orders] [portal] [scale] [incremental] [daemon] [notify]
+                                  [hostile [--slice]] [faults]
                                   (default: all)
 
 - convert:   STEP→GLB seconds per fixture file (read, transfer, mesh, metadata, write, other), triangles,
@@ -10,6 +11,9 @@ summary to ``bench/results/<name>-runs.jsonl``.
              with our conversion child's malloc settings (goal: <= 0.9x)
 - convert_batch: the same files as one media run converts them (every core), against cascadio one
              file after another (goal: <= 0.9x) and in a pool on the same cores, in turns
+- worker_imports: what every run worker imports at its start (the definitions), as shipped and with
+             OpenCascade as well (as before conversions left it to their forkserver), beside a bare
+             interpreter start, in turns, each in a fresh process
 - render:    still seconds per engine at 256, 1024 and 2048 px (one cold Blender process each), the
              studio look and the look before it in turns, a 36-frame turntable, and thumbnail
              throughput of one process per thumbnail (cold) against one process rendering the whole
@@ -414,6 +418,43 @@ def bench_convert_batch(out: Path, rounds: int = 5) -> None:
     }
     print(summary)
     save("convert_batch", rows, summary)
+
+
+WORKER_IMPORTS = {
+    "bare": "pass",
+    "definitions": "import automat_pipeline.definitions",
+    "definitions_and_opencascade": "import automat_pipeline.definitions, automat_pipeline.opencascade",
+}
+
+
+def bench_worker_imports(rounds: int = 10) -> None:
+    """A run worker's imports at its start, as shipped ("definitions") and with OpenCascade too, as
+    every worker paid before the conversion moved to ``opencascade.py``; beside a bare interpreter
+    start. Each a fresh process, in turns, the order turned each round."""
+    rows = []
+    for round_ in range(rounds):
+        for what, code in WORKER_IMPORTS.items() if round_ % 2 == 0 else reversed(WORKER_IMPORTS.items()):
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+            seconds = time.perf_counter() - started
+            rows.append({"round": round_, "what": what, "seconds": seconds, "load": os.getloadavg()[0]})
+
+    def median(what: str) -> float:
+        values = sorted(r["seconds"] for r in rows if r["what"] == what)
+        return values[len(values) // 2]
+
+    bare, shipped, before = (median(what) for what in WORKER_IMPORTS)
+    summary = {
+        "rounds": rounds,
+        "bare_seconds": round(bare, 3),
+        "definitions_seconds": round(shipped, 3),
+        "definitions_and_opencascade_seconds": round(before, 3),
+        "opencascade_seconds_saved": round(before - shipped, 3),
+        "ratio_to_before": round(shipped / before, 3),
+        "ratio_to_bare": round(shipped / bare, 3),
+    }
+    print(summary)
+    save("worker_imports", rows, summary)
 
 
 ENGINES = ("workbench", "eevee", "cycles")
@@ -2338,6 +2379,7 @@ def main() -> None:
     wanted = {a for a in sys.argv[1:] if not a.startswith("--")} or {
         "convert",
         "convert_batch",
+        "worker_imports",
         "render",
         "look",
         "catalog",
@@ -2358,6 +2400,8 @@ def main() -> None:
             bench_convert(out)
         if "convert_batch" in wanted:
             bench_convert_batch(out)
+        if "worker_imports" in wanted:
+            bench_worker_imports()
         if "render" in wanted:
             bench_render(out)
         if "look" in wanted:

@@ -27,7 +27,7 @@ def test_importing_the_api_leaves_the_pipeline_out():
 
 
 def test_a_run_worker_leaves_opencascade_to_its_conversions():
-    """Loading the definitions (every run worker's start) imports no OpenCascade (0.6 s): only the
+    """Loading the definitions (every run worker's start) imports no OpenCascade (1.2 s): only the
     conversions' forkserver does, and a conversion still works from there."""
     probe = (
         "import sys, tempfile; from pathlib import Path; import automat_pipeline.definitions; "
